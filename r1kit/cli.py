@@ -1,0 +1,131 @@
+"""The `r1kit` command line: thin typer wiring, one command per stage.
+
+Each stage module under r1kit/stages/ holds a `Config` dataclass (the single
+source of defaults and help text), a `run(config)` function and a docstring
+whose first line is the command's summary. The flags of a command are built
+from the dataclass fields here, so nothing about a stage's options is written
+twice. Stage modules import torch only inside `run`, which keeps `--help` fast.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import inspect
+import os
+import sys
+import typing
+from typing import Any, List, Optional
+
+import typer
+
+from r1kit import __version__
+from r1kit.config import base_type, build_config, field_types, flag_name
+from r1kit.errors import R1kitError
+
+# command name -> module. A command is registered once its stage exists.
+STAGES: dict[str, str] = {
+    "data arithmetic": "r1kit.stages.data",
+    "sft": "r1kit.stages.sft",
+}
+
+app = typer.Typer(
+    name="r1kit",
+    help="DeepSeek-R1 and Kimi k1.5 reasoning-RL recipes as composable stages. "
+    "Each command reads HuggingFace datasets/checkpoints and writes a new output directory.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+_groups: dict[str, typer.Typer] = {}
+
+
+def _param_for(field: dataclasses.Field, tp: Any) -> inspect.Parameter:
+    inner, _ = base_type(tp)
+    help_text = field.metadata.get("help", "")
+    choices = field.metadata.get("choices")
+    default = field.default if field.default is not dataclasses.MISSING else field.default_factory()  # type: ignore[misc]
+    if choices:
+        help_text += f" One of: {', '.join(choices)}."
+    if default not in ("", None, []):
+        help_text += f" [default: {default}]"
+    name = "--" + flag_name(field.name)
+    if inner is bool:
+        annotation: Any = Optional[bool]
+        opt = typer.Option(None, f"{name}/--no-{flag_name(field.name)}", help=help_text, show_default=False)
+    elif typing.get_origin(inner) is list:
+        (item,) = typing.get_args(inner) or (str,)
+        annotation = Optional[List[item]]  # type: ignore[valid-type]
+        opt = typer.Option(None, name, help=help_text + " Repeat the flag for several values.", show_default=False)
+    elif typing.get_origin(inner) is dict:
+        annotation = Optional[str]
+        opt = typer.Option(None, name, help=help_text + " (YAML mapping; set it in --config)", hidden=True)
+    else:
+        annotation = Optional[inner]
+        metavar = field.metadata.get("metavar") or {int: "INT", float: "FLOAT"}.get(inner, "TEXT")
+        opt = typer.Option(None, name, help=help_text, show_default=False, metavar=metavar)
+    return inspect.Parameter(field.name, inspect.Parameter.KEYWORD_ONLY, default=opt, annotation=annotation)
+
+
+def _make_command(module_name: str):
+    module = importlib.import_module(module_name)
+    cls = module.Config
+    hints = field_types(cls)
+    params = [
+        inspect.Parameter(
+            "config",
+            inspect.Parameter.KEYWORD_ONLY,
+            default=typer.Option(None, "--config", help="YAML file of options; flags override it."),
+            annotation=Optional[str],
+        )
+    ]
+    params += [_param_for(f, hints[f.name]) for f in dataclasses.fields(cls) if typing.get_origin(base_type(hints[f.name])[0]) is not dict]
+
+    def command(**kwargs: Any) -> None:
+        config_file = kwargs.pop("config", None)
+        try:
+            cfg = build_config(cls, config_file, kwargs)
+            module.run(cfg)
+        except R1kitError as exc:
+            if os.environ.get("R1KIT_DEBUG") == "1":
+                raise
+            print(f"r1kit: error: {exc}", file=sys.stderr)
+            raise typer.Exit(2) from None
+
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    command.__doc__ = module.__doc__
+    return command
+
+
+def _register() -> None:
+    for name, module_name in STAGES.items():
+        parts = name.split()
+        target = app
+        if len(parts) == 2:
+            if parts[0] not in _groups:
+                _groups[parts[0]] = typer.Typer(help=f"Support commands: {parts[0]}.", no_args_is_help=True)
+                app.add_typer(_groups[parts[0]], name=parts[0])
+            target = _groups[parts[0]]
+        target.command(parts[-1])(_make_command(module_name))
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        print(f"r1kit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Optional[bool] = typer.Option(None, "--version", callback=_version_callback, is_eager=True, help="Show the version."),
+) -> None:
+    pass
+
+
+_register()
+
+
+def main() -> None:
+    """Run the CLI. User mistakes print one line and exit 2 (traceback with R1KIT_DEBUG=1)."""
+    app()

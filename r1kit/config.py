@@ -1,0 +1,165 @@
+"""Stage configuration: typed dataclasses, one source of defaults and help text.
+
+Every stage declares a dataclass whose fields carry their default and help
+text (`option`). One precedence rule holds everywhere:
+
+    built-in defaults  <  --config file.yaml  <  command-line flags
+
+Unknown keys in a YAML file are an error, never silently ignored. The CLI
+builds its flags from these fields (r1kit/cli.py), so a field added here
+appears on the command line with its help text and nothing else to edit.
+This module must stay light: `r1kit --help` imports it without torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+from r1kit.errors import R1kitError
+
+
+def option(default: Any, help: str, *, choices: tuple[str, ...] | None = None, metavar: str | None = None):
+    """A config field with its default and help text (shown by `--help`)."""
+    meta = {"help": help, "choices": choices, "metavar": metavar}
+    if isinstance(default, (list, dict)):
+        return dataclasses.field(default_factory=lambda d=default: type(d)(d), metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+@dataclasses.dataclass
+class StageConfig:
+    """Fields every stage has. Subclasses add their own and override `validate`."""
+
+    output: str = option("", "Output directory (written atomically; refused if it exists unless --overwrite).")
+    overwrite: bool = option(False, "Replace an existing output directory.")
+    seed: int = option(0, "Random seed for sampling, shuffling and initialisation.")
+
+    def validate(self) -> None:
+        """Raise R1kitError for values that cannot work. Called before any model loads."""
+        if not self.output:
+            raise R1kitError("--output is required: the directory this stage writes")
+        for f in dataclasses.fields(self):
+            choices = f.metadata.get("choices")
+            value = getattr(self, f.name)
+            if choices and value is not None and value not in choices:
+                raise R1kitError(
+                    f"--{flag_name(f.name)} {value!r} is not one of {', '.join(choices)}"
+                    + did_you_mean(str(value), choices)
+                )
+
+
+def flag_name(field_name: str) -> str:
+    return field_name.replace("_", "-")
+
+
+def did_you_mean(name: str, valid: typing.Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(valid), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def base_type(tp: Any) -> tuple[Any, bool]:
+    """(inner type, is_optional) for `X | None` / Optional[X]."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0], True
+    return tp, False
+
+
+def coerce(name: str, value: Any, tp: Any) -> Any:
+    """Convert a YAML or flag value to the field's declared type, or raise R1kitError."""
+    inner, optional = base_type(tp)
+    if value is None:
+        if optional:
+            return None
+        raise R1kitError(f"{flag_name(name)} must not be empty")
+    origin = typing.get_origin(inner)
+    try:
+        if origin is list:
+            (item,) = typing.get_args(inner) or (str,)
+            if isinstance(value, (str, int, float)):
+                value = [value]
+            return [coerce(name, v, item) for v in value]
+        if origin is dict:
+            if not isinstance(value, dict):
+                raise ValueError("expected a mapping")
+            return dict(value)
+        if inner is bool:
+            if isinstance(value, str):
+                low = value.lower()
+                if low in ("1", "true", "yes", "on"):
+                    return True
+                if low in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError(value)
+            return bool(value)
+        if inner is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(value)
+        if inner is float:
+            return float(value)
+        if inner is str:
+            return str(value)
+    except (TypeError, ValueError) as exc:
+        raise R1kitError(f"{flag_name(name)}: cannot read {value!r} as {getattr(inner, '__name__', inner)}") from exc
+    return value
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise R1kitError(f"config file {p} does not exist")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise R1kitError(f"config file {p} is not valid YAML: {str(exc).splitlines()[0]}") from exc
+    if not isinstance(data, dict):
+        raise R1kitError(f"config file {p} must hold a mapping of option names to values")
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def build_config(cls: type, config_file: str | None = None, flags: dict[str, Any] | None = None):
+    """Resolve a stage config: defaults < YAML file < flags (None means 'not given')."""
+    hints = field_types(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    values: dict[str, Any] = {}
+    if config_file:
+        for key, value in read_yaml(config_file).items():
+            if key not in names:
+                raise R1kitError(
+                    f"unknown key {key!r} in {config_file}{did_you_mean(key, names)}; "
+                    f"valid keys: {', '.join(names)}"
+                )
+            values[key] = coerce(key, value, hints[key])
+    for key, value in (flags or {}).items():
+        if key not in names:
+            raise R1kitError(f"unknown option {flag_name(key)!r}{did_you_mean(key, names)}")
+        if value is None or value == [] or value == ():
+            continue
+        values[key] = coerce(key, value, hints[key])
+    cfg = cls(**values)
+    cfg.validate()
+    return cfg
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def write_yaml(cfg: Any, path: Path) -> None:
+    import yaml
+
+    path.write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False, allow_unicode=True))

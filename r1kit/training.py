@@ -1,0 +1,106 @@
+"""Pieces every training stage shares: device choice, trainer arguments, resume, metrics.
+
+r1kit trains with trl's trainers. This module holds what would otherwise be
+repeated in each stage: the arguments that depend on the hardware (CPU runs
+need `use_cpu=True, bf16=False`), where trainer checkpoints live, how
+`--resume` finds one, and the callback that mirrors trainer logs into the
+stage's `metrics.jsonl` and a rich progress line.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+from r1kit.errors import R1kitError
+
+
+def has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def hardware_args() -> dict[str, Any]:
+    """Trainer arguments that depend on the machine: bf16 on a GPU that has it, plain fp32 on a CPU."""
+    import torch
+
+    if torch.cuda.is_available():
+        return {"use_cpu": False, "bf16": torch.cuda.is_bf16_supported(), "fp16": False}
+    return {"use_cpu": True, "bf16": False, "fp16": False}
+
+
+def resolve_resume(resume: str, checkpoints_dir: Path) -> str | None:
+    """`--resume` value -> a trainer checkpoint folder, or None to start fresh.
+
+    "" starts fresh; "auto" takes the newest checkpoint-N in the run's own
+    checkpoint folder (kept from an interrupted run) and starts fresh when
+    there is none; any other value is a checkpoint-N folder or a folder
+    holding them.
+    """
+    if not resume:
+        return None
+    if resume == "auto":
+        return latest_checkpoint(checkpoints_dir)
+    path = Path(resume)
+    if not path.exists():
+        raise R1kitError(f"--resume {resume}: no such folder (give a checkpoint-N folder, a folder holding them, or 'auto')")
+    if (path / "trainer_state.json").is_file():
+        return str(path)
+    for candidate in (path, path / "checkpoints"):
+        found = latest_checkpoint(candidate)
+        if found:
+            return found
+    raise R1kitError(f"--resume {resume}: no trainer checkpoint (checkpoint-N with trainer_state.json) found there")
+
+
+def latest_checkpoint(folder: Path) -> str | None:
+    if not folder.is_dir():
+        return None
+    steps = []
+    for p in folder.iterdir():
+        m = re.fullmatch(r"checkpoint-(\d+)", p.name)
+        if m and (p / "trainer_state.json").is_file():
+            steps.append((int(m.group(1)), p))
+    return str(max(steps)[1]) if steps else None
+
+
+def lora_config(r: int, alpha: int, dropout: float, target: str):
+    from peft import LoraConfig
+
+    targets: Any = "all-linear" if target == "all-linear" else [t.strip() for t in target.split(",") if t.strip()]
+    return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, task_type="CAUSAL_LM")
+
+
+def make_metrics_callback(out, *, total_steps: int | None = None, title: str = "training"):
+    """A TrainerCallback that appends every trainer log to metrics.jsonl and shows rich progress."""
+    from rich.console import Console
+    from transformers import TrainerCallback
+
+    console = Console(stderr=True)
+
+    class _MetricsCallback(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not logs or not state.is_world_process_zero:
+                return
+            record = {"step": state.global_step, **{k: _finite(v) for k, v in logs.items()}}
+            out.log(record)
+            shown = {k: v for k, v in record.items() if k in SHOWN_KEYS and isinstance(v, (int, float))}
+            steps = f"{state.global_step}/{state.max_steps or total_steps or '?'}"
+            console.print(f"[bold]{title}[/] step {steps} " + " ".join(f"{k}={v:.4g}" for k, v in shown.items()))
+
+    return _MetricsCallback()
+
+
+SHOWN_KEYS = (
+    "loss", "train_loss", "reward", "reward_std", "kl", "entropy", "rewards/accuracy/mean",
+    "completions/mean_length", "learning_rate", "mean_token_accuracy", "rewards/chosen", "rewards/accuracies",
+)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
