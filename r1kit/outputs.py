@@ -35,6 +35,15 @@ METRICS = "metrics.jsonl"
 CHECKPOINTS = "checkpoints"
 
 
+def is_main_process() -> bool:
+    """Rank 0 of a distributed run (accelerate/torchrun set RANK), or a plain single process.
+
+    Only the main process creates, logs to and publishes the output directory;
+    the other ranks take part in training and in collective saves only.
+    """
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def partial_dir(output: str | Path) -> Path:
     out = Path(output)
     return out.parent / f".{out.name}.partial"
@@ -79,7 +88,9 @@ class StageOutput:
         return self.path / CHECKPOINTS
 
     def log(self, record: dict[str, Any]) -> None:
-        """Append one metrics record (JSON line) to metrics.jsonl."""
+        """Append one metrics record (JSON line) to metrics.jsonl (main process only)."""
+        if not is_main_process():
+            return
         line = json.dumps({"time": round(time.time() - self.started, 3), **record}, default=_jsonable)
         with open(self.path / METRICS, "a") as fh:
             fh.write(line + "\n")
@@ -148,6 +159,9 @@ def stage_output(
     final = Path(cfg.output)
     check_output_free(final, cfg.overwrite)
     out = StageOutput(final, stage, cfg, inputs or {})
+    if not is_main_process():
+        yield out
+        return
     if out.path.exists() and not (resume and has_trainer_checkpoint(out.path)):
         shutil.rmtree(out.path)
     out.path.mkdir(parents=True, exist_ok=True)

@@ -95,7 +95,7 @@ def to_prompt_completion(ds, cfg: Config):
 def run(cfg: Config):
     from r1kit.data import load_dataset_any
     from r1kit.models import load_model_and_tokenizer, resolve_checkpoint_dir, save_model
-    from r1kit.outputs import check_output_free, stage_output
+    from r1kit.outputs import check_output_free, is_main_process, stage_output
 
     check_output_free(cfg.output, cfg.overwrite)
     resolve_checkpoint_dir(cfg.model)
@@ -149,10 +149,12 @@ def run(cfg: Config):
         )
         with out.timed("train"):
             result = trainer.train(resume_from_checkpoint=resolve_resume(cfg.resume, out.checkpoints_dir))
-        model = trainer.model
         if cfg.lora and cfg.merge_lora:
-            model = model.merge_and_unload()
-        save_model(model, tokenizer, out.model_dir)
+            if is_main_process():
+                save_model(trainer.model.merge_and_unload(), tokenizer, out.model_dir)
+        else:
+            # Trainer.save_model gathers sharded (ZeRO-3 / FSDP) weights and writes on rank 0 only.
+            trainer.save_model(str(out.model_dir))
         out.log({"event": "summary", **result.metrics, "train_rows": len(ds)})
         out.extra["train_rows"] = len(ds)
         out.extra["global_step"] = trainer.state.global_step
