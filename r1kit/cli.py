@@ -27,6 +27,12 @@ from r1kit.errors import R1kitError
 STAGES: dict[str, str] = {
     "data arithmetic": "r1kit.stages.data",
     "sft": "r1kit.stages.sft",
+    "grpo": "r1kit.stages.grpo",
+    "merge": "r1kit.stages.merge",
+    "evaluate": "r1kit.stages.evaluate",
+    "rejection-sample": "r1kit.stages.rejection_sample",
+    "distill": "r1kit.stages.distill",
+    "dpo-shorten": "r1kit.stages.dpo_shorten",
 }
 
 app = typer.Typer(
@@ -128,4 +134,7 @@ _register()
 
 def main() -> None:
     """Run the CLI. User mistakes print one line and exit 2 (traceback with R1KIT_DEBUG=1)."""
+    # Per-operation progress bars of datasets would drown r1kit's own progress lines.
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     app()

@@ -124,7 +124,7 @@ def run(cfg: Config):
             learning_rate=cfg.learning_rate,
             lr_scheduler_type="cosine_with_min_lr" if cfg.lr_scheduler == "cosine" else cfg.lr_scheduler,
             lr_scheduler_kwargs={"min_lr_rate": cfg.min_lr_ratio} if cfg.lr_scheduler == "cosine" else {},
-            warmup_ratio=cfg.warmup_ratio,
+            warmup_steps=cfg.warmup_ratio,  # transformers 5 reads a float < 1 as a ratio
             weight_decay=cfg.weight_decay,
             max_length=cfg.max_length,
             packing=cfg.packing,

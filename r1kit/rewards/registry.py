@@ -1,0 +1,224 @@
+"""The reward registry: names on the command line -> reward functions, weights and columns.
+
+A spec is "name", "name=weight", or a dotted path to your own function with trl's reward
+signature: "pkg.mod:func", "pkg.mod.func", either with "=weight". Entries are "module:attr"
+strings imported only when resolved, so listing or checking rewards imports nothing heavy and the
+code rewards can live in their own module.
+
+Parameters for factory rewards come from one dict the stage builds from its flags; each reward
+takes the keys it knows and ignores the rest:
+
+| name           | parameters (default)                                           | columns |
+|----------------|----------------------------------------------------------------|---------|
+| accuracy       | extract ("auto")                                               | answer (task optional) |
+| format         | prefill (""): text the chat template puts after the prompt     | - |
+| think_format   | prefill ("")                                                   | - |
+| tag_count      | prefill ("")                                                   | - |
+| language       | lang (None: the `lang` column), window (5)                     | lang, unless lang is given |
+| length         | warmup_steps (0), correctness ("accuracy"), group_size (None)  | answer (correct with correctness="column") |
+| overlong       | max_len, cache_len (required, tokens)                          | - |
+| repetition     | ngram (3), max_penalty (1.0)                                   | - |
+| code           | (none)                                                         | tests |
+| code_pass_rate | (none)                                                         | tests |
+| reward_model   | checkpoint (required), batch_size (8), device (None)           | - |
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import inspect
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from r1kit.errors import R1kitError
+
+
+@dataclass(frozen=True)
+class RewardEntry:
+    target: str  # "module:attr"
+    factory: bool = False  # attr builds the reward from parameters
+    columns: frozenset[str] = field(default_factory=frozenset)
+    required: tuple[str, ...] = ()  # parameters without a default
+    help: str = ""
+
+
+@dataclass(frozen=True)
+class RewardSpec:
+    name: str
+    fn: Callable
+    weight: float = 1.0
+
+
+_M = "r1kit.rewards."
+REWARDS: dict[str, RewardEntry] = {
+    "accuracy": RewardEntry(_M + "accuracy:make_accuracy_reward", True, frozenset({"answer"}),
+                            help="1 if the final answer matches the gold (math-verify / numbers / choice)"),
+    "format": RewardEntry(_M + "format:format_reward", columns=frozenset(),
+                          help="1 if the completion follows the R1-Zero <think>/<answer> template"),
+    "think_format": RewardEntry(_M + "format:think_format_reward",
+                                help="1 for <think>...</think> followed by a non-empty answer"),
+    "tag_count": RewardEntry(_M + "format:tag_count_reward", help="0.25 per template tag used exactly once"),
+    "language": RewardEntry(_M + "language:make_language_reward", True, frozenset({"lang"}),
+                            help="share of chain-of-thought words in the target language (R1)"),
+    "length": RewardEntry(_M + "length:make_length_reward", True, frozenset({"answer"}),
+                          help="Kimi k1.5 length reward over the samples of one prompt"),
+    "overlong": RewardEntry(_M + "overlong:make_overlong_reward", True, required=("max_len", "cache_len"),
+                            help="DAPO soft overlong punishment"),
+    "repetition": RewardEntry(_M + "repetition:make_repetition_reward", True,
+                              help="-max_penalty * share of repeated word n-grams"),
+    "code": RewardEntry(_M + "code:code_reward", columns=frozenset({"tests"}),
+                        help="1 if the code passes all its tests (sandboxed)"),
+    "code_pass_rate": RewardEntry(_M + "code:code_pass_rate", columns=frozenset({"tests"}),
+                                  help="share of the tests the code passes (sandboxed)"),
+    "reward_model": RewardEntry(_M + "reward_model:make_reward_model_reward", True, required=("checkpoint",),
+                                help="score of a sequence-classification reward model"),
+}
+_PREFILL_REWARDS = {"format", "think_format", "tag_count"}
+
+
+def _unknown(name: str) -> R1kitError:
+    close = difflib.get_close_matches(name, REWARDS, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return R1kitError(f"unknown reward {name!r}.{hint} Valid names: {', '.join(REWARDS)}, "
+                      f"or a dotted path such as my_pkg.rewards:my_reward")
+
+
+def _split_spec(spec: str) -> tuple[str, float]:
+    name, sep, weight_text = spec.strip().partition("=")
+    name = name.strip()
+    if not name:
+        raise R1kitError(f"empty reward spec {spec!r}; write NAME or NAME=WEIGHT, e.g. accuracy=1")
+    if not sep:
+        return name, 1.0
+    try:
+        weight = float(weight_text)
+    except ValueError:
+        raise R1kitError(f"reward weight in {spec!r} is not a number; write NAME=WEIGHT, e.g. format=0.5") from None
+    if not math.isfinite(weight):
+        raise R1kitError(f"reward weight in {spec!r} must be finite")
+    return name, weight
+
+
+def _import(target: str, what: str) -> Any:
+    module_name, _, attr = target.partition(":") if ":" in target else target.rpartition(".")
+    if not module_name or not attr:
+        raise R1kitError(f"{what}: {target!r} is not a dotted path; write pkg.module:function")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise R1kitError(f"{what}: cannot import {module_name!r} ({e})") from e
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise R1kitError(f"{what}: module {module_name!r} has no attribute {attr!r}") from None
+
+
+def _build(name: str, entry: RewardEntry, params: dict) -> Callable:
+    obj = _import(entry.target, f"reward {name!r}")
+    if entry.factory:
+        missing = [p for p in entry.required if params.get(p) is None]
+        if missing:
+            raise R1kitError(f"reward {name!r} needs parameter(s) {', '.join(missing)}, which this stage did not "
+                             f"provide; use it from a stage that sets them or pass them in the reward parameters")
+        accepted = inspect.signature(obj).parameters
+        return obj(**{k: v for k, v in params.items() if k in accepted and v is not None})
+    if name in _PREFILL_REWARDS and params.get("prefill"):
+        prefill = params["prefill"]
+
+        def with_prefill(prompts=None, completions=(), completion_ids=None, **kwargs):
+            kwargs.setdefault("prefill", prefill)
+            return obj(prompts=prompts, completions=completions, completion_ids=completion_ids, **kwargs)
+
+        with_prefill.__name__ = obj.__name__
+        return with_prefill
+    return obj
+
+
+def _named(fn: Callable, name: str) -> Callable:
+    """fn under the registry name (trl logs each reward by its __name__)."""
+    if getattr(fn, "__name__", None) == name:
+        return fn
+    if inspect.iscoroutinefunction(fn):  # keep trl's async path for async rewards
+
+        async def named(*args, **kwargs):
+            return await fn(*args, **kwargs)
+    else:
+
+        def named(*args, **kwargs):
+            return fn(*args, **kwargs)
+
+    named.__name__ = name
+    named.__wrapped__ = fn
+    return named
+
+
+def resolve_reward(spec: str, params: dict | None = None) -> RewardSpec:
+    """A reward spec ("name", "name=weight", "pkg.mod:func=0.5") -> RewardSpec(name, fn, weight)."""
+    name, weight = _split_spec(spec)
+    params = params or {}
+    if name in REWARDS:
+        return RewardSpec(name, _named(_build(name, REWARDS[name], params), name), weight)
+    if ":" in name or "." in name:
+        fn = _import(name, f"reward {name!r}")
+        if not callable(fn):
+            raise R1kitError(f"reward {name!r} is not callable")
+        return RewardSpec(getattr(fn, "__name__", name), fn, weight)
+    raise _unknown(name)
+
+
+def required_columns(name: str, params: dict | None = None) -> set[str]:
+    """Dataset columns a reward reads, so a stage can check the data before loading a model."""
+    name = _split_spec(name)[0]
+    params = params or {}
+    if name not in REWARDS:
+        if ":" in name or "." in name:
+            return set()
+        raise _unknown(name)
+    columns = set(REWARDS[name].columns)
+    if name == "language" and params.get("lang"):
+        columns.discard("lang")
+    if name == "length" and params.get("correctness") == "column":
+        columns = {"correct"}
+    return columns
+
+
+@dataclass
+class CombinedRewards:
+    total: list[float | None]  # weighted sum per completion; None when every reward gave None
+    per_reward: dict[str, list[float | None]]
+
+
+def combine_rewards(specs: list[RewardSpec]) -> Callable[..., CombinedRewards]:
+    """One callable that runs every reward and sums them with their weights.
+
+    None follows trl: trl turns it into NaN and sums with nansum, so a None reward is left out of
+    the sum for that completion; here too, and the total is None only when all rewards are None.
+    """
+    if not specs:
+        raise R1kitError("no rewards given; pass at least one, e.g. --reward accuracy")
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names):
+        raise R1kitError(f"reward names repeat in {names}; each reward may be given once")
+
+    def combined(prompts=None, completions=(), completion_ids=None, **kwargs) -> CombinedRewards:
+        per = {}
+        for s in specs:
+            values = list(s.fn(prompts=prompts, completions=completions, completion_ids=completion_ids, **kwargs))
+            if len(values) != len(completions):
+                raise R1kitError(f"reward {s.name!r} returned {len(values)} values for {len(completions)} completions")
+            per[s.name] = [None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v) for v in values]
+        total = []
+        for i in range(len(completions)):
+            parts = [s.weight * per[s.name][i] for s in specs if per[s.name][i] is not None]
+            total.append(sum(parts) if parts else None)
+        return CombinedRewards(total, per)
+
+    combined.__name__ = "combined"
+    return combined
+
+
+def reward_names() -> list[str]:
+    return list(REWARDS)
