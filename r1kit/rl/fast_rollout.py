@@ -1,0 +1,172 @@
+"""`FastRolloutMixin`: GRPO rollouts through r1kit's FastGenerator instead of transformers' generate.
+
+Mix it in front of trl's GRPOTrainer (or r1kit's R1GRPOTrainer)::
+
+    class Trainer(FastRolloutMixin, R1GRPOTrainer): ...
+
+It overrides only trl's `_generate_single_turn(prompt_ids, images, multimodal_fields,
+num_generations, has_tool_images=False) -> (completion_ids, logprobs)`, the method whose
+non-vLLM branch calls `model.generate`. The return contract is trl's: one list of token ids per
+prompt row (prompts arrive already repeated num_generations times), cut after the first EOS and
+including it; logprobs None (trl's transformers path), or the sampled tokens' log-probabilities
+when `fast_rollout_logprobs` is set (trl then treats them like vLLM's sampling log-probs).
+
+Sampling settings are trl's `generation_kwargs` (temperature, top_p, top_k, max_new_tokens,
+min_new_tokens, do_sample), so a run samples the same distribution as with trl's generate.
+Anything FastGenerator does not implement (min_p, repetition_penalty != 1, other generation
+kwargs, vLLM, continuous batching, images, DeepSpeed / FSDP, an unsupported architecture) sends
+the call to trl's own path, with one warning saying why.
+
+The generator is built once and reused: its CUDA graphs read the parameters through their
+storage, which optimizer steps update in place (torch optimizers write into `param` with
+foreach add_/mul_/addcdiv_ ops; the tensors are never replaced), so captured graphs keep seeing
+the current weights. LoRA (peft) layers are called like any other submodule, so adapters work;
+if any parameter's storage moves (model.to(), a reload), the generator notices and re-captures.
+DeepSpeed ZeRO-3 and FSDP shard the weights, hence the fall back to trl there.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+# generation kwargs FastGenerator honours (trl always sets the first group)
+_HANDLED = {
+    "max_new_tokens",
+    "do_sample",
+    "pad_token_id",
+    "bos_token_id",
+    "eos_token_id",
+    "temperature",
+    "top_p",
+    "top_k",
+    "min_p",
+    "repetition_penalty",
+    "cache_implementation",
+    "min_new_tokens",
+    "disable_compile",
+}
+
+
+class FastRolloutMixin:
+    """Routes trl GRPO generation to `r1kit.generation.fast.FastGenerator` where it applies.
+
+    fast_rollout: "auto" (on CUDA only), "on" (also on CPU; tests), "off".
+    fast_rollout_mode: FastGenerator's compile argument ("auto" = CUDA graphs on CUDA).
+    fast_rollout_keep_cache: keep the KV cache and graphs between steps (fast) or free them after
+    each generation (less memory during training, graphs re-captured every step).
+    """
+
+    fast_rollout: str = "auto"
+    fast_rollout_mode: str | bool = "auto"
+    fast_rollout_keep_cache: bool = True
+    fast_rollout_logprobs: bool = False
+    fast_rollout_min_bucket: int = 8
+    fast_rollout_log: list[dict]
+    _fast_gen: Any = None
+    _fast_warned: bool = False
+
+    def _fast_rollout_blocker(self, model: Any, images: Any, multimodal_fields: Any) -> str | None:
+        """None when the fast path applies, else why not."""
+        from r1kit.generation.fast import unsupported_reason
+
+        if self.fast_rollout == "off":
+            return "fast_rollout is off"
+        if getattr(self, "use_vllm", False) or getattr(self, "use_transformers_continuous_batching", False):
+            return "vLLM / continuous batching is configured"
+        if images is not None or multimodal_fields or getattr(self, "_is_vlm", False):
+            return "multimodal inputs"
+        if self.accelerator.device.type != "cuda" and self.fast_rollout != "on":
+            return "not on CUDA"
+        if getattr(self, "is_deepspeed_enabled", False) or getattr(self, "is_fsdp_enabled", False):
+            return "DeepSpeed / FSDP shard the weights"
+        kwargs = getattr(self, "generation_kwargs", None) or {}
+        extra = sorted(k for k, v in kwargs.items() if k not in _HANDLED and v is not None)
+        if extra:
+            return f"generation kwargs {extra} are not implemented by FastGenerator"
+        if kwargs.get("min_p") not in (None, 0, 0.0):
+            return "min_p is not implemented by FastGenerator"
+        if kwargs.get("repetition_penalty") not in (None, 1, 1.0):
+            return "repetition_penalty is not implemented by FastGenerator"
+        return unsupported_reason(model)
+
+    def _fast_generator(self, model: Any, rows: int, needed_len: int):
+        from r1kit.generation.fast import FastGenerator, base_model
+
+        gen = self._fast_gen
+        if (
+            gen is None
+            or gen.model is not base_model(model)
+            or rows > gen.max_batch
+            or needed_len > gen.max_len
+        ):
+            if gen is not None:
+                gen.release()
+            # Margin on the length so slightly longer prompts later do not force a rebuild.
+            gen = FastGenerator(
+                model,
+                max_batch=rows,
+                max_len=-(-(needed_len + 64) // 64) * 64,
+                compile=self.fast_rollout_mode,
+                eos_token_ids=list(self.eos_token_ids),
+                pad_token_id=self._tokenizer.pad_token_id,
+                min_bucket=self.fast_rollout_min_bucket,
+            )
+            gen.generator.manual_seed(int(self.args.seed) + 1000 * int(self.accelerator.process_index))
+            self._fast_gen = gen
+        return gen
+
+    def _generate_single_turn(
+        self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False
+    ):
+        model = self.accelerator.unwrap_model(self.model)
+        blocker = self._fast_rollout_blocker(model, images, multimodal_fields)
+        if blocker is not None:
+            if self.fast_rollout != "off" and not self._fast_warned:
+                logger.warning("r1kit fast rollouts not used (%s); generating with trl's path", blocker)
+                self._fast_warned = True
+            return super()._generate_single_turn(
+                prompt_ids, images, multimodal_fields, num_generations, has_tool_images
+            )
+        kw = self.generation_kwargs or {}
+        max_new = int(kw.get("max_new_tokens") or self.max_completion_length)
+        gen = self._fast_generator(model, len(prompt_ids), max(map(len, prompt_ids)) + max_new)
+        t0 = time.perf_counter()
+        outs = gen.generate(
+            [list(map(int, p)) for p in prompt_ids],
+            max_new_tokens=max_new,
+            temperature=float(kw.get("temperature") or 1.0),
+            top_p=float(kw.get("top_p") or 1.0),
+            top_k=int(kw.get("top_k") or 0),
+            greedy=not kw.get("do_sample", True),
+            min_new_tokens=int(kw.get("min_new_tokens") or 0),
+            seed=None,
+            return_logprobs=self.fast_rollout_logprobs,
+        )
+        seconds = time.perf_counter() - t0
+        if not self.fast_rollout_keep_cache:
+            gen.release()
+        if "fast_rollout_log" not in self.__dict__:
+            self.fast_rollout_log = []
+        s = gen.stats
+        self.fast_rollout_log.append(
+            {
+                "seconds": seconds,
+                "rows": len(outs),
+                "tokens": sum(len(o.token_ids) for o in outs),
+                "mode": s.mode,
+                "captures": s.captures,
+                "capture_s": s.capture_s,
+                "prefill_s": s.prefill_s,
+                "decode_steps": s.decode_steps,
+                "row_steps": s.row_steps,
+                "compactions": list(s.compactions),
+                "fallback": gen.fallback,
+            }
+        )
+        completion_ids = [o.token_ids for o in outs]
+        logprobs = [o.logprobs for o in outs] if self.fast_rollout_logprobs else None
+        return completion_ids, logprobs
