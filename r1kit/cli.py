@@ -63,7 +63,9 @@ def _param_for(field: dataclasses.Field, tp: Any) -> inspect.Parameter:
     elif typing.get_origin(inner) is list:
         (item,) = typing.get_args(inner) or (str,)
         annotation = Optional[List[item]]  # type: ignore[valid-type]
-        opt = typer.Option(None, name, help=help_text + " Repeat the flag for several values.", show_default=False)
+        metavar = {int: "INT", float: "FLOAT"}.get(item, "TEXT")
+        opt = typer.Option(None, name, help=help_text + " Repeat the flag for several values.", show_default=False,
+                           metavar=metavar)
     elif typing.get_origin(inner) is dict:
         annotation = Optional[str]
         opt = typer.Option(None, name, help=help_text + " (YAML mapping; set it in --config)", hidden=True)
@@ -82,7 +84,7 @@ def _make_command(module_name: str):
         inspect.Parameter(
             "config",
             inspect.Parameter.KEYWORD_ONLY,
-            default=typer.Option(None, "--config", help="YAML file of options; flags override it."),
+            default=typer.Option(None, "--config", help="YAML file of options; flags override it.", metavar="PATH"),
             annotation=Optional[str],
         )
     ]

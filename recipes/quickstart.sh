@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# The whole DeepSeek-R1 / Kimi k1.5 pipeline on the built-in task and the tiny model, no download.
+#
+# Reproduces, at toy scale: R1 cold-start SFT (R1 §2.3.1) -> reasoning RL with GRPO and rule rewards
+# (R1-Zero/R1 §2.2-2.3.2) -> rejection sampling (R1 §2.3.3, Kimi shortest rejection sampling) ->
+# distillation into a smaller student of another architecture (R1 §2.4) -> long2short (Kimi §2.4:
+# DPO-shorten, then a weight-averaging merge of the long and the short model) -> evaluation of every
+# stage's checkpoint, one table (pass@1 over 4 samples, cons@4, greedy accuracy, mean tokens) and a
+# PNG of the GRPO reward and length curves.
+#
+# Hardware: 2 CPU cores, about 10-12 minutes (bench/RESULTS.md has the measured table and time).
+# Command:  make quickstart        (or: OUT=runs/qs bash recipes/quickstart.sh once r1kit is installed)
+# Rerunning reuses finished stages (a stage folder with manifest.json is skipped).
+#
+# What it shows at this scale (numbers in bench/RESULTS.md): GRPO from a verifier alone lifts the
+# SFT model's accuracy; long2short cuts the tokens per answer at similar accuracy. It does not show
+# that RL beats more SFT: on this task, more SFT steps learn faster.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+OUT=${OUT:-runs/quickstart}
+SFT_STEPS=${SFT_STEPS:-330}
+GRPO_MINUTES=${GRPO_MINUTES:-3}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+mkdir -p "$OUT"
+start=$(date +%s)
+
+# 1. The built-in task: 3-digit additions, traces with 0-2 optional self-checks (long2short's target).
+run_stage "$OUT/data" "data arithmetic" --train-size 4000 --test-size 200 --digits 3 --max-checks 2
+
+# 2. Cold start: SFT of the random-init tiny model on worked traces, stopped early (about a third right).
+run_stage "$OUT/sft" sft --model tiny --data "$OUT/data" --max-steps "$SFT_STEPS" --learning-rate 2e-3 \
+  --batch-size 32 --logging-steps 30
+
+# 3. Reasoning RL: R1-Zero's rewards (accuracy + format) on prompts only; the tiny model was trained on
+#    the chat template, so that replaces the R1-Zero prompt.
+run_stage "$OUT/grpo" grpo --model "$OUT/sft" --data "$OUT/data" --preset r1-zero --template chat \
+  --learning-rate 1e-4 --beta 0 --num-generations 8 --prompts-per-step 8 --max-completion-length 160 \
+  --max-steps 100000 --max-minutes "$GRPO_MINUTES" --no-live
+
+# 4. Rejection sampling from the RL model: 8 samples per prompt, keep every correct one (R1).
+run_stage "$OUT/rejection" rejection-sample --model "$OUT/grpo" --data "$OUT/data" --template chat \
+  --limit 600 --num-samples 8 --max-new-tokens 160 --keep all-correct
+
+# 5. Distillation: a smaller Llama-architecture student learns from the RL teacher's verified traces.
+run_stage "$OUT/student" sft --model tiny-llama --data "$OUT/rejection" --epochs 3 --learning-rate 3e-3 \
+  --batch-size 32 --logging-steps 30
+
+# 6. long2short (Kimi): DPO towards the shortest correct answer, then average the long and short weights.
+run_stage "$OUT/dpo" dpo-shorten --model "$OUT/grpo" --data "$OUT/data" --template chat --limit 300 \
+  --num-samples 8 --max-new-tokens 160 --learning-rate 5e-5 --beta 0.1 --sft-weight 1 --epochs 2
+run_stage "$OUT/merged" merge --model "$OUT/grpo" --model "$OUT/dpo"
+
+# 7. Every checkpoint on the held-out split: sampled (R1 protocol, 4 samples) and greedy.
+run_stage "$OUT/eval" evaluate --model "$OUT/sft" --model "$OUT/grpo" --model "$OUT/student" \
+  --model "$OUT/dpo" --model "$OUT/merged" --data "$OUT/data" --template chat \
+  --num-samples 4 --pass-k 1 --pass-k 4 --temperature 0.6 --top-p 0.95 --max-new-tokens 160
+run_stage "$OUT/eval_greedy" evaluate --model "$OUT/sft" --model "$OUT/grpo" --model "$OUT/student" \
+  --model "$OUT/dpo" --model "$OUT/merged" --data "$OUT/data" --template chat --greedy --max-new-tokens 160
+
+"$PYTHON" -m r1kit.plots "$OUT/grpo" "$OUT/grpo_curves.png" >/dev/null
+"$PYTHON" -m r1kit.report "$OUT/eval" "$OUT/eval_greedy" --out "$OUT/summary.md"
+say "quickstart finished in $(( $(date +%s) - start )) s; table: $OUT/summary.md, curves: $OUT/grpo_curves.png"
