@@ -1,0 +1,65 @@
+"""`r1kit grpo --preset NAME`: the papers' choices in one flag.
+
+A preset fills the options the user did not set: defaults < preset < --config file < flags.
+`--reward` replaces the preset's reward list as a whole. Sources are ../shared/PAPERS.md
+(DeepSeek-R1, DeepSeekMath, DAPO, Dr. GRPO, Kimi k1.5); where a paper's value cannot run on
+a small machine (R1's 32768-token rollouts, 512 samples per step) the preset keeps r1kit's
+default and says so. No preset changes the model, data or step count.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # DeepSeek-R1-Zero: pure RL from the base model with the R1-Zero template and two rule
+    # rewards of equal weight. R1: β 0.001, G 16, temperature 1.0, lr 3e-6, reference model
+    # reset every 400 steps; GRPO loss with per-sequence mean (DeepSeekMath eq. 3).
+    # Not copied: 32 prompts/step (512 samples) and 32768-token rollouts; the clip ε reported
+    # as 10 is unverified, so ε stays at 0.2.
+    "r1-zero": {
+        "template": "r1-zero", "reward": ["accuracy=1", "format=1"], "loss": "grpo", "scale_rewards": "group",
+        "beta": 0.001, "ref_reset_steps": 400, "num_generations": 16, "temperature": 1.0, "learning_rate": 3e-6,
+    },
+    # DeepSeek-R1 reasoning RL: chat template with the reply forced to open with "<think>\n",
+    # accuracy + format (think tags) + language consistency (R1: share of target-language
+    # words in the CoT, summed into the reward). Same optimiser settings as R1-Zero.
+    "r1": {
+        "template": "chat-think", "reward": ["accuracy=1", "think_format=1", "language=1"], "loss": "grpo",
+        "scale_rewards": "group", "beta": 0.001, "ref_reset_steps": 400, "num_generations": 16, "temperature": 1.0,
+        "learning_rate": 3e-6,
+    },
+    # DAPO: token-level loss, clip-higher ε_low 0.2 / ε_high 0.28, no KL, dynamic sampling
+    # (drop all-correct / all-wrong groups and refill), soft overlong punishment, truncated
+    # samples masked; 16 samples per prompt, lr 1e-6.
+    "dapo": {
+        "loss": "dapo", "epsilon": 0.2, "epsilon_high": 0.28, "beta": 0.0, "dynamic_sampling": "refill",
+        "reward": ["accuracy=1", "overlong=1"], "mask_truncated": True, "num_generations": 16, "temperature": 1.0,
+        "learning_rate": 1e-6,
+    },
+    # Dr. GRPO: no 1/|o_i| and no std normalisation (Â = R − mean R, loss / (B × MAX_TOKENS)),
+    # β 0, ε 0.2, 8 samples at temperature 1.0, lr 1e-6.
+    "dr-grpo": {
+        "loss": "dr_grpo", "scale_rewards": "none", "beta": 0.0, "epsilon": 0.2, "num_generations": 8, "temperature": 1.0,
+        "learning_rate": 1e-6,
+    },
+    # Kimi k1.5 long2short RL: the length reward (λ = 0.5 − (len − min)/(max − min) per group;
+    # correct → λ, wrong → min(0, λ)) added to accuracy, warmed up (Kimi: the length penalty
+    # slows early training, so it starts later), and a much smaller rollout budget — half
+    # of r1kit's default 1024. Kimi's own loss is available as --loss kimi (τ is unreported).
+    "kimi-long2short": {
+        "reward": ["accuracy=1", "length=1"], "length_warmup_steps": 20, "max_completion_length": 512,
+        "temperature": 1.0,
+    },
+}
+
+
+def preset_values(name: str) -> dict[str, Any]:
+    """The option values of preset `name` (a copy); R1kitError with did-you-mean if unknown."""
+    from r1kit.config import did_you_mean
+    from r1kit.errors import R1kitError
+
+    if name not in PRESETS:
+        raise R1kitError(f"unknown preset {name!r}{did_you_mean(name, PRESETS)}; "
+                         f"choose one of {', '.join(PRESETS)}")
+    return {k: (list(v) if isinstance(v, list) else v) for k, v in PRESETS[name].items()}
