@@ -205,3 +205,30 @@ def test_health_warnings():
     warnings = [r for r in out.records if r.get("event") == "warning"]
     assert [(w["kind"], w["step"]) for w in warnings] == [("kl_blowup", 3), ("reward_hacking", 4)]  # once each
     assert all(r["tokens_per_s"] > 0 for r in out.records if "tokens_per_s" in r)
+
+
+def test_fast_rollout_and_reward_model_flag(work):
+    """--rollout fast routes rollouts through r1kit's decode loop (also on a CPU), and
+    --reward-model feeds the reward-model reward (R1's all-scenario stage)."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForSequenceClassification
+
+    from r1kit.models import build_tiny_tokenizer
+
+    rm = work / "rm"
+    tok = build_tiny_tokenizer()
+    cfg = Qwen2Config(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                      num_attention_heads=2, num_key_value_heads=1, num_labels=1, pad_token_id=tok.pad_token_id)
+    torch.manual_seed(0)
+    Qwen2ForSequenceClassification(cfg).save_pretrained(rm)
+    tok.save_pretrained(rm)
+    out = work / "fast"
+    res = grpo(work, "--output", out, "--max-steps", "1", "--rollout", "fast", "--reward", "accuracy=1",
+               "--reward", "reward_model=0.5", "--reward-model", rm)
+    assert res.returncode == 0, res.stderr[-3000:]
+    (record,) = steps_logged(out)
+    assert record["rollout/fast_path"] == 1.0
+    assert math.isfinite(record["rewards/reward_model/mean"]) and record["rewards/reward_model/std"] > 0
+    # without a checkpoint the reward-model reward is refused before any model loads
+    res = grpo(work, "--output", work / "fast2", "--max-steps", "1", "--reward", "reward_model=0.5")
+    assert res.returncode == 2 and "checkpoint" in res.stderr and not (work / "fast2").exists()

@@ -124,6 +124,9 @@ class FastRolloutMixin:
     ):
         model = self.accelerator.unwrap_model(self.model)
         blocker = self._fast_rollout_blocker(model, images, multimodal_fields)
+        mode = "train" if self.model.training else "eval"
+        if hasattr(self, "_metrics"):  # 1 when this step's rollouts used r1kit's loop (metrics.jsonl)
+            self._metrics[mode]["rollout/fast_path"].append(float(blocker is None))
         if blocker is not None:
             if self.fast_rollout != "off" and not self._fast_warned:
                 logger.warning("r1kit fast rollouts not used (%s); generating with trl's path", blocker)

@@ -9,7 +9,9 @@ What it changes, and nothing else:
   (grpo / dapo / dr_grpo) or `kimi_loss` (Kimi k1.5 mirror descent);
 - DAPO dynamic sampling ("mask" or "refill", r1kit.rl.dynamic);
 - curriculum / prioritized prompt samplers (r1kit.rl.samplers) in place of RepeatSampler,
-  prioritized success rates updated from every batch of rollouts.
+  prioritized success rates updated from every batch of rollouts;
+- rollouts through r1kit's CUDA-graph decode loop on a GPU (FastRolloutMixin,
+  r1kit/rl/fast_rollout.py), falling back to trl's generation where it does not apply.
 
 Gradient accumulation: trl splits one generation batch into `steps_per_generation`
 micro-batches and accumulates them. r1kit normalises each micro-batch by the counts of the
@@ -31,6 +33,7 @@ from accelerate.utils import gather_object
 from trl import GRPOTrainer
 
 from r1kit.rl.dynamic import choose_groups, keep_mask, zero_variance_groups
+from r1kit.rl.fast_rollout import FastRolloutMixin
 from r1kit.rl.losses import group_advantages, group_mean_baseline, kimi_loss, masked_mean, policy_loss
 from r1kit.rl.samplers import CurriculumSampler, PrioritizedSampler
 
@@ -60,7 +63,7 @@ class R1Options:
     reward_names: list[str] = field(default_factory=list)
 
 
-class R1GRPOTrainer(GRPOTrainer):
+class R1GRPOTrainer(FastRolloutMixin, GRPOTrainer):
     def __init__(self, *args: Any, r1: R1Options | None = None, **kwargs: Any):
         self.r1 = r1 or R1Options()
         self._r1_sampler: PrioritizedSampler | CurriculumSampler | None = None

@@ -103,6 +103,8 @@ class Config(StageConfig):
     lora_target: str = option("all-linear", "LoRA target modules: 'all-linear' or comma-separated names.")
     gradient_checkpointing: bool = option(False, "Recompute activations to save memory.")
     dtype: str = option("auto", "Weights dtype.", choices=("auto", "float32", "bfloat16", "float16"))
+    rollout: str = option("auto", "Rollouts without vLLM: auto (r1kit's CUDA-graph decode loop on a GPU, transformers generate on a CPU), fast (r1kit's loop everywhere), hf (transformers generate, static cache on a GPU).", choices=("auto", "fast", "hf"))
+    reward_model: str = option("", "Sequence-classification checkpoint scored by --reward reward_model=W (R1's all-scenario RL stage).")
     use_vllm: str = option("auto", "Rollouts with vLLM (colocate): auto = when vllm is installed and a GPU is present.", choices=VLLM)
     vllm_gpu_memory: float = option(0.3, "Share of GPU memory vLLM may take in colocate mode.")
     logging_steps: int = option(1, "Log every N steps.")
@@ -218,7 +220,7 @@ class Config(StageConfig):
         cache = self.overlong_cache or max(1, self.max_completion_length // 5)
         return {"prefill": prefill or None, "lang": self.lang or None, "max_len": self.max_completion_length,
                 "cache_len": min(cache, self.max_completion_length), "warmup_steps": self.length_warmup_steps,
-                "group_size": self.num_generations}
+                "group_size": self.num_generations, "checkpoint": self.reward_model or None}
 
     def reward_specs(self, prefill: str = "") -> list:
         from r1kit.rewards import resolve_reward
@@ -451,6 +453,7 @@ def run(cfg: Config):
         finally:
             if ref_snapshot:
                 shutil.rmtree(ref_snapshot, ignore_errors=True)
+        trainer.fast_rollout = {"auto": "auto", "fast": "on", "hf": "off"}[cfg.rollout]
         trainer.remove_callback(PrinterCallback)  # the live view and metrics.jsonl replace its prints
         with out.timed("train"):
             result = trainer.train(resume_from_checkpoint=resolve_resume(cfg.resume, out.checkpoints_dir))
