@@ -363,7 +363,9 @@ class Bench:
         }
         texts = [
             " ".join(f"t{i}" for i in p)
-            for p in self.prompts(prompts_per_step * (steps + 1), 32, 64, vocab, 7)
+            # Equal-length prompts: with left-padded prompts of 32-64 tokens trl's own bf16 step gave a
+            # NaN gradient norm on the H200 (run 1, gpu_speed_run1.json), so both sides get 48 tokens.
+            for p in self.prompts(prompts_per_step * (steps + 1), 48, 48, vocab, 7)
         ]
         data = Dataset.from_dict({"prompt": texts})
         bench = self
