@@ -236,6 +236,9 @@ def run(cfg: Config):
             peft_config=lora_config(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target) if cfg.lora else None,
             callbacks=[make_metrics_callback(out, title="dpo-shorten")],
         )
+        from transformers import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)  # r1kit's progress line and metrics.jsonl replace its prints
         with out.timed("train"):
             result = trainer.train(resume_from_checkpoint=resolve_resume(cfg.resume, out.checkpoints_dir))
         model = trainer.model

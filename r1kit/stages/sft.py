@@ -147,6 +147,9 @@ def run(cfg: Config):
             peft_config=lora_config(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target) if cfg.lora else None,
             callbacks=[make_metrics_callback(out, title="sft")],
         )
+        from transformers import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)  # r1kit's progress line and metrics.jsonl replace its prints
         with out.timed("train"):
             result = trainer.train(resume_from_checkpoint=resolve_resume(cfg.resume, out.checkpoints_dir))
         if cfg.lora and cfg.merge_lora:
@@ -158,5 +161,6 @@ def run(cfg: Config):
         out.log({"event": "summary", **result.metrics, "train_rows": len(ds)})
         out.extra["train_rows"] = len(ds)
         out.extra["global_step"] = trainer.state.global_step
-    print(f"wrote {out.final}")
+    if is_main_process():
+        print(f"wrote {out.final}")
     return out.final
