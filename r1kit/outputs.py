@@ -44,6 +44,16 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+def barrier() -> None:
+    """Wait for every rank when a torch.distributed group is up; a no-op otherwise.
+
+    Looks torch up in sys.modules so that stages which never import torch stay light.
+    """
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
 def partial_dir(output: str | Path) -> Path:
     out = Path(output)
     return out.parent / f".{out.name}.partial"
@@ -161,6 +171,7 @@ def stage_output(
     out = StageOutput(final, stage, cfg, inputs or {})
     if not is_main_process():
         yield out
+        barrier()  # lets rank 0 publish only after this rank's last write (e.g. its rng_state_N.pth)
         return
     if out.path.exists() and not (resume and has_trainer_checkpoint(out.path)):
         shutil.rmtree(out.path)
@@ -168,6 +179,7 @@ def stage_output(
     write_yaml(cfg, out.path / "resolved_config.yaml")
     try:
         yield out
+        barrier()  # the other ranks may still write into the partial directory until they get here
         out._commit(keep_checkpoints)
     except BaseException:
         if has_trainer_checkpoint(out.path):

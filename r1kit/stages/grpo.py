@@ -161,10 +161,13 @@ class Config(StageConfig):
         world = int(os.environ.get("WORLD_SIZE", "1"))
         micro = self.batch_size or per_step // world
         if micro < 1 or per_step % (micro * world):
+            given = (f"--batch-size ({micro})" if self.batch_size
+                     else f"the per-device batch ({per_step} // {world} processes = {micro}, from --batch-size 0)")
             raise R1kitError(
                 f"a step's batch of {per_step} completions ({per_step // G} prompts × G={G}) must be divisible by "
-                f"--batch-size ({micro}) × {world} processes = {micro * world} "
-                f"(trl: generation_batch_size ({per_step}) must be divisible by per_device_train_batch_size × num_processes)")
+                f"{given} × {world} processes (WORLD_SIZE) = {micro * world} "
+                f"(trl: generation_batch_size ({per_step}) must be divisible by per_device_train_batch_size × num_processes); "
+                f"change --prompts-per-step or --batch-size")
         if self.max_steps == 0 or (self.max_steps < 0 and self.epochs <= 0):
             raise R1kitError(f"set --max-steps > 0 (got {self.max_steps}) or --epochs > 0 (got {self.epochs})")
         if self.max_completion_length < 1:
@@ -205,6 +208,11 @@ class Config(StageConfig):
         if self.limit < 0 or self.length_warmup_steps < 0:
             raise R1kitError(f"--limit ({self.limit}) and --length-warmup-steps ({self.length_warmup_steps}) must be >= 0")
         names = [spec.name for spec in self.reward_specs()]
+        if "length" in names and world > 1 and (per_step // world) % G:
+            # trl scores each process's slice of the step; the length reward needs whole groups there
+            raise R1kitError(
+                f"--reward length needs each process to hold whole groups: {per_step} completions / {world} processes "
+                f"= {per_step // world} per process is not a multiple of G={G}; make --prompts-per-step a multiple of {world}")
         if len(set(names)) != len(names):
             raise R1kitError(f"a reward is given twice in --reward {' '.join(self.reward)}")
         if self.sampler == "prioritized" and self.success_reward not in names:
@@ -439,9 +447,11 @@ def run(cfg: Config):
     torch.manual_seed(cfg.seed)
     inputs = {"model": cfg.model, "data": cfg.data, "preset": cfg.preset or None, "template": template}
     with stage_output(cfg, "grpo", inputs, keep_checkpoints=cfg.keep_checkpoints, resume=bool(cfg.resume)) as out:
-        args = grpo_args(cfg, str(out.checkpoints_dir), use_vllm)
         model = load_model(cfg.model, dtype=cfg.dtype, seed=cfg.seed)
+        # before GRPOConfig starts the process group: once it is up, save_pretrained writes on
+        # rank 0 only and the other ranks would find an empty reference folder
         ref_snapshot = _reference_snapshot(cfg, model, tokenizer)
+        args = grpo_args(cfg, str(out.checkpoints_dir), use_vllm)
         callback = GRPOMetricsCallback(out, kl_threshold=cfg.kl_warn, window=cfg.hacking_window,
                                        live=cfg.live and is_main_process())
         try:
@@ -466,5 +476,6 @@ def run(cfg: Config):
             save_model(trainer.accelerator.unwrap_model(trainer.model), tokenizer, out.model_dir)
         out.log({"event": "summary", **result.metrics, "prompts": len(ds), "warnings": list(callback.warned.values())})
         out.extra.update(global_step=trainer.state.global_step, prompts=len(ds), warnings=list(callback.warned))
-    print(f"wrote {out.final}")
+    if is_main_process():
+        print(f"wrote {out.final}")
     return out.final
