@@ -154,7 +154,18 @@ class TimeLimit(TrainerCallback):
         self.start = time.time()
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.start is not None and time.time() - self.start >= self.seconds:
+        stop = self.start is not None and time.time() - self.start >= self.seconds
+        # Every rank must stop at the same step, or one enters a collective the others left: rank 0's
+        # clock decides.
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            from accelerate.utils import broadcast_object_list
+
+            flag = [stop]
+            broadcast_object_list(flag, from_process=0)
+            stop = flag[0]
+        if stop:
             control.should_training_stop = True
             control.should_save = args.save_strategy != "no"
         return control

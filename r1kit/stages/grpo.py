@@ -105,6 +105,7 @@ class Config(StageConfig):
     dtype: str = option("auto", "Weights dtype.", choices=("auto", "float32", "bfloat16", "float16"))
     rollout: str = option("auto", "Rollouts without vLLM: auto (r1kit's CUDA-graph decode loop on a GPU, transformers generate on a CPU), fast (r1kit's loop everywhere), hf (transformers generate, static cache on a GPU).", choices=("auto", "fast", "hf"))
     reward_model: str = option("", "Sequence-classification checkpoint scored by --reward reward_model=W (R1's all-scenario RL stage).")
+    vllm_server: str = option("", "Base URL of a running `trl vllm-serve` (server mode, e.g. http://host:8000); rollouts go there instead of colocated vLLM.")
     use_vllm: str = option("auto", "Rollouts with vLLM (colocate): auto = when vllm is installed and a GPU is present.", choices=VLLM)
     vllm_gpu_memory: float = option(0.3, "Share of GPU memory vLLM may take in colocate mode.")
     logging_steps: int = option(1, "Log every N steps.")
@@ -357,7 +358,9 @@ def grpo_args(cfg: Config, output_dir: str, use_vllm: bool):
     micro = cfg.batch_size or per_step // world
     accum = per_step // (micro * world)
     extra = {}
-    if use_vllm:
+    if cfg.vllm_server:
+        extra = {"use_vllm": True, "vllm_mode": "server", "vllm_server_base_url": cfg.vllm_server}
+    elif use_vllm:
         extra = {"use_vllm": True, "vllm_mode": "colocate", "vllm_gpu_memory_utilization": cfg.vllm_gpu_memory}
     elif torch.cuda.is_available():
         extra = {"cache_implementation": "static"}  # static KV cache: the fast transformers rollout path
