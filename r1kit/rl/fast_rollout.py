@@ -128,7 +128,8 @@ class FastRolloutMixin:
         if hasattr(self, "_metrics"):  # 1 when this step's rollouts used r1kit's loop (metrics.jsonl)
             self._metrics[mode]["rollout/fast_path"].append(float(blocker is None))
         if blocker is not None:
-            if self.fast_rollout != "off" and not self._fast_warned:
+            expected = self.fast_rollout == "on" or self.accelerator.device.type == "cuda"
+            if self.fast_rollout != "off" and expected and not self._fast_warned:
                 logger.warning("r1kit fast rollouts not used (%s); generating with trl's path", blocker)
                 self._fast_warned = True
             return super()._generate_single_turn(
