@@ -164,7 +164,8 @@ def test_printing_gigabytes_is_capped():
 @needs_drop
 def test_root_owned_files_cannot_be_modified_or_deleted():
     # A root-owned 0755 directory the sandbox can see (not under /tmp, which it gets privately).
-    victim_dir = Path(tempfile.mkdtemp(prefix="sbx-victim-", dir=Path(__file__).parent))
+    # Not under the checkout either: CI may clone into /tmp. /var/lib is root-owned and shared.
+    victim_dir = Path(tempfile.mkdtemp(prefix="r1kit-sbx-victim-", dir="/var/lib"))
     escape = Path(f"/tmp/r1kit_sandbox_escape_{secrets.token_hex(6)}")
     try:
         victim_dir.chmod(0o755)
