@@ -19,8 +19,14 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 OUT=${OUT:-runs/quickstart}
-SFT_STEPS=${SFT_STEPS:-450}
-GRPO_MINUTES=${GRPO_MINUTES:-2.5}
+SFT_STEPS=${SFT_STEPS:-380}
+GRPO_MINUTES=${GRPO_MINUTES:-3}
+TRAIN_SIZE=${TRAIN_SIZE:-4000}
+TEST_SIZE=${TEST_SIZE:-200}
+# STOP_AFTER=sft|grpo ends the run after that stage (CI runs the first stages this way, with
+# SFT_STEPS, GRPO_MINUTES and the sizes turned down).
+STOP_AFTER=${STOP_AFTER:-}
+stop_after() { [[ "$STOP_AFTER" == "$1" ]] && { say "stopping after $1 (STOP_AFTER)"; exit 0; } || true; }
 # One torch thread: on 2 cores, two threads per process made a training step up to 10x slower
 # whenever anything else ran (bench/learning_check.py notes).
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
@@ -29,18 +35,24 @@ start=$(date +%s)
 
 # 1. The built-in task: 3-digit additions; half the traces carry an optional self-check line, the
 #    redundant length that long2short should learn to drop.
-run_stage "$OUT/data" "data arithmetic" --train-size 4000 --test-size 200 --digits 3 --max-checks 1
+run_stage "$OUT/data" "data arithmetic" --train-size "$TRAIN_SIZE" --test-size "$TEST_SIZE" --digits 3 \
+  --max-checks 1
 
 # 2. Cold start: SFT of the random-init tiny model on worked traces, stopped early, while it is still
 #    often wrong (bench/learning_check.py: accuracy jumps from ~0 to 30%+ between steps 300 and 420).
 run_stage "$OUT/sft" sft --model tiny --data "$OUT/data" --max-steps "$SFT_STEPS" --learning-rate 2e-3 \
   --batch-size 32 --logging-steps 50
+stop_after sft
 
-# 3. Reasoning RL: R1-Zero's rewards (accuracy + format) on prompts only; the tiny model was trained on
-#    the chat template, so that replaces the R1-Zero prompt.
+# 3. Reasoning RL: R1-Zero's preset (r1kit/rl/presets.py) on prompts only, with two changes for the tiny
+#    model: the chat template it was trained on replaces the R1-Zero prompt, and the reward is accuracy
+#    alone. Measured here: with the format reward added (weight 1 or 0.25; SFT already taught the
+#    format), sampled accuracy collapsed to ~0 within 30-50 steps while the format reward held, the
+#    reward-hacking pattern r1kit grpo warns about. lr 1e-4 and no KL, as in bench/learning_check.py.
 run_stage "$OUT/grpo" grpo --model "$OUT/sft" --data "$OUT/data" --preset r1-zero --template chat \
-  --learning-rate 1e-4 --beta 0 --num-generations 8 --prompts-per-step 8 --max-completion-length 160 \
+  --reward accuracy=1 --learning-rate 1e-4 --beta 0 --num-generations 8 --prompts-per-step 8 --max-completion-length 160 \
   --max-steps 100000 --max-minutes "$GRPO_MINUTES" --no-live
+stop_after grpo
 
 # 4. Rejection sampling from the RL model: 8 samples per prompt, keep every correct one (R1).
 run_stage "$OUT/rejection" rejection-sample --model "$OUT/grpo" --data "$OUT/data" --template chat \
