@@ -9,6 +9,14 @@
 - ``chat``: one user message holding just the question (the tiny model, whose traces already
   carry <think>/<answer>).
 - ``raw``: the question as is.
+- ``few-shot``: the plain-text "Question: ...\nAnswer:" format for BASE models (no chat
+  template). With solved examples (`render_few_shot(examples, question)`, what
+  `r1kit evaluate --few-shot N` builds), each example comes first as a block
+  "Question: <q>\nAnswer: <worked solution> The answer is <n>.\n\n"; the template alone is the
+  zero-shot form. A base model then keeps writing "Question: ..." after its answer, so generate
+  with the stop string "Question:" (`FEW_SHOT_STOP`). GSM8K solutions are turned into examples
+  by `few_shot_example`: calculator annotations <<48/2=24>> are removed and the lines joined
+  into one paragraph.
 
 A system prompt becomes a system message for chat templates and a leading paragraph for the
 plain-string ones.
@@ -18,6 +26,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -33,6 +42,67 @@ R1_ZERO_TEMPLATE = (
 R1_EVAL_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 
 Prompt = str | list  # a plain string, or chat messages [{"role": ..., "content": ...}]
+
+
+FEW_SHOT_STOP = "Question:"
+_CALC_RE = re.compile(r"<<[^<>]*>>")
+
+
+def few_shot_example(question: str, solution: str, answer: str | None = None) -> dict[str, str]:
+    """A solved example for `render_few_shot`. `solution` may be a GSM8K answer ("steps\n#### 72"):
+    the final answer is then read after the last "####" (commas removed) unless `answer` is given;
+    calculator annotations <<...>> are stripped and the steps joined into one line."""
+    steps = solution
+    if "####" in solution:
+        steps, final = solution.rsplit("####", 1)
+        answer = answer if answer is not None else final.strip().replace(",", "")
+    if answer is None:
+        raise R1kitError(f"a few-shot example needs a final answer; none given for {question[:60]!r}")
+    steps = " ".join(line.strip() for line in _CALC_RE.sub("", steps).splitlines() if line.strip())
+    return {"question": question.strip(), "solution": steps, "answer": str(answer).strip()}
+
+
+def few_shot_examples(rows, n: int, exclude=(), question_field: str | None = None) -> list[dict[str, str]]:
+    """The first `n` solved examples among raw dataset rows, skipping questions in `exclude` (the
+    evaluated ones). The question is `question_field` (default: question, problem or prompt); the
+    worked solution a GSM8K "answer" with its "#### N" line, else a "solution" column with the
+    final "answer" column, else the answer alone. R1kitError when fewer than `n` rows qualify."""
+    skip = {q.strip() for q in exclude}
+    out: list[dict[str, str]] = []
+    for row in rows:
+        if len(out) >= n:
+            break
+        q_col = question_field or next((c for c in ("question", "problem", "prompt") if c in row), None)
+        if q_col is None or not isinstance(row.get(q_col), str):
+            raise R1kitError(f"few-shot rows need a question column (question, problem or prompt); got {sorted(row)}")
+        if row[q_col].strip() in skip:
+            continue
+        answer, solution = row.get("answer"), row.get("solution")
+        if isinstance(answer, str) and "####" in answer:
+            out.append(few_shot_example(row[q_col], answer))
+        elif answer is not None:
+            out.append(few_shot_example(row[q_col], solution if isinstance(solution, str) else "", str(answer)))
+        else:
+            raise R1kitError(f"few-shot rows need an 'answer' column; got {sorted(row)}")
+    if len(out) < n:
+        raise R1kitError(f"asked for {n} few-shot examples but only {len(out)} usable rows were found")
+    return out
+
+
+def render_few_shot(examples: list[dict[str, str]], question: str, system_prompt: str | None = None) -> str:
+    """The few-shot prompt: one "Question: ...\nAnswer: <solution> The answer is N.\n\n" block per
+    example (keys question, solution (may be empty), answer; see `few_shot_example`), then
+    "Question: {question}\nAnswer:". The model's reply starts right after "Answer:"."""
+    blocks = []
+    for ex in examples:
+        solution = ex.get("solution", "").strip()
+        reply = f"{solution} The answer is {ex['answer']}." if solution else f"The answer is {ex['answer']}."
+        blocks.append(f"Question: {ex['question'].strip()}\nAnswer: {reply}\n\n")
+    return _with_system_text("".join(blocks) + f"Question: {question.strip()}\nAnswer:", system_prompt)
+
+
+def few_shot(question: str, system_prompt: str | None = None) -> str:
+    return render_few_shot([], question, system_prompt)
 
 
 def _with_system_text(text: str, system_prompt: str | None) -> str:
@@ -66,6 +136,7 @@ TEMPLATES: dict[str, Callable[..., Prompt]] = {
     "chat-think": chat_think,
     "chat": chat,
     "raw": raw,
+    "few-shot": few_shot,
 }
 
 # Text that generation must append after the rendered prompt (and that belongs to the reply):

@@ -18,6 +18,13 @@ Token accounting (all backends): `num_tokens` counts the generated tokens up to
 but excluding the end-of-sequence token, and never padding; `truncated` is True
 when no end-of-sequence token came within `max_new_tokens`.
 
+Stop strings (`SamplingParams.stop`, e.g. "Question:" for few-shot prompts of a
+base model): a sample ends at the first occurrence of any of them, like an
+end-of-sequence token. `Completion.text` is cut just before it (the stop string
+itself is not returned); `token_ids` / `num_tokens` keep the generated tokens up
+to and including the token that completed the stop string (what the model
+actually produced, as vLLM counts them); `truncated` is False for such a sample.
+
 This module imports nothing heavy; backends import torch / vllm themselves.
 """
 
@@ -41,7 +48,8 @@ class SamplingParams:
     n: samples per prompt. greedy: argmax decoding (temperature, top_p, top_k ignored; the n
     samples of a prompt are then identical and computed once). top_k 0 = off, top_p 1.0 = off.
     batch_size: most sequences (prompts x samples) in one forward batch. min_new_tokens forces a
-    length (benchmarks); seed makes a call reproducible.
+    length (benchmarks); seed makes a call reproducible. stop: strings that end a sample (see the
+    module docstring for what the returned text and token counts then hold).
     """
 
     n: int = 1
@@ -53,8 +61,12 @@ class SamplingParams:
     seed: int = 0
     batch_size: int = 64
     min_new_tokens: int = 0
+    stop: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        self.stop = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
+        if any(not isinstance(s, str) or not s for s in self.stop):
+            raise R1kitError(f"stop strings must be non-empty strings, got {self.stop!r}")
         if self.n < 1:
             raise R1kitError(f"number of samples per prompt ({self.n}) must be >= 1")
         if self.max_new_tokens < 1:
@@ -81,6 +93,15 @@ class Completion:
     token_ids: list[int] = field(default_factory=list)
     num_tokens: int = 0
     truncated: bool = False
+
+
+def cut_at_stop(text: str, stop: list[str]) -> tuple[str, int | None]:
+    """(text before the earliest stop string, its index in text), or (text, None) when none occurs."""
+    hits = [i for i in (text.find(s) for s in stop) if i >= 0]
+    if not hits:
+        return text, None
+    first = min(hits)
+    return text[:first], first
 
 
 class GenerationBackend:

@@ -3,7 +3,8 @@
 Same contract as the transformers backend (r1kit/generation/base.py): prompts
 are rendered and tokenized by r1kit (`encode_prompts`), so both backends feed a
 model exactly the same token ids, and vLLM receives them as token prompts.
-`finish_reason == "length"` marks a truncated completion. vLLM needs a
+`finish_reason == "length"` marks a truncated completion. Stop strings go to vLLM's
+`stop=` (the text comes back without them; token_ids keep the tokens that formed them). vLLM needs a
 checkpoint folder or a hub id, not an in-memory model; save a "tiny" model
 first (r1kit.models.save_model) to use it here.
 """
@@ -48,6 +49,7 @@ class VLLMBackend(GenerationBackend):
             min_tokens=params.min_new_tokens,
             seed=params.seed,
             repetition_penalty=1.0,
+            stop=list(params.stop) or None,
         )
         ids = encode_prompts(self.tokenizer, prompts, prefill)
         outputs = self.llm.generate([{"prompt_token_ids": p} for p in ids], sampling, use_tqdm=False)

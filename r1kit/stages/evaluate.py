@@ -21,6 +21,11 @@ every rate and counted in excluded_unparseable_gold; they never count as
 correct. Several --model flags evaluate each model on the same prompts and
 print one comparison table.
 
+Base models: --few-shot N prepends N solved examples ("Question: ...\nAnswer: ... The answer
+is N.", r1kit.data.templates.render_few_shot) taken from --few-shot-data or the data's train
+split; pair it with --stop "Question:" (the model would go on to write the next question) and
+--extract last_number.
+
 Differences from the paper: lengths are capped by --max-new-tokens (R1:
 32768); --greedy gives one argmax sample per prompt.
 
@@ -78,6 +83,12 @@ class Config(StageConfig):
     prefill: str | None = option(None, "Text forced at the start of every reply (default: the template's, "
                                  "'<think>\\n' for chat-think; '' for none).")
     static_cache: bool = option(True, "On CUDA, generate with a compiled static KV cache (hf backend).")
+    stop: list[str] = option([], "Stop string: a sample ends where it first writes it, and the text is cut "
+                             "before it (repeatable; e.g. 'Question:' with --few-shot).", metavar="TEXT")
+    few_shot: int = option(0, "Prepend N solved examples (Question:/Answer: blocks) to every prompt, for base "
+                           "models; the first N rows of --few-shot-data, else of the data's train split.")
+    few_shot_data: str = option("", "Where the --few-shot examples come from (e.g. gsm8k_train.jsonl; rows with "
+                                "question and a GSM8K '####' answer, or question/solution/answer).")
 
     def validate(self) -> None:
         super().validate()
@@ -104,6 +115,15 @@ class Config(StageConfig):
                 raise R1kitError(f"pass@{k} needs --num-samples >= {k} (got {self.num_samples})")
         if self.limit < 0:
             raise R1kitError(f"--limit ({self.limit}) must be >= 0 (0 = all)")
+        if self.few_shot < 0:
+            raise R1kitError(f"--few-shot ({self.few_shot}) must be >= 0 (0 = no examples)")
+        if self.few_shot and self.template not in ("raw", "few-shot"):
+            raise R1kitError(f"--few-shot builds its own plain-text prompt; drop --template {self.template} "
+                             "(or use --template few-shot)")
+        if self.few_shot_data and not self.few_shot:
+            raise R1kitError("--few-shot-data is given but --few-shot is 0; set --few-shot N")
+        if any(not s for s in self.stop):
+            raise R1kitError("--stop needs a non-empty string")
         for name in ("max_new_tokens", "batch_size"):
             if getattr(self, name) < 1:
                 raise R1kitError(f"--{name.replace('_', '-')} ({getattr(self, name)}) must be >= 1")
@@ -125,19 +145,23 @@ class Config(StageConfig):
         self._dataset = load_eval_dataset(self)
 
 
-def _default_split(source: str) -> str | None:
-    """'test' when the source is a saved DatasetDict that has a test split, else None (loader's choice)."""
+def _saved_splits(source: str) -> list[str] | None:
+    """The split names of a saved DatasetDict (or an r1kit stage output holding one), else None."""
     path = Path(source).expanduser()
     if (path / "manifest.json").is_file() and (path / "data").is_dir():
         path = path / "data"
     info = path / "dataset_dict.json"
     if info.is_file():
         try:
-            splits = json.loads(info.read_text()).get("splits", [])
+            return list(json.loads(info.read_text()).get("splits", []))
         except (OSError, json.JSONDecodeError):
             return None
-        return "test" if "test" in splits else None
     return None
+
+
+def _default_split(source: str) -> str | None:
+    """'test' when the source is a saved DatasetDict that has a test split, else None (loader's choice)."""
+    return "test" if "test" in (_saved_splits(source) or []) else None
 
 
 def load_eval_dataset(cfg: Config):
@@ -151,7 +175,28 @@ def load_eval_dataset(cfg: Config):
     )
     if len(ds) == 0:
         raise R1kitError(f"{cfg.data} has no rows to evaluate")
+    if cfg.few_shot:
+        ds = add_few_shot(ds, cfg)
     return ds
+
+
+def add_few_shot(ds, cfg: Config):
+    """Rewrite `prompt` as the few-shot prompt (r1kit.data.templates.render_few_shot) with the first
+    --few-shot solved rows of --few-shot-data (else the data's train split), skipping evaluated questions."""
+    from r1kit.data import load_dataset_any
+    from r1kit.data.templates import few_shot_examples, render_few_shot
+
+    source, split = cfg.few_shot_data, None
+    if not source:
+        source, split = cfg.data, "train"
+        if "train" not in (_saved_splits(cfg.data) or []):  # a single file has no separate train rows
+            raise R1kitError(f"--few-shot needs solved examples: {cfg.data} has no train split; pass "
+                             "--few-shot-data FILE (e.g. ../shared/data/gsm8k_train.jsonl)")
+    pool = load_dataset_any(source, split=split)
+    field = cfg.prompt_field if cfg.prompt_field and cfg.prompt_field in pool.column_names else None
+    examples = few_shot_examples(pool, cfg.few_shot, exclude=ds["question"], question_field=field)
+    return ds.map(lambda row: {"prompt": render_few_shot(examples, row["question"])}, keep_in_memory=True,
+                  desc=f"{cfg.few_shot}-shot prompts")
 
 
 def sampling_params(cfg: Config):
@@ -160,6 +205,7 @@ def sampling_params(cfg: Config):
     return SamplingParams(
         n=cfg.num_samples, temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k,
         max_new_tokens=cfg.max_new_tokens, greedy=cfg.greedy, seed=cfg.seed, batch_size=cfg.batch_size,
+        stop=list(cfg.stop),
     )
 
 
