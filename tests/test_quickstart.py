@@ -25,4 +25,4 @@ def test_quickstart_first_stages(tmp_path):
     steps = [r for r in steps if "reward" in r and "step" in r]
     assert steps and all(0.0 <= r["rewards/accuracy/mean"] <= 1.0 for r in steps)
     config = (out / "grpo" / "resolved_config.yaml").read_text()
-    assert "preset: r1-zero" in config and "- accuracy=1" in config and "format" not in config
+    assert "preset: r1-zero" in config and "- accuracy=1" in config and "- format=0.25" in config
