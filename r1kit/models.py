@@ -351,6 +351,12 @@ def load_model(
             model = _load_merged_adapter(ref, dtype=dtype, seed=seed)
         elif ref.kind == "gguf":
             model = AutoModelForCausalLM.from_pretrained(str(ref.path.parent), gguf_file=ref.path.name, **kwargs)
+            # The weights are dequantized to dense tensors; without this transformers' Trainer still
+            # takes the model for a quantized one and refuses to train it.
+            model.hf_quantizer = None
+            model.is_quantized = False
+            if getattr(model.config, "quantization_config", None) is not None:
+                del model.config.quantization_config
         elif ref.kind == "dir":
             model = AutoModelForCausalLM.from_pretrained(str(ref.path), **kwargs)
         else:

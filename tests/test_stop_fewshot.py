@@ -10,7 +10,6 @@ from r1kit.data.templates import (
     few_shot_example,
     few_shot_examples,
     render_few_shot,
-    render_prompt,
 )
 from r1kit.errors import R1kitError
 from r1kit.generation import SamplingParams, get_backend
@@ -101,11 +100,11 @@ def test_render_few_shot_exact_string():
         "Question: What is 2+2?\n"
         "Answer:"
     )
-    # an example without a worked solution; the zero-shot template; the stop string it pairs with
+    # an example without a worked solution; no examples; the stop string it pairs with
     assert render_few_shot([few_shot_example("1+1?", "", "2")], "Q") == (
         "Question: 1+1?\nAnswer: The answer is 2.\n\nQuestion: Q\nAnswer:"
     )
-    assert render_prompt("few-shot", "Q") == "Question: Q\nAnswer:"
+    assert render_few_shot([], " Q ") == "Question: Q\nAnswer:"
     assert FEW_SHOT_STOP == "Question:"
 
 

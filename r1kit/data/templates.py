@@ -9,14 +9,14 @@
 - ``chat``: one user message holding just the question (the tiny model, whose traces already
   carry <think>/<answer>).
 - ``raw``: the question as is.
-- ``few-shot``: the plain-text "Question: ...\nAnswer:" format for BASE models (no chat
-  template). With solved examples (`render_few_shot(examples, question)`, what
-  `r1kit evaluate --few-shot N` builds), each example comes first as a block
-  "Question: <q>\nAnswer: <worked solution> The answer is <n>.\n\n"; the template alone is the
-  zero-shot form. A base model then keeps writing "Question: ..." after its answer, so generate
-  with the stop string "Question:" (`FEW_SHOT_STOP`). GSM8K solutions are turned into examples
-  by `few_shot_example`: calculator annotations <<48/2=24>> are removed and the lines joined
-  into one paragraph.
+
+Few-shot prompts for BASE models (not a registered template, since they need the examples):
+`render_few_shot(examples, question)`, what `r1kit evaluate --few-shot N` builds, writes each
+solved example as "Question: <q>\nAnswer: <worked solution> The answer is <n>.\n\n" and ends
+with "Question: <question>\nAnswer:". A base model then keeps writing "Question: ..." after its
+answer, so generate with the stop string "Question:" (`FEW_SHOT_STOP`). GSM8K solutions become
+examples through `few_shot_example`: calculator annotations <<48/2=24>> are removed and the
+lines joined into one paragraph.
 
 A system prompt becomes a system message for chat templates and a leading paragraph for the
 plain-string ones.
@@ -101,10 +101,6 @@ def render_few_shot(examples: list[dict[str, str]], question: str, system_prompt
     return _with_system_text("".join(blocks) + f"Question: {question.strip()}\nAnswer:", system_prompt)
 
 
-def few_shot(question: str, system_prompt: str | None = None) -> str:
-    return render_few_shot([], question, system_prompt)
-
-
 def _with_system_text(text: str, system_prompt: str | None) -> str:
     return f"{system_prompt}\n\n{text}" if system_prompt else text
 
@@ -136,7 +132,6 @@ TEMPLATES: dict[str, Callable[..., Prompt]] = {
     "chat-think": chat_think,
     "chat": chat,
     "raw": raw,
-    "few-shot": few_shot,
 }
 
 # Text that generation must append after the rendered prompt (and that belongs to the reply):

@@ -117,9 +117,8 @@ class Config(StageConfig):
             raise R1kitError(f"--limit ({self.limit}) must be >= 0 (0 = all)")
         if self.few_shot < 0:
             raise R1kitError(f"--few-shot ({self.few_shot}) must be >= 0 (0 = no examples)")
-        if self.few_shot and self.template not in ("raw", "few-shot"):
-            raise R1kitError(f"--few-shot builds its own plain-text prompt; drop --template {self.template} "
-                             "(or use --template few-shot)")
+        if self.few_shot and self.template != "raw":
+            raise R1kitError(f"--few-shot builds its own plain-text prompt; drop --template {self.template}")
         if self.few_shot_data and not self.few_shot:
             raise R1kitError("--few-shot-data is given but --few-shot is 0; set --few-shot N")
         if any(not s for s in self.stop):
