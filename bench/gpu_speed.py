@@ -424,15 +424,18 @@ class Bench:
                 if kind == "trl":
                     cls = timed(GRPOTrainer)
                 else:
-                    base = GRPOTrainer
+                    # R1GRPOTrainer (what `r1kit grpo` builds) already mixes FastRolloutMixin in.
                     try:
                         from r1kit.rl.trainer import R1GRPOTrainer
 
                         base, base_name = R1GRPOTrainer, "r1kit.rl.trainer.R1GRPOTrainer"
                     except Exception as err:  # noqa: BLE001
-                        base_name = f"trl.GRPOTrainer (R1GRPOTrainer import failed: {err})"
+                        base_name = f"trl.GRPOTrainer + FastRolloutMixin (R1GRPOTrainer import failed: {err})"
 
-                    class Fast(FastRolloutMixin, base):
+                        class base(FastRolloutMixin, GRPOTrainer):
+                            pass
+
+                    class Fast(base):
                         fast_rollout = "on"
                         fast_rollout_keep_cache = kind != "fast_release"
 
