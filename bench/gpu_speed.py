@@ -123,6 +123,9 @@ class Bench:
             self.torch.cuda.empty_cache()
             self.torch.cuda.reset_peak_memory_stats()
 
+    def alloc_gib(self):
+        return round(self.torch.cuda.memory_allocated() / 2**30, 2) if self.cuda else None
+
     def peak_gib(self):
         return round(self.torch.cuda.max_memory_allocated() / 2**30, 2) if self.cuda else None
 
@@ -140,9 +143,13 @@ class Bench:
             return None
         log(f"{section}/{name}: start")
         self.reset_mem()
+        start = self.alloc_gib()  # what earlier variants left allocated (a leak shows here)
         try:
             res = fn()
-            res["peak_gib"] = self.peak_gib()
+            res.setdefault("peak_gib", self.peak_gib())
+            res["start_gib"] = start
+            if start is not None and res.get("peak_gib") is not None:
+                res["net_peak_gib"] = round(res["peak_gib"] - start, 2)
         except Exception as err:  # noqa: BLE001 - record and carry on
             res = {"error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()[-3000:]}
             log(f"{section}/{name}: FAILED {res['error']}")
@@ -332,6 +339,8 @@ class Bench:
             "fast_compile_forced": (150, fast("compile", max_new, eos, True)),
         }
         for name in variants:
+            if self.args.only and name not in self.args.only.split(","):
+                continue
             need, fn = plan[name]
             self.variant(section, name, need, fn)
         model = None  # free it before the next section (closures above hold the name)
@@ -388,10 +397,19 @@ class Bench:
 
                 def _generate_single_turn(self, *a, **kw):
                     bench.sync()
+                    # Memory by phase: the peak since the last rollout is the training phase's.
+                    phases = self.__dict__.setdefault("mem_phases", [])
+                    if bench.cuda:
+                        train_peak, before = bench.peak_gib(), bench.alloc_gib()
+                        torch.cuda.reset_peak_memory_stats()
                     t0 = time.perf_counter()
                     out = super()._generate_single_turn(*a, **kw)
                     bench.sync()
                     self.__dict__.setdefault("gen_times", []).append(time.perf_counter() - t0)
+                    if bench.cuda:
+                        phases.append({"train_peak_before": train_peak, "gen_start": before,
+                                       "gen_peak": bench.peak_gib(), "gen_end": bench.alloc_gib()})
+                        torch.cuda.reset_peak_memory_stats()
                     return out
 
             return Timed
@@ -437,7 +455,11 @@ class Bench:
 
                     class Fast(base):
                         fast_rollout = "on"
-                        fast_rollout_keep_cache = kind != "fast_release"
+
+                    if kind == "fast_keep":  # otherwise the defaults: `r1kit grpo --rollout-cache release`
+                        Fast.fast_rollout_keep_cache = True
+                    if kind == "fast_one_graph":  # release, one decode graph over the whole cache
+                        Fast.fast_rollout_kv_block = 0
 
                     cls = timed(Fast)
                 timer = Timer()
@@ -465,6 +487,12 @@ class Bench:
                     "completion_tok_per_s": round(prompts_per_step * gens * max_new / med),
                 }
                 res["median_train_s"] = round(med - res["median_gen_s"], 2) if gen_s else None
+                phases = trainer.__dict__.get("mem_phases", [])
+                if self.cuda and phases:
+                    res["mem_phases_gib"] = phases
+                    res["peak_gen_gib"] = max(p["gen_peak"] for p in phases)
+                    res["peak_train_gib"] = max([p["train_peak_before"] for p in phases[1:]] + [self.peak_gib()])
+                    res["peak_gib"] = max(res["peak_gen_gib"], res["peak_train_gib"])
                 if kind != "trl":
                     flog = trainer.__dict__.get("fast_rollout_log", [])
                     res["fast_rollout"] = flog[-1] if flog else "not used"
@@ -477,15 +505,18 @@ class Bench:
         plan = {
             "trl_default": (per_step * (steps + 1) + 30, run_variant("trl")),
             "r1kit_fast": (per_step / 2 * (steps + 1) + 30, run_variant("fast")),
-            "r1kit_fast_release_cache": (per_step / 2 * (steps + 1) + 30, run_variant("fast_release")),
+            "r1kit_fast_keep_cache": (per_step / 2 * (steps + 1) + 30, run_variant("fast_keep")),
+            "r1kit_fast_one_graph": (per_step / 2 * (steps + 1) + 30, run_variant("fast_one_graph")),
             "r1kit_fast_no_checkpointing": (
                 per_step / 2 * (steps + 1) + 30,
                 run_variant("fast", gradient_checkpointing=False),
             ),
         }
         for name in variants:
+            if self.args.only and name not in self.args.only.split(","):
+                continue
             need, fn = plan[name]
-            self.variant(section, name, need * (2.5 if shape == "1.5b" else 1), fn)
+            self.variant(section, name, need * (1.5 if shape == "1.5b" else 1), fn)
         base = sec.get("trl_default", {})
         for name, row in sec.items():
             if isinstance(row, dict) and "median_step_s" in row and "median_step_s" in base:
@@ -522,7 +553,8 @@ class Bench:
                 if row.get("run1") and isinstance(row["run1"], dict):
                     note.append(f"run1 {row['run1']['s']}s ({row['run1']['captures']} graphs)")
                 lines.append(
-                    f"| {section} | {name} | {wall} | {tps} | {row.get('peak_gib')} | {'; '.join(note)} |"
+                    f"| {section} | {name} | {wall} | {tps} | {row.get('peak_gib')} "
+                    f"(net {row.get('net_peak_gib')}) | {'; '.join(note)} |"
                 )
         return "\n".join(lines)
 
@@ -542,6 +574,7 @@ def main() -> None:
     p.add_argument(
         "--steps", type=int, default=None, help="GRPO steps per variant (default 5; 1.5B: 3; smoke 2)"
     )
+    p.add_argument("--only", default="", help="comma-separated GRPO variants to run (default: all)")
     args = p.parse_args()
     args.budget = args.budget or (600 if args.smoke else 450)
     bench = Bench(args)
@@ -571,13 +604,16 @@ def main() -> None:
             "grpo_0.5b",
             big,
             args.steps or (2 if smoke else 5),
-            ["trl_default", "r1kit_fast", "r1kit_fast_release_cache"],
+            ["trl_default", "r1kit_fast", "r1kit_fast_keep_cache"],
         )
     if "gen15" in sections:
         bench.gen_section("gen_1.5b", huge, n, max_new, ["fast_graph_forced", "fast_graph_mixed_compaction"])
     if "grpo15" in sections:
         bench.grpo_section(
-            "grpo_1.5b", huge, args.steps or (2 if smoke else 3), ["trl_default", "r1kit_fast"]
+            "grpo_1.5b",
+            huge,
+            args.steps or (2 if smoke else 3),
+            ["trl_default", "r1kit_fast", "r1kit_fast_keep_cache"],
         )
     if "grpo" in sections:
         bench.grpo_section(
