@@ -295,6 +295,8 @@ def test_mixin_greedy_equals_trl_and_trains(tmp_path):
     p0 = next(trainer.model.parameters()).detach().clone()
     trainer.train()
     assert trainer._fast_gen is gen  # built once, reused by both training steps
+    assert gen.buckets == {} and not gen.share_pool  # default: KV cache and graphs freed after each rollout
+    assert gen.kv_block == 128  # a quarter of the 8 + 64-aligned cache, rounded up to 128
     assert len(trainer.fast_rollout_log) == 3  # the direct call above + 2 steps
     assert all(entry["rows"] == 4 and entry["fallback"] is None for entry in trainer.fast_rollout_log)
     assert not torch.equal(p0, next(trainer.model.parameters()).detach())  # the optimizer moved the weights
@@ -312,3 +314,12 @@ def test_mixin_falls_back_for_unhandled_settings(tmp_path):
     auto = grpo_trainer(tmp_path, "auto", max_steps=1)  # no CUDA here: auto means trl's path
     auto._generate_single_turn([tok("1+1=")["input_ids"]] * 4, None, {}, 4)
     assert auto._fast_gen is None
+
+
+def test_mixin_keep_cache_holds_the_buckets(tmp_path):
+    trainer = grpo_trainer(tmp_path, "on", max_steps=1)
+    trainer.fast_rollout_keep_cache = True
+    trainer.train()
+    gen = trainer._fast_gen
+    assert gen.share_pool and gen.kv_block == 128 and len(gen.buckets) == 1  # kept for the next step
+    assert trainer.fast_rollout_log[-1]["released_leftover_mib"] == 0  # CPU: nothing measured

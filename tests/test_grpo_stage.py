@@ -224,8 +224,9 @@ def test_fast_rollout_and_reward_model_flag(work):
     tok.save_pretrained(rm)
     out = work / "fast"
     res = grpo(work, "--output", out, "--max-steps", "1", "--rollout", "fast", "--reward", "accuracy=1",
-               "--reward", "reward_model=0.5", "--reward-model", rm)
+               "--reward", "reward_model=0.5", "--reward-model", rm, "--rollout-cache", "keep")
     assert res.returncode == 0, res.stderr[-3000:]
+    assert "rollout_cache: keep" in (out / "resolved_config.yaml").read_text()
     (record,) = steps_logged(out)
     assert record["rollout/fast_path"] == 1.0
     assert math.isfinite(record["rewards/reward_model/mean"]) and record["rewards/reward_model/std"] > 0
