@@ -2,7 +2,7 @@
 
 Cold-start SFT of the tiny model stopped at 30-45% held-out greedy accuracy, then `r1kit grpo`
 with the accuracy reward only; held-out greedy accuracy must rise by >= 20 points for each of
-two seeds. About 12-13 minutes on 2 CPU cores (measured figures in bench/learning_check.py).
+two seeds. About 10 minutes on 2 CPU cores (583 s measured; figures in bench/learning_check.py).
 """
 
 import importlib.util
