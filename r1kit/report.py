@@ -4,7 +4,8 @@
 
 Rows are the evaluated checkpoints (named by their folder), columns the
 metrics of each evaluation: pass@1 over k samples, cons@k and pass@k where the
-evaluation sampled k > 1, greedy accuracy where it was greedy, and mean tokens.
+evaluation sampled k > 1 (titled with its temperature), greedy accuracy where it
+was greedy, and mean tokens.
 """
 
 from __future__ import annotations
@@ -17,18 +18,30 @@ from pathlib import Path
 from r1kit.errors import R1kitError
 
 
+def _temperature(eval_dir: Path) -> float | None:
+    """The sampling temperature an evaluation ran at (its resolved_config.yaml), if recorded."""
+    import yaml
+
+    path = eval_dir / "resolved_config.yaml"
+    if not path.is_file():
+        return None
+    value = (yaml.safe_load(path.read_text()) or {}).get("temperature")
+    return float(value) if value is not None else None
+
+
 def _columns(results: dict, tag: str) -> list[tuple[str, str]]:
-    """(column title, metric key) pairs for one evaluation's results.json."""
+    """(column title, metric key) pairs for one evaluation's results.json; `tag` prefixes every
+    title (e.g. "greedy ", "T=1 ") so several evaluations can share one table."""
     any_metrics = next(iter(results.values()))
     k = any_metrics.get("num_samples", 1)
     if k == 1:
         return [(f"{tag}accuracy", "accuracy"), (f"{tag}mean tokens", "mean_tokens")]
-    cols = [(f"pass@1 ({k} samples)", "pass@1")]
-    cols += [(f"pass@{kk}", f"pass@{kk}") for kk in sorted(
+    cols = [(f"{tag}pass@1 ({k} samples)", "pass@1")]
+    cols += [(f"{tag}pass@{kk}", f"pass@{kk}") for kk in sorted(
         int(key.split("@")[1]) for key in any_metrics if key.startswith("pass@") and key != "pass@1")]
     if f"cons@{k}" in any_metrics:
-        cols.append((f"cons@{k}", f"cons@{k}"))
-    cols.append(("mean tokens", "mean_tokens"))
+        cols.append((f"{tag}cons@{k}", f"cons@{k}"))
+    cols.append((f"{tag}mean tokens", "mean_tokens"))
     return cols
 
 
@@ -41,10 +54,14 @@ def build_table(eval_dirs: list[str | Path]) -> tuple[list[str], list[list[str]]
             raise R1kitError(f"{d} is not an r1kit evaluate output (no results.json)")
         results = json.loads(path.read_text())
         greedy = next(iter(results.values())).get("num_samples", 1) == 1
-        cols = _columns(results, "greedy " if greedy else "")
+        temperature = None if greedy else _temperature(Path(d))
+        tag = "greedy " if greedy else (f"T={temperature:g} " if temperature is not None else "")
+        cols = _columns(results, tag)
+        offset = len(header) - 1  # cells before this evaluation's columns
         header += [title for title, _ in cols]
         for model, metrics in results.items():
             row = rows.setdefault(Path(model).name or model, [])
+            row += ["-"] * (offset - len(row))  # a model absent from earlier evaluations
             for _, key in cols:
                 value = metrics.get(key)
                 if value is None:
