@@ -17,8 +17,10 @@ Anything FastGenerator does not implement (min_p, repetition_penalty != 1, other
 kwargs, vLLM, continuous batching, images, DeepSpeed / FSDP, an unsupported architecture) sends
 the call to trl's own path, with one warning saying why.
 
-The generator is built once and reused: its CUDA graphs read the parameters through their
-storage, which optimizer steps update in place (torch optimizers write into `param` with
+The generator is built once and reused. By default its KV cache and CUDA graphs are freed
+after each rollout (training then has the memory trl's own path leaves it) and re-captured at the
+next one; with `fast_rollout_keep_cache` they persist. Either way the graphs read the parameters
+through their storage, which optimizer steps update in place (torch optimizers write into `param` with
 foreach add_/mul_/addcdiv_ ops; the tensors are never replaced), so captured graphs keep seeing
 the current weights. LoRA (peft) layers are called like any other submodule, so adapters work;
 if any parameter's storage moves (model.to(), a reload), the generator notices and re-captures.
