@@ -136,6 +136,8 @@ class Bench:
     def variant(self, section: str, name: str, need_s: float, fn) -> dict | None:
         """Run one measurement; never raises. Skipped when less than need_s seconds remain."""
         rows = self.results["sections"].setdefault(section, {})
+        if self.args.only and name not in self.args.only.split(","):
+            return None
         if self.left() < need_s:
             rows[name] = {"skipped": f"budget: {self.left():.0f}s left, needs ~{need_s:.0f}s"}
             log(f"{section}/{name}: skipped ({rows[name]['skipped']})")
@@ -339,8 +341,6 @@ class Bench:
             "fast_compile_forced": (150, fast("compile", max_new, eos, True)),
         }
         for name in variants:
-            if self.args.only and name not in self.args.only.split(","):
-                continue
             need, fn = plan[name]
             self.variant(section, name, need, fn)
         model = None  # free it before the next section (closures above hold the name)
@@ -513,8 +513,6 @@ class Bench:
             ),
         }
         for name in variants:
-            if self.args.only and name not in self.args.only.split(","):
-                continue
             need, fn = plan[name]
             self.variant(section, name, need * (1.5 if shape == "1.5b" else 1), fn)
         base = sec.get("trl_default", {})
@@ -574,7 +572,7 @@ def main() -> None:
     p.add_argument(
         "--steps", type=int, default=None, help="GRPO steps per variant (default 5; 1.5B: 3; smoke 2)"
     )
-    p.add_argument("--only", default="", help="comma-separated GRPO variants to run (default: all)")
+    p.add_argument("--only", default="", help="comma-separated variant names to run, in any section (default: all)")
     args = p.parse_args()
     args.budget = args.budget or (600 if args.smoke else 450)
     bench = Bench(args)

@@ -26,7 +26,7 @@ import functools
 import re
 from fractions import Fraction
 
-from r1kit._mathverify import _pool, close_pool, math_timeout, math_workers  # noqa: F401  (re-exported)
+from r1kit._mathverify import _pool, close_pool, math_workers  # noqa: F401  (math_workers is re-exported)
 from r1kit.errors import R1kitError
 
 EXTRACT_MODES = ("auto", "answer_tag", "boxed", "after_think", "last_number")

@@ -181,5 +181,6 @@ def test_grpo_two_processes_groups_and_rewards(data: Path, tmp_path: Path):
     ev = tmp_path / "eval"
     r1kit("evaluate", "--model", out, "--data", data, "--split", "test", "--limit", 4, "--greedy",
           "--max-new-tokens", 8, "--output", ev)
-    results = json.loads((ev / "results.json").read_text())
-    assert results, "evaluate wrote no results"
+    (metrics,) = json.loads((ev / "results.json").read_text()).values()
+    assert metrics["num_prompts"] == 4 and metrics["num_samples"] == 1
+    assert 0.0 <= metrics["accuracy"] <= 1.0 and 0 < metrics["mean_tokens"] <= 8

@@ -325,10 +325,11 @@ class FastGenerator:
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         # share_pool: one memory pool for all graphs (a step leaves nothing alive in it: it writes
-        # into the bucket's buffers, so graphs replayed in any order cannot clobber each other).
-        # Measured on the H200 (torch 2.11): graphs sharing a pool did not give all of it back when
-        # they were deleted (~35 MB per extra graph stayed allocated), so a generator that is
-        # released every step uses one pool per graph instead.
+        # into the bucket's buffers, so graphs replayed in any order cannot clobber each other);
+        # saves memory when graphs are kept. A generator released after every call gains nothing
+        # from sharing, so the GRPO rollouts capture each graph into its own pool: that is the
+        # configuration measured on the H200 (bench/RESULTS.md, runs 6-7; the per-capture leak seen
+        # before came from a new warm-up stream per capture, fixed by _warmup_stream).
         pool = self.pool if self.share_pool else None
         with torch.cuda.graph(graph, pool=pool, capture_error_mode="thread_local"):
             self._step_fn(b, kv_len)

@@ -154,8 +154,8 @@ class FastRolloutMixin:
         gen = self._fast_generator(model, len(prompt_ids), max(map(len, prompt_ids)) + max_new)
         import torch
 
-        on_cuda = gen.on_cuda
-        before = torch.cuda.memory_allocated(gen.device) if on_cuda else 0
+        track = gen.on_cuda and not self.fast_rollout_keep_cache  # what a released rollout leaves behind
+        before = torch.cuda.memory_allocated(gen.device) if track else 0
         t0 = time.perf_counter()
         outs = gen.generate(
             [list(map(int, p)) for p in prompt_ids],
@@ -172,7 +172,7 @@ class FastRolloutMixin:
         leftover = 0
         if not self.fast_rollout_keep_cache:
             gen.release()
-            if on_cuda:  # should be ~0: what the rollout left allocated for training to carry
+            if track:  # should be ~0: memory the rollout left allocated for training to carry
                 leftover = torch.cuda.memory_allocated(gen.device) - before
         if "fast_rollout_log" not in self.__dict__:
             self.fast_rollout_log = []
