@@ -12,11 +12,19 @@ answer in <answer>...</answer>:
     wait, check 861-379=482 ok
     </think><answer>861</answer>
 
-Subtraction columns read "12-9-0=3 w3 b1" (borrowed 10, wrote 3, borrow 1). After the result
-the trace holds 0..max_checks re-verification lines, like R1's "wait, let me verify": they are
-always correct, so traces vary in length without varying in correctness, which is what the
-long2short stages (Kimi k1.5) need to shorten. The vocabulary is plain ASCII so the tiny
-character-level model can learn it; a 3-digit trace with 3 checks stays under ~160 characters.
+Subtraction columns read "12-9-0=3 w3 b1" (borrowed 10, wrote 3, borrow 1). Each trace holds
+0..max_checks redundant lines, the length that the long2short stages (Kimi k1.5) should cut:
+
+- check_style "verify" (default): re-verification equations after the result, like R1's "wait,
+  let me verify" (above). They are always true, but the tiny model can miscopy the numbers in
+  them, and they sit between the result and the answer: in the quickstart (session 2) samples
+  with a check were less often correct (T 0.6: 19% vs 32%) and GRPO dropped them on its own.
+- check_style "filler": fixed hesitation sentences at the start of the reasoning
+  ("hmm, let me think."), verbose but without numbers to get wrong, so RL
+  has no reason to drop them and long2short has something to remove.
+
+The vocabulary is plain ASCII so the tiny character-level model can learn it; a 3-digit trace
+with 3 checks stays under ~160 characters.
 """
 
 from __future__ import annotations
@@ -62,8 +70,18 @@ def _check_lines(a: int, b: int, op: str, result: int) -> list[str]:
     return [f"{result}+{b}={a}", f"{a}-{result}={b}", f"{b}+{result}={a}"]
 
 
-def make_record(a: int, b: int, op: str, num_checks: int) -> dict:
-    """One problem with its worked trace (op "+" or "-", with a >= b for "-")."""
+CHECK_STYLES = ("verify", "filler")
+FILLER_LINES = ("hmm, let me think.", "wait, let me reread.")
+
+
+def make_record(a: int, b: int, op: str, num_checks: int, check_style: str = "verify") -> dict:
+    """One problem with its worked trace (op "+" or "-", with a >= b for "-").
+
+    num_checks redundant lines of `check_style`: "verify" equations after the result or
+    "filler" sentences before the first column (module docstring).
+    """
+    if check_style not in CHECK_STYLES:
+        raise R1kitError(f"unknown check style {check_style!r}; use one of {', '.join(CHECK_STYLES)}")
     if op not in ("+", "-"):
         raise R1kitError(f"unknown arithmetic operation {op!r}; use '+' or '-'")
     if op == "-" and a < b:
@@ -71,7 +89,10 @@ def make_record(a: int, b: int, op: str, num_checks: int) -> dict:
     result = a + b if op == "+" else a - b
     lines, carries = _column_lines(a, b, op)
     checks = _check_lines(a, b, op, result)
-    steps = [*lines, f"so {result}", *(f"wait, check {checks[i % len(checks)]} ok" for i in range(num_checks))]
+    if check_style == "verify":
+        steps = [*lines, f"so {result}", *(f"wait, check {checks[i % len(checks)]} ok" for i in range(num_checks))]
+    else:
+        steps = [*(FILLER_LINES[i % len(FILLER_LINES)] for i in range(num_checks)), *lines, f"so {result}"]
     return {
         "question": f"What is {a}{op}{b}?",
         "answer": str(result),
@@ -108,7 +129,8 @@ def _unique_problems(n: int, digits: int, ops: tuple[str, ...], rng: random.Rand
 
 
 def make_arithmetic(
-    n: int, *, digits: int = 3, ops: tuple[str, ...] = ("+",), max_checks: int = 3, seed: int = 0
+    n: int, *, digits: int = 3, ops: tuple[str, ...] = ("+",), max_checks: int = 3, check_style: str = "verify",
+    seed: int = 0,
 ) -> list[dict]:
     """n distinct problems with operands below 10**digits; num_checks uniform in 0..max_checks."""
     if n < 0 or max_checks < 0:
@@ -116,7 +138,7 @@ def make_arithmetic(
     problems = _unique_problems(n, digits, ops, random.Random(seed))
     # a separate stream for the checks, so the first k records do not depend on n
     checks = random.Random(seed + 1_000_003)
-    return [make_record(a, b, op, checks.randint(0, max_checks)) for a, b, op in problems]
+    return [make_record(a, b, op, checks.randint(0, max_checks), check_style) for a, b, op in problems]
 
 
 def write_arithmetic(
@@ -127,6 +149,7 @@ def write_arithmetic(
     digits: int = 3,
     ops: tuple[str, ...] = ("+",),
     max_checks: int = 3,
+    check_style: str = "verify",
     seed: int = 0,
 ) -> dict[str, int]:
     """Save a train/test DatasetDict (save_to_disk) with disjoint questions.
@@ -136,7 +159,8 @@ def write_arithmetic(
     """
     from datasets import Dataset, DatasetDict
 
-    records = make_arithmetic(n_train + n_test, digits=digits, ops=ops, max_checks=max_checks, seed=seed)
+    records = make_arithmetic(n_train + n_test, digits=digits, ops=ops, max_checks=max_checks,
+                              check_style=check_style, seed=seed)
     for r in records:
         r["prompt"] = r["question"]
         r["messages"] = [{"role": "user", "content": r["question"]}, {"role": "assistant", "content": r["completion"]}]
@@ -163,6 +187,8 @@ def verify_trace(question: str, completion: str) -> bool:
     a, op, b = int(m[1]), m[2], int(m[3])
     result = a + b if op == "+" else a - b
     lines = body[1].split("\n")
+    while lines and lines[0] in FILLER_LINES:
+        lines = lines[1:]
     written, carry = [], 0
     width = max(len(str(a)), len(str(b))) + (1 if op == "+" and len(str(result)) > max(len(str(a)), len(str(b))) else 0)
     da, db = _digits(a, width), _digits(b, width)

@@ -2,9 +2,11 @@
 
 The task: add (or subtract) multi-digit numbers with a worked, digit-by-digit
 chain of thought in the R1-Zero format `<think>...</think><answer>...</answer>`.
-Traces carry a random number of optional self-check steps (like R1's
-re-verification), so their lengths vary and the long2short stages have
-something real to shorten. `--digits` is the difficulty knob.
+Traces carry a random number (0..--max-checks) of redundant lines, so their
+lengths vary and the long2short stages have something real to shorten:
+re-verification equations after the result (--check-style verify, like R1's
+"wait, let me verify") or hesitation sentences before the first column
+(--check-style filler). `--digits` is the difficulty knob.
 
 Example:
 
@@ -25,7 +27,9 @@ class Config(StageConfig):
     test_size: int = option(200, "Number of held-out test problems (never seen in train).")
     digits: int = option(3, "Difficulty: operands have up to this many digits.")
     ops: str = option("+", "Operations to draw from, e.g. '+' or '+-'.")
-    max_checks: int = option(3, "Most optional self-check steps per trace (0 = fixed-length traces).")
+    max_checks: int = option(3, "Most redundant lines per trace, drawn uniformly from 0..N (0 = fixed-length traces).")
+    check_style: str = option("verify", "Redundant lines: 'verify' (re-verification equations after the result) or "
+                              "'filler' (hesitation sentences before the first column).", choices=("verify", "filler"))
 
     def validate(self) -> None:
         super().validate()
@@ -46,7 +50,8 @@ def run(cfg: Config):
     with stage_output(cfg, "data arithmetic") as out:
         sizes = write_arithmetic(
             out.data_dir, cfg.train_size, cfg.test_size,
-            digits=cfg.digits, ops=tuple(cfg.ops), max_checks=cfg.max_checks, seed=cfg.seed,
+            digits=cfg.digits, ops=tuple(cfg.ops), max_checks=cfg.max_checks,
+            check_style=cfg.check_style, seed=cfg.seed,
         )
         out.log({"event": "written", **(sizes or {})})
     print(f"wrote {out.final}")
