@@ -258,17 +258,17 @@ def test_arithmetic_trace_hand_checked():
 def test_arithmetic_filler_style():
     r = make_record(482, 379, "+", num_checks=2, check_style="filler")
     assert r["completion"] == (
-        "<think>\nhmm, let me think.\nwait, let me reread.\n"
-        "2+9+0=11 w1 c1\n8+7+1=16 w6 c1\n4+3+1=8 w8 c0\nso 861\n</think><answer>861</answer>"
+        "<think>\n2+9+0=11 w1 c1\n8+7+1=16 w6 c1\n4+3+1=8 w8 c0\nso 861\n"
+        "wait, let me double-check.\nhmm, that seems right.\n</think><answer>861</answer>"
     )
     assert r["num_checks"] == 2 and verify_trace(r["question"], r["completion"])
     assert not verify_trace(r["question"], r["completion"].replace("w6", "w7"))
-    assert not verify_trace(r["question"], r["completion"].replace("think.", "think!"))
+    assert not verify_trace(r["question"], r["completion"].replace("right.", "right!"))
     # the same problems and counts as "verify"; only where the redundant lines go differs
     filler = make_arithmetic(200, max_checks=2, check_style="filler", seed=3)
     verify = make_arithmetic(200, max_checks=2, seed=3)
     assert [(f["question"], f["num_checks"]) for f in filler] == [(v["question"], v["num_checks"]) for v in verify]
-    assert all(f["completion"].count("hmm, let me") + f["completion"].count("wait, let me") == f["num_checks"]
+    assert all(f["completion"].count("double-check.") + f["completion"].count("seems right.") == f["num_checks"]
                and "wait, check" not in f["completion"] for f in filler)
     with pytest.raises(R1kitError, match="unknown check style 'loud'"):
         make_record(1, 2, "+", 0, check_style="loud")

@@ -16,12 +16,12 @@ Subtraction columns read "12-9-0=3 w3 b1" (borrowed 10, wrote 3, borrow 1). Each
 0..max_checks redundant lines, the length that the long2short stages (Kimi k1.5) should cut:
 
 - check_style "verify" (default): re-verification equations after the result, like R1's "wait,
-  let me verify" (above). They are always true, but the tiny model can miscopy the numbers in
-  them, and they sit between the result and the answer: in the quickstart (session 2) samples
-  with a check were less often correct (T 0.6: 19% vs 32%) and GRPO dropped them on its own.
-- check_style "filler": fixed hesitation sentences at the start of the reasoning
-  ("hmm, let me think."), verbose but without numbers to get wrong, so RL
-  has no reason to drop them and long2short has something to remove.
+  let me verify" (above); always true, but they hold numbers the model can miscopy into its answer.
+- check_style "filler": fixed hesitation sentences after the result ("wait, let me
+  double-check."), verbose but without numbers.
+
+What RL does with either kind on the tiny model is measured in bench/RESULTS.md ("long2short at
+toy scale"): GRPO at temperature 1 dropped both; at 0.7 it kept the filler.
 
 The vocabulary is plain ASCII so the tiny character-level model can learn it; a 3-digit trace
 with 3 checks stays under ~160 characters.
@@ -71,14 +71,14 @@ def _check_lines(a: int, b: int, op: str, result: int) -> list[str]:
 
 
 CHECK_STYLES = ("verify", "filler")
-FILLER_LINES = ("hmm, let me think.", "wait, let me reread.")
+FILLER_LINES = ("wait, let me double-check.", "hmm, that seems right.")
 
 
 def make_record(a: int, b: int, op: str, num_checks: int, check_style: str = "verify") -> dict:
     """One problem with its worked trace (op "+" or "-", with a >= b for "-").
 
-    num_checks redundant lines of `check_style`: "verify" equations after the result or
-    "filler" sentences before the first column (module docstring).
+    num_checks redundant lines of `check_style` after the result: "verify" equations or
+    "filler" sentences (module docstring).
     """
     if check_style not in CHECK_STYLES:
         raise R1kitError(f"unknown check style {check_style!r}; use one of {', '.join(CHECK_STYLES)}")
@@ -92,7 +92,7 @@ def make_record(a: int, b: int, op: str, num_checks: int, check_style: str = "ve
     if check_style == "verify":
         steps = [*lines, f"so {result}", *(f"wait, check {checks[i % len(checks)]} ok" for i in range(num_checks))]
     else:
-        steps = [*(FILLER_LINES[i % len(FILLER_LINES)] for i in range(num_checks)), *lines, f"so {result}"]
+        steps = [*lines, f"so {result}", *(FILLER_LINES[i % len(FILLER_LINES)] for i in range(num_checks))]
     return {
         "question": f"What is {a}{op}{b}?",
         "answer": str(result),
@@ -187,8 +187,8 @@ def verify_trace(question: str, completion: str) -> bool:
     a, op, b = int(m[1]), m[2], int(m[3])
     result = a + b if op == "+" else a - b
     lines = body[1].split("\n")
-    while lines and lines[0] in FILLER_LINES:
-        lines = lines[1:]
+    while lines and lines[-1] in FILLER_LINES:
+        lines = lines[:-1]
     written, carry = [], 0
     width = max(len(str(a)), len(str(b))) + (1 if op == "+" and len(str(result)) > max(len(str(a)), len(str(b))) else 0)
     da, db = _digits(a, width), _digits(b, width)

@@ -4,9 +4,9 @@ The task: add (or subtract) multi-digit numbers with a worked, digit-by-digit
 chain of thought in the R1-Zero format `<think>...</think><answer>...</answer>`.
 Traces carry a random number (0..--max-checks) of redundant lines, so their
 lengths vary and the long2short stages have something real to shorten:
-re-verification equations after the result (--check-style verify, like R1's
-"wait, let me verify") or hesitation sentences before the first column
-(--check-style filler). `--digits` is the difficulty knob.
+re-verification equations (--check-style verify, like R1's "wait, let me
+verify") or hesitation sentences without numbers (--check-style filler), both
+after the result. `--digits` is the difficulty knob.
 
 Example:
 
@@ -29,7 +29,7 @@ class Config(StageConfig):
     ops: str = option("+", "Operations to draw from, e.g. '+' or '+-'.")
     max_checks: int = option(3, "Most redundant lines per trace, drawn uniformly from 0..N (0 = fixed-length traces).")
     check_style: str = option("verify", "Redundant lines: 'verify' (re-verification equations after the result) or "
-                              "'filler' (hesitation sentences before the first column).", choices=("verify", "filler"))
+                              "'filler' (hesitation sentences), both after the result.", choices=("verify", "filler"))
 
     def validate(self) -> None:
         super().validate()
