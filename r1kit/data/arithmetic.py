@@ -88,11 +88,11 @@ def make_record(a: int, b: int, op: str, num_checks: int, check_style: str = "ve
         raise R1kitError(f"subtraction needs a >= b, got {a}-{b}")
     result = a + b if op == "+" else a - b
     lines, carries = _column_lines(a, b, op)
-    checks = _check_lines(a, b, op, result)
     if check_style == "verify":
-        steps = [*lines, f"so {result}", *(f"wait, check {checks[i % len(checks)]} ok" for i in range(num_checks))]
+        redundant = [f"wait, check {c} ok" for c in _check_lines(a, b, op, result)]
     else:
-        steps = [*lines, f"so {result}", *(FILLER_LINES[i % len(FILLER_LINES)] for i in range(num_checks))]
+        redundant = list(FILLER_LINES)
+    steps = [*lines, f"so {result}", *(redundant[i % len(redundant)] for i in range(num_checks))]
     return {
         "question": f"What is {a}{op}{b}?",
         "answer": str(result),

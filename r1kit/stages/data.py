@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from r1kit.config import StageConfig, option
+from r1kit.data.arithmetic import CHECK_STYLES
 from r1kit.errors import R1kitError
 
 
@@ -29,7 +30,7 @@ class Config(StageConfig):
     ops: str = option("+", "Operations to draw from, e.g. '+' or '+-'.")
     max_checks: int = option(3, "Most redundant lines per trace, drawn uniformly from 0..N (0 = fixed-length traces).")
     check_style: str = option("verify", "Redundant lines: 'verify' (re-verification equations after the result) or "
-                              "'filler' (hesitation sentences), both after the result.", choices=("verify", "filler"))
+                              "'filler' (hesitation sentences), both after the result.", choices=CHECK_STYLES)
 
     def validate(self) -> None:
         super().validate()
