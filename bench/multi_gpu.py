@@ -52,11 +52,15 @@ Loss equality, what is compared and why:
   zero by construction; its gradient is not, which is why grad_norm is the sharp check here).
   grpo_2gpu_sampled then shows the same step time with the model's own samples.
 - shard_*: GRPO under FSDP / ZeRO against shard_ddp on the same fixed rollouts, beta 0.04 (so the
-  reference model is sharded too and the loss carries a KL term after step 1). Step 1 (identical
-  weights): grad_norm relative 2e-2, entropy 1e-3. Later steps are looser (grad_norm 5e-2, entropy
-  5e-3, kl relative 0.2): DDP trains the bf16 weights with bf16 Adam state, while FSDP 2 and ZeRO keep
-  fp32 master weights (accelerate and DeepSpeed upcast), so updates smaller than half a bf16 ulp
-  survive there and not under DDP.
+  reference model is sharded too and the loss carries a KL term after step 1). Judged on steps 1-2:
+  grad_norm relative 2e-2 (both reduce bf16 gradients, in another order; FSDP 2 and ZeRO keep fp32
+  gradient shards, whose norm skips DDP's last bf16 rounding), entropy 1e-3, reward,
+  and the step-1 loss (absolute 1e-3); kl and later steps are listed, not judged: DDP trains the bf16
+  weights with bf16 Adam state, while FSDP 2 and ZeRO keep fp32 master weights (accelerate and
+  DeepSpeed upcast). With Adam's first steps moving every weight by ~lr = 1e-4, both runs round to the
+  same bf16 weights for step 2; from step 3 the fp32 masters have accumulated updates under half a
+  bf16 ulp that DDP drops, so the runs part by design, not by a bug. A sharding bug (a gradient not
+  averaged, an optimizer shard not applied) shows at step 1 or 2 at O(1).
 Every comparison lists the measured differences; tolerances are a priori, to be read against the
 measured sft_1gpu_b2x noise floor.
 
@@ -143,12 +147,12 @@ SMOKE = Sizes(shape="smoke", sft_batch=4, sft_prompt=16, sft_completion=47, sft_
 TOL_SFT = {"loss": (2e-3, 0.0), "grad_norm": (1e-2, 0.0)}
 TOL_GRPO = {"reward": (0.0, 1e-5), "reward_std": (0.0, 1e-5), "grad_norm": (1e-2, 0.0), "entropy": (1e-3, 0.0),
             "loss": (0.0, 1e-3)}
-TOL_SHARD_STEP1 = {"reward": (0.0, 1e-5), "grad_norm": (2e-2, 0.0), "entropy": (1e-3, 0.0), "loss": (0.0, 1e-3)}
-TOL_SHARD_LATER = {"reward": (0.0, 1e-5), "grad_norm": (5e-2, 0.0), "entropy": (5e-3, 0.0), "loss": (0.2, 1e-4),
-                   "kl": (0.2, 1e-5)}
+# shard: judged on steps 1-2 only (both runs still compute with the same bf16 weights there; see the
+# module docstring), the loss on step 1 only (afterwards it is beta x KL, a small difference of noisy terms)
+TOL_SHARD = {"reward": (0.0, 1e-5), "grad_norm": (2e-2, 0.0), "entropy": (1e-3, 0.0), "loss": (0.0, 1e-3, 1)}
 METRIC_KEYS = ("loss", "grad_norm", "entropy", "reward", "reward_std", "kl", "mean_token_accuracy", "num_tokens",
                "completions/mean_length", "rollout/fast_path", "rollout/tokens_per_s", "tokens_per_s",
-               "frac_reward_zero_std", "learning_rate")
+               "frac_reward_zero_std", "learning_rate", "step_time")
 
 
 def log(*args) -> None:
@@ -173,6 +177,18 @@ def read_jsonl(path: Path) -> list[dict]:
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def count_gpus() -> int:
+    """GPUs visible, without creating a CUDA context in this process (NVML's fallback)."""
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], check=False, capture_output=True, text=True, timeout=60).stdout
+        return sum(line.startswith("GPU ") for line in out.splitlines())
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    code = "import torch; print(torch.cuda.device_count())"
+    out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
+    return int(out.stdout.strip() or 0)
 
 
 def root_error(text: str) -> str | None:
@@ -264,6 +280,8 @@ class Bench:
                 self.sampler.start()
             except Exception as err:  # noqa: BLE001
                 self.results["meta"]["nvml"] = f"unavailable: {type(err).__name__}: {err}"
+                self.gpus = count_gpus()
+                self.results["meta"]["gpus"] = self.gpus
         self.save()
 
     # ---- plumbing ----------------------------------------------------------------------------
@@ -568,7 +586,7 @@ class Bench:
             expected = {"ddp": "DistributedDataParallel", "fsdp": "FSDP", "zero2": "DeepSpeedEngine",
                         "zero3": "DeepSpeedEngine"}[spec["config"]]
             stage = {"zero2": 2, "zero3": 3}.get(spec["config"])
-            res["sharded_as_configured"] = all(
+            res["sharded_as_configured"] = spec["nproc"] == 1 or all(
                 expected in str(r.get("wrapper")) and (stage is None or r.get("zero_stage") == stage)
                 for r in rollouts)
             if not res["sharded_as_configured"]:
@@ -578,6 +596,9 @@ class Bench:
             if fallbacks:
                 res["rollout_fallbacks"] = fallbacks
             res["real_rollout_tokens_per_rank_step"] = statistics.median(r["tokens"] for r in rollouts)
+        fwd_bwd = [r["step_time"] for r in steps[self.sizes.warmup_steps:] or steps if r.get("step_time") is not None]
+        if fwd_bwd:  # trl's step_time: rank 0's forward + backward passes of the step (no rollout, no optimizer)
+            res["median_fwd_bwd_s"] = round(statistics.median(fwd_bwd), 3)
         fast_metric = [r.get("rollout/fast_path") for r in steps if r.get("rollout/fast_path") is not None]
         if fast_metric:
             res["metric_rollout_fast_path"] = statistics.fmean(fast_metric)
@@ -720,32 +741,34 @@ class Bench:
 
     # ---- analysis ----------------------------------------------------------------------------
 
-    def compare(self, ref: str, other: str, tol_first: dict, tol_later: dict | None = None, n: int = 5) -> dict:
+    def compare(self, ref: str, other: str, tol: dict, judged: int = 5, shown: tuple = (), n: int = 5) -> dict:
+        """Steps 1..n of two runs side by side. tol: key -> (rtol, atol[, last judged step]); a key is
+        judged (ok / not ok) up to step min(judged, last), and listed, unjudged, after that; keys in
+        `shown` are only listed."""
         a, b = self.results["runs"].get(ref, {}), self.results["runs"].get(other, {})
         if not a.get("steps") or not b.get("steps"):
             return {"not_compared": f"{ref}: {len(a.get('steps') or [])} steps, {other}: {len(b.get('steps') or [])}"}
-        rows, ok = [], True
+        rows, ok, worst = [], True, {}
+        keys = list(tol) + [k for k in shown if k not in tol]
         for i, (x, y) in enumerate(zip(a["steps"][:n], b["steps"][:n])):
-            tol = tol_first if i == 0 or tol_later is None else tol_later
             row = {"step": x.get("step")}
-            for key, (rtol, atol) in tol.items():
+            for key in keys:
                 if x.get(key) is None or y.get(key) is None:
                     continue
                 diff = abs(x[key] - y[key])
-                good = diff <= atol + rtol * max(abs(x[key]), abs(y[key]))
-                ok &= good
                 row[key] = {ref: x[key], other: y[key], "abs": float(f"{diff:.3g}"),
-                            "rel": float(f"{rel_diff(x[key], y[key]):.3g}"), "ok": good}
+                            "rel": float(f"{rel_diff(x[key], y[key]):.3g}"), "ok": None}
+                if key in tol and i < min([judged, *tol[key][2:3]]):
+                    rtol, atol = tol[key][:2]
+                    good = diff <= atol + rtol * max(abs(x[key]), abs(y[key]))
+                    row[key]["ok"] = good
+                    ok &= good
+                    label = f"{key} ({'rel' if rtol else 'abs'})"
+                    worst[label] = max(worst.get(label, 0.0), row[key]["rel" if rtol else "abs"])
             rows.append(row)
-        worst = {}
-        for key, (rtol, _) in tol_first.items():
-            diffs = [r[key]["rel" if rtol else "abs"] for r in rows if key in r]
-            if diffs:
-                worst[f"{key} ({'rel' if rtol else 'abs'})"] = max(diffs)
-        caveat = [n for n in (ref, other) if self.results["runs"][n].get("sharded_as_configured") is False]
-        return {"ref": ref, "other": other, "steps": rows, "max_diff": worst, "all_ok": ok,
-                "not_as_configured": caveat,
-                "tolerance_first_step": tol_first, "tolerance_later_steps": tol_later or tol_first}
+        caveat = [name for name in (ref, other) if self.results["runs"][name].get("sharded_as_configured") is False]
+        return {"ref": ref, "other": other, "steps": rows, "max_diff": worst, "all_ok": ok, "judged_steps": judged,
+                "tolerance": {k: list(v) for k, v in tol.items()}, "not_as_configured": caveat}
 
     def throughput(self, name: str, key: str) -> float | None:
         return self.results["runs"].get(name, {}).get(key)
@@ -756,8 +779,8 @@ class Bench:
         c["sft_noise_floor_1gpu_vs_b2x"] = self.compare("sft_1gpu", "sft_1gpu_b2x", TOL_SFT)
         c["grpo_1gpu_vs_2gpu"] = self.compare("grpo_1gpu", "grpo_2gpu", TOL_GRPO)
         for config in ("fsdp", "zero2", "zero3"):
-            c[f"shard_ddp_vs_{config}"] = self.compare("shard_ddp", f"shard_{config}", TOL_SHARD_STEP1,
-                                                       TOL_SHARD_LATER)
+            c[f"shard_ddp_vs_{config}"] = self.compare("shard_ddp", f"shard_{config}", TOL_SHARD, judged=2,
+                                                       shown=("kl",))
         sc = self.results["scaling"]
         for stage, key in (("sft", "tokens_per_s"), ("grpo", "completions_per_s")):
             one, two = self.throughput(f"{stage}_1gpu", key), self.throughput(f"{stage}_2gpu", key)
@@ -807,7 +830,8 @@ class Bench:
                 worst = ", ".join(f"{k} {v:.2g}" for k, v in comp["max_diff"].items())
                 caveat = (f"; {', '.join(comp['not_as_configured'])} did not run as configured"
                           if comp.get("not_as_configured") else "")
-                lines.append(f"- {name}: {'OK' if comp['all_ok'] else 'DIFFERS'} over {len(comp['steps'])} steps "
+                judged = min(comp["judged_steps"], len(comp["steps"]))
+                lines.append(f"- {name}: {'OK' if comp['all_ok'] else 'DIFFERS'} over {judged} steps "
                              f"(largest difference: {worst}){caveat}")
         for name, r in self.results["runs"].items():
             if r.get("groups", {}).get("steps"):
