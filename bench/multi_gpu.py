@@ -239,7 +239,8 @@ class NvmlSampler(threading.Thread):
             try:
                 self.samples.append((time.time(), self.read()))
             except Exception as err:  # noqa: BLE001 - a failed read is a missing sample
-                self.errors.append(f"{type(err).__name__}: {err}")
+                if len(self.errors) < 100:
+                    self.errors.append(f"{type(err).__name__}: {err}")
             self.stop.wait(self.interval)
 
     def peak(self, t0: float, t1: float) -> list[float] | None:
@@ -280,6 +281,7 @@ class Bench:
                 self.sampler.start()
             except Exception as err:  # noqa: BLE001
                 self.results["meta"]["nvml"] = f"unavailable: {type(err).__name__}: {err}"
+                self.sampler = None
                 self.gpus = count_gpus()
                 self.results["meta"]["gpus"] = self.gpus
         self.save()
@@ -590,8 +592,9 @@ class Bench:
                 expected in str(r.get("wrapper")) and (stage is None or r.get("zero_stage") == stage)
                 for r in rollouts)
             if not res["sharded_as_configured"]:
-                res["note"] = (f"{spec['config']} asked for, but the trainer ran {', '.join(res['wrapper'])} "
-                               "(accelerate runs FSDP configs with use_cpu as plain CPU data parallelism)")
+                res["note"] = f"{spec['config']} asked for, but the trainer ran {', '.join(res['wrapper'])}"
+                if self.smoke:
+                    res["note"] += " (accelerate runs FSDP configs with use_cpu as plain CPU data parallelism)"
             fallbacks = sorted({str(r["fallback"]) for r in rollouts if r.get("fallback")})
             if fallbacks:
                 res["rollout_fallbacks"] = fallbacks
