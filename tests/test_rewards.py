@@ -217,7 +217,8 @@ def test_registry_resolves_names_weights_and_paths():
     spec = resolve_reward("accuracy")
     assert (spec.name, spec.weight, spec.fn.__name__) == ("accuracy", 1.0, "accuracy")
     assert resolve_reward("format=0.5").weight == 0.5
-    assert resolve_reward("r1kit.rewards.format:tag_count_reward=2").fn is tag_count_reward
+    # user rewards come back under the guard (r1kit.rewards.guard), wrapping the function itself
+    assert resolve_reward("r1kit.rewards.format:tag_count_reward=2").fn.__wrapped__ is tag_count_reward
     assert resolve_reward("r1kit.rewards.format.tag_count_reward").weight == 1.0
     spec = resolve_reward("overlong=-1", {"max_len": 100, "cache_len": 20, "lang": "en"})
     assert spec.fn(prompts=["q"], completions=["x"], completion_ids=[[0] * 90]) == [-0.5]

@@ -23,21 +23,51 @@ partial credit (share of cases passed; HumanEval's single `check()` makes it
 from __future__ import annotations
 
 import ast
+import logging
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 from r1kit.errors import R1kitError
 from r1kit.rewards._text import column, prompt_tail
 from r1kit.rewards._text import completion_text as as_text
 from r1kit.rewards.sandbox import SandboxResult, run_sandboxed
 
+logger = logging.getLogger(__name__)
+
 # Module-level defaults; every reward also takes them as keyword arguments.
 DEFAULT_LIMITS = {"timeout_s": 10.0, "cpu_s": 10, "memory_mb": 1024, "max_procs": 64,
                   "max_output_bytes": 1_000_000}
 
-_FENCE = re.compile(r"^([ \t]*)```[ \t]*([\w+.#-]*)[^\n]*\n(.*?)^[ \t]*```[ \t]*$", re.MULTILINE | re.DOTALL)
+_FENCE_OPEN = re.compile(r"([ \t]*)```[ \t]*([\w+.#-]*)")  # at a line start; the rest of the line is ignored
+_FENCE_CLOSE = re.compile(r"[ \t]*```[ \t]*")  # a whole line
 _PY_TAGS = {"", "python", "py", "python3", "py3"}
+# The raw-text fallback (no fence) parses the text in the trainer's process: ast.parse costs ~2.5 s per MB,
+# so longer unfenced text is not tried as code. A program larger than MAX_PROGRAM_CHARS is not run at all.
+MAX_RAW_CODE_CHARS = 64 * 1024
+MAX_PROGRAM_CHARS = 256 * 1024
+
+
+def _fenced_blocks(text: str):
+    """(indent, tag, body) of every fenced block, in order, in one pass over the lines.
+
+    A line starting with ``` (after spaces or tabs) opens a block and the next line that is only ```
+    closes it; an opening fence without a closing one holds no block. Linear in the text: the old
+    regex rescanned to the end of the text from every unclosed fence (quadratic; 40 KB of "```python"
+    lines took 6 s).
+    """
+    lines = text.split("\n")
+    opened = None
+    for i, line in enumerate(lines):
+        if opened is None:
+            m = _FENCE_OPEN.match(line)
+            if m and i + 1 < len(lines):  # an opening fence needs a newline after it
+                opened = (m.group(1), m.group(2), i + 1)
+        elif _FENCE_CLOSE.fullmatch(line):
+            indent, tag, start = opened
+            yield indent, tag, "".join(part + "\n" for part in lines[start:i])
+            opened = None
 
 
 def extract_code(completion_text: str) -> str | None:
@@ -45,10 +75,15 @@ def extract_code(completion_text: str) -> str | None:
     if not isinstance(completion_text, str):
         return None
     text = completion_text.rsplit("</think>", 1)[1] if "</think>" in completion_text else completion_text
-    blocks = [m for m in _FENCE.finditer(text) if m.group(2).lower() in _PY_TAGS]
-    if not blocks:
+    if "```" not in text:
         return None
-    indent, body = blocks[-1].group(1), blocks[-1].group(3)
+    last = None
+    for indent, tag, body in _fenced_blocks(text):
+        if tag.lower() in _PY_TAGS:
+            last = (indent, body)
+    if last is None:
+        return None
+    indent, body = last
     if indent:  # a fence nested in a list item: its lines carry the fence's indentation
         body = "".join(line.removeprefix(indent) for line in body.splitlines(keepends=True))
     # Keep the first line's indentation: a HumanEval body starts indented.
@@ -68,10 +103,14 @@ def _question_code(question) -> str | None:
 
 
 def _parses(src: str) -> bool:
+    """Whether `src` is Python; False for text too long to parse here or too deep for the parser."""
+    if len(src) > MAX_RAW_CODE_CHARS:
+        return False
     try:
         ast.parse(src)
         return True
-    except (SyntaxError, ValueError):
+    except (SyntaxError, ValueError, OverflowError, RecursionError, MemoryError):
+        # 100k nested unary operators raise MemoryError, a 200k-term sum RecursionError: not a program
         return False
 
 
@@ -79,26 +118,37 @@ def _defines(code: str, name: str) -> bool:
     return re.search(rf"^[ \t]*(?:async[ \t]+)?def[ \t]+{re.escape(name)}[ \t]*\(", code, re.MULTILINE) is not None
 
 
+def _plan(completion_text, entry_point: str | None, question) -> tuple[str | None, str | None, str]:
+    """(program, the question's code, reason) for one completion; reason is "" or why there is no program."""
+    q_code = _question_code(question) if entry_point else None
+    code = extract_code(completion_text)
+    if code is None and isinstance(completion_text, str):
+        raw = completion_text.rsplit("</think>", 1)[-1].strip("\n").rstrip()
+        if len(raw) > MAX_RAW_CODE_CHARS:
+            return None, q_code, "too_large"
+        if raw and (_parses(raw) or (q_code and _parses(_joined(q_code, raw)))):
+            code = raw
+    if code is None:
+        return None, q_code, "no_code"
+    if not q_code:
+        program = code
+    elif _defines(code, entry_point):
+        program = q_code.rstrip() + "\n\n\n" + code + "\n"  # later def wins; prompt's imports stay
+    else:
+        program = _joined(q_code, code)
+    if len(program) > MAX_PROGRAM_CHARS:
+        return None, q_code, "too_large"
+    return program, q_code, ""
+
+
 def build_program(completion_text: str, entry_point: str | None = None, question=None) -> str | None:
-    """The program to run for one completion, or None when it holds no code.
+    """The program to run for one completion, or None when it holds no code (or too much of it).
 
     Code is the last fenced block; failing that, the text after `</think>` if it
     is valid Python on its own or as the continuation of the question's code.
     With an `entry_point` and a question holding code, the question is prepended.
     """
-    q_code = _question_code(question) if entry_point else None
-    code = extract_code(completion_text)
-    if code is None and isinstance(completion_text, str):
-        raw = completion_text.rsplit("</think>", 1)[-1].strip("\n").rstrip()
-        if raw and (_parses(raw) or (q_code and _parses(_joined(q_code, raw)))):
-            code = raw
-    if code is None:
-        return None
-    if not q_code:
-        return code
-    if _defines(code, entry_point):
-        return q_code.rstrip() + "\n\n\n" + code + "\n"  # later def wins; prompt's imports stay
-    return _joined(q_code, code)
+    return _plan(completion_text, entry_point, question)[0]
 
 
 def _joined(q_code: str, body: str) -> str:
@@ -111,7 +161,7 @@ def _with_check_call(tests: str, entry_point: str | None) -> str:
         return tests
     try:
         body = ast.parse(tests).body
-    except SyntaxError:
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         return tests
     called = any(isinstance(n, ast.Expr) and isinstance(n.value, ast.Call)
                  and getattr(n.value.func, "id", None) == "check" for n in body)
@@ -126,45 +176,102 @@ def _has_tests(tests) -> bool:
     return any(str(t).strip() for t in tests)
 
 
+def _limits(limits: dict) -> dict:
+    return {**DEFAULT_LIMITS, **{k: v for k, v in limits.items() if v is not None}}
+
+
 def run_completion(completion_text: str, tests, entry_point: str | None = None, question=None,
                    **limits) -> SandboxResult | None:
-    """Sandbox result for one completion, or None when the completion holds no code."""
-    program = build_program(completion_text, entry_point, question)
+    """Sandbox result for one completion, or None when the completion holds no code (or too much)."""
+    program, q_code, _ = _plan(completion_text, entry_point, question)
     if program is None:
         return None
-    opts = {**DEFAULT_LIMITS, **{k: v for k, v in limits.items() if v is not None}}
-    return run_sandboxed(program, _with_check_call(tests, entry_point), **opts)
+    return run_sandboxed(program, _with_check_call(tests, entry_point), preamble=q_code,
+                         entry_point=entry_point, **_limits(limits))
+
+
+@dataclass(frozen=True)
+class Verdict:
+    passed: bool
+    pass_rate: float
+    reason: str  # "passed", or why not (see REASONS)
+
+
+# Why a completion did not pass; logged per call as `<reward>/<reason>` (share of the batch).
+REASONS = ("passed", "failed", "no_code", "too_large", "syntax", "too_deep", "load_error", "timeout", "memory",
+           "output_cap", "crashed", "report_tampered", "sandbox_error")
+
+
+def judge_code(completion_text: str, tests, entry_point: str | None = None, question=None,
+               **limits) -> Verdict:
+    """Verdict for one completion: passed, share of test cases passed, and the reason."""
+    if not _has_tests(tests):
+        raise R1kitError("check_code got no tests: give the row's test code (asserts or a check() function)")
+    program, q_code, reason = _plan(completion_text, entry_point, question)
+    if program is None:
+        return Verdict(False, 0.0, reason)
+    result = run_sandboxed(program, _with_check_call(tests, entry_point), preamble=q_code,
+                           entry_point=entry_point, **_limits(limits))
+    return Verdict(result.passed, result.pass_rate, "passed" if result.passed else result.error or "failed")
 
 
 def check_code(completion_text: str, tests, entry_point: str | None = None, question=None,
                **limits) -> tuple[bool, float]:
     """(all tests passed, share of test cases passed) for one completion; used by the rewards and evaluate."""
-    if not _has_tests(tests):
-        raise R1kitError("check_code got no tests: give the row's test code (asserts or a check() function)")
-    result = run_completion(completion_text, tests, entry_point, question, **limits)
-    if result is None:
-        return False, 0.0
-    return result.passed, result.pass_rate
+    verdict = judge_code(completion_text, tests, entry_point, question, **limits)
+    return verdict.passed, verdict.pass_rate
 
 
-def _score_all(prompts, completions, tests, entry_point, max_workers, limits) -> list[tuple[bool, float] | None]:
+_warned: set[str] = set()
+_seen_reasons: dict[str, set[str]] = {}
+
+
+def _score_all(name, prompts, completions, tests, entry_point, max_workers, limits, kwargs) -> list[Verdict | None]:
+    """Verdicts for a trl batch, on a thread pool; a row whose sandbox could not run is None (not scored)."""
     n = len(completions)
     tests = column({"tests": tests}, "tests", n, required=True)
     entry = column({"entry_point": entry_point}, "entry_point", n)
     prompts = column({"prompts": prompts}, "prompts", n)
     jobs = [i for i in range(n) if _has_tests(tests[i])]
-    out: list[tuple[bool, float] | None] = [None] * n
-    if not jobs:
-        return out
-    workers = min(len(jobs), max_workers or os.cpu_count() or 1)
+    out: list[Verdict | None] = [None] * n
+    if jobs:
+        workers = min(len(jobs), max_workers or os.cpu_count() or 1)
 
-    def one(i):
-        return check_code(as_text(completions[i]), tests[i], entry[i] or None, prompts[i], **limits)
+        def one(i):
+            try:
+                return judge_code(as_text(completions[i]), tests[i], entry[i] or None, prompts[i], **limits)
+            except OSError as e:  # the host could not start a sandbox (no processes, descriptors or disk left)
+                if "sandbox_error" not in _warned:
+                    _warned.add("sandbox_error")
+                    logger.warning("code reward: a sandbox could not run (%s); such rows are left unscored "
+                                   "and counted in %s/sandbox_error", e, name)
+                return Verdict(False, 0.0, "sandbox_error")
 
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        for i, score in zip(jobs, pool.map(one, jobs)):
-            out[i] = score
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for i, verdict in zip(jobs, pool.map(one, jobs)):
+                out[i] = verdict
+    _log_reasons(name, [v.reason for v in out if v is not None], kwargs.get("log_metric"))
     return out
+
+
+def _log_reasons(name: str, reasons: list[str], log_metric) -> None:
+    """Share of the batch's scored rows per reason, through trl's `log_metric` (when given).
+
+    Every reason seen so far in the run is logged on every call (0 when absent), so that trl's
+    average over a logging step is the share over all calls, not over the calls that had it.
+    """
+    if not callable(log_metric) or not reasons:
+        return
+    seen = _seen_reasons.setdefault(name, set())
+    seen.update(reasons)
+    for reason in sorted(seen):
+        log_metric(f"{name}/{reason}", reasons.count(reason) / len(reasons))
+
+
+def _score(verdict: Verdict | None, attr: str) -> float | None:
+    if verdict is None or verdict.reason == "sandbox_error":
+        return None
+    return float(getattr(verdict, attr))
 
 
 def code_reward(prompts, completions, completion_ids=None, *, tests=None, entry_point=None, max_workers=None,
@@ -173,8 +280,8 @@ def code_reward(prompts, completions, completion_ids=None, *, tests=None, entry_
     """1.0 when the completion's code passes all of the row's tests, else 0.0; None for rows without tests."""
     limits = {"timeout_s": timeout_s, "cpu_s": cpu_s, "memory_mb": memory_mb, "max_procs": max_procs,
               "max_output_bytes": max_output_bytes}
-    scores = _score_all(prompts, completions, tests, entry_point, max_workers, limits)
-    return [None if s is None else float(s[0]) for s in scores]
+    verdicts = _score_all("code", prompts, completions, tests, entry_point, max_workers, limits, kwargs)
+    return [_score(v, "passed") for v in verdicts]
 
 
 def code_pass_rate(prompts, completions, completion_ids=None, *, tests=None, entry_point=None, max_workers=None,
@@ -183,5 +290,5 @@ def code_pass_rate(prompts, completions, completion_ids=None, *, tests=None, ent
     """Share of the row's test cases (MBPP asserts; HumanEval's one check()) passed; None without tests."""
     limits = {"timeout_s": timeout_s, "cpu_s": cpu_s, "memory_mb": memory_mb, "max_procs": max_procs,
               "max_output_bytes": max_output_bytes}
-    scores = _score_all(prompts, completions, tests, entry_point, max_workers, limits)
-    return [None if s is None else s[1] for s in scores]
+    verdicts = _score_all("code_pass_rate", prompts, completions, tests, entry_point, max_workers, limits, kwargs)
+    return [_score(v, "pass_rate") for v in verdicts]
