@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ast
 import logging
+import math
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -36,8 +37,10 @@ from r1kit.rewards.sandbox import SandboxResult, run_sandboxed
 
 logger = logging.getLogger(__name__)
 
-# Module-level defaults; every reward also takes them as keyword arguments.
-DEFAULT_LIMITS = {"timeout_s": 10.0, "cpu_s": 10, "memory_mb": 1024, "max_procs": 64,
+# Module-level defaults; every reward also takes them as keyword arguments. MBPP task 123's reference
+# needs 2-6 s of CPU depending on the machine: 10 s of CPU (RLIMIT_CPU, not inflated by load) and a 20 s
+# wall deadline (which is: two workers on two busy cores) leave room for it; a busy loop still ends at 10 s.
+DEFAULT_LIMITS = {"timeout_s": 20.0, "cpu_s": 10, "memory_mb": 1024, "max_procs": 64,
                   "max_output_bytes": 1_000_000}
 
 _FENCE_OPEN = re.compile(r"([ \t]*)```[ \t]*([\w+.#-]*)")  # at a line start; the rest of the line is ignored
@@ -292,3 +295,15 @@ def code_pass_rate(prompts, completions, completion_ids=None, *, tests=None, ent
               "max_output_bytes": max_output_bytes}
     verdicts = _score_all("code_pass_rate", prompts, completions, tests, entry_point, max_workers, limits, kwargs)
     return [_score(v, "pass_rate") for v in verdicts]
+
+
+def _time_bound(n: int, kwargs: dict) -> float:
+    """Longest an honest call can take: rounds of sandbox runs, each within its deadline plus clean-up.
+    The registry's guard never cuts the code reward short of this (r1kit.rewards.guard)."""
+    timeout = float(kwargs.get("timeout_s") or DEFAULT_LIMITS["timeout_s"])
+    workers = int(kwargs.get("max_workers") or os.cpu_count() or 1)
+    return math.ceil(max(n, 1) / max(workers, 1)) * (timeout + 5.0) + 30.0
+
+
+code_reward.r1kit_time_bound = _time_bound
+code_pass_rate.r1kit_time_bound = _time_bound
