@@ -27,6 +27,7 @@ import logging
 import math
 import os
 import re
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -226,7 +227,8 @@ def check_code(completion_text: str, tests, entry_point: str | None = None, ques
 
 
 _warned: set[str] = set()
-_seen_reasons: dict[str, set[str]] = {}
+# Reasons logged so far, per metrics sink (the trainer behind trl's log_metric) and reward name.
+_seen_reasons: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _score_all(name, prompts, completions, tests, entry_point, max_workers, limits, kwargs) -> list[Verdict | None]:
@@ -243,11 +245,13 @@ def _score_all(name, prompts, completions, tests, entry_point, max_workers, limi
         def one(i):
             try:
                 return judge_code(as_text(completions[i]), tests[i], entry[i] or None, prompts[i], **limits)
-            except OSError as e:  # the host could not start a sandbox (no processes, descriptors or disk left)
+            except R1kitError:
+                raise
+            except Exception as e:  # noqa: BLE001  the host could not run a sandbox (no processes, fds, disk)
                 if "sandbox_error" not in _warned:
                     _warned.add("sandbox_error")
-                    logger.warning("code reward: a sandbox could not run (%s); such rows are left unscored "
-                                   "and counted in %s/sandbox_error", e, name)
+                    logger.warning("code reward: a sandbox could not run (%s: %s); such rows are left unscored "
+                                   "and counted in %s/sandbox_error", type(e).__name__, e, name)
                 return Verdict(False, 0.0, "sandbox_error")
 
         with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -265,7 +269,11 @@ def _log_reasons(name: str, reasons: list[str], log_metric) -> None:
     """
     if not callable(log_metric) or not reasons:
         return
-    seen = _seen_reasons.setdefault(name, set())
+    sink = getattr(log_metric, "__self__", log_metric)
+    try:
+        seen = _seen_reasons.setdefault(sink, {}).setdefault(name, set())
+    except TypeError:  # not weak-referenceable: no memory across calls
+        seen = set()
     seen.update(reasons)
     for reason in sorted(seen):
         log_metric(f"{name}/{reason}", reasons.count(reason) / len(reasons))
