@@ -227,14 +227,14 @@ def held():
             time.sleep(60)
             os._exit(0)
         pids.append(pid)
-    got, deadline = 0, time.monotonic() + 6
+    got, deadline = 0, time.monotonic() + 3
     while got < 3 and time.monotonic() < deadline:
         if select.select([r], [], [], 0.1)[0]:
             got += len(os.read(r, 3))
     return sum(os.waitpid(p, os.WNOHANG) == (0, 0) for p in pids) if got == 3 else 0
 '''
 MEMFDS = r'''
-import os
+import os, time
 def held():
     fds, chunk = [], b"x" * (1 << 20)
     for i in range(5):
@@ -242,10 +242,11 @@ def held():
         for _ in range(60):
             os.write(fd, chunk)
         fds.append(fd)
+    time.sleep(0.5)  # held, not just touched: the watchdog samples every 50 ms
     return len(fds) * 60
 '''
 USERNS_TMPFS = r'''
-import ctypes, os
+import ctypes, os, time
 def held():
     libc = ctypes.CDLL(None, use_errno=True)
     uid = os.getuid()
@@ -266,6 +267,7 @@ def held():
         with open(f"/tmp/big/f{i}", "wb") as f:
             for _ in range(60):
                 f.write(chunk)
+    time.sleep(0.5)
     return 7 * 60
 '''
 MEMORY_TESTS = {"3 children x 150 MB": (CHILDREN, "assert held() == 3"),

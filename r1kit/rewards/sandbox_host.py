@@ -139,7 +139,23 @@ def cgroup_plan() -> dict:
         own = _own_cgroup("memory")
         if v1 and own is not None and _try_group(_join(*v1, own) / GROUP_DIR, "memory.limit_in_bytes"):
             plan["memory"] = ("v1", _join(*v1, own) / GROUP_DIR)
+    for parent in {plan["kill"], plan["memory"] and plan["memory"][1]} - {None}:
+        _remove_stale(parent)
     return plan
+
+
+def _remove_stale(parent: Path) -> None:
+    """Remove run groups left empty by an r1kit process that was killed mid-run (rmdir refuses populated ones)."""
+    try:
+        children = [c for c in parent.iterdir() if c.is_dir() and c.name.startswith("run-")]
+    except OSError:
+        return
+    for child in children:
+        try:
+            if not (child / "cgroup.procs").read_text().strip():
+                child.rmdir()
+        except OSError:
+            pass
 
 
 def _enable(group: Path) -> bool:
