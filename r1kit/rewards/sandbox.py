@@ -34,8 +34,8 @@ Which protection holds where (checked by tests/test_sandbox.py and test_sandbox_
 | own unprivileged uid per run (setuid) | yes | no | no |
 | RLIMIT_NPROC (fork bombs) | exact: the uid is this run's alone | counted over all the user's processes | - |
 | host files owned by others, parent process | protected | NOT protected: same uid | no |
-| every process gone when the call returns | yes: cgroup.kill (v2), else kill(-1) as the run's uid | session and descendants only | group only |
-| one memory cap for the whole run | cgroup v2 memory.max, else v1 memory cgroup, else watchdog | watchdog (a delegated cgroup v2 if writable) | RLIMIT_AS per process |
+| every process gone when the call returns | yes: cgroup.kill (v2), else kill(-1) as the run's uid | cgroup.kill in a delegated, writable cgroup v2; else session and descendants only | group only |
+| one memory cap for the whole run | cgroup v2 memory.max, else v1 memory cgroup, else watchdog | watchdog | RLIMIT_AS per process |
 | network | `unshare(CLONE_NEWNET)`: no interfaces | user + net namespace where allowed, else socket patch | socket patch |
 | SysV / POSIX IPC private, shm capped | IPC namespace | user + IPC namespace where allowed | no |
 | host mounts read-only; private /tmp, /var/tmp, /dev/shm, /run/lock | yes (mount namespace) | no: shared, world-writable | no |
@@ -64,9 +64,15 @@ What the sandbox does NOT stop (documented, not defended):
   stop reward hacking by rebinding and patching, not code aimed at this harness.
 - Mutable state inside modules (a cache, a registry such as
   `copy._deepcopy_dispatch`, a class attribute changed in place) is not
-  restored, nor are C-level patches made through ctypes; `sys` and `builtins`
-  are shared with the tests (restored between segments, not copied), so a
-  patch to them made while a test runs is seen by that test.
+  restored, nor are C-level patches made through ctypes. The `sys` and
+  `builtins` modules are shared with the tests (restored between segments,
+  not copied: tests may set `sys.stdout` or `builtins.input`), so a patch a
+  solution makes while a test runs is seen by that test's `sys.x` or
+  `builtins.x` (not by its bare names such as `abs`, looked up in its own copy).
+- The restore between segments also undoes what an honest test set up in an
+  earlier segment on `sys`, `builtins` or a stdlib module (a mock set on one
+  line, used by an assert on the next); a test that mocks and asserts in one
+  segment (a HumanEval `check()`) is unaffected.
 - Modules first imported after the solution ran (a test that imports one by
   a computed name) are not restored.
 - World-readable host files stay readable (there is no chroot); /proc shows
