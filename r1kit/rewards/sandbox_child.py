@@ -215,14 +215,12 @@ class _Sealed:
             d = getattr(m, "__dict__", None)
             if not isinstance(m, self.module_type) or not isinstance(d, dict):
                 continue
-            snap = dict(d)
-            self.dicts.append((d, snap, tuple(snap), tuple(snap.values())))
+            self.dicts.append((d, tuple(d), tuple(d.values())))
             for value in list(d.values()):
                 if (isinstance(value, type) and not value.__flags__ & immutable
                         and value.__dict__.get("__module__") == name):
-                    cls_snap = dict(value.__dict__)
-                    self.classes.append((value, cls_snap, tuple(cls_snap), tuple(cls_snap.values())))
-        self.snap = {id(d): snap for d, snap, _, _ in self.dicts}
+                    self.classes.append((value, tuple(value.__dict__), tuple(value.__dict__.values())))
+        self.snap = {id(d): (keys, values) for d, keys, values in self.dicts}
         self.copies = {}
         real_import = self.pristine["__import__"]
         private = self.private
@@ -246,14 +244,16 @@ class _Sealed:
             if len(lst) != len(items) or any(a is not b for a, b in zip(lst, items)):
                 lst[:] = items
         same, missing = self.same, self.missing
-        for d, snap, keys, values in self.dicts:
+        for d, keys, values in self.dicts:
             if not same(d, keys, values):
+                snap = dict(zip(keys, values))
                 for k in [k for k in d if k not in snap]:
                     del d[k]
                 d.update(snap)
-        for cls, snap, keys, values in self.classes:
+        for cls, keys, values in self.classes:
             now = cls.__dict__
             if not same(now, keys, values):
+                snap = dict(zip(keys, values))
                 for k in [k for k in now if k not in snap]:
                     type.__delattr__(cls, k)
                 for k, v in snap.items():
@@ -276,7 +276,7 @@ class _Sealed:
         copy = self.copies.get(id(m))
         if copy is None:
             copy = self.copies[id(m)] = self.module_type(m.__name__)
-            copy.__dict__.update(snap)
+            copy.__dict__.update(zip(*snap))
         return copy
 
     def test_builtins(self):
