@@ -434,7 +434,7 @@ class _Run:
         # The harness reads its configuration before it does anything: it is in the cgroups before
         # any untrusted code runs, and so is everything it starts.
         self.group.add(self.proc.pid)
-        if self.group.memory is None:
+        if self.group.memory is None and os.path.isdir("/proc"):
             self.watchdog = host.MemoryWatchdog(self.memory_bytes, self._pids)
         try:
             self.proc.stdin.write(nonce.encode() + b"\n" + json.dumps(cfg).encode())

@@ -256,12 +256,17 @@ class RunGroup:
 
 # ---- finding and killing a run's processes without a cgroup ----
 
+def _proc_entries() -> list[str]:
+    try:
+        return [e for e in os.listdir("/proc") if e.isdigit()]
+    except OSError:  # no /proc (not Linux): nothing to find this way
+        return []
+
+
 def uid_pids(uid: int) -> list[int]:
     """Live processes (not zombies) whose real uid is `uid`."""
     found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
+    for entry in _proc_entries():
         try:
             with open(f"/proc/{entry}/status") as f:
                 status = f.read()
@@ -283,9 +288,7 @@ def session_pids(leader: int) -> list[int]:
     """Processes in `leader`'s session or descended from it (the non-root fallback)."""
     parents: dict[int, int] = {}
     members = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
+    for entry in _proc_entries():
         try:
             stat = Path(f"/proc/{entry}/stat").read_text()
         except OSError:
