@@ -224,6 +224,24 @@ def test_resources_are_released_on_every_path(tmp_path, monkeypatch):
     assert alive == []
 
 
+@pytest.mark.parametrize("kwargs,message", [
+    ({"timeout_s": 0}, "timeout_s must be a number >= 0.1"),
+    ({"timeout_s": float("nan")}, "timeout_s must be a number"),
+    ({"cpu_s": -1}, "cpu_s must be a number >= 1"),
+    ({"memory_mb": 4}, "memory_mb must be a number >= 32"),
+    ({"max_procs": 0}, "max_procs must be a number >= 1"),
+    ({"max_workers": 0}, "max_workers must be an integer >= 1"),
+    ({"tests": [5]}, "column 'tests' row 0 is a int"),
+    ({"tests": [["assert f() == 1", None]]}, "column 'tests' row 0 is a list"),
+    ({"entry_point": [3]}, "column 'entry_point' row 0 is a int"),
+])
+def test_out_of_range_limits_and_malformed_columns_are_user_errors(kwargs, message):
+    # Before: a limit that fails every run read as "every completion wrong"; a bad column was a traceback.
+    call = {"tests": ["assert f() == 1"], "entry_point": [None], **kwargs}
+    with pytest.raises(R1kitError, match=message):
+        code_reward(prompts=["q"], completions=[fenced("def f():\n    return 1")], completion_ids=None, **call)
+
+
 @pytest.mark.slow
 def test_all_canonical_solutions_pass():
     he = humaneval_rows()

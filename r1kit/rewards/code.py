@@ -180,8 +180,33 @@ def _has_tests(tests) -> bool:
     return any(str(t).strip() for t in tests)
 
 
+# (lowest accepted value, what it is): a limit below it makes every run fail, which would read as "all wrong".
+_LIMIT_RANGES = {"timeout_s": (0.1, "seconds of wall clock"), "cpu_s": (1, "seconds of CPU"),
+                 "memory_mb": (32, "MB of memory"), "max_procs": (1, "processes"),
+                 "max_output_bytes": (1024, "bytes of output"), "max_file_mb": (1, "MB per file")}
+
+
 def _limits(limits: dict) -> dict:
-    return {**DEFAULT_LIMITS, **{k: v for k, v in limits.items() if v is not None}}
+    """The sandbox limits with defaults filled in; R1kitError for a value out of range."""
+    out = {**DEFAULT_LIMITS, **{k: v for k, v in limits.items() if v is not None}}
+    for key, value in out.items():
+        low, what = _LIMIT_RANGES.get(key, (None, ""))
+        if low is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < low:
+            raise R1kitError(f"code reward: {key} must be a number >= {low} ({what}), got {value!r}")
+    return out
+
+
+def _check_columns(tests: list, entry: list) -> None:
+    for i, value in enumerate(tests):
+        if value is not None and not isinstance(value, str) and not (
+                isinstance(value, (list, tuple)) and all(isinstance(t, str) for t in value)):
+            raise R1kitError(f"column 'tests' row {i} is a {type(value).__name__}; give test code as a string "
+                             f"(asserts or a check() function) or a list of strings")
+    for i, value in enumerate(entry):
+        if value is not None and not isinstance(value, str):
+            raise R1kitError(f"column 'entry_point' row {i} is a {type(value).__name__}; give the function's name")
 
 
 def run_completion(completion_text: str, tests, entry_point: str | None = None, question=None,
@@ -237,6 +262,11 @@ def _score_all(name, prompts, completions, tests, entry_point, max_workers, limi
     tests = column({"tests": tests}, "tests", n, required=True)
     entry = column({"entry_point": entry_point}, "entry_point", n)
     prompts = column({"prompts": prompts}, "prompts", n)
+    _check_columns(tests, entry)
+    limits = _limits(limits)
+    if max_workers is not None and (isinstance(max_workers, bool) or not isinstance(max_workers, int)
+                                    or max_workers < 1):
+        raise R1kitError(f"code reward: max_workers must be an integer >= 1, got {max_workers!r}")
     jobs = [i for i in range(n) if _has_tests(tests[i])]
     out: list[Verdict | None] = [None] * n
     if jobs:
