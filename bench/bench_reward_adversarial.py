@@ -11,8 +11,10 @@ large) and a deep expression small enough to be run (the child's compiler gives 
 The accuracy reward's answer extraction belongs to the one-judge work (issue 14 item 2 is
 shared): it is measured here as it is on this branch.
 
-Run:  .venv/bin/python bench/bench_reward_adversarial.py [--mb 1.0] [--repeat 1]
-Prints one JSON object: {reward: {input: seconds}} and the scores.
+Run:  .venv/bin/python bench/bench_reward_adversarial.py [--mb 1.0] [--repeat 3]
+Prints one JSON object: {reward: {input: median seconds of one call}} and the scores. Each reward
+is warmed up with one small call (model loads, helper processes) and every timed call gets a
+fresh string, so that no cache answers.
 """
 
 from __future__ import annotations
@@ -57,24 +59,27 @@ REWARDS = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=float, default=1.0)
-    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
 
     from r1kit.rewards import resolve_reward
 
     texts = inputs(int(args.mb * (1 << 20)))
     out: dict = {"mb": args.mb, "seconds": {}, "scores": {}}
+    columns = {"answer": ["42"], "lang": ["en"], "tests": ["assert f(1) == 2"], "entry_point": [None]}
     for name, keys in REWARDS.items():
         fn = resolve_reward(name, {"lang": "en"}).fn
+        # one small call first: model loads and helper processes are not what is measured
+        fn(prompts=["Solve it."], completions=["<think>we add</think> 42"], completion_ids=None, **columns)
         out["seconds"][name], out["scores"][name] = {}, {}
         for key in keys:
-            best = float("inf")
-            for _ in range(args.repeat):
+            times = []
+            for i in range(args.repeat):
+                text = texts[key] + " " * i  # a new string each time: no cache answers twice
                 start = time.perf_counter()
-                score = fn(prompts=["Solve it."], completions=[texts[key]], completion_ids=None, answer=["42"],
-                           lang=["en"], tests=["assert f(1) == 2"], entry_point=[None])
-                best = min(best, time.perf_counter() - start)
-            out["seconds"][name][key] = round(best, 3)
+                score = fn(prompts=["Solve it."], completions=[text], completion_ids=None, **columns)
+                times.append(time.perf_counter() - start)
+            out["seconds"][name][key] = round(sorted(times)[len(times) // 2], 3)
             out["scores"][name][key] = score[0]
     print(json.dumps(out, ensure_ascii=False))
 
