@@ -167,6 +167,7 @@ def test_block_extraction_is_linear():
     start = time.monotonic()
     assert extract_code("```python\n" * 6554) is None
     assert extract_code("```python\nx = 1\n```\n" + "```python\n" * 6554) == "x = 1"
+    assert extract_code("```python\r\nx = 1\r\n```\r\n") == "x = 1"  # CRLF text
     assert time.monotonic() - start < 1.0
     out, metrics = grpo_call(["```python\n" * 6554], ["assert True"])
     assert out == [0.0] and metrics == {"code/too_large": [1.0]}  # no block; too long to try as raw code

@@ -45,7 +45,7 @@ DEFAULT_LIMITS = {"timeout_s": 20.0, "cpu_s": 10, "memory_mb": 1024, "max_procs"
                   "max_output_bytes": 1_000_000}
 
 _FENCE_OPEN = re.compile(r"([ \t]*)```[ \t]*([\w+.#-]*)")  # at a line start; the rest of the line is ignored
-_FENCE_CLOSE = re.compile(r"[ \t]*```[ \t]*")  # a whole line
+_FENCE_CLOSE = re.compile(r"[ \t]*```[ \t\r]*")  # a whole line (a CRLF text keeps its \r)
 _PY_TAGS = {"", "python", "py", "python3", "py3"}
 # The raw-text fallback (no fence) parses the text in the trainer's process: ast.parse costs ~2.5 s per MB,
 # so longer unfenced text is not tried as code. A program larger than MAX_PROGRAM_CHARS is not run at all.
