@@ -65,8 +65,8 @@ def main() -> None:
                  r["entry_point"], r["prompt"]) for r in he]
     code_reward(["q"], [fenced("def f():\n    return 1")], tests=["assert f() == 1"])  # warm the probe
     out: dict = {"network": network_isolation_mode(), "own_uid": privilege_drop_available()}
-    if hasattr(sandbox, "memory_cap_mode"):
-        out["memory_cap"] = sandbox.memory_cap_mode()
+    if hasattr(sandbox, "describe_isolation"):
+        out["isolation"] = sandbox.describe_isolation()
     trivial = (fenced("def f(x):\n    return x + 1"), "assert f(1) == 2\nassert f(2) == 3\nassert f(3) == 4", None, None)
     times = []
     for _ in range(60):

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from r1kit.rewards import resolve_reward, sandbox
-from r1kit.rewards.sandbox import memory_cap_mode, privilege_drop_available, run_sandboxed
+from r1kit.rewards.sandbox import describe_isolation, memory_cap_mode, privilege_drop_available, run_sandboxed
 
 DROP = privilege_drop_available()
 needs_root = pytest.mark.skipif(not DROP, reason="needs root: namespaces, cgroups and a uid per run")
@@ -391,3 +391,13 @@ def test_malformed_report_lines_are_a_failure_not_an_error():
     assert score([FORGE], "assert f(1) == 2\nassert f(2) == 3") == [0.0]
     result = run_sandboxed(FORGE, "assert f(1) == 2\nassert f(2) == 3")
     assert (result.passed, result.n_passed, result.error) == (False, 0, "report_tampered")
+
+
+def test_describe_isolation_matches_what_a_run_reports():
+    described = describe_isolation()
+    result = run_sandboxed("x = 1", "assert x == 1")
+    assert result.passed
+    assert (described["memory_cap"], described["network"]) == (result.memory, result.network)
+    if DROP:  # root here: everything the table promises for a CI machine
+        assert described["own_uid"] and described["private_mounts"] and result.filesystem == "private"
+        assert result.ipc == "namespace" and described["final_kill"] in ("cgroup.kill", "kill(-1) as the run's uid")

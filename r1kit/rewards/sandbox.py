@@ -185,6 +185,20 @@ def memory_cap_mode() -> str:
     return f"cgroup-{memory[0]}" if memory else "watchdog"
 
 
+def describe_isolation(python: str = sys.executable) -> dict:
+    """What runs get on this host, in the words of the table above (for troubleshooting):
+
+        python -c "from r1kit.rewards.sandbox import describe_isolation as d; print(d())"
+    """
+    caps = _capabilities(python)
+    per_run_uid = bool(caps["drop"]) and _uid_pool()[1]
+    kill = "cgroup.kill" if USE_CGROUPS and host.cgroup_plan()["kill"] else (
+        "kill(-1) as the run's uid" if per_run_uid else "session and descendants")
+    return {"own_uid": bool(caps["drop"]), "network": caps["network"], "memory_cap": memory_cap_mode(),
+            "final_kill": kill, "private_mounts": bool(caps["drop"]) and PRIVATE_MOUNTS,
+            "ipc": "namespace" if os.geteuid() == 0 else "user-namespace where allowed, else host"}
+
+
 @lru_cache(maxsize=1)
 def _uid_pool() -> tuple[int, bool]:
     """(first uid to try, whether per-run uids are usable) from this namespace's uid_map."""
