@@ -67,9 +67,10 @@ def user_rewards(tmp_path, monkeypatch):
     return tmp_path
 
 
-def call(fn, n=4, **extra):
+def call(fn, n=4, completions_override=None, **extra):
     metrics: dict[str, list[float]] = {}
-    out = fn(prompts=["q"] * n, completions=["c"] * n, completion_ids=None, answer=["1"] * n,
+    out = fn(prompts=["q"] * n, completions=completions_override or ["c"] * n, completion_ids=None,
+             answer=["1"] * n, lang=["en"] * n,
              log_metric=lambda name, value: metrics.setdefault(name, []).append(value), **extra)
     return out, metrics
 
@@ -124,6 +125,9 @@ def test_timeout_from_the_environment(user_rewards, monkeypatch):
     monkeypatch.setenv("R1KIT_REWARD_TIMEOUT", "soon")
     with pytest.raises(R1kitError, match="not a number"):
         resolve_reward("my_rewards:sleepy")
+    monkeypatch.setenv("R1KIT_REWARD_TIMEOUT", "-5")
+    with pytest.raises(R1kitError, match="must be > 0"):
+        resolve_reward("format")
 
 
 def test_malformed_return_values(user_rewards):
@@ -185,3 +189,22 @@ def test_grpo_run_survives_a_crashing_and_a_hanging_user_reward(tmp_path):
     assert all(r["rewards/crashing/failed"] == 1.0 and r["rewards/sleepy/failed"] == 1.0 for r in steps)
     assert res.stderr.count("reward 'crashing' failed (ValueError: boom)") == 1
     assert res.stderr.count("reward 'sleepy' failed (ran past its 2 s bound)") == 1
+
+
+ADVERSARIAL = {  # about 256 KB each, built for the rule rewards' regular expressions and tokenizers
+    "repeated tags": "<think>" * 36_000,
+    "tags once, then whitespace": "<think>x</think><answer>y</answer>" + " " * 256_000 + "z",
+    "one endless word": "a" * 256_000,
+    "prose": "the quick brown fox jumps over the lazy dog " * 6_000,
+    "mixed scripts": "中文 text русский かな " * 12_000,
+}
+
+
+@pytest.mark.parametrize("name", ["format", "think_format", "tag_count", "repetition", "language"])
+def test_rule_rewards_are_linear_on_adversarial_completions(name):
+    fn = resolve_reward(name, {"lang": "en"}).fn
+    texts = list(ADVERSARIAL.values())
+    start = time.monotonic()
+    out, metrics = call(fn, n=len(texts), completions_override=texts)
+    assert len(out) == len(texts) and all(v == [0.0] for v in metrics.values())  # scored, no failure
+    assert time.monotonic() - start < 10  # measured: under 1 s each (bench/RESULTS.md, 1 MB inputs)
