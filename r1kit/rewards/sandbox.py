@@ -97,7 +97,6 @@ import os
 import random
 import re
 import secrets
-import selectors
 import shutil
 import signal
 import subprocess
@@ -110,8 +109,10 @@ from functools import lru_cache
 from pathlib import Path
 
 from r1kit.rewards import sandbox_host as host
+from r1kit.rewards.sandbox_host import TAIL_BYTES
+from r1kit.rewards.sandbox_host import collect as _collect
+from r1kit.rewards.sandbox_host import kill_group as _kill_group
 
-TAIL_BYTES = 4000
 UID_BASE, UID_SPAN = 3_000_000, 10_000_000
 NOBODY = 65534
 # Imports that do something when imported (open a browser, print, start Tk).
@@ -511,85 +512,6 @@ class _Run:
 def _kill_all(pids: list[int]) -> list[int]:
     host.kill_pids(pids)
     return pids
-
-
-def _collect(proc: subprocess.Popen, rfd: int, deadline: float, cap: int, watchdog=None):
-    """Read stdout, stderr and the report pipe until the harness exits, the deadline, the output cap,
-    or (with a watchdog) the memory cap. Returns (buffers by fd, timed out, output capped, over memory)."""
-    fds = [proc.stdout.fileno(), proc.stderr.fileno(), rfd]
-    bufs = {fd: bytearray() for fd in fds}
-    total = 0
-    sel = selectors.DefaultSelector()
-    for fd in fds:
-        os.set_blocking(fd, False)
-        sel.register(fd, selectors.EVENT_READ)
-    pidfd = -1
-    if hasattr(os, "pidfd_open"):
-        try:
-            pidfd = os.pidfd_open(proc.pid)
-            sel.register(pidfd, selectors.EVENT_READ)
-        except OSError:
-            pidfd = -1
-    timed_out = capped = exited = over_memory = False
-    try:
-        while not capped:
-            if exited:  # drain what the harness wrote before exiting, then stop
-                ready = [fd for fd in fds if fd in sel.get_map()]
-            else:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    timed_out = True
-                    break
-                wait = remaining if pidfd >= 0 else min(remaining, 0.05)
-                if watchdog is not None:
-                    wait = min(wait, host.WATCH_PERIOD_S)
-                ready = [k.fd for k, _ in sel.select(wait)]
-                if watchdog is not None and watchdog.over():
-                    over_memory = True
-                    break
-                if pidfd in ready or (pidfd < 0 and _has_exited(proc)):
-                    exited = True
-                    continue
-            progressed = False
-            for fd in ready:
-                try:
-                    data = os.read(fd, 1 << 16)
-                except BlockingIOError:
-                    continue
-                if not data:
-                    sel.unregister(fd)
-                    continue
-                progressed = True
-                total += len(data)
-                buf = bufs[fd]
-                buf += data
-                if fd != rfd and len(buf) > 2 * TAIL_BYTES:
-                    del buf[:-TAIL_BYTES]
-                if total > cap:
-                    capped = True
-                    break
-            if exited and not progressed:
-                break
-    finally:
-        sel.close()
-        if pidfd >= 0:
-            os.close(pidfd)
-    return bufs, timed_out, capped, over_memory
-
-
-def _has_exited(proc: subprocess.Popen) -> bool:
-    # WNOWAIT leaves the zombie in place, so its pid (= group id) cannot be reused before killpg.
-    try:
-        return os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
-    except ChildProcessError:
-        return True
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 _REPORT_WORDS = {"net", "fs", "ipc", "compile", "loadfail"}

@@ -1,7 +1,8 @@
 """The host side of the code sandbox: one memory cap per run, and no process left behind.
 
 `r1kit.rewards.sandbox` starts each run in a harness process; everything here runs in the
-parent (the trainer), which is trusted and, on a CI machine, root.
+parent (the trainer), which is trusted and, on a CI machine, root. `collect` reads the run's
+output and report until the harness exits, its deadline, its output cap or its memory cap.
 
 Memory. A run is one cgroup where the host lets us make one: cgroup v2 with the memory
 controller (memory.max, no swap), else the cgroup v1 memory controller under r1kit's own
@@ -24,6 +25,7 @@ descendants are killed until none is left, which misses processes that left both
 from __future__ import annotations
 
 import os
+import selectors
 import signal
 import subprocess
 import time
@@ -31,6 +33,7 @@ from functools import lru_cache
 from pathlib import Path
 
 WATCH_PERIOD_S = 0.05
+TAIL_BYTES = 4000  # of stdout and stderr kept per run
 GROUP_DIR = "r1kit-sandbox"
 
 KILLER = r"""
@@ -252,6 +255,87 @@ class RunGroup:
                 except OSError:
                     time.sleep(0.005)
         self.dirs = []
+
+
+# ---- reading a run, and ending it ----
+
+def collect(proc: subprocess.Popen, rfd: int, deadline: float, cap: int, watchdog=None):
+    """Read stdout, stderr and the report pipe until the harness exits, the deadline, the output cap,
+    or (with a watchdog) the memory cap. Returns (buffers by fd, timed out, output capped, over memory)."""
+    fds = [proc.stdout.fileno(), proc.stderr.fileno(), rfd]
+    bufs = {fd: bytearray() for fd in fds}
+    total = 0
+    sel = selectors.DefaultSelector()
+    for fd in fds:
+        os.set_blocking(fd, False)
+        sel.register(fd, selectors.EVENT_READ)
+    pidfd = -1
+    if hasattr(os, "pidfd_open"):
+        try:
+            pidfd = os.pidfd_open(proc.pid)
+            sel.register(pidfd, selectors.EVENT_READ)
+        except OSError:
+            pidfd = -1
+    timed_out = capped = exited = over_memory = False
+    try:
+        while not capped:
+            if exited:  # drain what the harness wrote before exiting, then stop
+                ready = [fd for fd in fds if fd in sel.get_map()]
+            else:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    timed_out = True
+                    break
+                wait = remaining if pidfd >= 0 else min(remaining, 0.05)
+                if watchdog is not None:
+                    wait = min(wait, WATCH_PERIOD_S)
+                ready = [k.fd for k, _ in sel.select(wait)]
+                if watchdog is not None and watchdog.over():
+                    over_memory = True
+                    break
+                if pidfd in ready or (pidfd < 0 and _has_exited(proc)):
+                    exited = True
+                    continue
+            progressed = False
+            for fd in ready:
+                try:
+                    data = os.read(fd, 1 << 16)
+                except BlockingIOError:
+                    continue
+                if not data:
+                    sel.unregister(fd)
+                    continue
+                progressed = True
+                total += len(data)
+                buf = bufs[fd]
+                buf += data
+                if fd != rfd and len(buf) > 2 * TAIL_BYTES:
+                    del buf[:-TAIL_BYTES]
+                if total > cap:
+                    capped = True
+                    break
+            if exited and not progressed:
+                break
+    finally:
+        sel.close()
+        if pidfd >= 0:
+            os.close(pidfd)
+    return bufs, timed_out, capped, over_memory
+
+
+def _has_exited(proc: subprocess.Popen) -> bool:
+    # WNOWAIT leaves the zombie in place, so its pid (= group id) cannot be reused before killpg.
+    try:
+        return os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 # ---- finding and killing a run's processes without a cgroup ----
