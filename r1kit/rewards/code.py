@@ -18,6 +18,15 @@ Row conventions (the `tests` column of the data contract):
 `code_reward` is binary (1.0 when every case passes); `code_pass_rate` gives
 partial credit (share of cases passed; HumanEval's single `check()` makes it
 0 or 1). Rows without tests score None so that trl skips them.
+
+Bounded (issue 14): block extraction is one pass over the lines; untrusted code
+is never parsed in this process beyond MAX_RAW_CODE_CHARS (the raw-text
+fallback) and a program over MAX_PROGRAM_CHARS is not run; a program too deep
+for the parser or compiler fails in the child. Each completion gets a reason
+(REASONS), logged per call through trl's `log_metric` as `<reward>/<reason>`;
+a row whose sandbox could not run at all is None (not scored), not 0. The
+HumanEval question's code is passed to the sandbox as trusted preamble, so the
+tests use the prompt's helpers (`poly`) and imports, not the solution's.
 """
 
 from __future__ import annotations
