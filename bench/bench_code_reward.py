@@ -8,7 +8,13 @@ completion) per second of wall time. Then every MBPP test-split record
 pass rates should be 164/164 and 500/500: a miss is a sandbox problem (a limit
 too tight, an import that fails after the privilege drop), not a wrong solution.
 `mean_run_s` is the mean wall time of one sandboxed run (process start,
-isolation set-up, the tests, clean-up) measured inside `run_sandboxed`.
+isolation set-up, the tests) measured inside `run_sandboxed`, up to the moment
+the harness exits. `overhead_ms` is the per-completion cost of the sandbox
+itself: the median time of a whole `run_completion` call (set-up, run,
+killing every process of the run and releasing its resources) for a
+one-line function with three asserts, one worker, 60 calls. The script runs
+against older checkouts too (for before/after figures): fields that an older
+sandbox lacks are left out.
 
 Run:  .venv/bin/python bench/bench_code_reward.py [--data ../shared/data] [--limit N]
 Prints one JSON line.
@@ -50,7 +56,8 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None)
     args = parser.parse_args()
 
-    from r1kit.rewards.code import code_reward
+    from r1kit.rewards import sandbox
+    from r1kit.rewards.code import code_reward, run_completion
     from r1kit.rewards.sandbox import network_isolation_mode, privilege_drop_available
 
     he = load(args.data / "humaneval.jsonl", args.limit)
@@ -58,6 +65,15 @@ def main() -> None:
                  r["entry_point"], r["prompt"]) for r in he]
     code_reward(["q"], [fenced("def f():\n    return 1")], tests=["assert f() == 1"])  # warm the probe
     out: dict = {"network": network_isolation_mode(), "own_uid": privilege_drop_available()}
+    if hasattr(sandbox, "describe_isolation"):
+        out["isolation"] = sandbox.describe_isolation()
+    trivial = (fenced("def f(x):\n    return x + 1"), "assert f(1) == 2\nassert f(2) == 3\nassert f(3) == 4", None, None)
+    times = []
+    for _ in range(60):
+        start = time.perf_counter()
+        assert run_completion(*trivial[:2]).passed
+        times.append(time.perf_counter() - start)
+    out["overhead_ms"] = round(1000 * sorted(times)[len(times) // 2], 1)
     for workers in (1, 2):
         results, wall = timed_runs(he_items, workers)
         out[f"humaneval_tests_per_s_w{workers}"] = round(len(he_items) / wall, 2)

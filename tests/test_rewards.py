@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -217,7 +218,8 @@ def test_registry_resolves_names_weights_and_paths():
     spec = resolve_reward("accuracy")
     assert (spec.name, spec.weight, spec.fn.__name__) == ("accuracy", 1.0, "accuracy")
     assert resolve_reward("format=0.5").weight == 0.5
-    assert resolve_reward("r1kit.rewards.format:tag_count_reward=2").fn is tag_count_reward
+    # user rewards come back under the guard (r1kit.rewards.guard), wrapping the function itself
+    assert resolve_reward("r1kit.rewards.format:tag_count_reward=2").fn.__wrapped__ is tag_count_reward
     assert resolve_reward("r1kit.rewards.format.tag_count_reward").weight == 1.0
     spec = resolve_reward("overlong=-1", {"max_len": 100, "cache_len": 20, "lang": "en"})
     assert spec.fn(prompts=["q"], completions=["x"], completion_ids=[[0] * 90]) == [-0.5]
@@ -332,6 +334,27 @@ def test_reward_model_chat_template_and_two_labels(tiny_rm):
     expected = [_direct_score(tiny_rm[2], t, add_special_tokens=False, labels=2) for t in rendered]
     assert got == pytest.approx(expected, abs=1e-5)
     assert all(0.0 < p < 1.0 for p in got) and not any(math.isnan(p) for p in got)
+
+
+def test_reward_model_is_bounded_on_a_huge_completion(tiny_rm):
+    # Before: the whole sequence went through the model (a 1 MB completion: attention over 250k tokens).
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    fn = make_reward_model_reward(tiny_rm[1], batch_size=2, device="cpu")
+    prompt, huge = "what is 2 + 2 ?", " the answer is 5" * 1500 + " the answer is 4"
+    start = time.monotonic()
+    got = fn(prompts=[prompt, prompt], completions=[huge, " 4"])
+    assert time.monotonic() - start < 30
+    tok = AutoTokenizer.from_pretrained(tiny_rm[1])
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_rm[1]).eval()
+    limit = model.config.max_position_embeddings
+    ids = tok(prompt + huge)["input_ids"]
+    assert len(ids) > limit  # the tokenizer states no limit: the config's max_position_embeddings holds
+    with torch.inference_mode():
+        expected = float(model(input_ids=torch.tensor([ids[-limit:]])).logits[0, 0])
+    assert got[0] == pytest.approx(expected, abs=1e-5)  # the last `limit` tokens: the end is what is judged
+    assert got[1] == pytest.approx(_direct_score(tiny_rm[1], prompt + " 4"), abs=1e-5)
 
 
 def test_reward_model_missing_checkpoint(tmp_path):

@@ -18,26 +18,69 @@ Row conventions (the `tests` column of the data contract):
 `code_reward` is binary (1.0 when every case passes); `code_pass_rate` gives
 partial credit (share of cases passed; HumanEval's single `check()` makes it
 0 or 1). Rows without tests score None so that trl skips them.
+
+Bounded (issue 14): block extraction is one pass over the lines; untrusted code
+is never parsed in this process beyond MAX_RAW_CODE_CHARS (the raw-text
+fallback) and a program over MAX_PROGRAM_CHARS is not run; a program too deep
+for the parser or compiler fails in the child. Each completion gets a reason
+(REASONS), logged per call through trl's `log_metric` as `<reward>/<reason>`;
+a row whose sandbox could not run at all is None (not scored), not 0. The
+HumanEval question's code is passed to the sandbox as trusted preamble, so the
+tests use the prompt's helpers (`poly`) and imports, not the solution's.
 """
 
 from __future__ import annotations
 
 import ast
+import logging
+import math
 import os
 import re
+import weakref
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 from r1kit.errors import R1kitError
 from r1kit.rewards._text import column, prompt_tail
 from r1kit.rewards._text import completion_text as as_text
 from r1kit.rewards.sandbox import SandboxResult, run_sandboxed
 
-# Module-level defaults; every reward also takes them as keyword arguments.
-DEFAULT_LIMITS = {"timeout_s": 10.0, "cpu_s": 10, "memory_mb": 1024, "max_procs": 64,
+logger = logging.getLogger(__name__)
+
+# Module-level defaults; every reward also takes them as keyword arguments. MBPP task 123's reference
+# needs 2-6 s of CPU depending on the machine: 10 s of CPU (RLIMIT_CPU, not inflated by load) and a 20 s
+# wall deadline (which is: two workers on two busy cores) leave room for it; a busy loop still ends at 10 s.
+DEFAULT_LIMITS = {"timeout_s": 20.0, "cpu_s": 10, "memory_mb": 1024, "max_procs": 64,
                   "max_output_bytes": 1_000_000}
 
-_FENCE = re.compile(r"^([ \t]*)```[ \t]*([\w+.#-]*)[^\n]*\n(.*?)^[ \t]*```[ \t]*$", re.MULTILINE | re.DOTALL)
+_FENCE_OPEN = re.compile(r"([ \t]*)```[ \t]*([\w+.#-]*)")  # at a line start; the rest of the line is ignored
+_FENCE_CLOSE = re.compile(r"[ \t]*```[ \t\r]*")  # a whole line (a CRLF text keeps its \r)
 _PY_TAGS = {"", "python", "py", "python3", "py3"}
+# The raw-text fallback (no fence) parses the text in the trainer's process: ast.parse costs ~2.5 s per MB,
+# so longer unfenced text is not tried as code. A program larger than MAX_PROGRAM_CHARS is not run at all.
+MAX_RAW_CODE_CHARS = 64 * 1024
+MAX_PROGRAM_CHARS = 256 * 1024
+
+
+def _fenced_blocks(text: str):
+    """(indent, tag, body) of every fenced block, in order, in one pass over the lines.
+
+    A line starting with ``` (after spaces or tabs) opens a block and the next line that is only ```
+    closes it; an opening fence without a closing one holds no block. Linear in the text: the old
+    regex rescanned to the end of the text from every unclosed fence (quadratic; 40 KB of "```python"
+    lines took 6 s).
+    """
+    lines = text.split("\n")
+    opened = None
+    for i, line in enumerate(lines):
+        if opened is None:
+            m = _FENCE_OPEN.match(line)
+            if m and i + 1 < len(lines):  # an opening fence needs a newline after it
+                opened = (m.group(1), m.group(2), i + 1)
+        elif _FENCE_CLOSE.fullmatch(line):
+            indent, tag, start = opened
+            yield indent, tag, "".join(part + "\n" for part in lines[start:i])
+            opened = None
 
 
 def extract_code(completion_text: str) -> str | None:
@@ -45,10 +88,15 @@ def extract_code(completion_text: str) -> str | None:
     if not isinstance(completion_text, str):
         return None
     text = completion_text.rsplit("</think>", 1)[1] if "</think>" in completion_text else completion_text
-    blocks = [m for m in _FENCE.finditer(text) if m.group(2).lower() in _PY_TAGS]
-    if not blocks:
+    if "```" not in text:
         return None
-    indent, body = blocks[-1].group(1), blocks[-1].group(3)
+    last = None
+    for indent, tag, body in _fenced_blocks(text):
+        if tag.lower() in _PY_TAGS:
+            last = (indent, body)
+    if last is None:
+        return None
+    indent, body = last
     if indent:  # a fence nested in a list item: its lines carry the fence's indentation
         body = "".join(line.removeprefix(indent) for line in body.splitlines(keepends=True))
     # Keep the first line's indentation: a HumanEval body starts indented.
@@ -68,10 +116,14 @@ def _question_code(question) -> str | None:
 
 
 def _parses(src: str) -> bool:
+    """Whether `src` is Python; False for text too long to parse here or too deep for the parser."""
+    if len(src) > MAX_RAW_CODE_CHARS:
+        return False
     try:
         ast.parse(src)
         return True
-    except (SyntaxError, ValueError):
+    except (SyntaxError, ValueError, OverflowError, RecursionError, MemoryError):
+        # 100k nested unary operators raise MemoryError, a 200k-term sum RecursionError: not a program
         return False
 
 
@@ -79,26 +131,37 @@ def _defines(code: str, name: str) -> bool:
     return re.search(rf"^[ \t]*(?:async[ \t]+)?def[ \t]+{re.escape(name)}[ \t]*\(", code, re.MULTILINE) is not None
 
 
+def _plan(completion_text, entry_point: str | None, question) -> tuple[str | None, str | None, str]:
+    """(program, the question's code, reason) for one completion; reason is "" or why there is no program."""
+    q_code = _question_code(question) if entry_point else None
+    code = extract_code(completion_text)
+    if code is None and isinstance(completion_text, str):
+        raw = completion_text.rsplit("</think>", 1)[-1].strip("\n").rstrip()
+        if len(raw) > MAX_RAW_CODE_CHARS:
+            return None, q_code, "too_large"
+        if raw and (_parses(raw) or (q_code and _parses(_joined(q_code, raw)))):
+            code = raw
+    if code is None:
+        return None, q_code, "no_code"
+    if not q_code:
+        program = code
+    elif _defines(code, entry_point):
+        program = q_code.rstrip() + "\n\n\n" + code + "\n"  # later def wins; prompt's imports stay
+    else:
+        program = _joined(q_code, code)
+    if len(program) > MAX_PROGRAM_CHARS:
+        return None, q_code, "too_large"
+    return program, q_code, ""
+
+
 def build_program(completion_text: str, entry_point: str | None = None, question=None) -> str | None:
-    """The program to run for one completion, or None when it holds no code.
+    """The program to run for one completion, or None when it holds no code (or too much of it).
 
     Code is the last fenced block; failing that, the text after `</think>` if it
     is valid Python on its own or as the continuation of the question's code.
     With an `entry_point` and a question holding code, the question is prepended.
     """
-    q_code = _question_code(question) if entry_point else None
-    code = extract_code(completion_text)
-    if code is None and isinstance(completion_text, str):
-        raw = completion_text.rsplit("</think>", 1)[-1].strip("\n").rstrip()
-        if raw and (_parses(raw) or (q_code and _parses(_joined(q_code, raw)))):
-            code = raw
-    if code is None:
-        return None
-    if not q_code:
-        return code
-    if _defines(code, entry_point):
-        return q_code.rstrip() + "\n\n\n" + code + "\n"  # later def wins; prompt's imports stay
-    return _joined(q_code, code)
+    return _plan(completion_text, entry_point, question)[0]
 
 
 def _joined(q_code: str, body: str) -> str:
@@ -111,7 +174,7 @@ def _with_check_call(tests: str, entry_point: str | None) -> str:
         return tests
     try:
         body = ast.parse(tests).body
-    except SyntaxError:
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         return tests
     called = any(isinstance(n, ast.Expr) and isinstance(n.value, ast.Call)
                  and getattr(n.value.func, "id", None) == "check" for n in body)
@@ -126,45 +189,139 @@ def _has_tests(tests) -> bool:
     return any(str(t).strip() for t in tests)
 
 
+# (lowest accepted value, what it is): a limit below it makes every run fail, which would read as "all wrong".
+_LIMIT_RANGES = {"timeout_s": (0.1, "seconds of wall clock"), "cpu_s": (1, "seconds of CPU"),
+                 "memory_mb": (32, "MB of memory"), "max_procs": (1, "processes"),
+                 "max_output_bytes": (1024, "bytes of output"), "max_file_mb": (1, "MB per file")}
+
+
+def _limits(limits: dict) -> dict:
+    """The sandbox limits with defaults filled in; R1kitError for a value out of range."""
+    out = {**DEFAULT_LIMITS, **{k: v for k, v in limits.items() if v is not None}}
+    for key, value in out.items():
+        low, what = _LIMIT_RANGES.get(key, (None, ""))
+        if low is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < low:
+            raise R1kitError(f"code reward: {key} must be a number >= {low} ({what}), got {value!r}")
+    return out
+
+
+def _check_columns(tests: list, entry: list) -> None:
+    for i, value in enumerate(tests):
+        if value is not None and not isinstance(value, str) and not (
+                isinstance(value, (list, tuple)) and all(isinstance(t, str) for t in value)):
+            raise R1kitError(f"column 'tests' row {i} is a {type(value).__name__}; give test code as a string "
+                             f"(asserts or a check() function) or a list of strings")
+    for i, value in enumerate(entry):
+        if value is not None and not isinstance(value, str):
+            raise R1kitError(f"column 'entry_point' row {i} is a {type(value).__name__}; give the function's name")
+
+
 def run_completion(completion_text: str, tests, entry_point: str | None = None, question=None,
                    **limits) -> SandboxResult | None:
-    """Sandbox result for one completion, or None when the completion holds no code."""
-    program = build_program(completion_text, entry_point, question)
+    """Sandbox result for one completion, or None when the completion holds no code (or too much)."""
+    program, q_code, _ = _plan(completion_text, entry_point, question)
     if program is None:
         return None
-    opts = {**DEFAULT_LIMITS, **{k: v for k, v in limits.items() if v is not None}}
-    return run_sandboxed(program, _with_check_call(tests, entry_point), **opts)
+    return run_sandboxed(program, _with_check_call(tests, entry_point), preamble=q_code,
+                         entry_point=entry_point, **_limits(limits))
+
+
+@dataclass(frozen=True)
+class Verdict:
+    passed: bool
+    pass_rate: float
+    reason: str  # "passed", or why not (see REASONS)
+
+
+# Why a completion did not pass; logged per call as `<reward>/<reason>` (share of the batch).
+REASONS = ("passed", "failed", "no_code", "too_large", "syntax", "too_deep", "load_error", "timeout", "memory",
+           "output_cap", "crashed", "report_tampered", "sandbox_error")
+
+
+def judge_code(completion_text: str, tests, entry_point: str | None = None, question=None,
+               **limits) -> Verdict:
+    """Verdict for one completion: passed, share of test cases passed, and the reason."""
+    if not _has_tests(tests):
+        raise R1kitError("check_code got no tests: give the row's test code (asserts or a check() function)")
+    program, q_code, reason = _plan(completion_text, entry_point, question)
+    if program is None:
+        return Verdict(False, 0.0, reason)
+    result = run_sandboxed(program, _with_check_call(tests, entry_point), preamble=q_code,
+                           entry_point=entry_point, **_limits(limits))
+    return Verdict(result.passed, result.pass_rate, "passed" if result.passed else result.error or "failed")
 
 
 def check_code(completion_text: str, tests, entry_point: str | None = None, question=None,
                **limits) -> tuple[bool, float]:
     """(all tests passed, share of test cases passed) for one completion; used by the rewards and evaluate."""
-    if not _has_tests(tests):
-        raise R1kitError("check_code got no tests: give the row's test code (asserts or a check() function)")
-    result = run_completion(completion_text, tests, entry_point, question, **limits)
-    if result is None:
-        return False, 0.0
-    return result.passed, result.pass_rate
+    verdict = judge_code(completion_text, tests, entry_point, question, **limits)
+    return verdict.passed, verdict.pass_rate
 
 
-def _score_all(prompts, completions, tests, entry_point, max_workers, limits) -> list[tuple[bool, float] | None]:
+_warned: set[str] = set()
+# Reasons logged so far, per metrics sink (the trainer behind trl's log_metric) and reward name.
+_seen_reasons: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _score_all(name, prompts, completions, tests, entry_point, max_workers, limits, kwargs) -> list[Verdict | None]:
+    """Verdicts for a trl batch, on a thread pool; a row whose sandbox could not run is None (not scored)."""
     n = len(completions)
     tests = column({"tests": tests}, "tests", n, required=True)
     entry = column({"entry_point": entry_point}, "entry_point", n)
     prompts = column({"prompts": prompts}, "prompts", n)
+    _check_columns(tests, entry)
+    limits = _limits(limits)
+    if max_workers is not None and (isinstance(max_workers, bool) or not isinstance(max_workers, int)
+                                    or max_workers < 1):
+        raise R1kitError(f"code reward: max_workers must be an integer >= 1, got {max_workers!r}")
     jobs = [i for i in range(n) if _has_tests(tests[i])]
-    out: list[tuple[bool, float] | None] = [None] * n
-    if not jobs:
-        return out
-    workers = min(len(jobs), max_workers or os.cpu_count() or 1)
+    out: list[Verdict | None] = [None] * n
+    if jobs:
+        workers = min(len(jobs), max_workers or os.cpu_count() or 1)
 
-    def one(i):
-        return check_code(as_text(completions[i]), tests[i], entry[i] or None, prompts[i], **limits)
+        def one(i):
+            try:
+                return judge_code(as_text(completions[i]), tests[i], entry[i] or None, prompts[i], **limits)
+            except R1kitError:
+                raise
+            except Exception as e:  # noqa: BLE001  the host could not run a sandbox (no processes, fds, disk)
+                if "sandbox_error" not in _warned:
+                    _warned.add("sandbox_error")
+                    logger.warning("code reward: a sandbox could not run (%s: %s); such rows are left unscored "
+                                   "and counted in %s/sandbox_error", type(e).__name__, e, name)
+                return Verdict(False, 0.0, "sandbox_error")
 
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        for i, score in zip(jobs, pool.map(one, jobs)):
-            out[i] = score
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for i, verdict in zip(jobs, pool.map(one, jobs)):
+                out[i] = verdict
+    _log_reasons(name, [v.reason for v in out if v is not None], kwargs.get("log_metric"))
     return out
+
+
+def _log_reasons(name: str, reasons: list[str], log_metric) -> None:
+    """Share of the batch's scored rows per reason, through trl's `log_metric` (when given).
+
+    Every reason seen so far in the run is logged on every call (0 when absent), so that trl's
+    average over a logging step is the share over all calls, not over the calls that had it.
+    """
+    if not callable(log_metric) or not reasons:
+        return
+    sink = getattr(log_metric, "__self__", log_metric)
+    try:
+        seen = _seen_reasons.setdefault(sink, {}).setdefault(name, set())
+    except TypeError:  # not weak-referenceable: no memory across calls
+        seen = set()
+    seen.update(reasons)
+    for reason in sorted(seen):
+        log_metric(f"{name}/{reason}", reasons.count(reason) / len(reasons))
+
+
+def _score(verdict: Verdict | None, attr: str) -> float | None:
+    if verdict is None or verdict.reason == "sandbox_error":
+        return None
+    return float(getattr(verdict, attr))
 
 
 def code_reward(prompts, completions, completion_ids=None, *, tests=None, entry_point=None, max_workers=None,
@@ -173,8 +330,8 @@ def code_reward(prompts, completions, completion_ids=None, *, tests=None, entry_
     """1.0 when the completion's code passes all of the row's tests, else 0.0; None for rows without tests."""
     limits = {"timeout_s": timeout_s, "cpu_s": cpu_s, "memory_mb": memory_mb, "max_procs": max_procs,
               "max_output_bytes": max_output_bytes}
-    scores = _score_all(prompts, completions, tests, entry_point, max_workers, limits)
-    return [None if s is None else float(s[0]) for s in scores]
+    verdicts = _score_all("code", prompts, completions, tests, entry_point, max_workers, limits, kwargs)
+    return [_score(v, "passed") for v in verdicts]
 
 
 def code_pass_rate(prompts, completions, completion_ids=None, *, tests=None, entry_point=None, max_workers=None,
@@ -183,5 +340,17 @@ def code_pass_rate(prompts, completions, completion_ids=None, *, tests=None, ent
     """Share of the row's test cases (MBPP asserts; HumanEval's one check()) passed; None without tests."""
     limits = {"timeout_s": timeout_s, "cpu_s": cpu_s, "memory_mb": memory_mb, "max_procs": max_procs,
               "max_output_bytes": max_output_bytes}
-    scores = _score_all(prompts, completions, tests, entry_point, max_workers, limits)
-    return [None if s is None else s[1] for s in scores]
+    verdicts = _score_all("code_pass_rate", prompts, completions, tests, entry_point, max_workers, limits, kwargs)
+    return [_score(v, "pass_rate") for v in verdicts]
+
+
+def _time_bound(n: int, kwargs: dict) -> float:
+    """Longest an honest call can take: rounds of sandbox runs, each within its deadline plus clean-up.
+    The registry's guard never cuts the code reward short of this (r1kit.rewards.guard)."""
+    timeout = float(kwargs.get("timeout_s") or DEFAULT_LIMITS["timeout_s"])
+    workers = int(kwargs.get("max_workers") or os.cpu_count() or 1)
+    return math.ceil(max(n, 1) / max(workers, 1)) * (timeout + 5.0) + 30.0
+
+
+code_reward.r1kit_time_bound = _time_bound
+code_pass_rate.r1kit_time_bound = _time_bound

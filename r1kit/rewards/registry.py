@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from r1kit.errors import R1kitError
+from r1kit.rewards.guard import guard, timeout_from
 
 
 @dataclass(frozen=True)
@@ -137,35 +138,24 @@ def _build(name: str, entry: RewardEntry, params: dict) -> Callable:
     return obj
 
 
-def _named(fn: Callable, name: str) -> Callable:
-    """fn under the registry name (trl logs each reward by its __name__)."""
-    if getattr(fn, "__name__", None) == name:
-        return fn
-    if inspect.iscoroutinefunction(fn):  # keep trl's async path for async rewards
-
-        async def named(*args, **kwargs):
-            return await fn(*args, **kwargs)
-    else:
-
-        def named(*args, **kwargs):
-            return fn(*args, **kwargs)
-
-    named.__name__ = name
-    named.__wrapped__ = fn
-    return named
-
-
 def resolve_reward(spec: str, params: dict | None = None) -> RewardSpec:
-    """A reward spec ("name", "name=weight", "pkg.mod:func=0.5") -> RewardSpec(name, fn, weight)."""
+    """A reward spec ("name", "name=weight", "pkg.mod:func=0.5") -> RewardSpec(name, fn, weight).
+
+    Every reward comes back under `r1kit.rewards.guard.guard`: an exception (other than R1kitError),
+    an overrun of `params["reward_timeout_s"]` (default: $R1KIT_REWARD_TIMEOUT, else 600 s) or a
+    malformed return value gives None for the batch, one warning and a count, not the end of the run.
+    """
     name, weight = _split_spec(spec)
     params = params or {}
+    timeout_s = timeout_from(params)
     if name in REWARDS:
-        return RewardSpec(name, _named(_build(name, REWARDS[name], params), name), weight)
+        return RewardSpec(name, guard(_build(name, REWARDS[name], params), name, timeout_s), weight)
     if ":" in name or "." in name:
         fn = _import(name, f"reward {name!r}")
         if not callable(fn):
             raise R1kitError(f"reward {name!r} is not callable")
-        return RewardSpec(getattr(fn, "__name__", name), fn, weight)
+        label = getattr(fn, "__name__", name)
+        return RewardSpec(label, guard(fn, label, timeout_s), weight)
     raise _unknown(name)
 
 

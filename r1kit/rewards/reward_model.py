@@ -7,6 +7,11 @@ A local AutoModelForSequenceClassification checkpoint scores each (prompt, compl
 The score is the logit when the head has one label, the probability of label 1 when it has two.
 The model loads on the first call, so resolving the reward (e.g. to check dataset columns) stays
 cheap; a missing checkpoint is reported at construction.
+
+Bounded: a sequence longer than `max_length` keeps its last `max_length` tokens (the answer is what
+is judged). Without `max_length` the limit is the model's own (tokenizer.model_max_length, else the
+config's max_position_embeddings / n_positions), so a 1 MB completion costs one forward pass of
+that length, not an attention matrix over 250k tokens.
 """
 
 from __future__ import annotations
@@ -26,6 +31,18 @@ def _pair_ids(tokenizer, prompt, completion) -> list[int]:
     prompt_text = prompt if isinstance(prompt, str) else "\n".join(
         prompt_tail([m]) for m in (prompt or []))
     return tokenizer(prompt_text + completion_text(completion))["input_ids"]
+
+
+def _length_limit(tokenizer, config) -> int:
+    """The longest input the model takes: the tokenizer's limit when it states one, else the config's."""
+    limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(limit, int) and 0 < limit <= 1_000_000:
+        return limit
+    for key in ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length"):
+        value = getattr(config, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return 4096
 
 
 def make_reward_model_reward(checkpoint: str | Path, batch_size: int = 8, device: str | None = None,
@@ -54,7 +71,8 @@ def make_reward_model_reward(checkpoint: str | Path, batch_size: int = 8, device
                              f"(a score) or 2 (probability of label 1)")
         model.config.pad_token_id = tokenizer.pad_token_id  # lets the head find the last real token
         dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        loaded.update(torch=torch, tokenizer=tokenizer, model=model.to(dev).eval(), device=dev)
+        loaded.update(torch=torch, tokenizer=tokenizer, model=model.to(dev).eval(), device=dev,
+                      limit=max_length or _length_limit(tokenizer, model.config))
 
     def reward_model(prompts=None, completions=(), completion_ids=None, **kwargs) -> list[float]:
         if not loaded:
@@ -62,8 +80,7 @@ def make_reward_model_reward(checkpoint: str | Path, batch_size: int = 8, device
         torch, tokenizer, model = loaded["torch"], loaded["tokenizer"], loaded["model"]
         prompts = list(prompts) if prompts is not None else [""] * len(completions)
         ids = [_pair_ids(tokenizer, p, c) for p, c in zip(prompts, completions)]
-        if max_length:
-            ids = [x[-max_length:] for x in ids]  # keep the end: the answer is what is judged
+        ids = [x[-loaded["limit"]:] for x in ids]  # keep the end: the answer is what is judged
         scores: list[float] = []
         for start in range(0, len(ids), batch_size):
             batch = tokenizer.pad({"input_ids": ids[start:start + batch_size]}, return_tensors="pt")

@@ -7,30 +7,38 @@ an adversary that knows this harness: the goal is that buggy, runaway or
 reward-hacking code gets reward 0 and leaves the host unharmed, within a
 wall-clock deadline.
 
-How one run works: the parent writes a fresh working directory, starts
-`python -I -c HARNESS` in a new session and feeds it, on stdin, a random
-per-run nonce, the program and the test segments. The harness (trusted code)
-applies limits, drops privileges, then runs the program and each test in one
-module namespace, and reports every test outcome as `<nonce> case i ok` on an
-inherited pipe whose number it took before any untrusted code ran. A run passes
-only when the parent read `<nonce> done ...` and every test case passed; exit
-status and stdout are never trusted. `sys.exit(0)`, `os._exit(0)`,
-`raise SystemExit`, `exit()` at import time, printing fake results, patching
-`print`/`sys.exit`/`os._exit`/`os.write` or builtins (restored before every
-test) therefore cannot fake a pass.
+How one run works: the parent writes a fresh working directory, puts the run in
+its own cgroup(s) (`sandbox_host`), starts `python -I -c HARNESS` in a new
+session and feeds it, on stdin, a random per-run nonce, the program, the test
+segments and the question's code. The harness (trusted code, sandbox_child.py)
+leaves the host's network, IPC and mount namespaces, applies limits, drops
+privileges, loads the program as module `solution`, then runs each test segment
+in a namespace of its own (fresh builtins per segment, the solution's functions
+and classes but not its rebinding of builtins or stdlib modules, every stdlib
+module dict and class restored before each segment, private copies of modules
+for the tests; see `_Sealed` there), and reports every test outcome as
+`<nonce> case i ok` on an inherited pipe whose number it took before any
+untrusted code ran. A run passes only when the parent read `<nonce> done` and
+every test case passed; exit status and stdout are never trusted, and a report
+line with the nonce that the harness would not write fails the run.
+`sys.exit(0)`, `os._exit(0)`, `exit()` at import time, printing fake results,
+patching `print`/`sys.exit`/`os._exit`, builtins, `__builtins__`, stdlib
+modules or `sys.modules`, or a module-level `def abs` therefore cannot fake a pass.
 
-Which protection holds where (checked by tests/test_sandbox.py):
+Which protection holds where (checked by tests/test_sandbox.py and test_sandbox_attacks.py):
 
 | protection | root + Linux (CI, here) | non-root Linux | other OS |
 |---|---|---|---|
-| wall deadline, group kill (killpg SIGKILL), output cap | yes | yes | yes (no pidfd: polling) |
+| wall deadline, group kill, output cap | yes | yes | yes (no pidfd: polling) |
 | RLIMIT_CPU / AS / FSIZE / CORE / NOFILE | yes | yes | where `resource` has them |
 | own unprivileged uid per run (setuid) | yes | no | no |
-| RLIMIT_NPROC (fork bombs) | yes, exact: the uid is this run's alone | counted over all the user's processes (we allow the current count + max_procs) | - |
-| host files owned by others, parent process (kill -> EPERM) | protected | NOT protected: same uid can write the user's files and kill the parent | no |
-| children that escape the process group (setsid) | killed: `kill(-1)` run as the run's uid | may survive | may survive |
-| network | `unshare(CLONE_NEWNET)`: no interfaces, host loopback unreachable | `unshare(CLONE_NEWUSER|CLONE_NEWNET)` where user namespaces are allowed, else socket patch | socket patch |
-| private /tmp, /var/tmp, /dev/shm (size-capped tmpfs; workdir inside) | yes (mount namespace) | no: shared, world-writable | no |
+| RLIMIT_NPROC (fork bombs) | exact: the uid is this run's alone | counted over all the user's processes | - |
+| host files owned by others, parent process | protected | NOT protected: same uid | no |
+| every process gone when the call returns | yes: cgroup.kill (v2), else kill(-1) as the run's uid | cgroup.kill in a delegated, writable cgroup v2; else session and descendants only | group only |
+| one memory cap for the whole run | cgroup v2 memory.max, else v1 memory cgroup, else watchdog | watchdog | RLIMIT_AS per process |
+| network | `unshare(CLONE_NEWNET)`: no interfaces | user + net namespace where allowed, else socket patch | socket patch |
+| SysV / POSIX IPC private, shm capped | IPC namespace | user + IPC namespace where allowed | no |
+| host mounts read-only; private /tmp, /var/tmp, /dev/shm, /run/lock | yes (mount namespace) | no: shared, world-writable | no |
 
 Deliberate difference from "setuid nobody": each run gets its own random uid
 (with gid = uid) from a high range rather than 65534. Then RLIMIT_NPROC counts
@@ -42,23 +50,43 @@ used and the uid sweep is skipped, since concurrent runs would share the uid.
 The mount namespace (root only) also solves a practical problem: after the
 drop, the interpreter's stdlib may not be traversable (a pyenv under a 0700
 /root, as on this machine), so such a directory is covered by a tmpfs that
-exposes only the interpreter's subtree (hiding the rest of /root too). Where
-mounts are refused but setuid works, the harness instead imports, as root
-before the drop, the stdlib modules that the program and tests name (`import x`,
-`from x import y`, `__import__("x")`); lazy imports inside the stdlib may then fail.
+exposes only the interpreter's subtree (hiding the rest of /root too). The
+harness imports, before the drop, the modules the tests and the question name
+and the stdlib modules the program names (they must be loaded before the
+solution to be restored after it); where mounts are refused, lazy imports
+inside the stdlib may then fail.
 
-Known limits (documented, not defended):
-- The socket-patch fallback only replaces `socket.socket`; code using ctypes or
-  `_socket` internals can still reach the network. Namespaces are the real fix.
+What the sandbox does NOT stop (documented, not defended):
 - Code that walks interpreter state (`sys._getframe`, `gc`, `ctypes`, trace
-  functions) can find the nonce or the harness's locals; so can objects whose
-  `__eq__` always returns True. We stop simple fakes, not code aimed at us.
+  functions, exception tracebacks) can reach the harness's locals: the nonce
+  and report pipe (and so fake a pass) or the tests' namespace. So can objects
+  whose `__eq__` always returns True, returned to an `assert f(x) == y`. We
+  stop reward hacking by rebinding and patching, not code aimed at this harness.
+- Mutable state inside modules (a cache, a registry such as
+  `copy._deepcopy_dispatch`, a class attribute changed in place) is not
+  restored, nor are C-level patches made through ctypes. The `sys` and
+  `builtins` modules are shared with the tests (restored between segments,
+  not copied: tests may set `sys.stdout` or `builtins.input`), so a patch a
+  solution makes while a test runs is seen by that test's `sys.x` or
+  `builtins.x` (not by its bare names such as `abs`, looked up in its own copy).
+- The restore between segments also undoes what an honest test set up in an
+  earlier segment on `sys`, `builtins` or a stdlib module (a mock set on one
+  line, used by an assert on the next); a test that mocks and asserts in one
+  segment (a HumanEval `check()`) is unaffected.
+- Modules first imported after the solution ran (a test that imports one by
+  a computed name) are not restored.
 - World-readable host files stay readable (there is no chroot); /proc shows
   host processes (their environments are unreadable to another uid).
-- The workdir's total size is bounded by the /tmp tmpfs (= max_file_mb) only
-  under the mount namespace; otherwise by RLIMIT_FSIZE per file and the deadline.
+- Without a mount namespace (non-root) the workdir and /tmp are bounded only
+  by RLIMIT_FSIZE per file and the deadline; the watchdog (no cgroup) samples
+  every 50 ms, so a run can pass the cap briefly by what it allocates between
+  two samples (each process is also held to the cap by RLIMIT_AS).
+- The socket-patch fallback only replaces `socket.socket`; code using ctypes or
+  `_socket` internals can still reach the network. Namespaces are the real fix.
 - Unix-domain sockets are not cut by a network namespace; file permissions
-  (e.g. the root-owned docker socket) are what protects them.
+  (e.g. the root-owned docker socket) are what protects them. The solution may
+  create user namespaces of its own; inside them it stays in the run's cgroup
+  and uid, so the memory cap and the final kill still reach it.
 """
 
 from __future__ import annotations
@@ -67,8 +95,8 @@ import ast
 import json
 import os
 import random
+import re
 import secrets
-import selectors
 import shutil
 import signal
 import subprocess
@@ -80,7 +108,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-TAIL_BYTES = 4000
+from r1kit.rewards import sandbox_host as host
+from r1kit.rewards.sandbox_host import TAIL_BYTES
+from r1kit.rewards.sandbox_host import collect as _collect
+from r1kit.rewards.sandbox_host import kill_group as _kill_group
+
 UID_BASE, UID_SPAN = 3_000_000, 10_000_000
 NOBODY = 65534
 # Imports that do something when imported (open a browser, print, start Tk).
@@ -93,6 +125,8 @@ _ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "OMP_NUM_THRE
 
 # Set False to skip the mount namespace (tests use it to exercise the pre-import fallback).
 PRIVATE_MOUNTS = True
+# Set False to skip cgroups (tests use it to exercise the memory watchdog and the uid sweep).
+USE_CGROUPS = True
 
 _active_uids: set[int] = set()
 _uid_lock = threading.Lock()
@@ -112,6 +146,10 @@ class SandboxResult:
     network: str = ""
     filesystem: str = ""
     loaded: bool = False
+    error: str = ""  # why it did not pass: timeout, memory, output_cap, syntax, too_deep, load_error, ...
+    memory_capped: bool = False  # ended by the run's memory cap (cgroup OOM kill or the watchdog)
+    memory: str = ""  # how the cap is enforced: cgroup-v2, cgroup-v1 or watchdog
+    ipc: str = ""  # namespace, user-namespace or host
 
     @property
     def pass_rate(self) -> float:
@@ -140,6 +178,26 @@ def network_isolation_mode(python: str = sys.executable) -> str:
 def privilege_drop_available(python: str = sys.executable) -> bool:
     """True when runs execute under their own unprivileged uid (we are root and setuid works)."""
     return bool(_capabilities(python)["drop"])
+
+
+def memory_cap_mode() -> str:
+    """'cgroup-v2', 'cgroup-v1' or 'watchdog': how one run's total memory is capped on this host."""
+    memory = host.cgroup_plan()["memory"] if USE_CGROUPS else None
+    return f"cgroup-{memory[0]}" if memory else "watchdog"
+
+
+def describe_isolation(python: str = sys.executable) -> dict:
+    """What runs get on this host, in the words of the table above (for troubleshooting):
+
+        python -c "from r1kit.rewards.sandbox import describe_isolation as d; print(d())"
+    """
+    caps = _capabilities(python)
+    per_run_uid = bool(caps["drop"]) and _uid_pool()[1]
+    kill = "cgroup.kill" if USE_CGROUPS and host.cgroup_plan()["kill"] else (
+        "kill(-1) as the run's uid" if per_run_uid else "session and descendants")
+    return {"own_uid": bool(caps["drop"]), "network": caps["network"], "memory_cap": memory_cap_mode(),
+            "final_kill": kill, "private_mounts": bool(caps["drop"]) and PRIVATE_MOUNTS,
+            "ipc": "namespace" if os.geteuid() == 0 else "user-namespace where allowed, else host"}
 
 
 @lru_cache(maxsize=1)
@@ -184,7 +242,7 @@ def split_tests(tests: str | list[str] | tuple[str, ...] | None) -> list[tuple[s
         return []
     try:
         body = ast.parse(tests).body
-    except SyntaxError:
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         return [(tests, True)]
     if not any(isinstance(node, ast.Assert) for node in body):
         return [(tests, True)]
@@ -205,26 +263,61 @@ def split_tests(tests: str | list[str] | tuple[str, ...] | None) -> list[tuple[s
     return segments
 
 
-def _imported_stdlib(sources: list[str]) -> list[str]:
-    """Stdlib modules named by imports in the sources (for hosts where the sandbox uid can't read them)."""
-    names: set[str] = set()
-    for src in sources:
+def _test_names(segments: list[tuple[str, bool]]) -> tuple[list[str], list[str]]:
+    """(plain names the trusted tests call, stdlib modules they use as `name.attr`).
+
+    The function under test is among the first; the second are imported before the solution runs,
+    so that a test relying on the solution's `import math` gets the real module, not the solution's
+    `class math`.
+    """
+    called: set[str] = set()
+    modules: set[str] = set()
+    stdlib = getattr(sys, "stdlib_module_names", frozenset())
+    for src, _ in segments:
         try:
             tree = ast.parse(src)
-        except (SyntaxError, ValueError):
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
             continue
         for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                names.update(alias.name for alias in node.names)
-            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-                names.add(node.module)
-                names.update(f"{node.module}.{alias.name}" for alias in node.names)
-            elif (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant)
-                  and isinstance(node.args[0].value, str)
-                  and getattr(node.func, "attr", getattr(node.func, "id", "")) in ("__import__", "import_module")):
-                names.add(node.args[0].value)
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+                called.add(node.func.id)
+            elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in stdlib:
+                modules.add(node.value.id)
+    return sorted(called), sorted(modules - _NO_PREIMPORT)
+
+
+# Import statements, found line by line in linear time (the program is untrusted: no ast.parse here,
+# a deeply nested expression makes the parser raise MemoryError or RecursionError in this process).
+_IMPORT_RE = re.compile(r"^[ \t]*import[ \t]+([\w. \t,]+)", re.MULTILINE)
+_FROM_RE = re.compile(r"^[ \t]*from[ \t]+([\w.]+)[ \t]+import[ \t]+\(?([\w \t,]*)", re.MULTILINE)
+_DYNAMIC_RE = re.compile(r"(?:__import__|import_module)\([ \t]*['\"]([\w.]+)['\"]")
+
+
+def _imported_names(src: str) -> set[str]:
+    names: set[str] = set()
+    for m in _IMPORT_RE.finditer(src):
+        names.update(part.split()[0] for part in m.group(1).split(",") if part.split())
+    for m in _FROM_RE.finditer(src):
+        module = m.group(1)
+        if module.startswith("."):
+            continue
+        names.add(module)
+        names.update(f"{module}.{part.split()[0]}" for part in m.group(2).split(",") if part.split())
+    names.update(_DYNAMIC_RE.findall(src))
+    return {n for n in names if all(p.isidentifier() for p in n.split("."))}
+
+
+def _preimports(program: str, trusted: list[str]) -> list[str]:
+    """Modules the harness imports before the solution runs, so that they can be restored after it.
+
+    Every module the tests and the question name (trusted code), and the stdlib modules the program
+    names; also what a root run needs where the sandbox uid cannot read the stdlib (no mounts).
+    """
     stdlib = getattr(sys, "stdlib_module_names", frozenset())
-    keep = {n for n in names if n.split(".")[0] in stdlib and n.split(".")[0] not in _NO_PREIMPORT}
+    keep = {n for n in _imported_names(program) if n.split(".")[0] in stdlib}
+    for src in trusted:
+        keep.update(_imported_names(src))
+    keep = {n for n in keep if n.split(".")[0] not in _NO_PREIMPORT}
     keep.update(_BASE_PREIMPORT)
     if keep & {"socket", "urllib", "http", "ssl"}:
         keep.add("encodings.idna")  # host names are encoded lazily
@@ -236,177 +329,215 @@ def _imported_stdlib(sources: list[str]) -> list[str]:
 def run_sandboxed(program: str, tests: str | list[str] | None = None, *, timeout_s: float = 10,
                   cpu_s: int = 10, memory_mb: int = 1024, max_procs: int = 64,
                   max_output_bytes: int = 1_000_000, max_file_mb: int = 64,
-                  python: str = sys.executable) -> SandboxResult:
+                  python: str = sys.executable, preamble: str | None = None,
+                  entry_point: str | None = None) -> SandboxResult:
     """Run `program` then the trusted `tests` (see `split_tests`) in a fresh sandbox.
 
     `passed` is True only when the harness reported, with this run's nonce, that
     the program loaded and every test case passed (with no tests: that the
     program ran to the end without an exception).
 
-    Limits: `timeout_s` wall clock for the whole run (then the group is killed);
-    `cpu_s` CPU seconds per process (RLIMIT_CPU); `memory_mb` address space per
-    process (RLIMIT_AS); `max_procs` processes and threads of the run
-    (RLIMIT_NPROC); `max_output_bytes` stdout + stderr + report bytes before the
-    run is killed; `max_file_mb` per file (RLIMIT_FSIZE) and the size of the
-    private /tmp. `python` must be the same Python version as this one (the
-    harness source is passed with -c).
+    Limits: `timeout_s` wall clock for the whole run (then every process of it
+    is killed); `cpu_s` CPU seconds per process (RLIMIT_CPU); `memory_mb` both
+    the address space of each process (RLIMIT_AS) and the memory of the whole
+    run (a cgroup or the watchdog, see `sandbox_host`); `max_procs` processes
+    and threads of the run (RLIMIT_NPROC); `max_output_bytes` stdout + stderr +
+    report bytes before the run is killed; `max_file_mb` per file
+    (RLIMIT_FSIZE) and the size of each private tmpfs. `python` must be the
+    same Python version as this one (the harness source is passed with -c).
+
+    `preamble` is trusted code the tests run on top of (a HumanEval prompt:
+    its imports and helpers such as `poly`, so a solution cannot redefine what
+    the tests rely on); `entry_point` names the function under test.
+
+    Every resource of the run (work folder, descriptors, cgroups, uid) is
+    released, and every process of the run is gone, when this returns or raises.
     """
     segments = split_tests(tests)
+    n_tests = sum(1 for _, is_case in segments if is_case)
     caps = _capabilities(python)
-    uid = _take_uid() if caps["drop"] else None
-    per_run_uid = uid is not None and uid != NOBODY
-    nonce = secrets.token_hex(16)
-    workdir = tempfile.mkdtemp(prefix="r1kit-sbx-")
-    rfd, wfd = os.pipe()
+    trusted = [s for s, _ in segments] + ([preamble] if preamble else [])
+    called, used_modules = _test_names(segments)
     cfg = {
-        "program": program, "segments": segments, "uid": uid, "net": caps["network"] != "socket-patch",
-        "mounts": PRIVATE_MOUNTS,
-        "preimport": _imported_stdlib([program] + [s for s, _ in segments]) if uid is not None else [],
+        "program": program, "segments": segments, "preamble": preamble or "", "entry_point": entry_point or "",
+        "called": called, "net": caps["network"] != "socket-patch", "mounts": PRIVATE_MOUNTS,
+        "preimport": sorted(set(_preimports(program, trusted)) | set(used_modules)), "uid": None,
         "limits": {"cpu": int(cpu_s), "as": int(memory_mb) << 20, "fsize": int(max_file_mb) << 20,
                    "nofile": 256, "nproc": int(max_procs)},
     }
-    env = dict(_ENV, HOME=workdir, TMPDIR=workdir)
-    t0 = time.monotonic()
-    proc = None
+    nonce = secrets.token_hex(16)
+    run = _Run(python, caps, int(memory_mb) << 20)
     try:
-        if uid is not None:
-            os.chown(workdir, uid, uid)
-        proc = subprocess.Popen([python, "-I", "-c", HARNESS, str(wfd)], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=(wfd,),
-                                cwd=workdir, env=env, start_new_session=True)
-        os.close(wfd)
-        wfd = -1
-        try:
-            proc.stdin.write(nonce.encode() + b"\n" + json.dumps(cfg).encode())
-            proc.stdin.close()
-        except BrokenPipeError:
-            pass
-        streams, timed_out, capped = _collect(proc, rfd, t0 + timeout_s, max_output_bytes)
+        run.start(cfg, nonce)
+        t0 = run.t0
+        streams, timed_out, capped, over_memory = _collect(run.proc, run.rfd, t0 + timeout_s, max_output_bytes,
+                                                           run.watchdog)
         wall = time.monotonic() - t0
-        _kill_group(proc)
-        returncode = proc.wait()
-        report = _parse_report(streams[rfd], nonce)
-        if per_run_uid and not (report["done"] and returncode == 0):
-            _sweep_uid(python, uid)
+        run.end_processes()
+        oom = run.group.oom_killed()
+        returncode = run.proc.returncode
     finally:
-        if proc is not None and proc.returncode is None:
-            _kill_group(proc)
-            proc.wait()
-        for fd in (rfd, wfd):
-            if fd >= 0:
-                os.close(fd)
-        shutil.rmtree(workdir, ignore_errors=True)
-        if per_run_uid:
-            with _uid_lock:
-                _active_uids.discard(uid)
-    n_tests = sum(1 for _, is_case in segments if is_case)
+        run.close()
+    report = _parse_report(streams[run.rfd], nonce, n_tests)
     n_passed = len(report["cases"])
-    passed = report["done"] and report["loaded"] and n_passed == n_tests
+    memory_capped = over_memory or oom
+    passed = (report["done"] and report["loaded"] and n_passed == n_tests and not report["tampered"]
+              and not memory_capped)
     return SandboxResult(
         passed=passed, returncode=returncode, timed_out=timed_out,
-        stdout_tail=_tail(streams[proc.stdout.fileno()]), stderr_tail=_tail(streams[proc.stderr.fileno()]),
-        wall_s=wall, n_passed=n_passed, n_tests=n_tests, output_capped=capped,
-        network=report["network"] or caps["network"], filesystem=report["fs"], loaded=report["loaded"])
+        stdout_tail=_tail(streams[run.stdout_fd]), stderr_tail=_tail(streams[run.stderr_fd]),
+        wall_s=wall, n_passed=0 if report["tampered"] else n_passed, n_tests=n_tests, output_capped=capped,
+        network=report["network"] or caps["network"], filesystem=report["fs"], loaded=report["loaded"],
+        error="" if passed else _reason(report, timed_out, capped, memory_capped, returncode),
+        memory_capped=memory_capped, memory=run.group.memory_mode, ipc=report["ipc"])
 
 
-def _collect(proc: subprocess.Popen, rfd: int, deadline: float, cap: int):
-    """Read stdout, stderr and the report pipe until the harness exits, the deadline, or the cap."""
-    fds = [proc.stdout.fileno(), proc.stderr.fileno(), rfd]
-    bufs = {fd: bytearray() for fd in fds}
-    total = 0
-    sel = selectors.DefaultSelector()
-    for fd in fds:
-        os.set_blocking(fd, False)
-        sel.register(fd, selectors.EVENT_READ)
-    pidfd = -1
-    if hasattr(os, "pidfd_open"):
+def _reason(report: dict, timed_out: bool, capped: bool, memory_capped: bool, returncode: int | None) -> str:
+    if report["tampered"]:
+        return "report_tampered"
+    if memory_capped:
+        return "memory"
+    if capped:
+        return "output_cap"
+    if timed_out or (returncode == -signal.SIGXCPU and not report["done"]):
+        return "timeout"  # the wall deadline, or RLIMIT_CPU
+    if report["compile"]:
+        return "too_deep" if report["compile"] in ("RecursionError", "MemoryError") else "syntax"
+    if report["loadfail"] == "MemoryError":
+        return "memory"
+    if report["loadfail"]:
+        return "load_error"
+    if not report["done"]:
+        return "crashed"
+    return "failed"
+
+
+class _Run:
+    """The resources of one run, acquired in `start` and all released by `close`, on every path."""
+
+    def __init__(self, python: str, caps: dict, memory_bytes: int):
+        self.python, self.caps, self.memory_bytes = python, caps, memory_bytes
+        self.uid: int | None = None
+        self.per_run_uid = False
+        self.workdir: str | None = None
+        self.rfd = self.wfd = -1
+        self.stdout_fd = self.stderr_fd = -1
+        self.group = host.RunGroup("", 0, use=False)
+        self.proc: subprocess.Popen | None = None
+        self.watchdog: host.MemoryWatchdog | None = None
+        self.t0 = time.monotonic()
+        self.ended = False
+
+    def start(self, cfg: dict, nonce: str) -> None:
+        if self.caps["drop"]:
+            self.uid = _take_uid()
+            self.per_run_uid = self.uid != NOBODY
+        cfg["uid"] = self.uid
+        self.workdir = tempfile.mkdtemp(prefix="r1kit-sbx-")
+        if self.uid is not None:
+            os.chown(self.workdir, self.uid, self.uid)
+        self.rfd, self.wfd = os.pipe()
+        self.group = host.RunGroup(f"run-{nonce[:12]}", self.memory_bytes, use=USE_CGROUPS)
+        self.t0 = time.monotonic()
+        self.proc = subprocess.Popen([self.python, "-I", "-c", HARNESS, str(self.wfd)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=(self.wfd,),
+                                     cwd=self.workdir, env=dict(_ENV, HOME=self.workdir, TMPDIR=self.workdir),
+                                     start_new_session=True)
+        self.stdout_fd, self.stderr_fd = self.proc.stdout.fileno(), self.proc.stderr.fileno()
+        os.close(self.wfd)
+        self.wfd = -1
+        # The harness reads its configuration before it does anything: it is in the cgroups before
+        # any untrusted code runs, and so is everything it starts.
+        self.group.add(self.proc.pid)
+        if self.group.memory is None and os.path.isdir("/proc"):
+            self.watchdog = host.MemoryWatchdog(self.memory_bytes, self._pids)
         try:
-            pidfd = os.pidfd_open(proc.pid)
-            sel.register(pidfd, selectors.EVENT_READ)
-        except OSError:
-            pidfd = -1
-    timed_out = capped = exited = False
-    try:
-        while not capped:
-            if exited:  # drain what the harness wrote before exiting, then stop
-                ready = [fd for fd in fds if fd in sel.get_map()]
+            self.proc.stdin.write(nonce.encode() + b"\n" + json.dumps(cfg).encode())
+            self.proc.stdin.close()
+        except BrokenPipeError:
+            pass
+
+    def _pids(self) -> list[int]:
+        pids = self.group.pids()
+        if pids is not None:
+            return pids
+        if self.per_run_uid:
+            return host.uid_pids(self.uid)
+        return host.session_pids(self.proc.pid) if self.proc is not None else []
+
+    def end_processes(self) -> None:
+        """Kill the harness, then every other process of the run, and wait until they are gone."""
+        proc = self.proc
+        if proc is None or self.ended:
+            return
+        self.ended = True
+        _kill_group(proc)
+        proc.wait()
+        if self.group.kill():
+            host.wait_until(lambda: not self.group.pids())
+        elif self.per_run_uid:
+            host.sweep_uid(self.python, self.uid)
+            if self.group.pids() is not None:
+                host.wait_until(lambda: not self.group.pids())
             else:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    timed_out = True
-                    break
-                ready = [k.fd for k, _ in sel.select(min(remaining, 0.05 if pidfd < 0 else remaining))]
-                if pidfd in ready or (pidfd < 0 and _has_exited(proc)):
-                    exited = True
-                    continue
-            progressed = False
-            for fd in ready:
-                try:
-                    data = os.read(fd, 1 << 16)
-                except BlockingIOError:
-                    continue
-                if not data:
-                    sel.unregister(fd)
-                    continue
-                progressed = True
-                total += len(data)
-                buf = bufs[fd]
-                buf += data
-                if fd != rfd and len(buf) > 2 * TAIL_BYTES:
-                    del buf[:-TAIL_BYTES]
-                if total > cap:
-                    capped = True
-                    break
-            if exited and not progressed:
-                break
-    finally:
-        sel.close()
-        if pidfd >= 0:
-            os.close(pidfd)
-    return bufs, timed_out, capped
+                host.wait_until(lambda: not host.uid_pids(self.uid))
+        else:
+            host.wait_until(lambda: not _kill_all(host.session_pids(proc.pid)), timeout_s=2.0)
+
+    def close(self) -> None:
+        steps = [self.end_processes, self.group.remove, self._close_fds,
+                 lambda: self.workdir and shutil.rmtree(self.workdir, ignore_errors=True), self._release_uid]
+        for step in steps:
+            try:
+                step()
+            except Exception:  # noqa: BLE001, S110  one failed step must not keep the others from running
+                pass
+
+    def _close_fds(self) -> None:
+        for fd in (self.rfd, self.wfd):
+            if fd >= 0:
+                os.close(fd)
+        if self.proc is not None:
+            for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+                if stream is not None:
+                    stream.close()
+
+    def _release_uid(self) -> None:
+        if self.per_run_uid:
+            with _uid_lock:
+                _active_uids.discard(self.uid)
+            self.per_run_uid = False
 
 
-def _has_exited(proc: subprocess.Popen) -> bool:
-    # WNOWAIT leaves the zombie in place, so its pid (= group id) cannot be reused before killpg.
-    try:
-        return os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
-    except ChildProcessError:
-        return True
+def _kill_all(pids: list[int]) -> list[int]:
+    host.kill_pids(pids)
+    return pids
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
+_REPORT_WORDS = {"net", "fs", "ipc", "compile", "loadfail"}
 
 
-def _sweep_uid(python: str, uid: int) -> None:
-    """Kill every process left with this run's uid, including ones that left the group via setsid."""
-    try:
-        subprocess.run([python, "-I", "-S", "-c", KILLER, str(uid)], env=_ENV, cwd="/", timeout=10,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        pass
-
-
-def _parse_report(raw: bytearray, nonce: str) -> dict:
-    report = {"done": False, "loaded": False, "cases": set(), "network": "", "fs": ""}
+def _parse_report(raw: bytearray, nonce: str, n_tests: int) -> dict:
+    """The harness's report. The program can write to the pipe (and, walking the interpreter, learn
+    the nonce): a line with the nonce that the harness would not write marks the run as tampered."""
+    report = {"done": False, "loaded": False, "cases": set(), "network": "", "fs": "", "ipc": "",
+              "compile": "", "loadfail": "", "tampered": False}
     prefix = nonce + " "
-    for line in raw.decode("utf-8", "replace").splitlines():
+    for line in raw.decode("utf-8", "replace").split("\n"):
         if not line.startswith(prefix):
             continue
-        kind, *args = line[len(prefix):].split()
-        if kind == "case" and len(args) == 2 and args[1] == "1":
+        kind, *args = line[len(prefix):].split(" ")
+        if report["done"]:
+            report["tampered"] = True  # the harness writes nothing after "done"
+        elif kind == "case" and len(args) == 2 and args[1] == "1" and args[0].isascii() and args[0].isdigit() \
+                and len(args[0]) < 10 and int(args[0]) < n_tests and int(args[0]) not in report["cases"]:
             report["cases"].add(int(args[0]))
-        elif kind == "loaded":
-            report["loaded"] = True
-        elif kind == "net" and args:
-            report["network"] = args[0]
-        elif kind == "fs" and args:
-            report["fs"] = args[0]
-        elif kind == "done":
-            report["done"] = True
+        elif kind in ("loaded", "done") and not args and not report[kind]:
+            report[kind] = True
+        elif kind in _REPORT_WORDS and len(args) == 1 and args[0].isascii() and args[0].replace("-", "_").isidentifier():
+            report["network" if kind == "net" else kind] = args[0]
+        else:
+            report["tampered"] = True
     return report
 
 
@@ -414,7 +545,6 @@ def _tail(buf: bytearray) -> str:
     return bytes(buf[-TAIL_BYTES:]).decode("utf-8", "replace")
 
 
-# ---- code run in the child interpreter (`python -I -c ...`) ----
 # ---- code run in the child interpreter (`python -I -c ...`): sandbox_child.py ----
 
 HARNESS = (Path(__file__).with_name("sandbox_child.py")).read_text()
@@ -440,17 +570,4 @@ if root:
     except OSError:
         pass
 print(json.dumps({"network": net, "drop": drop}))
-"""
-
-KILLER = r"""
-import os, sys
-uid = int(sys.argv[1])
-os.setgroups([])
-os.setgid(uid)
-os.setuid(uid)
-for _ in range(3):
-    try:
-        os.kill(-1, 9)
-    except OSError:
-        break
 """
