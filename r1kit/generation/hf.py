@@ -35,20 +35,10 @@ from r1kit.generation.base import (
     GenerationBackend,
     Prompt,
     SamplingParams,
-    cut_at_stop,
     encode_prompts,
+    finish_completion,
+    generation_ids,
 )
-
-
-def _as_list(value: Any) -> list[int]:
-    if value is None:
-        return []
-    if isinstance(value, (list, tuple)):
-        return [int(v) for v in value]
-    if hasattr(value, "tolist"):
-        value = value.tolist()
-        return [int(v) for v in value] if isinstance(value, list) else [int(value)]
-    return [int(value)]
 
 
 class HFBackend(GenerationBackend):
@@ -68,15 +58,7 @@ class HFBackend(GenerationBackend):
         self.tokenizer = tokenizer
         self.progress = progress
         self.pad_to_multiple_of = pad_to_multiple_of
-        gen = getattr(model, "generation_config", None)
-        eos = _as_list(getattr(gen, "eos_token_id", None)) + _as_list(tokenizer.eos_token_id)
-        self.eos_ids = list(dict.fromkeys(eos))  # ordered, unique
-        if not self.eos_ids:
-            raise ValueError("the tokenizer and the model's generation_config define no eos token")
-        pad = tokenizer.pad_token_id
-        if pad is None:
-            pad = getattr(gen, "pad_token_id", None)
-        self.pad_id = int(pad) if pad is not None else self.eos_ids[0]
+        self.eos_ids, self.pad_id = generation_ids(model, tokenizer)
         self.use_static = (
             static_cache and model.device.type == "cuda" and bool(getattr(model, "_can_compile_fullgraph", False))
         )
@@ -162,44 +144,27 @@ class HFBackend(GenerationBackend):
         return [self._completion(ids, params.max_new_tokens, params.stop) for ids in new]
 
     def _completion(self, ids: list[int], max_new_tokens: int, stop_strings: list[str] = ()) -> Completion:
-        # Everything after the first EOS is padding (generate pads finished rows).
-        eos = set(self.eos_ids)
-        stop = next((k for k, t in enumerate(ids) if t in eos), None)
-        kept = ids[:stop] if stop is not None else ids[:max_new_tokens]
-        text = self.tokenizer.decode(kept, skip_special_tokens=True)
-        if stop_strings:
-            cut, at = cut_at_stop(text, list(stop_strings))
-            if at is not None:
-                kept = kept[: self._tokens_to_stop(kept, list(stop_strings))]
-                return Completion(text=cut, token_ids=kept, num_tokens=len(kept), truncated=False)
-        return Completion(text=text, token_ids=kept, num_tokens=len(kept), truncated=stop is None)
-
-    def _tokens_to_stop(self, ids: list[int], stop_strings: list[str]) -> int:
-        """Fewest leading tokens whose text holds a stop string (binary search over prefixes; a
-        prefix's decoded text grows with the prefix, so "holds a stop string" is monotone)."""
-        lo, hi = 1, len(ids)
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if cut_at_stop(self.tokenizer.decode(ids[:mid], skip_special_tokens=True), stop_strings)[1] is None:
-                lo = mid + 1
-            else:
-                hi = mid
-        return hi
+        return finish_completion(self.tokenizer, ids, self.eos_ids, max_new_tokens, list(stop_strings))
 
     def _progress(self, total: int):
-        from contextlib import contextmanager
+        return progress_bar(total, self.progress)
 
-        @contextmanager
-        def bar():
-            if not self.progress:
-                yield lambda k: None
-                return
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-            with Progress(
-                TextColumn("generating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True
-            ) as prog:
-                task = prog.add_task("generate", total=total)
-                yield lambda k: prog.advance(task, k)
+def progress_bar(total: int, show: bool):
+    """A context manager yielding `advance(k)`: a transient rich bar over `total` rows when `show`."""
+    from contextlib import contextmanager
 
-        return bar()
+    @contextmanager
+    def bar():
+        if not show:
+            yield lambda k: None
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        with Progress(
+            TextColumn("generating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True
+        ) as prog:
+            task = prog.add_task("generate", total=total)
+            yield lambda k: prog.advance(task, k)
+
+    return bar()
