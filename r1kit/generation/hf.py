@@ -12,8 +12,10 @@ Sampling settings come only from `SamplingParams`: the checkpoint's own
 generation defaults (e.g. a repetition penalty in generation_config.json) are
 overridden, so that every model is evaluated under the same rule.
 
-Stop strings (`SamplingParams.stop`) go to `generate(stop_strings=..., tokenizer=...)`, so a
-row stops once its text ends with one; the returned text is then cut before the first
+Stop strings (`SamplingParams.stop`) are checked on the GENERATED text only (`stop_on_generated`,
+a stopping criterion; transformers' own `stop_strings` also match across the prompt's end, so
+a prompt ending in "Answer:" with stop "::" stopped after one generated ":"), so a row stops
+once its completion holds one; the returned text is then cut before the first
 occurrence, and `token_ids` end with the token that completed it (r1kit/generation/base.py).
 
 On CUDA, with `static_cache=True` (default), generation uses a static KV cache,
@@ -115,8 +117,6 @@ class HFBackend(GenerationBackend):
             kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=params.top_k)
         if self.use_static:
             kwargs["cache_implementation"] = "static"
-        if params.stop:
-            kwargs["stop_strings"] = list(params.stop)
         return GenerationConfig(**kwargs)
 
     def _generate_batch(self, seqs: list[list[int]], gen_config, params: SamplingParams, rows: int) -> list[Completion]:
@@ -135,7 +135,11 @@ class HFBackend(GenerationBackend):
             if s:
                 input_ids[r, width - len(s) :] = torch.tensor(s, dtype=torch.long)
                 attention_mask[r, width - len(s) :] = 1
-        extra = {"tokenizer": self.tokenizer} if params.stop else {}  # stop_strings need it
+        extra = {}
+        if params.stop:
+            from transformers import StoppingCriteriaList
+
+            extra["stopping_criteria"] = StoppingCriteriaList([stop_on_generated(self.tokenizer, params.stop, width)])
         out = self.model.generate(
             input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), generation_config=gen_config,
             **extra,
@@ -148,6 +152,34 @@ class HFBackend(GenerationBackend):
 
     def _progress(self, total: int):
         return progress_bar(total, self.progress)
+
+
+def stop_on_generated(tokenizer: Any, stop: list[str], prompt_width: int):
+    """A transformers stopping criterion: a row is done once its generated text (after the first
+    `prompt_width` columns) holds a stop string. Only the last tokens are decoded each step (enough
+    to hold the longest stop string and the new token); a hit is confirmed on the whole generated
+    text, since a tail can decode differently from the same tokens in context."""
+    import torch
+    from transformers import StoppingCriteria
+
+    from r1kit.generation.base import cut_at_stop
+
+    tail = max(map(len, stop)) + 2
+
+    class StopOnGenerated(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            generated = input_ids[:, prompt_width:]
+            texts = tokenizer.batch_decode(generated[:, -tail:].tolist(), skip_special_tokens=True)
+            done = []
+            for r, text in enumerate(texts):
+                hit = cut_at_stop(text, stop)[1] is not None
+                if hit:
+                    whole = tokenizer.decode(generated[r].tolist(), skip_special_tokens=True)
+                    hit = cut_at_stop(whole, stop)[1] is not None
+                done.append(hit)
+            return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+    return StopOnGenerated()
 
 
 def progress_bar(total: int, show: bool):
