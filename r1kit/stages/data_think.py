@@ -6,6 +6,7 @@ GSM8K rows ("question", and an "answer" holding "steps\\n#### 72"); other datase
 columns with --question-field, --solution-field (the worked solution) and --answer-field (the
 final answer, when the solution has no "####" line). Each row's completion is
 
+\b
     <think>
     one reasoning step per line (GSM8K calculator annotations <<...>> removed)
     </think>
@@ -21,6 +22,7 @@ Columns, as `r1kit data arithmetic` writes them: question, answer, completion, p
 
 Example:
 
+\b
     r1kit data think --data ../shared/data/gsm8k_train.jsonl --output runs/gsm8k_think
     r1kit sft --model gemma.gguf --data runs/gsm8k_think --output runs/sft
 """
