@@ -26,6 +26,7 @@ from r1kit.errors import R1kitError
 # command name -> module. A command is registered once its stage exists.
 STAGES: dict[str, str] = {
     "data arithmetic": "r1kit.stages.data",
+    "data think": "r1kit.stages.data_think",
     "sft": "r1kit.stages.sft",
     "grpo": "r1kit.stages.grpo",
     "merge": "r1kit.stages.merge",

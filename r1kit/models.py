@@ -13,6 +13,13 @@ A model spec is one string, resolved in this order:
 
 `resolve_checkpoint` does the resolution without importing torch, so stages can reject a bad
 spec before they load anything.
+
+GGUF files are converted by transformers, and some transformers versions convert some
+architectures wrongly: GGUF_MIN_TRANSFORMERS names, per GGUF architecture, the oldest version
+known to load it correctly, and loading a .gguf under an older one is refused in one line that
+says which version to install. `sanity_check` (perplexity of two plain English sentences and a
+greedy continuation) is the cheap test that catches such a load, and what bench/real_model_check.py
+runs before every real-model run.
 """
 
 from __future__ import annotations
@@ -65,6 +72,18 @@ TINY_SPECS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+# GGUF architecture -> (oldest transformers version known to load it correctly, what goes wrong before).
+# gemma3: transformers 5.17 rebuilds the Gemma 3 tokenizer from the GGUF without BOS and splits words into
+# pieces ("The quick brown" -> 'The', '_qu', 'ick', '_b', 'ro', 'wn'; 5.24: '<bos>', 'The', '_quick',
+# '_brown'); the weights and config it loads are the same. The Gemma 3 270M Q4_K_M file then scores
+# perplexity 165,133 / 44,770 on two plain sentences on CPU (5.24: 12.4 / 9.7; measured here, issue 17) and
+# continues "The capital of France is" with " is is is ...". Versions between 5.17 and 5.24 were not
+# tried, so 5.24 is the floor.
+GGUF_MIN_TRANSFORMERS: dict[str, tuple[str, str]] = {
+    "gemma3": ("5.24.0", ("loads the Gemma 3 GGUF tokenizer wrongly (no BOS, words split into pieces: "
+                          "perplexity in the thousands)")),
+}
 # "name" or "org/name"; anything else that does not exist is a mistyped local path.
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
 
@@ -106,6 +125,7 @@ def resolve_checkpoint(spec: str) -> CheckpointRef:
         return CheckpointRef("hub", spec)
     if path.is_file():
         if path.suffix == ".gguf":
+            check_gguf_transformers(path)  # before anything is loaded or written
             return CheckpointRef("gguf", spec, path)
         raise R1kitError(
             f"{spec} is a file but not a .gguf model; pass a save_pretrained folder, an r1kit stage "
@@ -321,6 +341,69 @@ def _load_dir_tokenizer(path: Path):
     return _with_pad(AutoTokenizer.from_pretrained(str(path)))
 
 
+def gguf_architecture(path: str | os.PathLike) -> str | None:
+    """`general.architecture` of a GGUF file, read from its header (None if absent or unreadable).
+
+    A plain reader of the key/value block, stopping at the key: gguf.GGUFReader parses every field
+    (a 262k-token vocabulary takes ~8 s), which a version check should not cost.
+    """
+    import struct
+
+    sizes = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}  # GGUF value types
+    try:
+        with open(path, "rb") as f:
+            if f.read(4) != b"GGUF":
+                return None
+            _version, _tensors, n_kv = struct.unpack("<IQQ", f.read(20))
+
+            def string() -> bytes:
+                (n,) = struct.unpack("<Q", f.read(8))
+                return f.read(n)
+
+            def skip(kind: int) -> None:
+                if kind == 8:
+                    string()
+                elif kind == 9:
+                    item, count = struct.unpack("<IQ", f.read(12))
+                    if item in sizes:
+                        f.seek(sizes[item] * count, 1)
+                    else:
+                        for _ in range(count):
+                            skip(item)
+                else:
+                    f.seek(sizes[kind], 1)
+
+            for _ in range(min(n_kv, 4096)):
+                key = string()
+                (kind,) = struct.unpack("<I", f.read(4))
+                if key == b"general.architecture" and kind == 8:
+                    return string().decode("utf-8", "replace")
+                skip(kind)
+    except (OSError, struct.error, KeyError, UnicodeDecodeError):
+        return None
+    return None
+
+
+def check_gguf_transformers(path: str | os.PathLike, version: str | None = None) -> None:
+    """Refuse (R1kitError) to load a GGUF file whose architecture this transformers version is known
+    to convert wrongly (GGUF_MIN_TRANSFORMERS). `version` defaults to the installed one."""
+    arch = gguf_architecture(path)
+    if arch not in GGUF_MIN_TRANSFORMERS:
+        return
+    from packaging.version import Version
+
+    if version is None:
+        import transformers
+
+        version = transformers.__version__
+    minimum, problem = GGUF_MIN_TRANSFORMERS[arch]
+    if Version(version) < Version(minimum):
+        raise R1kitError(
+            f"transformers {version} {problem} ({arch} GGUF {Path(path).name}); install transformers>={minimum} "
+            f"(pip install 'transformers>={minimum}') to load it"
+        )
+
+
 def _with_pad(tok):
     # Batched generation and training need a pad token; eos is the usual stand-in.
     if tok.pad_token is None and tok.eos_token is not None:
@@ -400,3 +483,62 @@ def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, path:
     model.save_pretrained(str(path), safe_serialization=True)
     tokenizer.save_pretrained(str(path))
     return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Sanity check of a loaded model
+
+SANITY_SENTENCES = (
+    "The quick brown fox jumps over the lazy dog.",
+    "Paris is the capital and largest city of France, with a population of over two million people.",
+)
+SANITY_PROMPT = "The capital of France is"
+
+
+def sanity_check(model: Any, tokenizer: Any, *, max_new_tokens: int = 8) -> dict[str, Any]:
+    """Perplexity of SANITY_SENTENCES and the greedy continuation of SANITY_PROMPT.
+
+    A pretrained model of any size scores these plain sentences in the single or low double
+    digits (Gemma 3 270M: ~6 and ~21); a wrongly converted or corrupted checkpoint scores in the
+    hundreds or thousands and continues the prompt with a repeated word. Runs on the model's own
+    device and dtype, in eval mode, without gradients; the model's mode is restored.
+    """
+    import math
+
+    import torch
+
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        perplexity = []
+        with torch.no_grad():
+            for sentence in SANITY_SENTENCES:
+                ids = torch.tensor([tokenizer(sentence)["input_ids"]], device=device)
+                loss = model(input_ids=ids, labels=ids).loss.float().item()
+                perplexity.append(math.exp(loss) if loss < 700 else float("inf"))
+            ids = torch.tensor([tokenizer(SANITY_PROMPT)["input_ids"]], device=device)
+            out = model.generate(
+                input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=max_new_tokens,
+                pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
+            )
+        continuation = tokenizer.decode(out[0, ids.shape[1] :].tolist(), skip_special_tokens=True)
+    finally:
+        model.train(was_training)
+    return {
+        "perplexity": perplexity, "sentences": list(SANITY_SENTENCES), "prompt": SANITY_PROMPT,
+        "continuation": continuation, "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
+        "device": str(device),
+    }
+
+
+def check_sanity(report: dict[str, Any], max_perplexity: float = 100.0) -> None:
+    """Raise R1kitError when a `sanity_check` report shows an absurd perplexity."""
+    worst = max(report["perplexity"])
+    if not worst <= max_perplexity:
+        shown = ", ".join(f"{p:.1f}" for p in report["perplexity"])
+        raise R1kitError(
+            f"the model fails the sanity check: perplexity {shown} on plain English sentences (limit "
+            f"{max_perplexity:g}); {report['prompt']!r} continues {report['continuation']!r}. The checkpoint is "
+            "broken or was converted wrongly (for a .gguf: check the transformers version)"
+        )

@@ -322,3 +322,17 @@ def test_mixin_keep_cache_holds_the_buckets(tmp_path):
     trainer.train()
     gen = trainer._fast_gen
     assert gen.share_pool and gen.kv_block == 128 and len(gen.buckets) == 1  # kept for the next step
+
+
+def test_mixin_rollouts_follow_the_trainers_bf16_autocast(tmp_path):
+    """fp32 weights trained under bf16 mixed precision (a dequantized GGUF under `r1kit grpo` on a GPU):
+    the rollouts run under the trainer's autocast like trl's generate, so the loop's KV cache is bf16
+    and K/V are cast into it (an fp32 cache met bf16 projections: index_copy_(): Float vs BFloat16)."""
+    trainer = grpo_trainer(tmp_path, "on", bf16=True, max_steps=1)
+    assert trainer.accelerator.mixed_precision == "bf16"
+    assert next(trainer.model.parameters()).dtype == torch.float32
+    trainer.train()
+    gen = trainer._fast_gen
+    assert gen.cache_dtype == torch.bfloat16 and trainer.fast_rollout_log[-1]["rows"] == 4
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    assert len(losses) == 1 and torch.isfinite(torch.tensor(losses[0]))

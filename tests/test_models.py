@@ -1,6 +1,7 @@
 """Model loading: the tiny tokenizer/model, save/load round trips, stage outputs, LoRA, GGUF, errors."""
 
 import json
+import os
 
 import pytest
 import torch
@@ -258,3 +259,94 @@ def test_gguf_file_loads_with_its_tokenizer(tmp_path, saved, tok):
     with torch.no_grad():
         diff = (q8(ids).logits - expected).abs().max().item()
     assert 0 < diff < 0.05
+
+
+# ----------------------------------------------------------------------------- GGUF version check
+
+def header_only_gguf(path, arch: str):
+    """A GGUF file with metadata (a string array before the architecture is read) and no tensors."""
+    import gguf
+
+    w = gguf.GGUFWriter(str(path), arch)
+    w.add_name("header only")
+    w.add_token_list(["<pad>", "a", "b"])
+    w.add_block_count(2)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.close()
+    return path
+
+
+def test_gguf_architecture_is_read_from_the_header(tmp_path, saved, tok):
+    from r1kit.models import gguf_architecture
+
+    assert gguf_architecture(header_only_gguf(tmp_path / "g.gguf", "gemma3")) == "gemma3"
+    write_tiny_gguf(saved[1], tok, tmp_path / "tiny.gguf")
+    assert gguf_architecture(tmp_path / "tiny.gguf") == "qwen2"
+    (tmp_path / "junk.gguf").write_bytes(b"not a gguf file")
+    assert gguf_architecture(tmp_path / "junk.gguf") is None
+
+
+def test_gguf_known_to_misload_under_old_transformers_is_refused(tmp_path):
+    from r1kit.models import check_gguf_transformers
+
+    path = header_only_gguf(tmp_path / "gemma.gguf", "gemma3")
+    with pytest.raises(R1kitError, match=r"transformers 5\.17\.0 loads the Gemma 3 GGUF tokenizer wrongly.*"
+                                         r"install transformers>=5\.24\.0"):
+        check_gguf_transformers(path, "5.17.0")
+    check_gguf_transformers(path, "5.24.0")  # healthy: no error
+    check_gguf_transformers(header_only_gguf(tmp_path / "q.gguf", "qwen2"), "5.17.0")  # no known problem
+
+
+def test_cli_refuses_the_gguf_in_one_line_before_writing(tmp_path):
+    """The real command line, run under a transformers that reports version 5.17.0."""
+    import subprocess
+    import sys
+
+    path = header_only_gguf(tmp_path / "gemma.gguf", "gemma3")
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps({"question": "1+1", "answer": "2"}) + "\n")
+    out = tmp_path / "eval"
+    code = ("import sys, transformers; transformers.__version__ = '5.17.0'; from r1kit.cli import main; "
+            f"sys.argv = ['r1kit', 'evaluate', '--model', {str(path)!r}, '--data', {str(data)!r}, "
+            f"'--output', {str(out)!r}]; main()")
+    res = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("r1kit: error: transformers 5.17.0 loads the Gemma 3 GGUF tokenizer")
+    assert "pip install 'transformers>=5.24.0'" in lines[0]
+    assert not out.exists() and [p.name for p in tmp_path.iterdir() if p.name.startswith("eval")] == []
+
+
+# ----------------------------------------------------------------------------- sanity check
+
+def test_sanity_check_flags_a_random_model_and_the_script_fails_loudly(tmp_path, capsys):
+    from r1kit.models import check_sanity, sanity_check
+
+    tok = build_tiny_tokenizer()
+    model = build_tiny_model(tok, seed=0)
+    model.train()
+    report = sanity_check(model, tok, max_new_tokens=5)
+    assert model.training  # mode restored
+    # an untrained model over a 106-token vocabulary is about as good as uniform: perplexity ~106
+    assert len(report["perplexity"]) == 2 and all(80 < p < 140 for p in report["perplexity"])
+    assert report["prompt"] == "The capital of France is" and len(tok(report["continuation"])["input_ids"]) <= 5
+    with pytest.raises(R1kitError, match="fails the sanity check: perplexity"):
+        check_sanity(report, 100)
+    check_sanity(report, 1000)
+
+    import importlib.util
+
+    from conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("real_model_check", REPO / "bench" / "real_model_check.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    capsys.readouterr()
+    assert script.main(["--model", "tiny", "--out", str(tmp_path / "c.json")]) == 1  # the script's exit status
+    assert "SANITY CHECK FAILED: the model fails the sanity check" in capsys.readouterr().err
+    saved_report = json.loads((tmp_path / "c.json").read_text())
+    assert saved_report["ok"] is False and saved_report["perplexity"] == pytest.approx(report["perplexity"], rel=1e-4)
+    assert script.main(["--model", "tiny", "--max-perplexity", "1000"]) == 0
+    assert "sanity check passed" in capsys.readouterr().out

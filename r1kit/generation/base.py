@@ -25,6 +25,11 @@ itself is not returned); `token_ids` / `num_tokens` keep the generated tokens up
 to and including the token that completed the stop string (what the model
 actually produced, as vLLM counts them); `truncated` is False for such a sample.
 
+Backends (`get_backend`): "hf" (transformers `generate`), "fast" (r1kit's decode loop:
+CUDA graphs on a GPU, eager on CPU; r1kit/generation/fast_backend.py), "vllm", and "auto", which
+picks "fast" for a model on a CUDA GPU whose architecture the loop supports and "hf" otherwise,
+and prints which in one line.
+
 This module imports nothing heavy; backends import torch / vllm themselves.
 """
 
@@ -104,6 +109,65 @@ def cut_at_stop(text: str, stop: list[str]) -> tuple[str, int | None]:
     return text[:first], first
 
 
+def finish_completion(
+    tokenizer: Any, ids: list[int], eos_ids: list[int], max_new_tokens: int, stop: list[str] = ()
+) -> Completion:
+    """The Completion for one row of generated ids (without the prefill; text gets it later).
+
+    Everything from the first EOS on is dropped (backends pad finished rows); a stop string cuts the
+    text before its first occurrence and keeps the tokens up to the one that completed it.
+    Shared by the hf and fast backends, so both count tokens and truncation the same way.
+    """
+    eos = set(eos_ids)
+    end = next((k for k, t in enumerate(ids) if t in eos), None)
+    kept = list(ids[:end]) if end is not None else list(ids[:max_new_tokens])
+    text = tokenizer.decode(kept, skip_special_tokens=True)
+    if stop:
+        cut, at = cut_at_stop(text, list(stop))
+        if at is not None:
+            kept = kept[: tokens_to_stop(tokenizer, kept, list(stop))]
+            return Completion(text=cut, token_ids=kept, num_tokens=len(kept), truncated=False)
+    return Completion(text=text, token_ids=kept, num_tokens=len(kept), truncated=end is None)
+
+
+def tokens_to_stop(tokenizer: Any, ids: list[int], stop: list[str]) -> int:
+    """Fewest leading tokens whose text holds a stop string (binary search over prefixes; a prefix's
+    decoded text grows with the prefix, so "holds a stop string" is monotone)."""
+    lo, hi = 1, len(ids)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if cut_at_stop(tokenizer.decode(ids[:mid], skip_special_tokens=True), stop)[1] is None:
+            lo = mid + 1
+        else:
+            hi = mid
+    return hi
+
+
+def generation_ids(model: Any, tokenizer: Any) -> tuple[list[int], int]:
+    """(EOS ids, pad id) for generation: the model's generation_config EOS ids and the tokenizer's,
+    the tokenizer's pad (else the generation config's, else the first EOS)."""
+    gen = getattr(model, "generation_config", None)
+    eos = _as_ids(getattr(gen, "eos_token_id", None)) + _as_ids(tokenizer.eos_token_id)
+    eos_ids = list(dict.fromkeys(eos))  # ordered, unique
+    if not eos_ids:
+        raise ValueError("the tokenizer and the model's generation_config define no eos token")
+    pad = tokenizer.pad_token_id
+    if pad is None:
+        pad = getattr(gen, "pad_token_id", None)
+    return eos_ids, int(pad) if pad is not None else eos_ids[0]
+
+
+def _as_ids(value: Any) -> list[int]:
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return [int(v) for v in value]
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+        return [int(v) for v in value] if isinstance(value, list) else [int(value)]
+    return [int(value)]
+
+
 class GenerationBackend:
     """Samples completions. Subclasses implement `generate`."""
 
@@ -145,8 +209,11 @@ def encode_prompts(tokenizer: Any, prompts: list[Prompt], prefill: str = "") -> 
 # name -> "module:Class"; a "pkg.mod:Class" name is the dotted-import escape hatch.
 BACKENDS: dict[str, str] = {
     "hf": "r1kit.generation.hf:HFBackend",
+    "fast": "r1kit.generation.fast_backend:FastBackend",
     "vllm": "r1kit.generation.vllm_backend:VLLMBackend",
 }
+# What a stage's --backend accepts ("auto" resolves to fast or hf, see choose_backend).
+BACKEND_CHOICES = ("auto", "fast", "hf", "vllm")
 
 
 def _import(target: str) -> Callable[..., GenerationBackend]:
@@ -157,14 +224,35 @@ def _import(target: str) -> Callable[..., GenerationBackend]:
         raise R1kitError(f"cannot import generation backend {target!r}: {err}") from err
 
 
+def choose_backend(model: Any) -> tuple[str, str]:
+    """What "auto" means for a loaded model: ("fast", why) on a CUDA GPU for an architecture r1kit's
+    decode loop supports, else ("hf", why not)."""
+    from r1kit.generation.fast import unsupported_reason
+
+    device = getattr(model, "device", None)
+    if getattr(device, "type", None) != "cuda":
+        return "hf", "not on a CUDA GPU"
+    reason = unsupported_reason(model)
+    if reason:
+        return "hf", f"r1kit's decode loop cannot drive it: {reason}"
+    return "fast", f"CUDA GPU, {model.config.model_type} is supported by r1kit's decode loop"
+
+
 def get_backend(name: str | None, model: Any, tokenizer: Any = None, **kwargs: Any) -> GenerationBackend:
-    """Build a backend by name: "hf" (default; `model` is a loaded transformers model) or "vllm"
-    (`model` is a checkpoint folder or hub id), or "pkg.mod:Class". kwargs go to the constructor."""
+    """Build a backend by name: "hf" (default; `model` is a loaded transformers model), "fast" (a
+    loaded model of a supported architecture), "auto" (fast or hf, see `choose_backend`; prints
+    which), "vllm" (`model` is a checkpoint folder or hub id), or "pkg.mod:Class". kwargs go to the
+    constructor (the hf and fast backends take the same ones)."""
     name = name or "hf"
+    if name == "auto":
+        name, why = choose_backend(model)
+        label = "fast (r1kit decode loop)" if name == "fast" else "hf (transformers generate)"
+        print(f"generation backend: {label}; auto: {why}", flush=True)
     if name in BACKENDS:
         return _import(BACKENDS[name])(model, tokenizer, **kwargs)
     if ":" in name:
         return _import(name)(model, tokenizer, **kwargs)
     raise R1kitError(
-        f"unknown generation backend {name!r}{did_you_mean(name, BACKENDS)}; choose one of {', '.join(BACKENDS)}"
+        f"unknown generation backend {name!r}{did_you_mean(name, BACKEND_CHOICES)}; "
+        f"choose one of {', '.join(BACKEND_CHOICES)}"
     )

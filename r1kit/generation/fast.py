@@ -6,9 +6,11 @@ hundred thousand): per-step host work and, for GQA models with a padding mask, S
 heads repeated to the query-head count (7x the KV traffic for Qwen2.5-0.5B). Its cache API also
 changed between the transformers versions r1kit supports (5.17: `past_key_values=`, 5.24:
 `cache=`), so this module keeps its own cache tensors and calls only the model's submodules
-(embed_tokens, layers[i].{input_layernorm, self_attn.{q,k,v,o}_proj, post_attention_layernorm,
-mlp}, norm, rotary_emb, lm_head), which are the same in both. Supported: Qwen2, Qwen3, Llama,
-Mistral without sliding windows (`unsupported_reason` says why not otherwise).
+(embed_tokens, layers[i].{norms, self_attn.{q,k,v,o}_proj, mlp}, norm, rotary_emb, lm_head), which
+are the same in both. What differs between architectures (norm placement, embedding scale, RoPE
+table and attention window per layer, soft-caps) is a small adapter in r1kit/generation/arch.py.
+Supported: Qwen2, Qwen3, Llama, Mistral without sliding windows, Gemma 2 and Gemma 3 text models
+with their sliding-window layers (`unsupported_reason` says why not otherwise).
 
 How a call runs:
 1. prompts are left-padded to width P and prefilled (chunks of rows), their K/V written to
@@ -31,28 +33,42 @@ recomputation to 1e-4 in fp32; in bf16 expect differences of bf16 rounding (~1e-
 
 `GenOut.token_ids` holds the generated tokens including the stopping EOS (trl's completion
 convention), `num_tokens` counts them without the EOS, `truncated` is True when no EOS came.
+
+Stop conditions beyond EOS (`stop=`, e.g. stop strings): every `check_every` steps the callback
+gets the tokens each live row has generated so far and names the rows that are done; those rows
+end there (`GenOut.stopped`, `token_ids` = everything generated up to that check, no EOS).
+
+Dtypes: the KV cache holds the compute dtype: the weights' dtype, or the autocast dtype when
+`generate` runs under torch.autocast (GRPO trains fp32 weights, e.g. a dequantized GGUF, under
+bf16 autocast): K and V are cast to it when written, so an fp32 cache never meets bf16
+projections (`index_copy_(): ... (self) Float and (source) BFloat16`).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from r1kit.errors import R1kitError
+from r1kit.generation.arch import ADAPTERS, SUPPORTED_MODEL_TYPES, adapter_for
 
-SUPPORTED_MODEL_TYPES = ("qwen2", "qwen3", "llama", "mistral")
+__all__ = ["SUPPORTED_MODEL_TYPES", "FastGenerator", "GenOut", "GenStats", "base_model", "unsupported_reason"]
+
 MODES = ("auto", "eager", "graph", "compile")
 
 
 @dataclass
 class GenOut:
-    """One completion; token_ids include the stopping EOS, num_tokens does not."""
+    """One completion; token_ids include the stopping EOS, num_tokens does not. stopped: ended by
+    the `stop` callback (then truncated is False and token_ids has no EOS)."""
 
     token_ids: list[int]
     num_tokens: int
     truncated: bool
     logprobs: list[float] | None = None
+    stopped: bool = False
 
 
 @dataclass
@@ -74,7 +90,7 @@ def unsupported_reason(model: Any) -> str | None:
     model = base_model(model)
     config = getattr(model, "config", None)
     model_type = getattr(config, "model_type", None)
-    if model_type not in SUPPORTED_MODEL_TYPES:
+    if model_type not in ADAPTERS:
         return f"model type {model_type!r} is not one of {SUPPORTED_MODEL_TYPES}"
     inner = getattr(model, "model", None)
     for name in ("embed_tokens", "layers", "norm", "rotary_emb"):
@@ -82,13 +98,9 @@ def unsupported_reason(model: Any) -> str | None:
             return f"the model has no model.{name}"
     if model.get_output_embeddings() is None:
         return "the model has no output embeddings (lm_head)"
-    layer_types = getattr(config, "layer_types", None) or []
-    if (
-        any(t != "full_attention" for t in layer_types)
-        or (getattr(config, "use_sliding_window", False) and getattr(config, "sliding_window", None))
-        or (model_type == "mistral" and getattr(config, "sliding_window", None))
-    ):
-        return "sliding-window attention is not supported"
+    reason = ADAPTERS[model_type].unsupported(model)
+    if reason:
+        return reason
     if any(getattr(p, "ds_id", None) is not None for p in model.parameters()):
         return "DeepSpeed ZeRO-3 partitions the weights"
     return None
@@ -133,7 +145,7 @@ class _Bucket:
     def __init__(self, gen: FastGenerator, size: int):
         import torch
 
-        kw = {"dtype": gen.dtype, "device": gen.device}
+        kw = {"dtype": gen.cache_dtype, "device": gen.device}
         shape = (size, gen.n_kv, gen.max_len, gen.head_dim)
         self.size = size
         self.k = [torch.zeros(shape, **kw) for _ in range(gen.n_layers)]
@@ -189,11 +201,13 @@ class FastGenerator:
         if mode not in MODES:
             raise R1kitError(f"compile={compile!r} is not one of {MODES} or a bool")
         self.model = base_model(model)
+        self.arch = adapter_for(self.model)
         self.inner = self.model.model
-        self.lm_head = self.model.get_output_embeddings()
+        self.lm_head = self.arch.lm_head
         cfg = self.model.config
         emb = self.inner.embed_tokens.weight
         self.device, self.dtype = emb.device, emb.dtype
+        self.cache_dtype = self.dtype  # the compute dtype; set per call (`_compute_dtype`)
         self.on_cuda = self.device.type == "cuda"
         if mode == "auto":
             mode = "graph" if self.on_cuda else "eager"
@@ -202,9 +216,9 @@ class FastGenerator:
         self.mode, self.fallback = mode, None
         self.n_layers = len(self.inner.layers)
         self.n_heads, self.n_kv = cfg.num_attention_heads, cfg.num_key_value_heads
-        attn0 = self.inner.layers[0].self_attn
-        self.head_dim = getattr(attn0, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
-        self.scale = getattr(attn0, "scaling", self.head_dim**-0.5)
+        self.head_dim = self.arch.head_dim
+        self.scale = self.arch.scale
+        self.windows = [self.arch.window(i) for i in range(self.n_layers)]
         self.vocab = self.lm_head.weight.shape[0]
         self.kv_block = max_len if mode == "compile" or kv_block <= 0 else kv_block
         self.max_len = -(-max_len // 16) * 16  # 16-aligned mask rows suit the fused SDPA kernels
@@ -230,10 +244,14 @@ class FastGenerator:
                     setattr(torch._dynamo.config, knob, max(getattr(torch._dynamo.config, knob), 64))
             self._step_fn = torch.compile(self._decode_step, dynamic=False)
         with torch.no_grad():
-            # Rope table from the model's own rotary module, so any rope scaling it applies is kept.
+            # Rope tables (one per layer type) from the model's own rotary module, so any rope
+            # scaling it applies is kept.
             positions = torch.arange(self.max_len, device=self.device)[None]
-            cos, sin = self.inner.rotary_emb(emb[:1][None], positions)
-            self.cos, self.sin = cos[0].to(self.dtype), sin[0].to(self.dtype)
+            self.rope = {
+                t: (cos.to(self.dtype), sin.to(self.dtype))
+                for t, (cos, sin) in self.arch.rope_tables(positions, emb[:1][None]).items()
+            }
+            self.cols = torch.arange(self.max_len, device=self.device)  # cache column indices
 
     # ------------------------------------------------------------------ buffers and graphs
 
@@ -253,37 +271,49 @@ class FastGenerator:
             self.release()  # graphs would read the old storage
         self._param_ptrs = ptrs
 
+    def _attend(self, q, k, v, mask):
+        """softmax(q k^T * scale) v over the keys `mask` allows; with the config's attention
+        soft-cap (Gemma 2), scores become cap * tanh(scores / cap) first, as in transformers'
+        eager attention (SDPA has no soft-cap)."""
+        import torch
+        import torch.nn.functional as F
+
+        cap = self.arch.attn_softcap
+        if cap is None:
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scale)
+        scores = torch.matmul(q, k.transpose(-1, -2)) * self.scale
+        scores = (scores / cap).tanh() * cap
+        scores = scores.masked_fill(~mask, float("-inf"))
+        return torch.matmul(scores.softmax(dim=-1, dtype=torch.float32).to(v.dtype), v)
+
     def _decode_step(self, b: _Bucket, kv_len: int) -> None:
         """One token for every row of bucket `b`: reads b.tokens/pos/slot/key_valid, writes the
         new K/V at column b.slot and the logits to b.logits. Idempotent, so warm-up is harmless."""
-        import torch.nn.functional as F
-
-        n, hd, g = b.size, self.head_dim, self.n_heads // self.n_kv
-        x = self.inner.embed_tokens(b.tokens[:, None])
-        cos, sin = self.cos[b.pos][:, None, None], self.sin[b.pos][:, None, None]
-        mask = b.key_valid[:, None, None, :kv_len]
+        n, hd, g, arch = b.size, self.head_dim, self.n_heads // self.n_kv, self.arch
+        x = arch.embed(b.tokens[:, None])
+        rope = {t: (cos[b.pos][:, None, None], sin[b.pos][:, None, None]) for t, (cos, sin) in self.rope.items()}
+        valid = b.key_valid[:, None, None, :kv_len]
+        # Sliding-window layers see only the keys within `w` columns of the query (b.slot).
+        masks = {w: valid if w is None else valid & (self.cols[:kv_len] > b.slot - w) for w in set(self.windows)}
         for i, layer in enumerate(self.inner.layers):
             a = layer.self_attn
-            h = layer.input_layernorm(x)
+            h = arch.attn_norm(layer, x)
             q = a.q_proj(h).view(n, 1, self.n_heads, hd)
             k = a.k_proj(h).view(n, 1, self.n_kv, hd)
             v = a.v_proj(h).view(n, 1, self.n_kv, hd).transpose(1, 2)
-            if hasattr(a, "q_norm"):
-                q, k = a.q_norm(q), a.k_norm(k)
+            q, k = arch.qk_norm(a, q, k)
             q, k = q.transpose(1, 2), k.transpose(1, 2)
+            cos, sin = rope[arch.layer_type(i)]
             q = q * cos + _rotate_half(q) * sin
             k = k * cos + _rotate_half(k) * sin
-            b.k[i].index_copy_(2, b.slot, k)
-            b.v[i].index_copy_(2, b.slot, v)
+            b.k[i].index_copy_(2, b.slot, k.to(b.k[i].dtype))
+            b.v[i].index_copy_(2, b.slot, v.to(b.v[i].dtype))
             # GQA without repeating K/V: the g query heads of one KV head become g query rows.
             qg = q.reshape(n, self.n_kv, g, hd)
-            o = F.scaled_dot_product_attention(
-                qg, b.k[i][:, :, :kv_len], b.v[i][:, :, :kv_len], attn_mask=mask, scale=self.scale
-            )
-            x = x + a.o_proj(o.reshape(n, 1, self.n_heads * hd))
-            x = x + layer.mlp(layer.post_attention_layernorm(x))
-        x = self.inner.norm(x)[:, 0]
-        b.logits.copy_(self.lm_head(x.to(self.lm_head.weight.dtype)).float())
+            o = self._attend(qg, b.k[i][:, :, :kv_len], b.v[i][:, :, :kv_len], masks[self.windows[i]])
+            x = arch.attn_residual(layer, x, a.o_proj(o.reshape(n, 1, self.n_heads * hd)))
+            x = arch.ffn_residual(layer, x)
+        b.logits.copy_(arch.logits(x[:, 0]))
 
     def _run_step(self, b: _Bucket, kv_len: int) -> None:
         import torch
@@ -344,40 +374,42 @@ class FastGenerator:
         """Forward the left-padded prompts `ids` [n, P] into bucket rows [0, n) and cache columns
         [0, P); leaves the last position's logits in b.logits[:n]."""
         import torch
-        import torch.nn.functional as F
 
         n, width = ids.shape
-        hd, g = self.head_dim, self.n_heads // self.n_kv
+        hd, g, arch = self.head_dim, self.n_heads // self.n_kv, self.arch
         causal = torch.ones(width, width, dtype=torch.bool, device=self.device).tril()
         eye = torch.eye(width, dtype=torch.bool, device=self.device)
+        cols = self.cols[:width]
+        near = {w: cols[None, :] > cols[:, None] - w for w in set(self.windows) if w is not None}
         rows = max(1, self.prefill_tokens // width)
         for r0 in range(0, n, rows):
             r1 = min(n, r0 + rows)
             m = r1 - r0
-            x = self.inner.embed_tokens(ids[r0:r1])
-            cos, sin = self.cos[pos[r0:r1]][:, None], self.sin[pos[r0:r1]][:, None]
+            x = arch.embed(ids[r0:r1])
+            rope = {t: (cos[pos[r0:r1]][:, None], sin[pos[r0:r1]][:, None]) for t, (cos, sin) in self.rope.items()}
             # Pad queries attend to themselves only, so no row is all -inf (their output is unused).
-            mask = ((causal & valid[r0:r1, None, :]) | eye)[:, None]
+            allowed = causal & valid[r0:r1, None, :]
+            masks = {
+                w: ((allowed if w is None else allowed & near[w]) | eye)[:, None] for w in set(self.windows)
+            }
             for i, layer in enumerate(self.inner.layers):
                 a = layer.self_attn
-                h = layer.input_layernorm(x)
+                h = arch.attn_norm(layer, x)
                 q = a.q_proj(h).view(m, width, self.n_heads, hd)
                 k = a.k_proj(h).view(m, width, self.n_kv, hd)
                 v = a.v_proj(h).view(m, width, self.n_kv, hd).transpose(1, 2)
-                if hasattr(a, "q_norm"):
-                    q, k = a.q_norm(q), a.k_norm(k)
+                q, k = arch.qk_norm(a, q, k)
                 q, k = q.transpose(1, 2), k.transpose(1, 2)
+                cos, sin = rope[arch.layer_type(i)]
                 q = q * cos + _rotate_half(q) * sin
                 k = k * cos + _rotate_half(k) * sin
+                k, v = k.to(b.k[i].dtype), v.to(b.v[i].dtype)
                 b.k[i][r0:r1, :, :width] = k
                 b.v[i][r0:r1, :, :width] = v
-                o = F.scaled_dot_product_attention(
-                    q, k.repeat_interleave(g, 1), v.repeat_interleave(g, 1), attn_mask=mask, scale=self.scale
-                )
-                x = x + a.o_proj(o.transpose(1, 2).reshape(m, width, self.n_heads * hd))
-                x = x + layer.mlp(layer.post_attention_layernorm(x))
-            x = self.inner.norm(x[:, -1])
-            b.logits[r0:r1] = self.lm_head(x.to(self.lm_head.weight.dtype)).float()
+                o = self._attend(q, k.repeat_interleave(g, 1), v.repeat_interleave(g, 1), masks[self.windows[i]])
+                x = arch.attn_residual(layer, x, a.o_proj(o.transpose(1, 2).reshape(m, width, self.n_heads * hd)))
+                x = arch.ffn_residual(layer, x)
+            b.logits[r0:r1] = arch.logits(x[:, -1])
 
     # ------------------------------------------------------------------ sampling
 
@@ -425,10 +457,13 @@ class FastGenerator:
         min_new_tokens: int = 0,
         seed: int | None = 0,
         return_logprobs: bool = False,
+        stop: Callable[[list[list[int]]], list[bool]] | None = None,
     ) -> list[GenOut]:
         """Sample one completion per prompt (token-id lists, no padding); outputs in input order.
 
-        seed=None continues the generator's random stream (successive calls differ)."""
+        seed=None continues the generator's random stream (successive calls differ). stop: called
+        every `check_every` steps with the tokens generated so far by each live row; a row for which
+        it returns True ends there (GenOut.stopped)."""
         import torch
 
         if not prompt_ids:
@@ -464,18 +499,35 @@ class FastGenerator:
         t0 = time.perf_counter()
         was_training = self.model.training
         self.model.eval()
+        compute = self._compute_dtype()
+        if compute != self.cache_dtype:  # caches and graphs were built for another dtype
+            self.release()
+            self.cache_dtype = compute
         try:
             with torch.no_grad():
                 self._check_params()
                 outs: list[GenOut] = []
                 for c0 in range(0, len(prompt_ids), self.max_batch):
-                    outs += self._generate_chunk(prompt_ids[c0 : c0 + self.max_batch], max_new_tokens, params)
+                    outs += self._generate_chunk(prompt_ids[c0 : c0 + self.max_batch], max_new_tokens, params, stop)
         finally:
             self.model.train(was_training)
         self.stats.total_s = time.perf_counter() - t0
         return outs
 
-    def _generate_chunk(self, prompts: list[list[int]], max_new: int, p: dict) -> list[GenOut]:
+    def _compute_dtype(self):
+        """The dtype activations (and so K/V) have in this call: autocast's when it is on."""
+        import torch
+
+        kind = self.device.type
+        try:
+            if torch.is_autocast_enabled(kind):
+                return torch.get_autocast_dtype(kind)
+        except (TypeError, AttributeError, RuntimeError):  # torch without per-device autocast queries
+            if kind == "cuda" and torch.is_autocast_enabled():
+                return torch.get_autocast_gpu_dtype()
+        return self.dtype
+
+    def _generate_chunk(self, prompts: list[list[int]], max_new: int, p: dict, stop=None) -> list[GenOut]:
         import torch
 
         dev, n = self.device, len(prompts)
@@ -502,6 +554,7 @@ class FastGenerator:
         out_tok = torch.full((n + 1, max_new), self.pad, dtype=torch.long, device=dev)
         out_lp = torch.zeros((n + 1, max_new), dtype=torch.float32, device=dev) if p["logprobs"] else None
         col = width - 1  # last written cache column
+        stopped: dict[int, int] = {}  # output row -> tokens it had when `stop` ended it
         for t in range(max_new):
             if t > 0:
                 col += 1
@@ -520,12 +573,32 @@ class FastGenerator:
             finished = finished | torch.isin(tok, self.eos_t)
             b.tokens.copy_(tok)
             if (t + 1) % self.check_every == 0 and t + 1 < max_new:
+                if stop is not None:
+                    finished = self._apply_stop(stop, finished, row_ids, out_tok, t + 1, stopped)
                 live = int((~finished).sum())  # the one host sync per check_every steps
                 if live == 0:
                     break
                 if self.compaction and live <= b.size // 2 and b.size > self.min_bucket:
                     b, row_ids, finished = self._compact(b, row_ids, finished, col + 1, trash)
-        return self._collect(out_tok[:n].cpu(), None if out_lp is None else out_lp[:n].cpu(), max_new)
+        return self._collect(out_tok[:n].cpu(), None if out_lp is None else out_lp[:n].cpu(), max_new, stopped)
+
+    def _apply_stop(self, stop, finished, row_ids, out_tok, steps: int, stopped: dict[int, int]):
+        """Ask `stop` about every live row's tokens so far; mark the rows it names finished."""
+        import torch
+
+        idx = (~finished).nonzero()[:, 0]
+        if idx.numel() == 0:
+            return finished
+        rows = row_ids.index_select(0, idx)
+        flags = stop(out_tok.index_select(0, rows)[:, :steps].tolist())
+        hit = [k for k, f in enumerate(flags) if f]
+        if not hit:
+            return finished
+        finished = finished.clone()
+        finished[idx[torch.tensor(hit, device=idx.device)]] = True
+        for k in hit:
+            stopped[int(rows[k])] = steps
+        return finished
 
     def _compact(self, b: _Bucket, row_ids, finished, filled: int, trash: int):
         """Move the live rows of `b` into the smallest bucket that holds them."""
@@ -551,10 +624,16 @@ class FastGenerator:
         self.stats.compactions.append((b.size, nb.size))
         return nb, new_rows, new_finished
 
-    def _collect(self, tokens, logprobs, max_new: int) -> list[GenOut]:
+    def _collect(self, tokens, logprobs, max_new: int, stopped: dict[int, int] | None = None) -> list[GenOut]:
         eos = set(self.eos)
+        stopped = stopped or {}
         outs = []
         for r, row in enumerate(tokens.tolist()):
+            if r in stopped:
+                keep = stopped[r]
+                lps = None if logprobs is None else logprobs[r, :keep].tolist()
+                outs.append(GenOut(row[:keep], keep, False, lps, stopped=True))
+                continue
             end = next((i for i, x in enumerate(row) if x in eos), None)
             keep = max_new if end is None else end + 1
             lps = None if logprobs is None else logprobs[r, :keep].tolist()

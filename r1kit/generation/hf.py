@@ -12,8 +12,10 @@ Sampling settings come only from `SamplingParams`: the checkpoint's own
 generation defaults (e.g. a repetition penalty in generation_config.json) are
 overridden, so that every model is evaluated under the same rule.
 
-Stop strings (`SamplingParams.stop`) go to `generate(stop_strings=..., tokenizer=...)`, so a
-row stops once its text ends with one; the returned text is then cut before the first
+Stop strings (`SamplingParams.stop`) are checked on the GENERATED text only (`stop_on_generated`,
+a stopping criterion; transformers' own `stop_strings` also match across the prompt's end, so
+a prompt ending in "Answer:" with stop "::" stopped after one generated ":"), so a row stops
+once its completion holds one; the returned text is then cut before the first
 occurrence, and `token_ids` end with the token that completed it (r1kit/generation/base.py).
 
 On CUDA, with `static_cache=True` (default), generation uses a static KV cache,
@@ -35,20 +37,10 @@ from r1kit.generation.base import (
     GenerationBackend,
     Prompt,
     SamplingParams,
-    cut_at_stop,
     encode_prompts,
+    finish_completion,
+    generation_ids,
 )
-
-
-def _as_list(value: Any) -> list[int]:
-    if value is None:
-        return []
-    if isinstance(value, (list, tuple)):
-        return [int(v) for v in value]
-    if hasattr(value, "tolist"):
-        value = value.tolist()
-        return [int(v) for v in value] if isinstance(value, list) else [int(value)]
-    return [int(value)]
 
 
 class HFBackend(GenerationBackend):
@@ -68,15 +60,7 @@ class HFBackend(GenerationBackend):
         self.tokenizer = tokenizer
         self.progress = progress
         self.pad_to_multiple_of = pad_to_multiple_of
-        gen = getattr(model, "generation_config", None)
-        eos = _as_list(getattr(gen, "eos_token_id", None)) + _as_list(tokenizer.eos_token_id)
-        self.eos_ids = list(dict.fromkeys(eos))  # ordered, unique
-        if not self.eos_ids:
-            raise ValueError("the tokenizer and the model's generation_config define no eos token")
-        pad = tokenizer.pad_token_id
-        if pad is None:
-            pad = getattr(gen, "pad_token_id", None)
-        self.pad_id = int(pad) if pad is not None else self.eos_ids[0]
+        self.eos_ids, self.pad_id = generation_ids(model, tokenizer)
         self.use_static = (
             static_cache and model.device.type == "cuda" and bool(getattr(model, "_can_compile_fullgraph", False))
         )
@@ -133,8 +117,6 @@ class HFBackend(GenerationBackend):
             kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=params.top_k)
         if self.use_static:
             kwargs["cache_implementation"] = "static"
-        if params.stop:
-            kwargs["stop_strings"] = list(params.stop)
         return GenerationConfig(**kwargs)
 
     def _generate_batch(self, seqs: list[list[int]], gen_config, params: SamplingParams, rows: int) -> list[Completion]:
@@ -153,7 +135,11 @@ class HFBackend(GenerationBackend):
             if s:
                 input_ids[r, width - len(s) :] = torch.tensor(s, dtype=torch.long)
                 attention_mask[r, width - len(s) :] = 1
-        extra = {"tokenizer": self.tokenizer} if params.stop else {}  # stop_strings need it
+        extra = {}
+        if params.stop:
+            from transformers import StoppingCriteriaList
+
+            extra["stopping_criteria"] = StoppingCriteriaList([stop_on_generated(self.tokenizer, params.stop, width)])
         out = self.model.generate(
             input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), generation_config=gen_config,
             **extra,
@@ -162,44 +148,55 @@ class HFBackend(GenerationBackend):
         return [self._completion(ids, params.max_new_tokens, params.stop) for ids in new]
 
     def _completion(self, ids: list[int], max_new_tokens: int, stop_strings: list[str] = ()) -> Completion:
-        # Everything after the first EOS is padding (generate pads finished rows).
-        eos = set(self.eos_ids)
-        stop = next((k for k, t in enumerate(ids) if t in eos), None)
-        kept = ids[:stop] if stop is not None else ids[:max_new_tokens]
-        text = self.tokenizer.decode(kept, skip_special_tokens=True)
-        if stop_strings:
-            cut, at = cut_at_stop(text, list(stop_strings))
-            if at is not None:
-                kept = kept[: self._tokens_to_stop(kept, list(stop_strings))]
-                return Completion(text=cut, token_ids=kept, num_tokens=len(kept), truncated=False)
-        return Completion(text=text, token_ids=kept, num_tokens=len(kept), truncated=stop is None)
-
-    def _tokens_to_stop(self, ids: list[int], stop_strings: list[str]) -> int:
-        """Fewest leading tokens whose text holds a stop string (binary search over prefixes; a
-        prefix's decoded text grows with the prefix, so "holds a stop string" is monotone)."""
-        lo, hi = 1, len(ids)
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if cut_at_stop(self.tokenizer.decode(ids[:mid], skip_special_tokens=True), stop_strings)[1] is None:
-                lo = mid + 1
-            else:
-                hi = mid
-        return hi
+        return finish_completion(self.tokenizer, ids, self.eos_ids, max_new_tokens, list(stop_strings))
 
     def _progress(self, total: int):
-        from contextlib import contextmanager
+        return progress_bar(total, self.progress)
 
-        @contextmanager
-        def bar():
-            if not self.progress:
-                yield lambda k: None
-                return
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-            with Progress(
-                TextColumn("generating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True
-            ) as prog:
-                task = prog.add_task("generate", total=total)
-                yield lambda k: prog.advance(task, k)
+def stop_on_generated(tokenizer: Any, stop: list[str], prompt_width: int):
+    """A transformers stopping criterion: a row is done once its generated text (after the first
+    `prompt_width` columns) holds a stop string. Only the last tokens are decoded each step (enough
+    to hold the longest stop string and the new token); a hit is confirmed on the whole generated
+    text, since a tail can decode differently from the same tokens in context."""
+    import torch
+    from transformers import StoppingCriteria
 
-        return bar()
+    from r1kit.generation.base import cut_at_stop
+
+    tail = max(map(len, stop)) + 2
+
+    class StopOnGenerated(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            generated = input_ids[:, prompt_width:]
+            texts = tokenizer.batch_decode(generated[:, -tail:].tolist(), skip_special_tokens=True)
+            done = []
+            for r, text in enumerate(texts):
+                hit = cut_at_stop(text, stop)[1] is not None
+                if hit:
+                    whole = tokenizer.decode(generated[r].tolist(), skip_special_tokens=True)
+                    hit = cut_at_stop(whole, stop)[1] is not None
+                done.append(hit)
+            return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+    return StopOnGenerated()
+
+
+def progress_bar(total: int, show: bool):
+    """A context manager yielding `advance(k)`: a transient rich bar over `total` rows when `show`."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def bar():
+        if not show:
+            yield lambda k: None
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        with Progress(
+            TextColumn("generating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True
+        ) as prog:
+            task = prog.add_task("generate", total=total)
+            yield lambda k: prog.advance(task, k)
+
+    return bar()

@@ -157,17 +157,21 @@ class FastRolloutMixin:
         track = gen.on_cuda and not self.fast_rollout_keep_cache  # what a released rollout leaves behind
         before = torch.cuda.memory_allocated(gen.device) if track else 0
         t0 = time.perf_counter()
-        outs = gen.generate(
-            [list(map(int, p)) for p in prompt_ids],
-            max_new_tokens=max_new,
-            temperature=float(kw.get("temperature") or 1.0),
-            top_p=float(kw.get("top_p") or 1.0),
-            top_k=int(kw.get("top_k") or 0),
-            greedy=not kw.get("do_sample", True),
-            min_new_tokens=int(kw.get("min_new_tokens") or 0),
-            seed=None,
-            return_logprobs=self.fast_rollout_logprobs,
-        )
+        # Under the trainer's mixed precision (bf16 autocast over fp32 weights, e.g. a dequantized
+        # GGUF), as trl's own generate runs (accelerate wraps model.forward in autocast): the loop's
+        # KV cache then holds bf16 (FastGenerator follows autocast's dtype).
+        with self.accelerator.autocast():
+            outs = gen.generate(
+                [list(map(int, p)) for p in prompt_ids],
+                max_new_tokens=max_new,
+                temperature=float(kw.get("temperature") or 1.0),
+                top_p=float(kw.get("top_p") or 1.0),
+                top_k=int(kw.get("top_k") or 0),
+                greedy=not kw.get("do_sample", True),
+                min_new_tokens=int(kw.get("min_new_tokens") or 0),
+                seed=None,
+                return_logprobs=self.fast_rollout_logprobs,
+            )
         seconds = time.perf_counter() - t0
         leftover = 0
         if not self.fast_rollout_keep_cache:

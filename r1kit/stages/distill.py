@@ -52,7 +52,8 @@ class Config(StageConfig):
     top_p: float = option(0.95, "Teacher nucleus sampling top-p.")
     max_new_tokens: int = option(1024, "Most tokens per teacher sample.")
     sample_batch_size: int = option(64, "Teacher sequences generated together.")
-    backend: str = option("hf", "Generation backend for the teacher.", choices=("hf", "vllm"))
+    backend: str = option("auto", "Generation backend for the teacher: auto (fast on a CUDA GPU for a supported "
+                          "model, else hf), fast, hf, vllm.", choices=("auto", "fast", "hf", "vllm"))
     policy: str = option("all-correct", "Which correct traces to keep (R1: all-correct; Kimi: shortest-correct).",
                          choices=KEEP_POLICIES[:3])
     lang: str = option("", "Target language of the chains of thought (language filter).")

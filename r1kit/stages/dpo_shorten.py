@@ -63,6 +63,8 @@ class Config(StageConfig):
     top_k: int = option(0, "Top-k sampling (0 = off).")
     max_new_tokens: int = option(1024, "Most tokens generated per sample.")
     sample_batch_size: int = option(64, "Sequences generated together.")
+    backend: str = option("auto", "Generation backend for the own samples: auto (fast on a CUDA GPU for a supported "
+                          "model, else hf), fast, hf, vllm.", choices=("auto", "fast", "hf", "vllm"))
     reward: list[str] = option(["accuracy"], "Rewards scored per sample; correctness comes from accuracy (code: code).")
     length_ratio: float = option(1.5, "A correct answer longer than this x the chosen's tokens is rejected (Kimi: 1.5).")
     max_pairs_per_prompt: int = option(0, "Most pairs per prompt (0 = no cap).")
@@ -120,6 +122,8 @@ class Config(StageConfig):
             raise R1kitError(f"--temperature ({self.temperature}) must be > 0")
         if not 0 <= self.warmup_ratio < 1:
             raise R1kitError(f"--warmup-ratio ({self.warmup_ratio}) must be in [0, 1)")
+        if self.backend == "vllm" and not self.samples and self.model in ("tiny", "tiny-llama"):
+            raise R1kitError(f"the vllm backend needs a checkpoint folder; save {self.model!r} first or use --backend hf")
 
 
 def load_samples(cfg: Config) -> list[dict]:
@@ -268,7 +272,15 @@ def _sample(cfg: Config, model, tokenizer, dataset, out) -> list[dict]:
                             max_new_tokens=cfg.max_new_tokens, seed=cfg.seed, batch_size=cfg.sample_batch_size)
     prefill = template_prefill(cfg.template) if cfg.prefill is None else cfg.prefill
     with out.timed("generate"):
-        rows = generate_samples(get_backend("hf", model, tokenizer, progress=True), dataset, params, prefill)
+        if cfg.backend == "vllm":
+            from r1kit.models import resolve_checkpoint_dir
+
+            backend = get_backend("vllm", str(resolve_checkpoint_dir(cfg.model) or cfg.model), tokenizer,
+                                  dtype=cfg.dtype, seed=cfg.seed)
+        else:
+            backend = get_backend(cfg.backend, model, tokenizer, progress=True)
+        rows = generate_samples(backend, dataset, params, prefill)
+        del backend
         score_samples(rows, cfg.reward, reward_params(cfg, prefill))
     records_to_dataset(rows).save_to_disk(str(out.path / "samples"))
     correct = [r for r in rows if r["correct"]]

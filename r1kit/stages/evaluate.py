@@ -49,7 +49,7 @@ from r1kit.answers import EXTRACT_MODES
 from r1kit.config import StageConfig, option
 from r1kit.errors import R1kitError
 
-BACKEND_CHOICES = ("hf", "vllm")
+BACKEND_CHOICES = ("auto", "fast", "hf", "vllm")  # r1kit.generation.BACKEND_CHOICES (kept literal: --help imports no torch)
 DTYPE_CHOICES = ("auto", "float32", "bfloat16", "float16")
 
 
@@ -77,7 +77,8 @@ class Config(StageConfig):
     pass_k: list[int] = option([1], "Report pass@k for this k (each <= --num-samples).")
     extract: str = option("auto", "Where the final answer is read from (r1kit.answers.extract_answer).",
                           choices=EXTRACT_MODES)
-    backend: str = option("hf", "Generation backend.", choices=BACKEND_CHOICES)
+    backend: str = option("auto", "Generation backend: auto (fast on a CUDA GPU for a supported model, else hf), "
+                          "fast (r1kit's decode loop), hf (transformers), vllm.", choices=BACKEND_CHOICES)
     batch_size: int = option(64, "Sequences (prompts x samples) generated together.")
     dtype: str = option("auto", "Weights dtype.", choices=DTYPE_CHOICES)
     prefill: str | None = option(None, "Text forced at the start of every reply (default: the template's, "
@@ -342,10 +343,10 @@ def run(cfg: Config) -> dict[str, dict[str, Any]]:
         for spec in cfg.model:
             with out.timed(f"evaluate {spec}"):
                 model = None
-                if cfg.backend == "hf":
+                if cfg.backend != "vllm":
                     dtype = None if cfg.dtype == "auto" else cfg.dtype
                     model, tokenizer = load_model_and_tokenizer(spec, dtype=dtype, seed=cfg.seed)
-                    backend = get_backend("hf", model, tokenizer, static_cache=cfg.static_cache, progress=True)
+                    backend = get_backend(cfg.backend, model, tokenizer, static_cache=cfg.static_cache, progress=True)
                 else:
                     tokenizer = load_tokenizer(spec)
                     path = resolve_checkpoint_dir(spec) or spec

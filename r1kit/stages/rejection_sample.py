@@ -42,7 +42,7 @@ from r1kit.config import StageConfig, option
 from r1kit.errors import R1kitError
 from r1kit.sampling import KEEP_POLICIES
 
-BACKENDS = ("hf", "vllm")
+BACKENDS = ("auto", "fast", "hf", "vllm")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
@@ -66,7 +66,8 @@ class Config(StageConfig):
     top_k: int = option(0, "Top-k sampling (0 = off).")
     max_new_tokens: int = option(1024, "Most tokens generated per sample.")
     batch_size: int = option(64, "Sequences (prompts x samples) generated together.")
-    backend: str = option("hf", "Generation backend.", choices=BACKENDS)
+    backend: str = option("auto", "Generation backend: auto (fast on a CUDA GPU for a supported model, else hf), "
+                          "fast (r1kit's decode loop), hf (transformers), vllm.", choices=BACKENDS)
     dtype: str = option("auto", "Weights dtype.", choices=DTYPES)
     reward: list[str] = option(["accuracy"], "Rewards scored per sample (name[=weight]); each gives a "
                                "reward_<name> column. Correctness always comes from accuracy (code rows: code).")
@@ -238,10 +239,10 @@ def run(cfg: Config):
     with stage_output(cfg, "rejection-sample", {"model": cfg.model, "data": cfg.data, "mix_data": cfg.mix_data}) as out:
         with out.timed("generate"):
             model = None
-            if cfg.backend == "hf":
+            if cfg.backend != "vllm":
                 model = load_model(cfg.model, dtype=None if cfg.dtype == "auto" else cfg.dtype, seed=cfg.seed)
                 _fill_generation_ids(model, tokenizer)
-                backend = get_backend("hf", model, tokenizer, static_cache=cfg.static_cache, progress=True)
+                backend = get_backend(cfg.backend, model, tokenizer, static_cache=cfg.static_cache, progress=True)
             else:
                 backend = get_backend("vllm", str(resolve_checkpoint_dir(cfg.model) or cfg.model), tokenizer,
                                       dtype=cfg.dtype, seed=cfg.seed)
