@@ -122,7 +122,7 @@ def test_dpo_shortens_heldout_answers_without_losing_accuracy(tmp_path_factory):
     from r1kit.data import prepare_dataset
     from r1kit.generation import SamplingParams
     from r1kit.models import load_model_and_tokenizer
-    from r1kit.stages.evaluate import evaluate_model
+    from r1kit.evaluation import evaluate_model
 
     torch.set_num_threads(1)  # in-process generation; the cores are shared
 
