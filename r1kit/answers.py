@@ -234,9 +234,13 @@ _NUMBER_TOKEN_RE = re.compile(
 )
 
 
+_POWER_RE = re.compile(r"(?<=[A-Za-z})\]])\s*\^\s*(?:\{\s*-?\d+\s*\}|-?\d+)")
+
+
 def number_tokens(text: str) -> list[tuple[str, Fraction]]:
     """The numbers written in free text, in order, as (token, value); linear in the text."""
     text = short_fracs(re.sub(r",\\!\s*", ",", (text or "").replace("\u2212", "-").replace("{,}", ",")))
+    text = _POWER_RE.sub(" ", _UNIT_RE.sub(" ", text))  # "15 \text{ cm}^2", "(x+1)^2": no answers
     out = []
     for m in _NUMBER_TOKEN_RE.finditer(text):
         token = m.group(0)
@@ -286,6 +290,7 @@ _SHORT_WORDS = frozenset({
     "is", "or", "no", "so", "it", "at", "in", "on", "of", "to", "be", "by", "an", "as", "if", "am", "we", "he", "me",
     "my", "do", "up", "us", "cm", "km", "mm", "ft", "kg", "mg", "ml", "hr", "lb", "oz", "yd", "mi"})
 _LETTERS_RE = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{2,}")
+_ENV_RE = re.compile(r"\\(?:begin|end|operatorname)\s*\{[A-Za-z*]*\}")  # \begin{pmatrix}: names, not words
 
 
 _TRAILING_UNITS_RE = re.compile(r"(?:\s*(?:" + _UNIT_RE.pattern + r"|\\[,;!]|\\ ))+\s*$")
@@ -303,7 +308,7 @@ def strip_units(text: str) -> str:
 def words_in(text: str) -> list[str]:
     r"""The English words of an answer: letter runs outside LaTeX commands that are not math
     names ("sin", "pi") nor two-letter products of variables ("xy"). Text inside \text{} counts."""
-    text = _TEXT_WRAP_RE.sub(r" \1 ", text)
+    text = _ENV_RE.sub(" ", _TEXT_WRAP_RE.sub(r" \1 ", text))
     out = []
     for m in _LETTERS_RE.finditer(text):
         w = m.group(0)
@@ -413,24 +418,34 @@ def math_gold_ok(gold_text: str) -> bool:
     return _pool().call(("gold", gold_text, None)) is True
 
 
-@functools.lru_cache(maxsize=262144)
 def math_equal(gold_text: str, pred_math: str) -> bool:
     """math-verify's verdict on an answer that is only math (no words), called gold first."""
     if len(pred_math) > MATH_TEXT_LIMIT:
         return False
+    if len(pred_math) > 200:  # long answers are rare: not worth the cache's memory
+        return _pool().call(("check", gold_text, pred_math)) is True
+    return _math_equal(gold_text, pred_math)
+
+
+@functools.lru_cache(maxsize=131072)
+def _math_equal(gold_text: str, pred_math: str) -> bool:
     return _pool().call(("check", gold_text, pred_math)) is True
 
 
-@functools.lru_cache(maxsize=65536)
 def math_extract_equal(gold_text: str, free_text: str) -> bool:
     """math-verify's verdict on free text, read with its own extraction (its default configs).
     What it extracts must hold no words (`words_in`): a sentence is never a product of symbols."""
-    return _pool().call(("extract", gold_text, free_text[-MATH_TEXT_LIMIT:])) is True
+    return _math_extract_equal(gold_text, free_text[-MATH_TEXT_LIMIT:])
+
+
+@functools.lru_cache(maxsize=4096)
+def _math_extract_equal(gold_text: str, free_text: str) -> bool:
+    return _pool().call(("extract", gold_text, free_text)) is True
 
 
 def shutdown_math_helpers() -> None:
     """Stop the math-verify helper processes (they restart on the next math check)."""
     close_pool()
     math_gold_ok.cache_clear()
-    math_equal.cache_clear()
-    math_extract_equal.cache_clear()
+    _math_equal.cache_clear()
+    _math_extract_equal.cache_clear()

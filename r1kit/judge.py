@@ -32,7 +32,8 @@ The rules, those of a careful human grader:
      "204 minutes", \boxed{\$10}, \boxed{\text{27}}, \frac{408}{2}, "x = 204", "2 \cdot 102 = 204"
      all equal 204). An answer with words gives its number: after a statement the first one
      ("204 minutes, i.e. 3 h 24 min"), elsewhere the last one; free text without any answer
-     statement gives its last number (the GSM8K convention). An answer that is only math but not
+     statement gives its last number (the GSM8K convention), as it gives its last piece of
+     math ($...$, \(...\), \[...\]) for a LaTeX gold. An answer that is only math but not
      a plain number (\sqrt{4}, 2\cdot 102) goes to math-verify. Decimals written to at least six
      places match a repeating gold within 5e-7 (0.333333 for 1/3), as math-verify's rounding does.
    - digits in a base (204_5): the same digits, with the same base or none.
@@ -272,10 +273,15 @@ class Reading:
     problem: str = "no answer"
 
 
+# "the answer is", "final answer:" anywhere; "Answer:" only where a line starts ("check our answer:
+# 17*44 = 748" in the middle of reasoning states no answer); "#### 72" (GSM8K).
 _MARKER_RE = re.compile(
-    r"(?i)(?:\bfinal\s+answer|\banswer)(?:\s*(?:\*\*|__))?\s*(?:is\b|:|=)(?:\s*(?:\*\*|__))?:?|####")
-_DELIMITED_RE = re.compile(r"(\$\$?|\\\(|\\\[)(.{1,500}?)(?:\$\$?|\\\)|\\\])", re.DOTALL)
-_SENTENCE_END_RE = re.compile(r"[.;!?](?=\s|$)|,\s")
+    r"(?i)(?:\bfinal\s+answer|\banswer)(?:\s*(?:\*\*|__))?\s*(?:is\b|=)(?:\s*(?:\*\*|__))?:?"
+    r"|(?i:\bfinal\s+answer)(?:\s*(?:\*\*|__))?\s*:(?:\s*(?:\*\*|__))?"
+    r"|(?im:^[ \t>#*_]*answer)(?:\s*(?:\*\*|__))?\s*:(?:\s*(?:\*\*|__))?"
+    r"|####")
+_DELIMITED_RE = re.compile(r"(\$\$?|\\\(|\\\[)(.{1,500}?)(?:(?<!\\)\$\$?|\\\)|\\\])", re.DOTALL)
+_SENTENCE_END_RE = re.compile(r"(?<!\\)[.;!?](?=\s|$)|,\s")
 _LEAD_RE = re.compile(r"[A-Za-z]+")
 
 
@@ -430,8 +436,14 @@ def _compare_choice(gold: Gold, reading: Reading) -> tuple[bool, str | None]:
     c = reading.text or ""
     letter = None
     if reading.source == "text":
-        letter = A.choice_letter(c) or next(iter(re.findall(r"\(([A-J])\)", c)[-1:]), None) \
-            or next(iter(_CHOICE_SAID_RE.findall(c)[-1:]), None)
+        letter = A.choice_letter(c)
+        if letter is None:
+            # the last thing it names: "(C)", "answer is C", or a piece of math (which may be no letter)
+            found = [(m.end(), m.group(1)) for m in re.finditer(r"\(([A-J])\)", c)]
+            found += [(m.end(), m.group(1)) for m in _CHOICE_SAID_RE.finditer(c)]
+            found += [(m.end(), A.choice_letter(next(g for g in m.groups() if g is not None)))
+                      for m in _MATH_CHUNK_RE.finditer(c)]
+            letter = max(found, key=lambda f: f[0])[1] if found else None
     else:
         s = A._TEXT_WRAP_RE.sub(r"\1", _clean_answer(c)).strip()
         letter = A.choice_letter(s)
@@ -454,9 +466,18 @@ def _compare_text(gold: Gold, reading: Reading) -> tuple[bool, str | None]:
     return any(_norm_words(x) == gold.value for x in candidates), answer[:200] or None
 
 
+_MATH_CHUNK_RE = re.compile(r"(?<!\\)\$\$(.{1,1000}?)\$\$|(?<![\\$])\$(?!\$)(.{1,1000}?)(?<![\\$])\$"
+                            r"|\\\((.{1,1000}?)\\\)|\\\[(.{1,1000}?)\\\]", re.DOTALL)
+
+
 def _compare_latex(gold: Gold, reading: Reading) -> tuple[bool, str | None]:
     if reading.source == "text":
-        return A.math_extract_equal(gold.text, reading.text or ""), None
+        # free text: the last math it writes is its answer (as the last number is for numbers)
+        chunks = list(_MATH_CHUNK_RE.finditer(reading.text or ""))
+        if not chunks:
+            return A.math_extract_equal(gold.text, reading.text or ""), None
+        last = chunks[-1]
+        reading = Reading(next(g for g in last.groups() if g is not None), "text-math")
     c = _clean_answer(reading.text or "")
     if A.normalize_latex(c) == A.normalize_latex(gold.text):
         return True, c[:200]
