@@ -319,6 +319,48 @@ def words_in(text: str) -> list[str]:
     return out
 
 
+_JOIN_WORDS = frozenset({"or", "and"})
+
+
+def math_part(text: str) -> str | None:
+    r"""The math of an answer that also holds words, for math-verify: its last $...$ when it has
+    one, else what is left between the words ("the point (3, \frac{\pi}{2})" -> "(3,
+    \frac{\pi}{2})", "Not 0 but 5" -> "5"; pieces joined by "or"/"and" stay together as a list:
+    "x = 3 or x = 5" -> "x = 3, x = 5"). None when no math is left."""
+    if len(text) > MATH_TEXT_LIMIT:
+        return None
+    chunks = re.findall(r"(?<!\\)\$([^$]+)(?<!\\)\$", text)
+    if chunks:
+        return chunks[-1].strip() or None
+    envs: list[str] = []  # \begin{pmatrix}: set aside, its name is no word
+
+    def hide(m: re.Match) -> str:
+        envs.append(m.group(0))
+        return f"\x00{len(envs) - 1}\x01"
+
+    text = _TEXT_WRAP_RE.sub(r" \1 ", _ENV_RE.sub(hide, text))
+    pieces, joins, last = [], [], 0
+    for m in _LETTERS_RE.finditer(text):
+        low = m.group(0).lower()
+        if low in MATH_NAMES or (len(low) == 2 and low not in _SHORT_WORDS):
+            continue
+        pieces.append(text[last:m.start()])
+        joins.append(low in _JOIN_WORDS)
+        last = m.end()
+    pieces.append(text[last:])
+    cleaned = [re.sub("\x00(\\d+)\x01", lambda m: envs[int(m.group(1))], p.strip().strip(",.:;").strip())
+               for p in pieces]
+    out: list[str] = []
+    for i, piece in enumerate(cleaned):
+        if not piece:
+            continue
+        if out and i > 0 and joins[i - 1]:
+            out[-1] = out[-1] + ", " + piece
+        else:
+            out.append(piece)
+    return out[-1] if out else None
+
+
 # --------------------------------------------------------------------------- choices and keys
 
 _CHOICE_STRICT_RE = re.compile(r"^\(?([A-J])\)?[.:]?$")

@@ -44,8 +44,9 @@ The rules, those of a careful human grader:
    - other LaTeX (\left( 3, \frac{\pi}{2} \right), x \in [-2,7], 2k+2): equal after a light
      normalisation, else math-verify decides (called gold first). An answer that is only math is
      parsed as such; an answer with words, and free text, go to math-verify's own extraction,
-     and what it extracts must hold no words. Words never become a product of symbols: no text
-     is ever wrapped in \boxed{} for math-verify.
+     and what it extracts must hold no words. An answer that mixes words and math gives its math
+     ("the point (3, \frac{\pi}{2})"; "x = 3 or x = 5" is the list "x = 3, x = 5"). Words never
+     become a product of symbols: no text is ever wrapped in \boxed{} for math-verify.
 5. A gold that cannot be scored (empty, unbalanced braces such as "\frac{", LaTeX math-verify
    cannot parse, a non-number for task "numeric", a code row without tests) makes the verdict
    correct=None: the row is excluded, never rewarded and never counted wrong, and every stage
@@ -429,6 +430,7 @@ def _compare_base(gold: Gold, reading: Reading) -> tuple[bool, str | None]:
 
 
 _CHOICE_LEAD_RE = re.compile(r"^(?:(?i:option|choice)\s*)?\(?([A-J])(?:\)|[.:]\s|\s*$)")
+_CHOICE_LAST_RE = re.compile(r"(?<![A-Za-z\\])\(?([A-J])\)?[.!]?\s*$")
 _CHOICE_SAID_RE = re.compile(r"(?i:answer|option|choice)\s*(?:(?i:is)\s*|:\s*)?\(?([A-J])\)?(?![A-Za-z])")
 
 
@@ -444,6 +446,9 @@ def _compare_choice(gold: Gold, reading: Reading) -> tuple[bool, str | None]:
             found += [(m.end(), A.choice_letter(next(g for g in m.groups() if g is not None)))
                       for m in _MATH_CHUNK_RE.finditer(c)]
             letter = max(found, key=lambda f: f[0])[1] if found else None
+        if letter is None:  # "... so I choose C."
+            m = _CHOICE_LAST_RE.search(c[-200:])
+            letter = m.group(1) if m else None
     else:
         s = A._TEXT_WRAP_RE.sub(r"\1", _clean_answer(c)).strip()
         letter = A.choice_letter(s)
@@ -484,6 +489,9 @@ def _compare_latex(gold: Gold, reading: Reading) -> tuple[bool, str | None]:
     core = A.strip_units(c)
     if not A.words_in(core):
         return A.math_equal(gold.text, core), core[:200]
+    part = A.math_part(core)  # words around the math ("the point (3, \pi/2)"): the math alone
+    if part is not None and not A.words_in(part):
+        return A.math_equal(gold.text, part), part[:200]
     return A.math_extract_equal(gold.text, c), c[:200]
 
 
