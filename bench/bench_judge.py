@@ -211,11 +211,11 @@ def styles() -> list[tuple[str, bool, object, object]]:
          lambda r: (think.format(**r) + f"I had $\\boxed{{{r['gold']}}}$, but on reflection $\\boxed{{{r['wrong']}}}$",
                     False)),
         ("statement_then_box_wrong", False, every,
-         lambda r: (think.format(**r) + f"The answer is {math(r['gold'])}. Rechecking, I get $\\boxed{{{r['wrong']}}}$.",
-                    False)),
+         lambda r: (think.format(**r) + f"The answer is {math(r['gold'])}. "
+                    + f"Rechecking, I get $\\boxed{{{r['wrong']}}}$.", False)),
         ("right_only_in_reasoning", False, every,
-         lambda r: (f"<think>\n{r['reason']}\nSo $\\boxed{{{r['gold']}}}$.\n</think>\n\nThe answer is "
-                    f"{math(r['wrong'])}.", False)),
+         lambda r: (f"<think>\n{r['reason']}\nSo $\\boxed{{{r['gold']}}}$.\n</think>\n\n"
+                    + f"The answer is {math(r['wrong'])}.", False)),
         ("cut_in_reasoning", False, every,
          lambda r: (f"<think>\n{r['reason']}\nSo far: $\\boxed{{{r['gold']}}}$, now let me double-check", False)),
         ("cut_in_prefilled_reasoning", False, every,

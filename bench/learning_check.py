@@ -82,9 +82,9 @@ def parse(argv=None) -> argparse.Namespace:
 
 
 def greedy_accuracy(model_dir: Path, test, max_new_tokens: int) -> float:
+    from r1kit.evaluation import evaluate_model
     from r1kit.generation import SamplingParams
     from r1kit.models import load_model_and_tokenizer
-    from r1kit.evaluation import evaluate_model
 
     model, tok = load_model_and_tokenizer(str(model_dir), device="cpu")
     metrics, _ = evaluate_model(model, tok, test, SamplingParams(greedy=True, max_new_tokens=max_new_tokens))

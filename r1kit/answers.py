@@ -234,6 +234,7 @@ _NUMBER_TOKEN_RE = re.compile(
 )
 
 
+_THIN_THOUSANDS_RE = re.compile(r"(?<=\d)[\u00a0\u202f\u2009](?=\d{3}(?!\d))")
 _POWER_RE = re.compile(r"(?<=[A-Za-z})\]])\s*\^\s*(?:\{\s*-?\d+\s*\}|-?\d+)")
 
 
@@ -241,6 +242,8 @@ def number_tokens(text: str) -> list[tuple[str, Fraction]]:
     """The numbers written in free text, in order, as (token, value); linear in the text."""
     text = short_fracs(re.sub(r",\\!\s*", ",", (text or "").replace("\u2212", "-").replace("{,}", ",")))
     text = _POWER_RE.sub(" ", _UNIT_RE.sub(" ", text))  # "15 \text{ cm}^2", "(x+1)^2": no answers
+    if not text.isascii():
+        text = _THIN_THOUSANDS_RE.sub(",", text)  # "2\u202f125" (French typography) is 2,125
     out = []
     for m in _NUMBER_TOKEN_RE.finditer(text):
         token = m.group(0)
@@ -290,6 +293,7 @@ _SHORT_WORDS = frozenset({
     "is", "or", "no", "so", "it", "at", "in", "on", "of", "to", "be", "by", "an", "as", "if", "am", "we", "he", "me",
     "my", "do", "up", "us", "cm", "km", "mm", "ft", "kg", "mg", "ml", "hr", "lb", "oz", "yd", "mi"})
 _LETTERS_RE = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{2,}")
+_OTHER_LETTERS_RE = re.compile(r"[^\W\d_A-Za-z\u0370-\u03ff]+")
 _ENV_RE = re.compile(r"\\(?:begin|end|operatorname)\s*\{[A-Za-z*]*\}")  # \begin{pmatrix}: names, not words
 
 
@@ -316,6 +320,8 @@ def words_in(text: str) -> list[str]:
         if low in MATH_NAMES or (len(w) == 2 and low not in _SHORT_WORDS):
             continue
         out.append(w)
+    if not text.isascii():  # other scripts (答えは, উত্তর) are words too; Greek letters are math
+        out.extend(m.group(0) for m in _OTHER_LETTERS_RE.finditer(text))
     return out
 
 

@@ -30,7 +30,8 @@ The rules, those of a careful human grader:
    - a number (18, -3, 0.5, \frac{1}{2}, 1\frac{4}{5}, \$18.90, 10,\!080, 5.4 \text{ cents},
      106^\circ): the answer is read as a number and compared exactly ("204", "**204**", "$204.",
      "204 minutes", \boxed{\$10}, \boxed{\text{27}}, \frac{408}{2}, "x = 204", "2 \cdot 102 = 204"
-     all equal 204). An answer with words gives its number: after a statement the first one
+     all equal 204; for a whole gold of 1000 or more, "2.125" and "2\u202f125" written with
+     European thousands separators equal 2125). An answer with words gives its number: after a statement the first one
      ("204 minutes, i.e. 3 h 24 min"), elsewhere the last one; free text without any answer
      statement gives its last number (the GSM8K convention), as it gives its last piece of
      math ($...$, \(...\), \[...\]) for a LaTeX gold. An answer that is only math but not
@@ -368,9 +369,15 @@ def _clean_answer(text: str) -> str:
 
 # --------------------------------------------------------------------------- comparing
 
+_DOT_THOUSANDS_RE = re.compile(r"-?\d{1,3}(?:\.\d{3})+")
+
+
 def _same_number(value: Fraction, gold: Fraction, token: str) -> bool:
     if value == gold:
         return True
+    # "2.125" for 2125: dots as thousands separators (German, Spanish, ...), for a whole gold only
+    if gold.denominator == 1 and abs(gold) >= 1000 and _DOT_THOUSANDS_RE.fullmatch(token.strip()):
+        return int(token.replace(".", "")) == gold
     # math-verify rounds to 6 places: 0.333333 answers 1/3; only for decimals written that long
     m = re.search(r"\.(\d+)", token)
     return bool(m) and len(m.group(1)) >= 6 and abs(value - gold) <= Fraction(5, 10**7)
