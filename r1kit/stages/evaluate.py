@@ -89,7 +89,7 @@ class Config(StageConfig):
     top_k: int = option(0, "Top-k sampling (0 = off).")
     max_new_tokens: int = option(1024, "Most tokens generated per sample; longer samples count as truncated.")
     pass_k: list[int] = option([1], "Report pass@k for this k (each <= --num-samples).")
-    extract: str = option("auto", "Where the final answer is read from (r1kit.answers.extract_answer).",
+    extract: str = option("auto", "Where the judge reads the final answer (r1kit/judge.py rule 3).",
                           choices=EXTRACT_MODES)
     backend: str = option("hf", "Generation backend.", choices=BACKEND_CHOICES)
     batch_size: int = option(64, "Sequences (prompts x samples) generated together.")
