@@ -51,6 +51,8 @@ def score_samples(
     """
     rows: list[dict[str, Any]] = []
     examples: list[dict[str, Any]] = []
+    names = getattr(dataset, "column_names", None) or (list(dataset[0]) if len(dataset) else [])
+    code_cols = [c for c in ("tests", "entry_point") if c in names]  # kept, so `--samples` can re-judge code
     for p, (example, samples) in enumerate(zip(dataset, completions)):
         gold = example.get("answer")
         for s, c in enumerate(samples):
@@ -58,6 +60,8 @@ def score_samples(
                 "model": model_name, "prompt": example["prompt"], "answer": None if gold is None else str(gold),
                 "task": example.get("task"), "completion": c.text, "num_tokens": c.num_tokens,
                 "truncated": c.truncated, "sample_index": s, "prompt_index": p,
+                **{col: example.get(col) for col in code_cols},
+                **({"question": example.get("question")} if code_cols and "question" in names else {}),
             })
             examples.append(example)
     _judge_rows(rows, examples, extract, prefill)
@@ -95,7 +99,7 @@ def score_rows(rows: Sequence[dict[str, Any]], *, extract: str = "auto", prefill
             "task": row.get("task"), "completion": row["completion"],
             "num_tokens": int(row.get("num_tokens") or 0), "truncated": bool(row.get("truncated")),
             "sample_index": row["sample_index"] if row.get("sample_index") is not None else s,
-            "prompt_index": p,
+            "prompt_index": p, **{c: row.get(c) for c in _CODE_COLUMNS if c in row},
         })
         examples.append(row)
     _judge_rows(out, examples, extract, prefill)

@@ -30,7 +30,7 @@ The rules, those of a careful human grader:
    - a number (18, -3, 0.5, \frac{1}{2}, 1\frac{4}{5}, \$18.90, 10,\!080, 5.4 \text{ cents},
      106^\circ): the answer is read as a number and compared exactly ("204", "**204**", "$204.",
      "204 minutes", \boxed{\$10}, \boxed{\text{27}}, \frac{408}{2}, "x = 204", "2 \cdot 102 = 204"
-     all equal 204; for a whole gold of 1000 or more, "2.125" and "2\u202f125" written with
+     all equal 204; "2 or 3" hedges and answers nothing; for a whole gold of 1000 or more, "2.125" and "2\u202f125" written with
      European thousands separators equal 2125). An answer with words gives its number: after a statement the first one
      ("204 minutes, i.e. 3 h 24 min"), elsewhere the last one; free text without any answer
      statement gives its last number (the GSM8K convention), as it gives its last piece of
@@ -145,6 +145,8 @@ def _clean_gold(gold: str | None) -> str:
     if gold is None:
         return ""
     s = str(gold).strip()
+    if "####" in s:  # a whole GSM8K solution: its answer follows the last "####"
+        s = s.rsplit("####", 1)[1].strip().replace(",", "")
     s = A.last_boxed(s) or s
     s = s.strip()
     if len(s) > 1 and s.startswith("$") and s.endswith("$") and not s.startswith("\\$"):
@@ -402,6 +404,8 @@ def _content_number(c: str, source: str) -> tuple[Fraction | None, str | None, s
     found = A.number_tokens(core)
     if not found:
         return None, None, None
+    if len({v for _, v in found}) > 1 and re.search(r"(?i)\bor\b", core):
+        return None, None, None  # "2 or 3" hedges: no single answer
     token, value = found[0] if source == "statement" else found[-1]
     return value, token, None
 
