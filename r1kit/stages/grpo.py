@@ -292,13 +292,13 @@ def prepare_inputs(cfg: Config):
             hint = " (or pass --lang, e.g. --lang en)" if missing == ["lang"] else ""
             raise R1kitError(f"reward {name!r} needs column(s) {', '.join(missing)}, which {cfg.data} does not "
                              f"provide (columns after preparation: {', '.join(ds.column_names)}){hint}")
+    if cfg.sampler == "curriculum":
+        ds = _attach_difficulty(ds, cfg)  # before screening: it may align columns of the raw data by row
     ds = _screen_golds(cfg, ds, {c for cols in needs.values() for c in cols})
     prompts_needed = cfg.completions_per_step // cfg.num_generations
     if len(ds) < prompts_needed:
         raise R1kitError(f"{cfg.data} has {len(ds)} prompts but one step needs {prompts_needed} distinct prompts "
                          f"({cfg.completions_per_step} completions / G={cfg.num_generations}); lower --prompts-per-step")
-    if cfg.sampler == "curriculum":
-        ds = _attach_difficulty(ds, cfg)
     prefill = template_prefill(template)
     if prefill:
         def render(row):
