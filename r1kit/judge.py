@@ -23,20 +23,25 @@ The rules, those of a careful human grader:
    "**Answer:** $\frac12$", "Final answer: C", "#### 72") whose first word is not an English word
    ("The answer is not 0 but 5" is no statement), else the text itself. An <answer> or \boxed{
    opened after the last complete one and never closed means the answer was cut off: no answer.
+   (A free-text answer cut off mid-number cannot be told from a finished one: the judge reads
+   text only, the same text on every path, and never the generation's `truncated` flag.)
    Other modes (evaluate's --extract) restrict this: answer_tag, boxed, after_think (needs a
    </think>), last_number (base models prompted few-shot).
 4. The gold decides how to compare, whatever the task label says (except that "numeric" insists
-   on a number, "choice" on a letter and "code" runs tests):
+   on a number, "choice" on a letter and "code" runs tests). A gold that is a whole GSM8K
+   solution counts by what follows its last "####".
    - a number (18, -3, 0.5, \frac{1}{2}, 1\frac{4}{5}, \$18.90, 10,\!080, 5.4 \text{ cents},
      106^\circ): the answer is read as a number and compared exactly ("204", "**204**", "$204.",
      "204 minutes", \boxed{\$10}, \boxed{\text{27}}, \frac{408}{2}, "x = 204", "2 \cdot 102 = 204"
-     all equal 204; "2 or 3" hedges and answers nothing; for a whole gold of 1000 or more, "2.125" and "2\u202f125" written with
-     European thousands separators equal 2125). An answer with words gives its number: after a statement the first one
-     ("204 minutes, i.e. 3 h 24 min"), elsewhere the last one; free text without any answer
-     statement gives its last number (the GSM8K convention), as it gives its last piece of
-     math ($...$, \(...\), \[...\]) for a LaTeX gold. An answer that is only math but not
-     a plain number (\sqrt{4}, 2\cdot 102) goes to math-verify. Decimals written to at least six
-     places match a repeating gold within 5e-7 (0.333333 for 1/3), as math-verify's rounding does.
+     all equal 204). An answer with words gives its number: after a statement the first one
+     ("204 minutes, i.e. 3 h 24 min"), elsewhere the last one; "2 or 3" hedges and answers
+     nothing. Free text without any answer statement gives its last number (the GSM8K
+     convention), as it gives its last piece of math ($...$, \(...\), \[...\]) for a LaTeX
+     gold; text in other scripts counts as words ("答えは18です" gives 18). An answer that is only
+     math but not a plain number (\sqrt{4}, 2\cdot 102) goes to math-verify. Decimals written to
+     at least six places match a repeating gold within 5e-7 (0.333333 for 1/3), as math-verify's
+     rounding does; for a whole gold of 1000 or more, European thousands separators count
+     ("2.125", "2\u202f125" for 2125).
    - digits in a base (204_5): the same digits, with the same base or none.
    - a choice letter A-J ((B), \text{(C)}; or any gold when the task is "choice"): the letter of
      the answer ("C", "(C)", "\text{(C)}", "(C) 42", "Option C"; in free text the last "(C)" or
@@ -44,10 +49,10 @@ The rules, those of a careful human grader:
    - words (\text{Evelyn}, "even"): the same words, case, markup and punctuation aside.
    - other LaTeX (\left( 3, \frac{\pi}{2} \right), x \in [-2,7], 2k+2): equal after a light
      normalisation, else math-verify decides (called gold first). An answer that is only math is
-     parsed as such; an answer with words, and free text, go to math-verify's own extraction,
-     and what it extracts must hold no words. An answer that mixes words and math gives its math
-     ("the point (3, \frac{\pi}{2})"; "x = 3 or x = 5" is the list "x = 3, x = 5"). Words never
-     become a product of symbols: no text is ever wrapped in \boxed{} for math-verify.
+     parsed as such; one that mixes words and math gives its math ("the point (3,
+     \frac{\pi}{2})"; "x = 3 or x = 5" is the list "x = 3, x = 5"); free text gives its last piece
+     of math. Anything else goes to math-verify's own extraction, and what it extracts must hold
+     no words. Words never become a product of symbols: no text is ever wrapped in \boxed{}.
 5. A gold that cannot be scored (empty, unbalanced braces such as "\frac{", LaTeX math-verify
    cannot parse, a non-number for task "numeric", a code row without tests) makes the verdict
    correct=None: the row is excluded, never rewarded and never counted wrong, and every stage
