@@ -41,14 +41,16 @@ def _judge_rows(rows: list[dict[str, Any]], examples: Sequence[dict[str, Any]], 
 
 def score_samples(
     dataset, completions: Sequence[Sequence[Any]], *, extract: str = "auto", model_name: str = "model",
-    prefill: str = "",
+    prefill: str = "", think_prefill: str = "",
 ) -> list[dict[str, Any]]:
     """One row per (prompt, sample): the judge's extracted answer, correct (None = unscorable
     gold), format_ok and judge_reason, with the completion, its tokens and truncation.
 
-    prefill: what the template wrote before the completions that their text lacks (an
-    R1-distill chat template's "<think>\\n"); completions that start with it are read as is.
+    prefill (or its older name think_prefill): what the template wrote before the completions
+    that their text lacks (an R1-distill chat template's "<think>\\n"); completions that start
+    with it are read as is.
     """
+    prefill = prefill or think_prefill
     rows: list[dict[str, Any]] = []
     examples: list[dict[str, Any]] = []
     names = getattr(dataset, "column_names", None) or (list(dataset[0]) if len(dataset) else [])
