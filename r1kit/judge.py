@@ -28,7 +28,7 @@ The rules, those of a careful human grader:
    Other modes (evaluate's --extract) restrict this: answer_tag, boxed, after_think (needs a
    </think>), last_number (base models prompted few-shot).
 4. The gold decides how to compare, whatever the task label says (except that "numeric" insists
-   on a number, "choice" on a letter and "code" runs tests). A gold that is a whole GSM8K
+   on a number, "choice" on a letter or an option number and "code" runs tests). A gold that is a whole GSM8K
    solution counts by what follows its last "####".
    - a number (18, -3, 0.5, \frac{1}{2}, 1\frac{4}{5}, \$18.90, 10,\!080, 5.4 \text{ cents},
      106^\circ): the answer is read as a number and compared exactly ("204", "**204**", "$204.",
@@ -187,10 +187,14 @@ def _read_gold(gold: str | None, kind: str) -> Gold:
         return Gold("", s[:60], problem="gold longer than 1000 characters")
     if not _balanced(s):
         return Gold("", s, problem=f"unbalanced braces in {s[:60]!r}")
-    if kind == "choice":
-        letter = A.choice_letter(s)
-        return Gold("choice", s, letter) if letter else Gold("", s, problem=f"{s[:60]!r} is not a letter A-J")
     value = A.parse_number(s)
+    if kind == "choice":  # options labelled A-J, or by numbers (ARC's "1"-"4")
+        letter = A.choice_letter(s)
+        if letter:
+            return Gold("choice", s, letter)
+        if value is not None:
+            return Gold("number", s, value)
+        return Gold("", s, problem=f"{s[:60]!r} is not a letter A-J")
     if value is not None:
         return Gold("number", s, value)
     if kind == "numeric":
