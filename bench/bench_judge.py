@@ -1,4 +1,4 @@
-"""The judge against math-verify on every GSM8K test and MATH-500 problem, in 35 answer styles.
+"""The judge against math-verify on every GSM8K test and MATH-500 problem, in 38 answer styles.
 
 For each problem (1319 GSM8K test, 500 MATH-500) completions are built in the ways models write
 answers, right and wrong, so the correct verdict is known by construction:
@@ -6,10 +6,10 @@ answers, right and wrong, so the correct verdict is known by construction:
   right  boxed, r1zero_tag, answer_is, answer_is_no_period, final_answer_colon, bold, hash_line,
          boxed_in_statement, two_boxes_last_right, prefilled_think, bare_after_think,
          free_text_statement, rewritten_latex, llama_final, display_box, raw_latex_statement,
-         answer_colon_line, dollar_box, text_box, unit_words, dollar_period, decimal_or_fraction,
-         thousands, x_equals
+         answer_colon_line, final_then_verify, tag_inline_math, dollar_box, text_box, unit_words,
+         dollar_period, decimal_or_fraction, thousands, x_equals
   wrong  boxed_wrong, tag_wrong, statement_wrong, two_boxes_last_wrong, statement_then_box_wrong,
-         right_only_in_reasoning, cut_in_reasoning, cut_in_prefilled_reasoning, cut_off_box,
+         hedge, right_only_in_reasoning, cut_in_reasoning, cut_in_prefilled_reasoning, cut_off_box,
          not_x_but_y, empty_after_think
 
 (the number-only right styles apply to golds that are numbers; every other style to every gold).
@@ -196,6 +196,11 @@ def styles() -> list[tuple[str, bool, object, object]]:
          lambda r: (think.format(**r) + f"**Final Answer**\n\\[\n\\boxed{{{r['gold']}}}\n\\]", False)),
         ("raw_latex_statement", True, every, lambda r: (think.format(**r) + f"The answer is {r['gold']}.", False)),
         ("answer_colon_line", True, every, lambda r: (f"{r['reason']}\n\nAnswer: {r['gold']}", False)),
+        ("final_then_verify", True, every,
+         lambda r: (think.format(**r) + f"So, the final answer is {math(r['gold'])}.\n\nLet me verify: 1 + 2 = 3, "
+                    + "and 7 - 4 = 3.", False)),
+        ("tag_inline_math", True, every,
+         lambda r: (f"<think>{r['reason']}</think>\n<answer>\n{math(r['gold'])}\n</answer>", False)),
         ("dollar_box", True, _num, lambda r: (think.format(**r) + f"\\boxed{{\\${fmt_number(r['value'])}}}", False)),
         ("text_box", True, _num, lambda r: (think.format(**r) + f"\\boxed{{\\text{{{fmt_number(r['value'])}}}}}", False)),
         ("unit_words", True, _num, lambda r: (think.format(**r) + f"{fmt_number(r['value'])} minutes", False)),
@@ -213,6 +218,8 @@ def styles() -> list[tuple[str, bool, object, object]]:
         ("statement_then_box_wrong", False, every,
          lambda r: (think.format(**r) + f"The answer is {math(r['gold'])}. "
                     + f"Rechecking, I get $\\boxed{{{r['wrong']}}}$.", False)),
+        ("hedge", False, every, lambda r: (think.format(**r) + f"The answer is {math(r['gold'])} or {math(r['wrong'])}.",
+                                          False)),
         ("right_only_in_reasoning", False, every,
          lambda r: (f"<think>\n{r['reason']}\nSo $\\boxed{{{r['gold']}}}$.\n</think>\n\n"
                     + f"The answer is {math(r['wrong'])}.", False)),

@@ -336,8 +336,10 @@ def math_part(text: str) -> str | None:
     if len(text) > MATH_TEXT_LIMIT:
         return None
     chunks = re.findall(r"(?<!\\)\$([^$]+)(?<!\\)\$", text)
-    if chunks:
-        return chunks[-1].strip() or None
+    if len(chunks) == 1:
+        return chunks[0].strip() or None
+    if chunks:  # several pieces of math: drop the delimiters, "$3$ and $5$" is the list "3, 5"
+        text = re.sub(r"(?<!\\)\$", " ", text)
     envs: list[str] = []  # \begin{pmatrix}: set aside, its name is no word
 
     def hide(m: re.Match) -> str:
@@ -356,6 +358,9 @@ def math_part(text: str) -> str | None:
     pieces.append(text[last:])
     cleaned = [re.sub("\x00(\\d+)\x01", lambda m: envs[int(m.group(1))], p.strip().strip(",.:;").strip())
                for p in pieces]
+    for j, join in enumerate(joins):  # "X or east": a hedge between math and words answers nothing
+        if join and not cleaned[j + 1] and j + 1 < len(joins) and not joins[j + 1]:
+            return None
     out: list[str] = []
     for i, piece in enumerate(cleaned):
         if not piece:

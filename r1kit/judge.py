@@ -294,6 +294,7 @@ _MARKER_RE = re.compile(
     r"|(?im:^[ \t>#*_]*answer)(?:\s*(?:\*\*|__))?\s*:(?:\s*(?:\*\*|__))?"
     r"|####")
 _DELIMITED_RE = re.compile(r"(\$\$?|\\\(|\\\[)(.{1,500}?)(?:(?<!\\)\$\$?|\\\)|\\\])", re.DOTALL)
+_HEDGE_RE = re.compile(r"\s*,?\s*(?:or|and)\b", re.IGNORECASE)
 _SENTENCE_END_RE = re.compile(r"(?<!\\)[.;!?](?=\s|$)|,\s")
 _LEAD_RE = re.compile(r"[A-Za-z]+")
 
@@ -303,13 +304,20 @@ def _statement_text(tail: str, start: int) -> str:
     if rest.startswith(("\n", "\r")):
         rest = rest.lstrip()
     m = _DELIMITED_RE.match(rest)
-    if m:
+    if m and not _HEDGE_RE.match(rest, m.end()):
         return m.group(2).strip()
-    line = rest.split("\n", 1)[0]
-    end = _SENTENCE_END_RE.search(line)
-    if end and not _starts_with_number_list(line):
-        line = line[:end.start()]
+    line = rest.split("\n", 1)[0]  # "$18$ or $19$": the whole hedge, which answers nothing
+    if not _starts_with_number_list(line):
+        line = line[:_sentence_end(line)]
     return line.strip(" *_\t")
+
+
+def _sentence_end(line: str) -> int:
+    """Where the first sentence of `line` ends, not counting a "." or "," inside $...$."""
+    for m in _SENTENCE_END_RE.finditer(line):
+        if len(re.findall(r"(?<!\\)\$", line[:m.start()])) % 2 == 0:
+            return m.start()
+    return len(line)
 
 
 def _starts_with_number_list(line: str) -> bool:
@@ -367,12 +375,15 @@ _DELIMS = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"))
 
 
 def _clean_answer(text: str) -> str:
-    """An answer without its math delimiters, markdown bold and closing period."""
+    """An answer without its math delimiters, markdown bold and closing period ("$3$ and $5$"
+    keeps its delimiters: they are two pieces of math)."""
     s = text.strip().replace("**", "").strip()
     for _ in range(2):
         for a, b in _DELIMS:
-            if s.startswith(a) and s.endswith(b) and len(s) > len(a) + len(b) and not s.startswith("\\$"):
-                s = s[len(a):-len(b)].strip()
+            inner = s[len(a):-len(b)] if len(s) > len(a) + len(b) else ""
+            if s.startswith(a) and s.endswith(b) and inner and not s.startswith("\\$") \
+                    and not re.search(r"(?<!\\)\$", inner):
+                s = inner.strip()
         s = s.rstrip(".").strip()
     s = re.sub(r"^\\(?:displaystyle|textstyle)\s*", "", s)
     return s
@@ -444,6 +455,8 @@ def _compare_base(gold: Gold, reading: Reading) -> tuple[bool, str | None]:
     found = list(_BASE_ANSWER_RE.finditer(c if reading.source != "text" else reading.text or ""))
     if not found:
         return False, c[:200] or None
+    if reading.source != "text" and len(found) > 1 and re.search(r"(?i)\bor\b", c + (reading.text or "")):
+        return False, c[:200]  # "52_8 or 1+2i" hedges
     m = found[-1] if reading.source == "text" else found[0]
     digits, base = m.group(1).lstrip("0") or "0", m.group(2)
     return digits == gold.value[0] and base in (None, gold.value[1]), m.group(0)
