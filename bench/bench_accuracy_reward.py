@@ -66,7 +66,9 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None)
     args = parser.parse_args()
 
-    from r1kit.answers import _math_gold_ok, _math_verdict, check_answer, math_workers
+    from r1kit.answers import _math_equal as _math_verdict
+    from r1kit.answers import check_answer, math_gold_ok, math_workers
+    from r1kit.judge import _read_gold
     from r1kit.rewards import accuracy_reward
 
     check_answer("<answer>\\frac{1}{2}</answer>", "\\sqrt{2}")  # start the math-verify helper
@@ -76,7 +78,8 @@ def main() -> None:
         ("math500_test", math500_items(load(args.data / "math500_test.jsonl", args.limit))),
     ):
         golds = [g for _, g in items]
-        _math_gold_ok.cache_clear()
+        math_gold_ok.cache_clear()
+        _read_gold.cache_clear()
         _math_verdict.cache_clear()
         own, t_own = score(items, golds)
         perm = derangement(len(items))

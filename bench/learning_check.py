@@ -10,7 +10,7 @@ Recipe, per seed:
    window is redone from the previous checkpoint at half the length.
 3. `r1kit grpo` (the real CLI) on the prompts only (no traces), accuracy reward only,
    8 prompts x 8 completions per step, temperature 1.0, lr 1e-4, beta 0, for --grpo-minutes.
-4. Held-out greedy accuracy again (`r1kit.stages.evaluate.evaluate_model`, 200 test prompts).
+4. Held-out greedy accuracy again (`r1kit.evaluation.evaluate_model`, 200 test prompts).
 
 Pass: accuracy rises by at least --min-gain (20 points) for every seed.
 
@@ -82,9 +82,9 @@ def parse(argv=None) -> argparse.Namespace:
 
 
 def greedy_accuracy(model_dir: Path, test, max_new_tokens: int) -> float:
+    from r1kit.evaluation import evaluate_model
     from r1kit.generation import SamplingParams
     from r1kit.models import load_model_and_tokenizer
-    from r1kit.stages.evaluate import evaluate_model
 
     model, tok = load_model_and_tokenizer(str(model_dir), device="cpu")
     metrics, _ = evaluate_model(model, tok, test, SamplingParams(greedy=True, max_new_tokens=max_new_tokens))

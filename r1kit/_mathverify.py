@@ -1,4 +1,4 @@
-"""math-verify in helper processes, for r1kit.answers (see its docstring for why).
+"""math-verify in helper processes, for r1kit.answers and the judge (see answers' docstring for why).
 
 Each helper is a fresh `python -c` process that imports math-verify and answers
 (op, gold, pred) messages over two pipes; a call that overruns R1KIT_MATH_TIMEOUT
@@ -19,7 +19,14 @@ from r1kit.errors import R1kitError
 
 
 def _serve(rfd: int, wfd: int) -> None:
-    """Helper-process loop: receive (op, gold, pred), answer True/False/None."""
+    """Helper-process loop: receive (op, gold, text), answer True/False/None.
+
+    op "gold": does the gold parse to a mathematical object (a bare string fallback does not
+    count: "\\frac{" is no gold)? "check": is `text`, an answer that is only math, equal to the
+    gold? It is parsed inside \\boxed{} (the judge sends only text without words). "extract": is
+    free `text`, read with math-verify's own extraction (its default configs), equal to the gold?
+    An extraction that holds words is no answer: a sentence is never a product of symbols.
+    """
     import logging
     from multiprocessing.connection import Connection
 
@@ -30,6 +37,8 @@ def _serve(rfd: int, wfd: int) -> None:
     except ImportError as e:
         outbox.send(("error", f"math answers need math-verify ({e}); install it: pip install math-verify"))
         return
+    from r1kit.answers import strip_units, words_in
+
     configs = [LatexExtractionConfig(), ExprExtractionConfig()]
 
     def parse_all(s: str, fallback: bool) -> list:
@@ -38,17 +47,20 @@ def _serve(rfd: int, wfd: int) -> None:
 
     @functools.lru_cache(maxsize=4096)
     def parse_gold(gold: str) -> list:
-        return parse_all("\\boxed{" + gold + "}", True) or parse_all(gold, True)
+        parsed = parse_all("\\boxed{" + gold + "}", False) or parse_all("$" + gold + "$", False)
+        return parsed if any(not isinstance(p, str) for p in parsed) else []
 
-    def parse_pred(pred: str) -> list:
-        short = len(pred) <= 300 and "$" not in pred
-        return ((short and parse_all("\\boxed{" + pred + "}", False)) or parse_all(pred, False)
-                or (short and parse_all("\\boxed{" + pred + "}", True)) or [])
+    def parse_pred(op: str, text: str) -> list:
+        if op == "check":
+            return parse_all("\\boxed{" + text + "}", True)
+        parsed = parse_all(text, True)
+        found = [p for p in parsed if isinstance(p, str)]
+        return [] if any(words_in(strip_units(p)) for p in found) else parsed
 
     outbox.send("ready")
     while True:
         try:
-            op, gold, pred = inbox.recv()
+            op, gold, text = inbox.recv()
         except (EOFError, OSError):
             return
         try:
@@ -58,8 +70,8 @@ def _serve(rfd: int, wfd: int) -> None:
             elif op == "gold":
                 result = True
             else:
-                parsed_pred = parse_pred(pred)
-                result = bool(parsed_pred) and bool(verify(parsed_gold, parsed_pred, timeout_seconds=None))
+                parsed = parse_pred(op, text)
+                result = bool(parsed) and bool(verify(parsed_gold, parsed, timeout_seconds=None))
         except Exception:  # noqa: BLE001  any parser or sympy failure is a failed check, never a crash
             result = None if op == "gold" else False
         outbox.send(result)

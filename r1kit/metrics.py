@@ -10,6 +10,7 @@
   averaged over problems.
 - cons@k: majority vote (self-consistency) over the k extracted answers;
   the problem counts as solved when the most frequent answer is correct.
+  Samples without an answer (nothing extracted, or an empty key) do not vote.
 
 `summarize_samples` turns per-sample evaluation rows into all of the above plus
 length, truncation and format statistics; `r1kit evaluate` reports its output.
@@ -57,16 +58,19 @@ def majority_index(answers: Sequence[str | None], key: Callable[[str], str] | No
     """Index of the first sample whose answer wins the vote, or None when no sample has an answer.
 
     Answers are grouped by `key` (default `r1kit.answers.answer_key`, so "0.5" and "1/2" are one
-    vote); None answers do not vote. Ties go to the answer that appeared first.
+    vote). A sample without an answer does not vote: None, blank text, or an answer whose key is
+    empty (two junk answers must not outvote a real one). Ties go to the answer that appeared first.
     """
     if key is None:
         from r1kit.answers import answer_key as key
     votes: dict[str, int] = {}
     first: dict[str, int] = {}
     for i, answer in enumerate(answers):
-        if answer is None:
+        if answer is None or not str(answer).strip():
             continue
         k = key(answer)
+        if k is None or not str(k).strip():
+            continue
         votes[k] = votes.get(k, 0) + 1
         first.setdefault(k, i)
     if not votes:
@@ -97,7 +101,8 @@ def summarize_samples(
     """Aggregate per-sample rows of one model into its metrics.
 
     Each row has prompt_index, correct (True/False, or None when the gold answer could not be
-    parsed: such problems are excluded from every rate and counted in `excluded_unparseable_gold`),
+    parsed: such problems are excluded from every rate, counted in `excluded_unparseable_gold` and
+    `unscorable_gold`, and their prompt_index listed in `unscorable_gold_ids`),
     extracted, num_tokens, truncated and optionally format_ok and task. Returns accuracy (= pass@1,
     mean over the k samples, averaged over problems), pass@k for each k (unbiased estimator averaged
     over problems), cons@k when k > 1 (over problems whose task is not "code": programs are not
@@ -108,10 +113,13 @@ def summarize_samples(
         by_prompt[row["prompt_index"]].append(row)
     scored = {p: rs for p, rs in by_prompt.items() if all(r["correct"] is not None for r in rs)}
     k = max((len(rs) for rs in by_prompt.values()), default=0)
+    excluded = sorted((p for p in by_prompt if p not in scored), key=lambda p: (str(type(p)), p))
     metrics: dict[str, Any] = {
         "num_prompts": len(scored),
         "num_samples": k,
-        "excluded_unparseable_gold": len(by_prompt) - len(scored),
+        "excluded_unparseable_gold": len(excluded),
+        "unscorable_gold": len(excluded),  # the name every stage reports it under (r1kit.judge)
+        "unscorable_gold_ids": excluded,
     }
     if scored:
         per_prompt = [pass_at_1_mean(r["correct"] for r in rs) for rs in scored.values()]

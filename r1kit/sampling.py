@@ -7,10 +7,11 @@ keep policies of R1 rejection sampling and Kimi's shortest rejection sampling, `
 summarises it (`pass_rates`) and turns it into DPO preference pairs (Kimi long2short,
 `build_pairs`). Nothing here writes files; the stages do.
 
-Correctness comes from the accuracy reward (r1kit.rewards.accuracy, which checks answers with
-r1kit.answers.check_answer) for maths and numeric rows and from the code reward (tests run in
-the sandbox) for rows whose task is "code". A row whose gold answer cannot be parsed gets
-correct=None: it is never counted as right or wrong, and its prompt has no pass rate.
+Correctness comes from the judge (r1kit.judge, the one place that decides it, also behind the
+accuracy and code rewards and `r1kit evaluate`): it reads the template's prefill + the completion,
+so reasoning cut off before its </think> is never correct. A row whose gold cannot be scored
+gets correct=None: it is never counted as right or wrong, its prompt has no pass rate, and the
+stages report those prompts (`unscorable_prompts`, r1kit.judge.exclusion_summary).
 """
 
 from __future__ import annotations
@@ -56,30 +57,35 @@ def generate_samples(backend: Any, dataset: Any, params: Any, prefill: str = "")
     return rows
 
 
-def _reward_kwargs(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def reward_params(cfg: Any, prefill: str = "") -> dict[str, Any]:
+    """Parameters for the registry's factory rewards from a sampling stage's flags: the target
+    language and the prefill the judge and the format rewards read before each completion."""
+    return {"lang": getattr(cfg, "lang", "") or None, "prefill": prefill or None}
+
+
+def _reward_kwargs(rows: Sequence[dict[str, Any]], prefill: str | None = None) -> dict[str, Any]:
     """trl-style keyword arguments for a reward call over `rows` (dataset columns as lists)."""
     kwargs: dict[str, Any] = {"prompts": [r["prompt"] for r in rows], "completions": [r["completion"] for r in rows],
                               "completion_ids": None}
     for col in (*CARRIED, "num_tokens"):
         if any(col in r for r in rows):
             kwargs[col] = [r.get(col) for r in rows]
+    if prefill:
+        kwargs["prefill"] = [prefill] * len(rows)
     return kwargs
 
 
-def correctness(rows: Sequence[dict[str, Any]]) -> list[bool | None]:
-    """Per row: True/False from the accuracy reward (code rows: the code reward), None when unscorable."""
-    from r1kit.rewards import resolve_reward
+def correctness(rows: Sequence[dict[str, Any]], prefill: str | None = None) -> list[bool | None]:
+    """Per row: the judge's verdict (True/False), None when the gold cannot be scored.
 
-    out: list[bool | None] = [None] * len(rows)
-    code_idx = [i for i, r in enumerate(rows) if str(r.get("task") or "").lower() == "code"]
-    other_idx = [i for i, r in enumerate(rows) if str(r.get("task") or "").lower() != "code"]
-    for idx, name in ((other_idx, "accuracy"), (code_idx, "code")):
-        if not idx:
-            continue
-        scores = resolve_reward(name).fn(**_reward_kwargs([rows[i] for i in idx]))
-        for i, score in zip(idx, scores):
-            out[i] = None if score is None else score >= 1.0
-    # An unparseable gold is a property of the prompt: exclude all of its samples.
+    prefill: what the template wrote before each completion that the completion text lacks
+    (e.g. an R1-distill chat template's "<think>\n"); a completion that starts with it is
+    read as is.
+    """
+    from r1kit.judge import judge_many
+
+    out = [v.correct for v in judge_many(rows, prefill=prefill)]
+    # An unscorable gold is a property of the prompt: exclude all of its samples.
     bad = {rows[i]["prompt_index"] for i, ok in enumerate(out) if ok is None}
     return [None if r["prompt_index"] in bad else ok for r, ok in zip(rows, out)]
 
@@ -88,11 +94,12 @@ def score_samples(rows: list[dict[str, Any]], rewards: Iterable[str], params: di
     """Add `reward_<name>` per requested reward spec, `reward` (their weighted sum) and `correct`.
 
     rewards: specs as on the command line ("accuracy", "format=0.5", "pkg.mod:fn=0.3"); params:
-    reward parameters (r1kit.rewards.registry), e.g. {"lang": "en", "prefill": "<think>\n"}.
-    Returns the reward column names. Modifies rows in place.
+    reward parameters (r1kit.rewards.registry, `reward_params`), e.g. {"lang": "en", "prefill":
+    "<think>\n"}. Returns the reward column names. Modifies rows in place.
     """
     from r1kit.rewards import resolve_reward
 
+    params = params or {}
     specs = [resolve_reward(s, params) for s in rewards]
     names = []
     for spec in specs:
@@ -101,7 +108,7 @@ def score_samples(rows: list[dict[str, Any]], rewards: Iterable[str], params: di
             raise R1kitError(f"reward {spec.name!r} is given twice; list each reward once")
         names.append(col)
         if rows:
-            scores = list(spec.fn(**_reward_kwargs(rows)))
+            scores = list(spec.fn(**_reward_kwargs(rows, params.get("prefill"))))
             if len(scores) != len(rows):
                 raise R1kitError(f"reward {spec.name!r} returned {len(scores)} values for {len(rows)} completions")
             for r, v in zip(rows, scores):
@@ -109,9 +116,21 @@ def score_samples(rows: list[dict[str, Any]], rewards: Iterable[str], params: di
     for r in rows:
         parts = [spec.weight * r[f"reward_{spec.name}"] for spec in specs if r[f"reward_{spec.name}"] is not None]
         r["reward"] = float(sum(parts)) if parts else None
-    for r, ok in zip(rows, correctness(rows)):
+    for r, ok in zip(rows, correctness(rows, params.get("prefill"))):
         r["correct"] = ok
     return names
+
+
+def unscorable_prompts(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """How many prompts, and which, were left out for an unscorable gold (correct None): their
+    prompt_index, or for rows without one their order of first appearance."""
+    from r1kit.judge import exclusion_summary
+
+    ids = []
+    for n, idx in enumerate(group_by_prompt(rows).values()):
+        if any(rows[i].get("correct") is None for i in idx):
+            ids.append(rows[idx[0]].get("prompt_index", n) if rows[idx[0]].get("prompt_index") is not None else n)
+    return exclusion_summary(ids)
 
 
 def group_by_prompt(rows: Sequence[dict[str, Any]]) -> dict[Any, list[int]]:

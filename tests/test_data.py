@@ -168,6 +168,22 @@ def test_code_adapters(shared_data):
     exec(first["answer"] + "\n" + first["tests"], scope)  # noqa: S102
 
 
+def test_mbpp_sanitized_rows_keep_their_test_imports():
+    """HF's "sanitized" MBPP rows hold the task in `prompt` and the imports their asserts need in
+    `test_imports` (math.isclose); the adapter puts them before the asserts, as set-up."""
+    rows = [json.loads(line) for line in (FIXTURES / "mbpp_sanitized_sample.jsonl").read_text().splitlines()]
+    ds = prepare_dataset(str(FIXTURES / "mbpp_sanitized_sample.jsonl"), task="mbpp")
+    assert detect_task(load_dataset_any(FIXTURES / "mbpp_sanitized_sample.jsonl")) == "mbpp"
+    for raw, row in zip(rows, ds):
+        assert row["question"].startswith(raw["prompt"] + "\nYour code should pass this test:\n")
+        assert row["tests"].splitlines() == [*raw["test_imports"], *raw["test_list"]]
+        scope: dict = {}
+        exec(row["answer"] + "\n" + row["tests"], scope)  # noqa: S102 - the fixture's own reference code
+    # without the imports the asserts of rows 2 and 3 fail: math is not defined
+    with pytest.raises(NameError, match="math"):
+        exec(ds[1]["answer"] + "\n" + "\n".join(rows[1]["test_list"]), {})  # noqa: S102
+
+
 def test_generic_mapping_and_errors(tmp_path):
     src = write_jsonl(tmp_path / "g.jsonl", [{"instr": "2+2?", "gold": "4", "lang": "en"}])
     with pytest.raises(R1kitError, match="cannot tell which column is the question; available columns: instr, gold"):

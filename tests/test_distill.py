@@ -30,9 +30,9 @@ def heldout(spec: str, data: Path) -> dict:
     import torch
 
     from r1kit.data import prepare_dataset
+    from r1kit.evaluation import evaluate_model
     from r1kit.generation import SamplingParams
     from r1kit.models import load_model_and_tokenizer
-    from r1kit.stages.evaluate import evaluate_model
 
     torch.set_num_threads(1)  # in-process generation; the cores are shared
 
@@ -58,6 +58,7 @@ def test_distilled_student_beats_the_untrained_student(teacher, tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     report = json.loads((out / "traces" / "report.json").read_text())
     assert manifest["stage"] == "distill" and manifest["trace_rows"] == report["output_rows"] > 0
+    assert manifest["unscorable_gold"] == report["unscorable_gold"] == 0 and manifest["unscorable_gold_ids"] == []
     assert manifest["student_steps"] == 120
 
     student = heldout(str(out), data)

@@ -43,6 +43,8 @@ SAMPLES = [
     ("What is 3+3?", "6", [(trace(6, 0), True, 40), (trace(6, 0), True, 41)]),
     # q4: ties in length go to the earlier sample
     ("What is 4+1?", "5", [(trace(5, 1), True, 50), (trace(5, 1), True, 50), (trace(7, 0), False, 30)]),
+    # q5: a gold the judge could not score (correct None): skipped, counted and named
+    ("What is 5+1?", "\\frac{", [(trace(6, 0), None, 40), (trace(6, 2), None, 80)]),
 ]
 
 
@@ -72,10 +74,12 @@ def test_pairs_by_hand_and_a_two_step_dpo_run(tmp_path):
     assert first["chosen"] == trace(3, 0) and first["rejected"] == trace(3, 2)
     assert pairs[2]["rejected"] == trace(4, 0)
     report = json.loads((out / "report.json").read_text())
-    assert report == {"prompts": 4, "prompts_with_pairs": 2, "skipped_no_correct": 1, "skipped_no_rejected": 1,
-                      "skipped_unscorable": 0, "pairs": 4, "pairs_wrong": 2, "pairs_long": 2}
+    assert report == {"prompts": 5, "prompts_with_pairs": 2, "skipped_no_correct": 1, "skipped_no_rejected": 1,
+                      "skipped_unscorable": 1, "pairs": 4, "pairs_wrong": 2, "pairs_long": 2,
+                      "unscorable_gold": 1, "unscorable_gold_ids": [4]}
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["global_step"] == 2 and manifest["skipped_no_correct"] == 1
+    assert manifest["unscorable_gold"] == 1 and manifest["unscorable_gold_ids"] == [4]
     losses = [m["loss"] for m in (json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines())
               if "loss" in m]
     assert len(losses) == 2 and all(loss > 0 for loss in losses)
@@ -120,9 +124,9 @@ def test_dpo_shortens_heldout_answers_without_losing_accuracy(tmp_path_factory):
     from test_rejection_sample import build_teacher
 
     from r1kit.data import prepare_dataset
+    from r1kit.evaluation import evaluate_model
     from r1kit.generation import SamplingParams
     from r1kit.models import load_model_and_tokenizer
-    from r1kit.stages.evaluate import evaluate_model
 
     torch.set_num_threads(1)  # in-process generation; the cores are shared
 

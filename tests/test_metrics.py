@@ -60,6 +60,14 @@ def test_cons_at_k_majority_and_ties():
     assert majority_index([" A", "b", "a"], key=_key) == 0
 
 
+def test_cons_at_k_empty_answers_do_not_vote():
+    # "$$" and blank answers have an empty key: two of them must not outvote the one real answer
+    assert cons_at_k(["$$", "$$", "7"], [False, False, True]) is True
+    assert cons_at_k(["", "  ", "7"], [False, False, True]) is True
+    assert majority_index(["$$", "<think>cut off"]) is None
+    assert cons_at_k(["$$", "$$"], [False, False]) is False
+
+
 def test_cons_at_k_groups_equivalent_answers():
     # "0.5" and "1/2" are one answer under r1kit.answers.answer_key: its 2 votes beat the 1 vote of
     # "0.25", which comes first

@@ -150,6 +150,29 @@ def test_mix_ratio(teacher, tmp_path):
     assert json.loads((out / "report.json").read_text())["mix_rows"] == n_mix
 
 
+def test_unscorable_golds_are_excluded_and_reported(teacher, tmp_path):
+    """A prompt whose gold the judge cannot score is never right nor wrong: its samples get correct
+    None, it has no pass rate, and report.json / the manifest name it."""
+    data, model = teacher
+    from datasets import load_from_disk
+
+    test = load_from_disk(str(data / "data"))["test"]
+    rows = [{"question": q, "answer": a} for q, a in zip(test["question"][:3], test["answer"][:3])]
+    rows.insert(1, {"question": test["question"][3], "answer": "\\frac{"})
+    src = tmp_path / "q.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "rs"
+    ok(cli("rejection-sample", "--model", model, "--data", src, "--keep", "all", "--output", out,
+           "--num-samples", 2, "--max-new-tokens", 64))
+    report = json.loads((out / "report.json").read_text())
+    assert report["unscorable_prompts"] == report["unscorable_gold"] == 1 and report["unscorable_gold_ids"] == [1]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["unscorable_gold_ids"] == [1]
+    samples = load(out / "samples")
+    assert [c is None for c in samples["correct"]] == [i == 1 for i in samples["prompt_index"]]
+    assert load(out / "pass_rates")["pass_rate"][1] is None
+
+
 def _tokenizer_without_chat_template(model: Path, dest: Path) -> Path:
     import shutil
 

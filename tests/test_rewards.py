@@ -229,7 +229,9 @@ def test_registry_resolves_names_weights_and_paths():
         assert resolve_reward(name).fn.__name__ == name
     assert resolve_reward("length").fn.__name__ == "length"
     assert resolve_reward("accuracy", {"extract": "boxed"}).fn.__name__ == "accuracy"
-    assert REWARDS["code"].target == "r1kit.rewards.code:code_reward"
+    # the code reward asks the judge (prefill-aware), which runs r1kit.rewards.code.check_code
+    assert REWARDS["code"].target == "r1kit.rewards.accuracy:make_code_reward"
+    assert resolve_reward("code").fn.__name__ == "code"
     assert REWARDS["code_pass_rate"].target == "r1kit.rewards.code:code_pass_rate"
 
 

@@ -90,14 +90,31 @@ def _mbpp_entry_point(code: str, first_test: str) -> str:
     return m[1] if m else ""
 
 
+def _mbpp_tests(row: dict) -> str:
+    """MBPP's test code: the imports of the "sanitized" rows (`test_imports`, e.g. "import math" for
+    asserts that call math.isclose), then `test_setup_code`, then the asserts. The sandbox runs the
+    lines before the first assert as set-up, after the solution is defined."""
+    imports = row.get("test_imports") or []
+    if isinstance(imports, str):
+        imports = [imports]
+    setup = (row.get("test_setup_code") or "").replace("\r\n", "\n").strip()
+    lines = [str(i).strip() for i in imports if str(i).strip()]
+    if setup:
+        lines.append(setup)
+    return "\n".join([*lines, *(t.replace("\r\n", "\n") for t in row["test_list"])])
+
+
 def _mbpp(row: dict) -> dict:
+    # the original rows hold the task in "text", the sanitized ones in "prompt"
+    text = row.get("text") if row.get("text") is not None else row.get("prompt")
+    if text is None:
+        raise R1kitError(f"an mbpp row needs a 'text' (or 'prompt') column; got {sorted(row)}")
     tests = list(row["test_list"])
-    setup = (row.get("test_setup_code") or "").strip()
     return {
-        "question": f"{row['text']}\nYour code should pass this test:\n{tests[0]}",
+        "question": f"{text}\nYour code should pass this test:\n{tests[0]}",
         "answer": (row.get("code") or "").replace("\r\n", "\n"),
         "task": "code",
-        "tests": "\n".join([setup, *tests] if setup else tests),
+        "tests": _mbpp_tests(row),
         "entry_point": _mbpp_entry_point(row.get("code") or "", tests[0]),
     }
 
@@ -141,7 +158,7 @@ TASKS: dict[str, TaskAdapter] = {
     "math500": TaskAdapter(_math500, ("problem", "answer"), "problem", "answer"),
     "mgsm": TaskAdapter(_mgsm, ("question", "answer", "lang"), "question", "answer"),
     "humaneval": TaskAdapter(_humaneval, ("prompt", "test", "entry_point"), "prompt", None),
-    "mbpp": TaskAdapter(_mbpp, ("text", "test_list"), "text", None),
+    "mbpp": TaskAdapter(_mbpp, ("test_list",), "text", None),
     "arithmetic": TaskAdapter(_arithmetic, ("question", "answer"), "question", "answer"),
     # prepare_dataset builds "generic" from the flags; standalone it uses the first usual column names
     "generic": TaskAdapter(lambda row: _generic_default(row)),

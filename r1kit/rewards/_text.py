@@ -113,19 +113,11 @@ def token_lengths(completions: Sequence, completion_ids: Sequence | None, kwargs
 
 
 def apply_prefill(text: str, prompt: Any = None, prefill: Any = None) -> str:
-    """Put back a `<think>` that the chat template wrote into the prompt.
+    """Put back what the chat template wrote into the prompt (e.g. DeepSeek-R1-Distill's "<think>\\n"):
+    the text the judge reads (r1kit.judge.judged_text, whose docstring gives the rule)."""
+    from r1kit.judge import judged_text
 
-    Templates such as DeepSeek-R1-Distill's end the generation prompt with "<think>\\n", so the
-    completion starts inside the reasoning and never contains the opening tag. When the completion
-    does not open with <think> and the prefill (a stage-provided string) or the prompt's last text
-    ends with "<think>" (optionally followed by whitespace), the completion is read as if it did.
-    """
-    if text.lstrip().startswith(THINK_OPEN):
-        return text
-    for source in (prefill, prompt_tail(prompt) if prompt is not None else None):
-        if isinstance(source, str) and source.rstrip().endswith(THINK_OPEN):
-            return THINK_OPEN + text
-    return text
+    return judged_text(text, prompt, prefill)
 
 
 def detect_think_prefill(tokenizer: Any) -> str:

@@ -12,9 +12,10 @@ Repeated or nested tags (two think blocks, <think> inside <think>, <answer> insi
 the 1.0/0.0 checks: every tag must occur exactly once, in order. An empty think block passes.
 
 Pre-filled <think>: when a chat template ends the generation prompt with "<think>\\n" (DeepSeek-R1
-distills do) the completion lacks the opening tag. If the completion does not start with <think>
-and the `prefill` keyword (a string for all rows or a column) or the prompt's last text ends with
-"<think>", the completion is scored as if it started with "<think>". Stages compute `prefill` with
+distills do) the completion lacks the opening tag. These rewards read what the judge reads
+(r1kit.judge.judged_text): the `prefill` keyword (a string for all rows or a column), else an
+open "<think>" at the end of the prompt's last text, before the completion (not doubled when the
+completion starts with it). Stages compute `prefill` with
 r1kit.rewards._text.detect_think_prefill(tokenizer) and pass it through the registry parameters.
 """
 
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import re
 
-from r1kit.rewards._text import apply_prefill, column, completion_text
+from r1kit.rewards._text import column
 
 _TAGS = ("<think>", "</think>", "<answer>", "</answer>")
 _R1_ZERO_RE = re.compile(r"\s*<think>(.*)</think>\s*<answer>(.*)</answer>\s*", re.DOTALL)
@@ -30,10 +31,13 @@ _THINK_RE = re.compile(r"\s*<think>(.*)</think>(.*)", re.DOTALL)
 
 
 def _texts(prompts, completions, kwargs) -> list[str]:
+    """What the judge reads (r1kit.judge.judged_text): the prefill + each completion."""
+    from r1kit.judge import judged_text
+
     n = len(completions)
     prompts = list(prompts) if prompts is not None else [None] * n
     prefills = column(kwargs, "prefill", n)
-    return [apply_prefill(completion_text(c), p, f) for c, p, f in zip(completions, prompts, prefills)]
+    return [judged_text(c, p, f) for c, p, f in zip(completions, prompts, prefills)]
 
 
 def r1_zero_format_ok(text: str) -> bool:

@@ -80,7 +80,7 @@ def make_length_reward(warmup_steps: int = 0, correctness: str = "accuracy", gro
         if correctness == "accuracy":
             from r1kit.rewards.accuracy import correctness as check_all
 
-            correct = check_all(completions, kwargs, extract)
+            correct = check_all(completions, kwargs, extract, prompts=prompts)
         else:
             correct = [None if c is None else bool(c) for c in column(kwargs, "correct", n, required=True)]
         lengths, _ = token_lengths(completions, completion_ids, kwargs)

@@ -10,7 +10,7 @@ takes the keys it knows and ignores the rest:
 
 | name           | parameters (default)                                           | columns |
 |----------------|----------------------------------------------------------------|---------|
-| accuracy       | extract ("auto")                                               | answer (task optional) |
+| accuracy       | extract ("auto"), prefill ("")                                 | answer (task optional) |
 | format         | prefill (""): text the chat template puts after the prompt     | - |
 | think_format   | prefill ("")                                                   | - |
 | tag_count      | prefill ("")                                                   | - |
@@ -18,7 +18,7 @@ takes the keys it knows and ignores the rest:
 | length         | warmup_steps (0), correctness ("accuracy"), group_size (None)  | answer (correct with correctness="column") |
 | overlong       | max_len, cache_len (required, tokens)                          | - |
 | repetition     | ngram (3), max_penalty (1.0)                                   | - |
-| code           | (none)                                                         | tests |
+| code           | prefill ("")                                                   | tests |
 | code_pass_rate | (none)                                                         | tests |
 | reward_model   | checkpoint (required), batch_size (8), device (None)           | - |
 """
@@ -70,8 +70,8 @@ REWARDS: dict[str, RewardEntry] = {
                             help="DAPO soft overlong punishment"),
     "repetition": RewardEntry(_M + "repetition:make_repetition_reward", True,
                               help="-max_penalty * share of repeated word n-grams"),
-    "code": RewardEntry(_M + "code:code_reward", columns=frozenset({"tests"}),
-                        help="1 if the code passes all its tests (sandboxed)"),
+    "code": RewardEntry(_M + "accuracy:make_code_reward", True, frozenset({"tests"}),
+                        help="1 if the code after the reasoning passes all its tests (sandboxed; asks the judge)"),
     "code_pass_rate": RewardEntry(_M + "code:code_pass_rate", columns=frozenset({"tests"}),
                                   help="share of the tests the code passes (sandboxed)"),
     "reward_model": RewardEntry(_M + "reward_model:make_reward_model_reward", True, required=("checkpoint",),

@@ -137,6 +137,8 @@ def run(cfg: Config):
         out.log({"event": "summary", "trace_rows": report["output_rows"], "mean_pass_rate": report["mean_pass_rate"],
                  "student_steps": sft_manifest.get("global_step")})
         out.extra.update({"trace_rows": report["output_rows"], "teacher_mean_pass_rate": report["mean_pass_rate"],
+                          "unscorable_gold": report.get("unscorable_gold", 0),
+                          "unscorable_gold_ids": report.get("unscorable_gold_ids", []),
                           "student_steps": sft_manifest.get("global_step"),
                           "layout": {"traces": "rejection-sample output", "sft": "student SFT logs",
                                      "model": "student checkpoint"}})

@@ -10,13 +10,15 @@ ties go to the earlier sample); rejected = every wrong sample and every correct 
 than --length-ratio (1.5) x the chosen's tokens, capped at --max-pairs-per-prompt. Prompts with
 no correct sample, or with nothing to reject, are skipped and counted in the report.
 
-Samples come from this stage's own generation (k = --num-samples per prompt of --data, scored
-by the accuracy reward) or from an existing samples dataset (--samples PATH) with columns
-prompt, completion, correct, num_tokens, e.g. `r1kit rejection-sample --keep all` output.
+Samples come from this stage's own generation (k = --num-samples per prompt of --data, judged
+by r1kit/judge.py as the accuracy reward and `evaluate` judge them) or from an existing samples
+dataset (--samples PATH) with columns prompt, completion, correct, num_tokens, e.g.
+`r1kit rejection-sample --keep all` output.
 
 Outputs: OUT/pairs (prompt, chosen, rejected, chosen_tokens, rejected_tokens, reason "wrong" |
 "long"), OUT/samples (own generation only), OUT/model (the trained checkpoint, LoRA merged
-unless --no-merge-lora), OUT/report.json (pair counts and skips), metrics.jsonl.
+unless --no-merge-lora), OUT/report.json (pair counts and skips; unscorable_gold and
+unscorable_gold_ids name the prompts left out because their gold could not be scored), metrics.jsonl.
 
 Differences from the paper: by default every wrong sample is a negative, not only the wrong
 samples longer than the chosen one (--wrong-longer-only gives the paper's stricter reading).
@@ -159,7 +161,7 @@ def to_trl_pairs(pairs: list[dict]):
 def run(cfg: Config):
     from r1kit.models import load_model, load_tokenizer, resolve_checkpoint_dir, save_model
     from r1kit.outputs import check_output_free, stage_output
-    from r1kit.sampling import build_pairs, records_to_dataset
+    from r1kit.sampling import build_pairs, records_to_dataset, unscorable_prompts
     from r1kit.stages.rejection_sample import check_chat_template, load_prompts
 
     check_output_free(cfg.output, cfg.overwrite)
@@ -196,7 +198,10 @@ def run(cfg: Config):
                 "sample more (--num-samples), at a higher --temperature, or lower --length-ratio"
             )
         records_to_dataset(pairs).save_to_disk(str(out.path / "pairs"))
-        (out.path / "report.json").write_text(json.dumps(stats, indent=2) + "\n")
+        excluded = unscorable_prompts(rows)
+        out.log({"event": "unscorable_gold", "count": excluded["unscorable_gold"],
+                 "ids": excluded["unscorable_gold_ids"]})
+        (out.path / "report.json").write_text(json.dumps({**stats, **excluded}, indent=2) + "\n")
         _print_stats(stats)
 
         from trl import DPOConfig, DPOTrainer
@@ -251,7 +256,7 @@ def run(cfg: Config):
         save_model(model, tokenizer, out.model_dir)
         out.log({"event": "summary", **result.metrics, **stats})
         out.extra.update({"pairs": stats["pairs"], "global_step": trainer.state.global_step,
-                          "skipped_no_correct": stats["skipped_no_correct"]})
+                          "skipped_no_correct": stats["skipped_no_correct"], **excluded})
     print(f"wrote {out.final}")
     return out.final
 
@@ -260,8 +265,8 @@ def _sample(cfg: Config, model, tokenizer, dataset, out) -> list[dict]:
     """k samples per prompt from the model being trained, scored; saved to OUT/samples."""
     from r1kit.data.templates import template_prefill
     from r1kit.generation import SamplingParams, get_backend
-    from r1kit.sampling import generate_samples, records_to_dataset, score_samples
-    from r1kit.stages.rejection_sample import reward_params
+    from r1kit.judge import stage_prefill
+    from r1kit.sampling import generate_samples, records_to_dataset, reward_params, score_samples
 
     gen = model.generation_config
     if gen is not None and gen.pad_token_id is None:
@@ -281,7 +286,8 @@ def _sample(cfg: Config, model, tokenizer, dataset, out) -> list[dict]:
             backend = get_backend(cfg.backend, model, tokenizer, progress=True)
         rows = generate_samples(backend, dataset, params, prefill)
         del backend
-        score_samples(rows, cfg.reward, reward_params(cfg, prefill))
+        chat = len(dataset) > 0 and not isinstance(dataset[0]["prompt"], str)
+        score_samples(rows, cfg.reward, reward_params(cfg, stage_prefill(tokenizer, prefill, chat)))
     records_to_dataset(rows).save_to_disk(str(out.path / "samples"))
     correct = [r for r in rows if r["correct"]]
     out.log({"event": "samples", "samples": len(rows), "correct": len(correct),

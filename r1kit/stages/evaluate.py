@@ -1,9 +1,12 @@
 """Evaluate models the way DeepSeek-R1 reports them: pass@1 over k samples, pass@k, cons@k.
 
 For every prompt, k = --num-samples completions are sampled (R1: temperature
-0.6, top-p 0.95, k = 16 for MATH, 64 for AIME) and each is checked against the
-gold answer (math-verify or exact numbers; code runs against its tests).
-The formulas live in r1kit/metrics.py.
+0.6, top-p 0.95, k = 16 for MATH, 64 for AIME) and each is judged by
+r1kit/judge.py, the same verdict the accuracy and code rewards give in training
+(numbers as numbers, LaTeX by math-verify, code against its tests; the
+template's prefill is read before the completion, and reasoning cut off before
+its </think> is never correct). The library under this stage is
+r1kit/evaluation.py; the formulas live in r1kit/metrics.py.
 
 pass@1 (= accuracy) is R1's definition: the mean correctness over the k
 samples, averaged over prompts, not "any of k". pass@k, for each --pass-k, is
@@ -16,10 +19,16 @@ Also reported: mean and median completion tokens, the truncation rate (no EOS
 within --max-new-tokens) and the format rate, the share of samples that pass
 the R1-Zero format <think>...</think><answer>...</answer> (reward `format`) or
 the R1 think format <think>...</think> followed by the answer (reward
-`think_format`). Prompts whose gold answer cannot be parsed are left out of
-every rate and counted in excluded_unparseable_gold; they never count as
-correct. Several --model flags evaluate each model on the same prompts and
-print one comparison table.
+`think_format`). Prompts whose gold answer cannot be scored are left out of
+every rate, counted in excluded_unparseable_gold (= unscorable_gold) and named
+by prompt_index in unscorable_gold_ids (also in the manifest); they never
+count as correct. Several --model flags evaluate each model on the same
+prompts and print one comparison table.
+
+--samples PATH judges saved completions instead of generating (a previous
+evaluate output, or any table with prompt, answer and completion columns):
+re-score an old run after a change of the judge, or completions produced
+elsewhere.
 
 Base models: --few-shot N prepends N solved examples ("Question: ...\nAnswer: ... The answer
 is N.", r1kit.data.templates.render_few_shot) taken from --few-shot-data or the data's train
@@ -29,7 +38,8 @@ split; pair it with --stop "Question:" (the model would go on to write the next 
 Differences from the paper: lengths are capped by --max-new-tokens (R1:
 32768); --greedy gives one argmax sample per prompt.
 
-Outputs: OUT/data (one row per sample), OUT/results.json ({model: metrics}),
+Outputs: OUT/data (one row per sample, with the judge's extracted answer,
+correct, format_ok and judge_reason), OUT/results.json ({model: metrics}),
 OUT/metrics.jsonl (one line per model).
 
 Example:
@@ -48,6 +58,7 @@ from typing import Any
 from r1kit.answers import EXTRACT_MODES
 from r1kit.config import StageConfig, option
 from r1kit.errors import R1kitError
+from r1kit.evaluation import evaluate_model  # the library function under this stage
 
 BACKEND_CHOICES = ("auto", "fast", "hf", "vllm")  # r1kit.generation.BACKEND_CHOICES (kept literal: --help imports no torch)
 DTYPE_CHOICES = ("auto", "float32", "bfloat16", "float16")
@@ -58,7 +69,10 @@ class Config(StageConfig):
     model: list[str] = option(["tiny"], "Model(s) to evaluate: 'tiny', a checkpoint folder, an r1kit stage output, "
                               "a .gguf file or a hub id. Several models give one comparison table.")
     data: str = option("", "Dataset: a save_to_disk folder, an r1kit stage output, a .jsonl/.json/.parquet/.csv "
-                       "file or a hub id (required).")
+                       "file or a hub id (required unless --samples).")
+    samples: str = option("", "Score saved completions instead of generating: an `r1kit evaluate` output, or a "
+                          "table with columns prompt, answer, completion (optional task, tests, entry_point, "
+                          "question, num_tokens, truncated, model, prompt_index); --model is then unused.")
     task: str | None = option(None, "Task adapter (e.g. gsm8k, math500, humaneval) that maps the dataset's columns.")
     split: str | None = option(None, "Split to evaluate (default: 'test' when the dataset has one).")
     prompt_field: str | None = option(None, "Column holding the question (default: the task's, else detected, "
@@ -75,7 +89,7 @@ class Config(StageConfig):
     top_k: int = option(0, "Top-k sampling (0 = off).")
     max_new_tokens: int = option(1024, "Most tokens generated per sample; longer samples count as truncated.")
     pass_k: list[int] = option([1], "Report pass@k for this k (each <= --num-samples).")
-    extract: str = option("auto", "Where the final answer is read from (r1kit.answers.extract_answer).",
+    extract: str = option("auto", "Where the judge reads the final answer (r1kit/judge.py rule 3).",
                           choices=EXTRACT_MODES)
     backend: str = option("auto", "Generation backend: auto (fast on a CUDA GPU for a supported model, else hf), "
                           "fast (r1kit's decode loop), hf (transformers), vllm.", choices=BACKEND_CHOICES)
@@ -96,8 +110,19 @@ class Config(StageConfig):
         from r1kit.outputs import check_output_free
 
         check_output_free(self.output, self.overwrite)
+        if self.samples:
+            if self.data:
+                raise R1kitError("give either --data (generate and score) or --samples (score saved completions)")
+            self._samples = load_samples_table(self.samples, self.split)
+            for k in self.pass_k:
+                if k < 1:
+                    raise R1kitError(f"--pass-k {k} must be >= 1")
+            from r1kit.data.templates import get_template
+
+            get_template(self.template)
+            return
         if not self.data:
-            raise R1kitError("--data is required: the dataset to evaluate on")
+            raise R1kitError("--data is required: the dataset to evaluate on (or --samples: saved completions)")
         if not self.model:
             raise R1kitError("--model is required: the model(s) to evaluate")
         dupes = sorted({m for m in self.model if self.model.count(m) > 1})
@@ -143,6 +168,15 @@ class Config(StageConfig):
             if self.backend == "vllm" and ref.kind == "tiny":
                 raise R1kitError(f"the vllm backend needs a checkpoint folder; save {spec!r} first or use --backend hf")
         self._dataset = load_eval_dataset(self)
+
+
+def load_samples_table(source: str, split: str | None = None) -> list[dict[str, Any]]:
+    """The rows of a saved samples table (see --samples); R1kitError when a needed column is missing."""
+    from r1kit.data import load_dataset_any, require_columns
+
+    ds = load_dataset_any(source, split=split)
+    require_columns(ds, ["prompt", "answer", "completion"], source)
+    return ds.to_list()
 
 
 def _saved_splits(source: str) -> list[str] | None:
@@ -209,106 +243,6 @@ def sampling_params(cfg: Config):
     )
 
 
-def _answer_kind(task: Any) -> str:
-    return task if task in ("math", "numeric") else "auto"
-
-
-def _check_code(rows: list[dict[str, Any]], examples: list[dict[str, Any]]) -> list[bool | None]:
-    """Run code completions against their rows' tests in the sandbox, in parallel (None: no tests)."""
-    from r1kit.rewards.code import code_reward
-
-    scores = code_reward(
-        [e.get("question") or e.get("prompt") for e in examples], [r["completion"] for r in rows],
-        tests=[e.get("tests") for e in examples], entry_point=[e.get("entry_point") for e in examples],
-    )
-    return [None if s is None else s >= 1.0 for s in scores]
-
-
-def _format_ok(texts: Sequence[str], think_prefill: str = "") -> list[bool]:
-    """A sample passes when it has the R1-Zero format or the R1 think format (see module docstring).
-
-    think_prefill: the "<think>" that a chat template (R1 distills) writes into the prompt, which
-    the completion therefore lacks; the format checks read the completion as if it began with it.
-    """
-    from r1kit.rewards.format import format_reward, think_format_reward
-
-    r1_zero = format_reward(completions=list(texts), prefill=think_prefill)
-    think = think_format_reward(completions=list(texts), prefill=think_prefill)
-    return [max(a, b) >= 1.0 for a, b in zip(r1_zero, think)]
-
-
-def score_samples(
-    dataset, completions: Sequence[Sequence[Any]], *, extract: str = "auto", model_name: str = "model",
-    think_prefill: str = "",
-) -> list[dict[str, Any]]:
-    """One row per (prompt, sample): extracted answer, correctness (None = unparseable gold), format."""
-    from r1kit.answers import check_answer, extract_answer
-
-    rows: list[dict[str, Any]] = []
-    code_rows: list[tuple[dict[str, Any], dict[str, Any]]] = []
-    for p, (example, samples) in enumerate(zip(dataset, completions)):
-        gold = example.get("answer")
-        task = example.get("task")
-        for s, c in enumerate(samples):
-            row = {
-                "model": model_name, "prompt": example["prompt"], "answer": None if gold is None else str(gold),
-                "task": task,
-                "completion": c.text, "extracted": None, "correct": None, "num_tokens": c.num_tokens,
-                "truncated": c.truncated, "sample_index": s, "prompt_index": p,
-            }
-            if task == "code":
-                code_rows.append((row, example))
-            else:
-                row["extracted"] = extract_answer(c.text, mode=extract)
-                if gold is not None:
-                    row["correct"] = check_answer(c.text, str(gold), kind=_answer_kind(task), extract=extract)
-            rows.append(row)
-    if code_rows:
-        verdicts = _check_code([r for r, _ in code_rows], [e for _, e in code_rows])
-        for (row, _), ok in zip(code_rows, verdicts):
-            row["correct"] = ok
-    # Unparseable gold is a property of the row: if any sample's check said so, exclude all its samples.
-    bad = {r["prompt_index"] for r in rows if r["correct"] is None}
-    for r in rows:
-        if r["prompt_index"] in bad:
-            r["correct"] = None
-    for r, ok in zip(rows, _format_ok([r["completion"] for r in rows], think_prefill)):
-        r["format_ok"] = ok
-    return rows
-
-
-def evaluate_model(
-    model: Any, tokenizer: Any, dataset, params=None, *, pass_k: Sequence[int] = (1,), extract: str = "auto",
-    prefill: str = "", backend: Any = None, model_name: str = "model", progress: bool = False,
-    static_cache: bool = True,
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Sample, score and summarize one model on a canonical dataset (columns prompt, answer, task).
-
-    params: r1kit.generation.SamplingParams (default: greedy, one sample). backend: a ready
-    GenerationBackend (default: the transformers backend over model/tokenizer). Returns
-    (metrics as in r1kit.metrics.summarize_samples, per-sample rows). Used by `evaluate`,
-    `quickstart`, the GRPO learning check and `distill`.
-    """
-    from r1kit.generation import SamplingParams, get_backend
-    from r1kit.metrics import summarize_samples
-
-    if params is None:
-        params = SamplingParams(greedy=True, max_new_tokens=256)
-    bad_k = [k for k in pass_k if k > params.n]
-    if bad_k:
-        raise R1kitError(f"pass@{bad_k[0]} needs --num-samples >= {bad_k[0]} (got {params.n})")
-    if backend is None:
-        backend = get_backend("hf", model, tokenizer, static_cache=static_cache, progress=progress)
-    completions = backend.generate(list(dataset["prompt"]), params, prefill)
-    think_prefill = ""
-    if tokenizer is not None:
-        from r1kit.rewards._text import detect_think_prefill
-
-        think_prefill = detect_think_prefill(tokenizer)
-    rows = score_samples(dataset, completions, extract=extract, model_name=model_name, think_prefill=think_prefill)
-    return summarize_samples(rows, pass_k), rows
-
-
 def _release_memory() -> None:
     """Return the last model's memory before the next one loads."""
     import gc
@@ -324,6 +258,8 @@ def _release_memory() -> None:
 
 
 def run(cfg: Config) -> dict[str, dict[str, Any]]:
+    if cfg.samples:
+        return run_samples(cfg)
     from datasets import Dataset
 
     from r1kit.data.templates import template_prefill
@@ -362,9 +298,51 @@ def run(cfg: Config) -> dict[str, dict[str, Any]]:
             _release_memory()
         Dataset.from_list(all_rows).save_to_disk(str(out.data_dir))
         (out.path / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+        out.extra.update(_exclusions(results))
     print_table(results, cfg.pass_k, cfg.num_samples)
     print(f"wrote {out.final}")
     return results
+
+
+def run_samples(cfg: Config) -> dict[str, dict[str, Any]]:
+    """--samples: judge saved completions (no model is loaded) and write the same outputs as a run."""
+    from collections import Counter
+
+    from datasets import Dataset
+
+    from r1kit.data.templates import template_prefill
+    from r1kit.evaluation import score_rows, summarize
+    from r1kit.outputs import stage_output
+
+    table = getattr(cfg, "_samples", None) or load_samples_table(cfg.samples, cfg.split)
+    prefill = template_prefill(cfg.template) if cfg.prefill is None else cfg.prefill
+    rows = score_rows(table, extract=cfg.extract, prefill=prefill)
+    by_model: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        by_model.setdefault(r["model"], []).append(r)
+    sizes = Counter((r["model"], r["prompt_index"]) for r in rows).values()
+    k, smallest = max(sizes), min(sizes)
+    bad_k = [kk for kk in cfg.pass_k if kk > smallest]
+    if bad_k:
+        raise R1kitError(f"pass@{bad_k[0]} needs >= {bad_k[0]} samples of every prompt; {cfg.samples} has a prompt "
+                         f"with {smallest}")
+    results: dict[str, dict[str, Any]] = {}
+    with stage_output(cfg, "evaluate", {"samples": cfg.samples}) as out:
+        for model, rs in by_model.items():
+            results[model] = summarize(rs, cfg.pass_k)
+            out.log({"model": model, **results[model]})
+        Dataset.from_list(rows).save_to_disk(str(out.data_dir))
+        (out.path / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+        out.extra.update(_exclusions(results))
+    print_table(results, cfg.pass_k, k)
+    print(f"wrote {out.final}")
+    return results
+
+
+def _exclusions(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Manifest entry: per model, the prompts excluded for an unscorable gold (count and ids)."""
+    return {"unscorable_gold": {spec: {"count": m.get("unscorable_gold", 0), "ids": m.get("unscorable_gold_ids", [])}
+                                for spec, m in results.items()}}
 
 
 def _pct(value: Any) -> str:
@@ -396,6 +374,9 @@ def print_table(results: dict[str, dict[str, Any]], pass_k: Sequence[int], num_s
         table.add_row(*cells)
     console = Console(width=max(100, 20 * len(columns)))
     console.print(table)
-    excluded = {spec: m["excluded_unparseable_gold"] for spec, m in results.items() if m.get("excluded_unparseable_gold")}
-    for spec, count in excluded.items():
-        console.print(f"{spec}: {count} prompt(s) excluded because their gold answer could not be parsed")
+    for spec, m in results.items():
+        if m.get("excluded_unparseable_gold"):
+            ids = m.get("unscorable_gold_ids", [])
+            shown = ", ".join(map(str, ids[:20])) + (", ..." if len(ids) > 20 else "")
+            console.print(f"{spec}: {m['excluded_unparseable_gold']} prompt(s) excluded because their gold answer "
+                          f"could not be scored (prompt_index {shown})")

@@ -255,8 +255,10 @@ def prepare_inputs(cfg: Config):
 
     Loads no model. The dataset gets the prompt (rendered by the template; chat templates that
     pre-fill the reply, like chat-think's "<think>\\n", are rendered to text here so the prefill
-    is part of the prompt), the reward columns, a `prefill` column for the format rewards and
-    an `r1kit_index` column that maps rollouts back to prompts for prioritized sampling.
+    is part of the prompt), the reward columns, a `prefill` column for the judge and the format
+    rewards (also when the tokenizer's own chat template pre-fills "<think>", as R1 distills'
+    do) and an `r1kit_index` column that maps rollouts back to prompts for prioritized sampling.
+    Rows whose gold the judge cannot score are left out (`_screen_golds`).
     """
     from r1kit.data import is_chat_template, prepare_dataset, template_prefill
     from r1kit.models import load_tokenizer, resolve_checkpoint_dir
@@ -290,19 +292,57 @@ def prepare_inputs(cfg: Config):
             hint = " (or pass --lang, e.g. --lang en)" if missing == ["lang"] else ""
             raise R1kitError(f"reward {name!r} needs column(s) {', '.join(missing)}, which {cfg.data} does not "
                              f"provide (columns after preparation: {', '.join(ds.column_names)}){hint}")
+    if cfg.sampler == "curriculum":
+        ds = _attach_difficulty(ds, cfg)  # before screening: it may align columns of the raw data by row
+    ds = _screen_golds(cfg, ds, {c for cols in needs.values() for c in cols})
     prompts_needed = cfg.completions_per_step // cfg.num_generations
     if len(ds) < prompts_needed:
         raise R1kitError(f"{cfg.data} has {len(ds)} prompts but one step needs {prompts_needed} distinct prompts "
                          f"({cfg.completions_per_step} completions / G={cfg.num_generations}); lower --prompts-per-step")
-    if cfg.sampler == "curriculum":
-        ds = _attach_difficulty(ds, cfg)
     prefill = template_prefill(template)
     if prefill:
-        ds = ds.map(lambda row: {"prompt": tokenizer.apply_chat_template(
-            row["prompt"], tokenize=False, add_generation_prompt=True) + prefill}, keep_in_memory=True)
+        def render(row):
+            text = tokenizer.apply_chat_template(row["prompt"], tokenize=False, add_generation_prompt=True)
+            # an R1-distill chat template already ends with "<think>\n": do not open a second block
+            return {"prompt": text if text.rstrip().endswith(prefill.strip()) else text + prefill}
+
+        ds = ds.map(render, keep_in_memory=True)
+    elif is_chat_template(template):
+        from r1kit.rewards._text import detect_think_prefill
+
+        prefill = detect_think_prefill(tokenizer)  # trl renders these prompts; rewards see messages
+    if prefill:
+        # the judge and the format rewards read prefill + completion (reasoning left open is no answer)
         ds = ds.add_column("prefill", [prefill] * len(ds))
     ds = ds.add_column(INDEX_COLUMN, list(range(len(ds))))
     return tokenizer, ds, template
+
+
+def _screen_golds(cfg: Config, ds, needed: set[str]):
+    """Leave out the rows whose gold the judge cannot score (r1kit.judge rule 5), before training:
+    they could never be rewarded nor counted wrong. Their indices in the prepared data are kept on
+    cfg._unscorable (written to metrics.jsonl and the manifest by `run`)."""
+    from r1kit.judge import gold_problem, task_kind
+
+    cfg._unscorable = {}
+    if not needed & {"answer", "tests"}:
+        return ds
+    golds = ds["answer"] if "answer" in ds.column_names else [None] * len(ds)
+    tasks = ds["task"] if "task" in ds.column_names else [None] * len(ds)
+    tests = ds["tests"] if "tests" in ds.column_names else [None] * len(ds)
+    for i, (gold, task, test) in enumerate(zip(golds, tasks, tests)):
+        code = task_kind(task) == "code"
+        if (code and "tests" in needed) or (not code and "answer" in needed):
+            problem = gold_problem(gold, task, test)
+            if problem:
+                cfg._unscorable[i] = problem
+    if not cfg._unscorable:
+        return ds
+    if len(cfg._unscorable) == len(ds):
+        first = next(iter(cfg._unscorable.values()))
+        raise R1kitError(f"no row of {cfg.data} has a gold answer the judge can score (e.g. {first}); "
+                         "check --answer-field and --task")
+    return ds.select([i for i in range(len(ds)) if i not in cfg._unscorable], keep_in_memory=True)
 
 
 def _attach_difficulty(ds, cfg: Config):
@@ -451,6 +491,17 @@ def run(cfg: Config):
     torch.manual_seed(cfg.seed)
     inputs = {"model": cfg.model, "data": cfg.data, "preset": cfg.preset or None, "template": template}
     with stage_output(cfg, "grpo", inputs, keep_checkpoints=cfg.keep_checkpoints, resume=bool(cfg.resume)) as out:
+        from r1kit.judge import exclusion_summary
+
+        excluded = exclusion_summary(sorted(getattr(cfg, "_unscorable", {})))
+        out.extra.update(excluded)
+        if excluded["unscorable_gold"]:
+            out.log({"event": "unscorable_gold", "count": excluded["unscorable_gold"],
+                     "ids": excluded["unscorable_gold_ids"], "reasons": {str(i): why for i, why in
+                                                                       list(cfg._unscorable.items())[:20]}})
+            if is_main_process():
+                print(f"{excluded['unscorable_gold']} prompt(s) left out: the judge cannot score their gold answer "
+                      f"(rows {', '.join(map(str, excluded['unscorable_gold_ids'][:20]))}; see metrics.jsonl)")
         model = load_model(cfg.model, dtype=cfg.dtype, seed=cfg.seed)
         # before GRPOConfig starts the process group: once it is up, save_pretrained writes on
         # rank 0 only and the other ranks would find an empty reference folder

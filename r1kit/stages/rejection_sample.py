@@ -5,7 +5,9 @@ correct ones", drop chains of thought with mixed languages, long paragraphs and 
 (r1kit/filters.py; repetition too, as for the cold start), and mix in non-reasoning SFT data
 (~600k reasoning + ~200k non-reasoning samples, i.e. --mix-ratio 0.25). Kimi k1.5 §2.4
 "shortest rejection sampling" samples n = 8 times and keeps the shortest correct answer
-(--keep shortest-correct). Correctness is the accuracy reward (the code reward for code rows).
+(--keep shortest-correct). Correctness is the judge's verdict (r1kit/judge.py: the accuracy and
+code rewards and `r1kit evaluate` ask the same judge); prompts whose gold cannot be scored are
+excluded and reported in report.json (unscorable_gold, unscorable_gold_ids).
 
 Order of the filters, each reported with the prompts and samples that survive it:
 generated -> correct -> language -> paragraph -> code_block -> repetition -> keep policy.
@@ -40,7 +42,7 @@ from typing import Any
 
 from r1kit.config import StageConfig, option
 from r1kit.errors import R1kitError
-from r1kit.sampling import KEEP_POLICIES
+from r1kit.sampling import KEEP_POLICIES, reward_params
 
 BACKENDS = ("auto", "fast", "hf", "vllm")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -133,11 +135,6 @@ def load_prompts(cfg):
     return ds
 
 
-def reward_params(cfg, prefill: str = "") -> dict[str, Any]:
-    """Parameters for the factory rewards (r1kit.rewards.registry) from the stage's flags."""
-    return {"lang": getattr(cfg, "lang", "") or None, "prefill": prefill or None}
-
-
 def check_chat_template(tokenizer, dataset, model: str, flag: str = "--model") -> None:
     """Chat-message prompts need the tokenizer's chat template: fail before generating anything."""
     if len(dataset) and not isinstance(dataset[0]["prompt"], str) and getattr(tokenizer, "chat_template", None) is None:
@@ -208,12 +205,17 @@ def print_report(report: list[dict[str, Any]], summary: dict[str, Any]) -> None:
     mean = summary["mean_pass_rate"]
     console.print(f"mean pass rate {'-' if mean is None else f'{100 * mean:.1f}%'}; "
                   f"{summary['mix_rows']} mixed-in rows; {summary['output_rows']} rows written")
+    if summary.get("unscorable_gold"):
+        ids = summary["unscorable_gold_ids"]
+        console.print(f"{summary['unscorable_gold']} prompt(s) excluded because their gold answer could not be scored "
+                      f"(prompt_index {', '.join(map(str, ids[:20]))}{', ...' if len(ids) > 20 else ''})")
 
 
 def run(cfg: Config):
     from r1kit.data.templates import template_prefill
     from r1kit.filters import filter_failures, first_failing_filter
     from r1kit.generation import SamplingParams, get_backend
+    from r1kit.judge import stage_prefill
     from r1kit.models import load_model, load_tokenizer, resolve_checkpoint_dir
     from r1kit.outputs import check_output_free, stage_output
     from r1kit.sampling import (
@@ -223,6 +225,7 @@ def run(cfg: Config):
         score_samples,
         select,
         to_messages,
+        unscorable_prompts,
     )
 
     check_output_free(cfg.output, cfg.overwrite)
@@ -249,7 +252,9 @@ def run(cfg: Config):
             rows = generate_samples(backend, dataset, params, prefill)
             del backend, model
         with out.timed("score"):
-            score_samples(rows, cfg.reward, reward_params(cfg, prefill))
+            # the judge reads what the chat template pre-fills too (an R1 distill's "<think>\n")
+            chat = len(dataset) > 0 and not isinstance(dataset[0]["prompt"], str)
+            score_samples(rows, cfg.reward, reward_params(cfg, stage_prefill(tokenizer, prefill, chat)))
             fails = filter_failures([r["completion"] for r in rows], [r.get("task") for r in rows],
                                     [r.get("lang") for r in rows], settings)
         needs_correct = cfg.keep != "all"
@@ -297,6 +302,7 @@ def run(cfg: Config):
         summary = {
             "k": cfg.num_samples, "keep": cfg.keep, "prompts": len(rates), "samples": len(rows),
             "unscorable_prompts": len(rates) - len(scorable),
+            **unscorable_prompts(rows),
             "mean_pass_rate": sum(scorable) / len(scorable) if scorable else None,
             "prompts_with_correct": sum(1 for x in rates if x["num_correct"]),
             "reasoning_rows": len(keep_rows), "mix_rows": len(mixed), "output_rows": len(data),
@@ -308,7 +314,8 @@ def run(cfg: Config):
         for step in report:
             out.log({"event": "filter", **step})
         out.log({"event": "summary", **{k: v for k, v in summary.items() if k != "steps"}})
-        out.extra.update({k: summary[k] for k in ("prompts", "samples", "reasoning_rows", "mix_rows", "mean_pass_rate")})
+        out.extra.update({k: summary[k] for k in ("prompts", "samples", "reasoning_rows", "mix_rows", "mean_pass_rate",
+                                                   "unscorable_gold", "unscorable_gold_ids")})
     print_report(report, summary)
     print(f"wrote {out.final}")
     return out.final
