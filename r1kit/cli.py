@@ -10,9 +10,11 @@ twice. Stage modules import torch only inside `run`, which keeps `--help` fast.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import importlib
 import inspect
 import os
+import signal
 import sys
 import typing
 from typing import Any, List, Optional
@@ -34,6 +36,26 @@ STAGES: dict[str, str] = {
     "distill": "r1kit.stages.distill",
     "dpo-shorten": "r1kit.stages.dpo_shorten",
 }
+
+# OSErrors that come from the user's disk or paths, not from a bug: reported in one line (exit 2).
+# Others (ENOENT of a file r1kit itself wrote, EBADF, ...) keep their traceback.
+ENVIRONMENT_ERRNOS = {
+    errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR,
+    errno.EISDIR, errno.ENAMETOOLONG, errno.EMFILE, errno.ENFILE, errno.EIO,
+}
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line for an OSError from the user's disk: what failed, where, and what to do."""
+    where = f": {exc.filename}" if exc.filename else ""
+    text = f"{exc.strerror or exc}{where} (errno {exc.errno})"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return (f"writing failed, {text}: the disk (or a quota or file-size limit) is full; free space or choose "
+                "an --output on another disk (the partial output was removed unless it held trainer checkpoints)")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"permission denied or read-only, {text}; check the permissions of --output and of the inputs"
+    return text
+
 
 app = typer.Typer(
     name="r1kit",
@@ -91,14 +113,32 @@ def _make_command(module_name: str):
     params += [_param_for(f, hints[f.name]) for f in dataclasses.fields(cls) if typing.get_origin(base_type(hints[f.name])[0]) is not dict]
 
     def command(**kwargs: Any) -> None:
+        from r1kit import outputs
+
         config_file = kwargs.pop("config", None)
+        debug = os.environ.get("R1KIT_DEBUG") == "1"
         try:
-            cfg = build_config(cls, config_file, kwargs)
-            module.run(cfg)
+            with outputs.stop_signals_raise():
+                cfg = build_config(cls, config_file, kwargs)
+                outputs.check_output(cfg, {"--config": config_file} if config_file else None)
+                module.run(cfg)
         except R1kitError as exc:
-            if os.environ.get("R1KIT_DEBUG") == "1":
+            if debug:
                 raise
             print(f"r1kit: error: {exc}", file=sys.stderr)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM turned into outputs.Interrupted
+            if debug:
+                raise
+            signum = getattr(exc, "signum", signal.SIGINT)
+            if not getattr(exc, "r1kit_reported", False):  # stage_output has not said where checkpoints are
+                print(f"r1kit: interrupted by {signal.Signals(signum).name} before any trainer checkpoint; "
+                      "nothing was written", file=sys.stderr)
+            raise typer.Exit(128 + signum) from None
+        except OSError as exc:
+            if debug or exc.errno not in ENVIRONMENT_ERRNOS:
+                raise
+            print(f"r1kit: error: {describe_os_error(exc)}", file=sys.stderr)
             raise typer.Exit(2) from None
 
     command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
@@ -139,4 +179,7 @@ def main() -> None:
     # Per-operation progress bars of datasets would drown r1kit's own progress lines.
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from r1kit import outputs
+
+    outputs.COMMAND_LINE = sys.argv[1:]  # for the resume hint after an interruption
     app()

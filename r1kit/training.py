@@ -9,6 +9,7 @@ stage's `metrics.jsonl` and a rich progress line.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from pathlib import Path
@@ -57,14 +58,28 @@ def resolve_resume(resume: str, checkpoints_dir: Path) -> str | None:
 
 
 def latest_checkpoint(folder: Path) -> str | None:
+    """The newest complete checkpoint-N in `folder` (see checkpoint_step), or None."""
     if not folder.is_dir():
         return None
-    steps = []
-    for p in folder.iterdir():
-        m = re.fullmatch(r"checkpoint-(\d+)", p.name)
-        if m and (p / "trainer_state.json").is_file():
-            steps.append((int(m.group(1)), p))
+    steps = [(step, p) for p in folder.iterdir() if (step := checkpoint_step(p)) is not None]
     return str(max(steps)[1]) if steps else None
+
+
+def checkpoint_step(path: Path) -> int | None:
+    """N for a complete trainer checkpoint folder checkpoint-N, else None.
+
+    transformers writes trainer_state.json last (after weights, optimizer and RNG states), so a
+    checkpoint whose state file is missing or cut short was interrupted while saving and cannot
+    be resumed from.
+    """
+    m = re.fullmatch(r"checkpoint-(\d+)", path.name)
+    if not m:
+        return None
+    try:
+        json.loads((path / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return int(m.group(1))
 
 
 def lora_config(r: int, alpha: int, dropout: float, target: str):
@@ -82,6 +97,9 @@ def make_metrics_callback(out, *, total_steps: int | None = None, title: str = "
     console = Console(stderr=True)
 
     class _MetricsCallback(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            out.training_started(state.global_step)  # after a resume: each step once in metrics.jsonl
+
         def on_log(self, args, state, control, logs=None, **kwargs):
             if not logs or not state.is_world_process_zero:
                 return

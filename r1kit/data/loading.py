@@ -55,11 +55,26 @@ def _from_records(records: list, source: str) -> Dataset:
 
 
 def _read_file(path: Path, source: str) -> Dataset:
+    """Read one data file; anything unreadable in it (encoding, syntax, format) is an R1kitError."""
+    try:
+        return _parse_file(path, source)
+    except UnicodeDecodeError as err:
+        raise R1kitError(f"{source} is not UTF-8 text ({err.reason} at byte {err.start}); save the file as UTF-8") from err
+    except RecursionError as err:
+        raise R1kitError(f"{source} nests its values too deeply to read") from err
+
+
+def _parse_file(path: Path, source: str) -> Dataset:
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
         records = []
-        with path.open(encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
+        with path.open("rb") as f:
+            for lineno, raw in enumerate(f, 1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as err:
+                    raise R1kitError(f"{source} line {lineno} is not UTF-8 text (byte 0x{raw[err.start]:02x} at "
+                                     f"column {err.start + 1}); save the file as UTF-8") from err
                 if line.strip():
                     try:
                         records.append(json.loads(line))
@@ -67,12 +82,13 @@ def _read_file(path: Path, source: str) -> Dataset:
                         raise R1kitError(f"{source} line {lineno} is not valid JSON: {err}") from err
         return _from_records(records, source)
     if suffix == ".json":
+        text = path.read_text(encoding="utf-8")
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(text)
         except json.JSONDecodeError as err:
             # a .json file holding JSON lines is common enough to accept
             try:
-                return _from_records([json.loads(x) for x in path.read_text().splitlines() if x.strip()], source)
+                return _from_records([json.loads(x) for x in text.splitlines() if x.strip()], source)
             except json.JSONDecodeError:
                 raise R1kitError(f"{source} is not valid JSON: {err}") from err
         if isinstance(data, dict) and isinstance(data.get("data"), list):
@@ -80,26 +96,66 @@ def _read_file(path: Path, source: str) -> Dataset:
         if isinstance(data, dict) and data and all(isinstance(v, list) for v in data.values()):
             from datasets import Dataset
 
-            return Dataset.from_dict(data)  # columnar {"col": [...]}
+            try:
+                return Dataset.from_dict(data)  # columnar {"col": [...]}
+            except Exception as err:  # unequal lengths, mixed types: pyarrow's many exception types
+                raise R1kitError(f"{source}: cannot build a table from its columns ({_first_line(err)})") from err
         if not isinstance(data, list):
             raise R1kitError(f"{source}: expected a list of records, {{'data': [...]}} or {{column: [values]}}")
         return _from_records(data, source)
+    import pyarrow as pa
     from datasets import Dataset
 
-    if suffix == ".parquet":
-        import pyarrow.parquet as pq
+    kind = "parquet" if suffix == ".parquet" else "CSV"
+    try:
+        if suffix == ".parquet":
+            import pyarrow.parquet as pq
 
-        return Dataset(pq.read_table(str(path)))
-    import pyarrow.csv as pcsv
+            return Dataset(pq.read_table(str(path)))
+        import pyarrow.csv as pcsv
 
-    return Dataset(pcsv.read_csv(str(path)))
+        return Dataset(pcsv.read_csv(str(path)))
+    except (pa.ArrowException, ValueError) as err:
+        if isinstance(err, OSError) and err.errno is not None:
+            raise  # a real I/O error (permission, disk): the CLI reports it
+        raise R1kitError(f"{source} is not a readable {kind} file: {_first_line(err)}") from err
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
 
 
 def _load_from_disk(path: Path, split: str | None, source: str) -> Dataset:
     from datasets import DatasetDict, load_from_disk
 
-    ds = load_from_disk(str(path))
+    if _saved_without_rows(path):
+        raise R1kitError(f"{source} has no rows (a dataset saved with 0 rows)")
+    try:
+        ds = load_from_disk(str(path))
+    except (OSError, ValueError, IndexError, KeyError, FileNotFoundError) as err:
+        if isinstance(err, OSError) and err.errno is not None and not isinstance(err, FileNotFoundError):
+            raise  # a real I/O error (permission, disk): the CLI reports it
+        # datasets raises IndexError for a folder saved with 0 rows (no shards) and FileNotFoundError
+        # or ArrowInvalid for missing or damaged shard files
+        raise R1kitError(f"{source}: cannot read the saved dataset ({_first_line(err)}); it is empty or damaged: "
+                         "write it again") from err
     return pick_split(ds, split, source) if isinstance(ds, DatasetDict) else ds
+
+
+def _saved_without_rows(path: Path) -> bool:
+    """A save_to_disk Dataset (or every split of a DatasetDict) written with 0 rows has no data files,
+    which datasets then fails to load with an IndexError."""
+    folders = [path]
+    if (path / "dataset_dict.json").is_file():
+        try:
+            folders = [path / name for name in json.loads((path / "dataset_dict.json").read_text())["splits"]]
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+    try:
+        return all(not json.loads((f / "state.json").read_text())["_data_files"] for f in folders)
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
 def _load_hub(source: str, split: str | None) -> Dataset:

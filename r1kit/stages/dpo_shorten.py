@@ -43,6 +43,7 @@ SAMPLE_COLUMNS = ("prompt", "completion", "correct", "num_tokens")
 
 @dataclass
 class Config(StageConfig):
+    INPUTS = ("model", "samples", "data", "resume")  # checked against --output (r1kit.outputs)
     model: str = option("tiny", "Model to shorten (the policy and the DPO reference): 'tiny', a checkpoint "
                         "folder, an r1kit stage output, a .gguf file or a hub id.")
     samples: str = option("", "Existing samples dataset (columns prompt, completion, correct, num_tokens), e.g. "

@@ -55,6 +55,7 @@ DTYPE_CHOICES = ("auto", "float32", "bfloat16", "float16")
 
 @dataclass
 class Config(StageConfig):
+    INPUTS = ("model", "data", "few_shot_data")  # checked against --output (r1kit.outputs)
     model: list[str] = option(["tiny"], "Model(s) to evaluate: 'tiny', a checkpoint folder, an r1kit stage output, "
                               "a .gguf file or a hub id. Several models give one comparison table.")
     data: str = option("", "Dataset: a save_to_disk folder, an r1kit stage output, a .jsonl/.json/.parquet/.csv "

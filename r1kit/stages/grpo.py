@@ -51,6 +51,7 @@ DEFAULTS = {
 
 @dataclass
 class Config(StageConfig):
+    INPUTS = ("model", "data", "reward_model", "resume")  # checked against --output (r1kit.outputs)
     model: str = option("tiny", "Policy: 'tiny', a checkpoint folder, an r1kit stage output, a .gguf file or a hub id.")
     data: str = option("", "Prompt dataset: a save_to_disk folder, an r1kit stage output, a .jsonl/.json/.parquet/.csv file or a hub id.")
     split: str = option("train", "Split to train on when the data has several.")

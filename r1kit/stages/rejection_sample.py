@@ -48,6 +48,7 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 @dataclass
 class Config(StageConfig):
+    INPUTS = ("model", "data", "mix_data")  # checked against --output (r1kit.outputs)
     model: str = option("tiny", "Model that samples: 'tiny', a checkpoint folder, an r1kit stage output, a .gguf "
                         "file or a hub id.")
     data: str = option("", "Prompts: a save_to_disk folder, an r1kit stage output, a .jsonl/.json/.parquet/.csv "

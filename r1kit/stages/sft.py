@@ -27,6 +27,7 @@ from r1kit.errors import R1kitError
 
 @dataclass
 class Config(StageConfig):
+    INPUTS = ("model", "data", "resume")  # checked against --output (r1kit.outputs)
     model: str = option("tiny", "Model: 'tiny', 'tiny-llama', a checkpoint folder, an r1kit stage output, a .gguf file or a hub id.")
     data: str = option("", "Training data: a save_to_disk folder, an r1kit stage output, a .jsonl/.json/.parquet/.csv file or a hub id.")
     split: str = option("train", "Split to train on when the data has several.")
