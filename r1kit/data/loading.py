@@ -127,7 +127,12 @@ def _first_line(err: BaseException) -> str:
 
 
 def _load_from_disk(path: Path, split: str | None, source: str) -> Dataset:
-    from datasets import DatasetDict, load_from_disk
+    from datasets import DatasetDict, disable_caching, load_from_disk
+
+    # Otherwise every later .map() writes cache-*.arrow files next to the saved data: into the
+    # user's input folder (which r1kit must not change, and which may be read-only). Without the
+    # cache they go to a temporary folder; r1kit's maps are cheap to redo.
+    disable_caching()
 
     if _saved_without_rows(path):
         raise R1kitError(f"{source} has no rows (a dataset saved with 0 rows)")

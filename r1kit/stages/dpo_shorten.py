@@ -173,7 +173,7 @@ def run(cfg: Config):
 
     import torch
 
-    from r1kit.training import hardware_args, lora_config, make_metrics_callback, resolve_resume
+    from r1kit.training import hardware_args, lora_config, make_metrics_callback, resolve_resume, training_args
 
     torch.manual_seed(cfg.seed)
     inputs = {"model": cfg.model, "data": cfg.data, "samples": cfg.samples}
@@ -198,7 +198,8 @@ def run(cfg: Config):
 
         from trl import DPOConfig, DPOTrainer
 
-        args = DPOConfig(
+        args = training_args(
+            DPOConfig,
             output_dir=str(out.checkpoints_dir),
             num_train_epochs=cfg.epochs,
             max_steps=cfg.max_steps,
@@ -234,7 +235,7 @@ def run(cfg: Config):
             args=args,
             train_dataset=to_trl_pairs(pairs),
             processing_class=tokenizer,
-            peft_config=lora_config(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target) if cfg.lora else None,
+            peft_config=lora_config(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target, model) if cfg.lora else None,
             callbacks=[make_metrics_callback(out, title="dpo-shorten")],
         )
         from transformers import PrinterCallback

@@ -108,7 +108,7 @@ def run(cfg: Config):
     import torch
     from trl import SFTConfig, SFTTrainer
 
-    from r1kit.training import hardware_args, lora_config, make_metrics_callback, resolve_resume
+    from r1kit.training import hardware_args, lora_config, make_metrics_callback, resolve_resume, training_args
 
     torch.manual_seed(cfg.seed)
     with stage_output(cfg, "sft", {"model": cfg.model, "data": cfg.data}, keep_checkpoints=cfg.keep_checkpoints,
@@ -116,7 +116,8 @@ def run(cfg: Config):
         model, tokenizer = load_model_and_tokenizer(cfg.model, dtype=cfg.dtype, seed=cfg.seed)
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
-        args = SFTConfig(
+        args = training_args(
+            SFTConfig,
             output_dir=str(out.checkpoints_dir),
             num_train_epochs=cfg.epochs,
             max_steps=cfg.max_steps,
@@ -145,7 +146,7 @@ def run(cfg: Config):
             args=args,
             train_dataset=ds,
             processing_class=tokenizer,
-            peft_config=lora_config(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target) if cfg.lora else None,
+            peft_config=lora_config(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target, model) if cfg.lora else None,
             callbacks=[make_metrics_callback(out, title="sft")],
         )
         from transformers import PrinterCallback
