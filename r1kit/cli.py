@@ -5,6 +5,12 @@ source of defaults and help text), a `run(config)` function and a docstring
 whose first line is the command's summary. The flags of a command are built
 from the dataclass fields here, so nothing about a stage's options is written
 twice. Stage modules import torch only inside `run`, which keeps `--help` fast.
+
+Errors: a user's mistake (R1kitError) and a failure of the user's disk or paths
+(full disk, file-size limit, permission denied, read-only) print one line and
+exit with status 2; anything else is a bug and keeps its traceback. SIGTERM is
+handled like Ctrl-C (exit 128 + signal): a stage keeps its trainer checkpoints
+and prints the command that resumes. R1KIT_DEBUG=1 shows every traceback.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import errno
 import importlib
 import inspect
 import os
+import re
 import signal
 import sys
 import typing
@@ -55,6 +62,34 @@ def describe_os_error(exc: OSError) -> str:
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return f"permission denied or read-only, {text}; check the permissions of --output and of the inputs"
     return text
+
+
+# Libraries that write files report a failed write in their own exception types: safetensors and
+# tokenizers (Rust) as "... (os error 28)", torch.save as a RuntimeError of its stream writer.
+_RUST_OS_ERROR = re.compile(r"\(os error (\d+)\)")
+_TORCH_WRITE_FAILED = ("PytorchStreamWriter failed", "inline_container.cc", "iostream error")
+
+
+def environment_failure(exc: BaseException) -> str | None:
+    """One line when exc (or an exception it was raised from) is a failure of the user's disk or
+    paths (full disk, file-size limit, permissions, read-only); None for anything else, which keeps
+    its traceback: that is a bug to report."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in ENVIRONMENT_ERRNOS:
+            return describe_os_error(exc)
+        match = _RUST_OS_ERROR.search(str(exc))
+        if match and int(match.group(1)) in ENVIRONMENT_ERRNOS:
+            code = int(match.group(1))
+            return describe_os_error(OSError(code, os.strerror(code)))
+        if isinstance(exc, RuntimeError) and any(s in str(exc) for s in _TORCH_WRITE_FAILED):
+            first = str(exc).strip().splitlines()[0]
+            return (f"writing failed: torch could not write a checkpoint file ({first}); the disk (or a quota or "
+                    "file-size limit) is probably full (the partial output was removed unless it held complete "
+                    "trainer checkpoints)")
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 app = typer.Typer(
@@ -135,10 +170,11 @@ def _make_command(module_name: str):
                 print(f"r1kit: interrupted by {signal.Signals(signum).name} before any trainer checkpoint; "
                       "nothing was written", file=sys.stderr)
             raise typer.Exit(128 + signum) from None
-        except OSError as exc:
-            if debug or exc.errno not in ENVIRONMENT_ERRNOS:
+        except Exception as exc:  # only failures of the disk and the paths become one line
+            line = None if debug else environment_failure(exc)
+            if line is None:
                 raise
-            print(f"r1kit: error: {describe_os_error(exc)}", file=sys.stderr)
+            print(f"r1kit: error: {line}", file=sys.stderr)
             raise typer.Exit(2) from None
 
     command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]

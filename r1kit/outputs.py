@@ -33,9 +33,10 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from r1kit import __version__
 from r1kit.config import StageConfig, write_yaml

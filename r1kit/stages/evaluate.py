@@ -93,9 +93,9 @@ class Config(StageConfig):
 
     def validate(self) -> None:
         super().validate()
-        from r1kit.outputs import check_output_free
+        from r1kit.outputs import check_output
 
-        check_output_free(self.output, self.overwrite)
+        check_output(self)  # before the dataset loads below
         if not self.data:
             raise R1kitError("--data is required: the dataset to evaluate on")
         if not self.model:
