@@ -166,9 +166,10 @@ def _make_command(module_name: str):
             if debug:
                 raise
             signum = getattr(exc, "signum", signal.SIGINT)
-            if not getattr(exc, "r1kit_reported", False):  # stage_output has not said where checkpoints are
-                print(f"r1kit: interrupted by {signal.Signals(signum).name} before any trainer checkpoint; "
-                      "nothing was written", file=sys.stderr)
+            reported = getattr(exc, "r1kit_reported", False)  # stage_output said where the checkpoints are
+            if not reported and outputs.is_main_process():
+                print(f"r1kit: interrupted by {signal.Signals(signum).name}; nothing was written (no trainer "
+                      "checkpoint to keep)", file=sys.stderr)
             raise typer.Exit(128 + signum) from None
         except Exception as exc:  # only failures of the disk and the paths become one line
             line = None if debug else environment_failure(exc)

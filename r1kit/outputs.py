@@ -428,7 +428,10 @@ def resume_command() -> str:
             skip = True
         elif not word.startswith("--resume="):
             words.append(word)
-    return shlex.join(["r1kit", *words, "--resume", "auto"])
+    command = shlex.join(["r1kit", *words, "--resume", "auto"])
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return f"{command} (under the same launcher, e.g. accelerate launch)"
+    return command
 
 
 # ---------------------------------------------------------------------------------------------
