@@ -206,7 +206,7 @@ def complete_checkpoints(partial: Path) -> list[int]:
 def test_sigterm_keeps_checkpoints_prints_the_resume_command_and_resume_logs_each_step_once(work, tmp_path):
     _, paths = work
     out, partial = tmp_path / "sft", tmp_path / ".sft.partial"
-    args = ["sft", "--data", str(paths["data"]), "--output", str(out), *SFT, "--max-steps", "24", "--save-steps", "4"]
+    args = ["sft", "--data", str(paths["data"]), "--output", str(out), *SFT, "--max-steps", "16", "--save-steps", "4"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     env.pop("R1KIT_DEBUG", None)
     proc = subprocess.Popen([sys.executable, "-m", "r1kit", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -235,8 +235,8 @@ def test_sigterm_keeps_checkpoints_prints_the_resume_command_and_resume_logs_eac
     # the printed command continues from the checkpoint and finishes: every step logged once
     res = run_cli(*shlex.split(command)[1:])
     assert res.returncode == 0, res.stderr[-3000:]
-    assert step_records(out / "metrics.jsonl") == list(range(1, 25))
-    assert json.loads((out / "manifest.json").read_text())["global_step"] == 24
+    assert step_records(out / "metrics.jsonl") == list(range(1, 17))
+    assert json.loads((out / "manifest.json").read_text())["global_step"] == 16
     assert not partial.exists()
 
 
@@ -299,8 +299,8 @@ def test_grpo_resume_logs_each_step_once(tmp_path):
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     args = ["grpo", "--data", data, "--model", "tiny", "--num-generations", "2", "--prompts-per-step", "2",
             "--max-completion-length", "8", "--learning-rate", "1e-3", "--no-live", "--save-steps", "2"]
-    first, final = interrupted_then_resumed(args, tmp_path / "grpo", 40)
-    assert final == list(range(1, 41)), (first, final)
+    first, final = interrupted_then_resumed(args, tmp_path / "grpo", 12)
+    assert final == list(range(1, 13)), (first, final)
 
 
 def test_dpo_shorten_resume_logs_each_step_once(tmp_path):
@@ -312,5 +312,5 @@ def test_dpo_shorten_resume_logs_each_step_once(tmp_path):
     samples.write_text("".join(json.dumps(r) + "\n" for r in rows))
     args = ["dpo-shorten", "--samples", samples, "--model", "tiny", "--batch-size", "2", "--logging-steps", "1",
             "--learning-rate", "1e-4", "--save-steps", "2", "--template", "raw"]
-    first, final = interrupted_then_resumed(args, tmp_path / "dpo", 40)
-    assert final == list(range(1, 41)), (first, final)
+    first, final = interrupted_then_resumed(args, tmp_path / "dpo", 12)
+    assert final == list(range(1, 13)), (first, final)
