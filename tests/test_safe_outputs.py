@@ -130,7 +130,7 @@ def test_output_overlapping_an_input_is_refused(work, args, flag, name, relation
 
 
 def test_overlap_seen_through_a_symlink_and_relative_parts(work, monkeypatch):
-    root, paths = work
+    root, _ = work
     monkeypatch.chdir(root)
     os.symlink("box_data/data", root / "link", target_is_directory=True)
     before = snapshot(root / "box_data")
