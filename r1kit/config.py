@@ -96,6 +96,8 @@ def coerce(name: str, value: Any, tp: Any) -> Any:
             (item,) = typing.get_args(inner) or (str,)
             if isinstance(value, (str, int, float)):
                 value = [value]
+            if not isinstance(value, (list, tuple)):  # a mapping would silently become its keys
+                raise ValueError(value)
             return [coerce(name, v, item) for v in value]
         if origin is dict:
             if not isinstance(value, dict):

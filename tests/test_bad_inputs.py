@@ -147,6 +147,41 @@ def test_every_stage_reports_a_non_utf8_file_in_one_line(args, tmp_path):
     assert_one_line_and_nothing_left(res, tmp_path, "is not UTF-8 text")
 
 
+MSG = [{"role": "user", "content": "1+1?"}, {"role": "assistant", "content": "2"}]
+# (stage args, file rows, message): values of the wrong type inside a well-formed file
+BAD_ROWS = {
+    "sft_int_prompt": (["sft"], [{"prompt": 5, "completion": "6"}], "row 0: column 'prompt' must hold text"),
+    "sft_null_completion": (["sft"], [{"prompt": "a", "completion": "b"}, {"prompt": "c", "completion": None}],
+                            ("row 1: column 'completion' must hold text or chat messages (a list of {role, "
+                             "content}), got null")),
+    "sft_messages_text": (["sft"], [{"messages": "hello"}], "column 'messages' must hold chat messages"),
+    "sft_messages_no_role": (["sft"], [{"messages": [{"content": "a"}, {"content": "b"}]}], "not all {role, content}"),
+    "dpo_num_tokens": (["dpo-shorten", "--samples"], [{"prompt": "p", "completion": "c", "correct": True,
+                                                        "num_tokens": "many"}], "'num_tokens' must be a token count"),
+    "dpo_correct_text": (["dpo-shorten", "--samples"], [{"prompt": "p", "completion": "c", "correct": "no",
+                                                          "num_tokens": 3}], "'correct' must be true, false or null"),
+    "mix_no_role": (["rejection-sample", "--data", "{data}", "--mix-data"], [{"messages": [{"content": "hi"}]}],
+                    "column 'messages' must hold chat messages"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_ROWS))
+def test_values_of_the_wrong_type_in_a_column_are_one_line(case, tmp_path):
+    args, rows, message = BAD_ROWS[case]
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(json.dumps({"question": "1+1?", "answer": "2"}) + "\n")
+    args = [a.format(data=prompts) for a in args] + ([] if args[-1].startswith("--") else ["--data"])
+    res = invoke(*args, tmp_path / "rows.jsonl", "--output", tmp_path / "out")
+    assert_one_line_and_nothing_left(res, tmp_path, message, progress=True)  # in-process: datasets' progress bars
+
+
+def test_a_mapping_given_for_a_list_option_is_refused(tmp_path):
+    (tmp_path / "c.yaml").write_text("reward: {accuracy: 2}\n")  # used to become ['accuracy'], weight 1
+    res = invoke("grpo", "--data", tmp_path / "d.jsonl", "--config", tmp_path / "c.yaml", "--output", tmp_path / "out")
+    assert_one_line_and_nothing_left(res, tmp_path, "reward: cannot read {'accuracy': 2} as list")
+
+
 def test_datasets_saved_with_no_rows_are_one_line(tmp_path):
     from datasets import Dataset, DatasetDict
 

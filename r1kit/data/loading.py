@@ -224,6 +224,31 @@ def require_columns(ds: Dataset, cols, source: str) -> None:
         )
 
 
+def require_text(ds: Dataset, columns, source: str, *, text: bool = True, messages: bool = True) -> None:
+    """Raise R1kitError naming the first row whose value in `columns` is neither text (where `text`)
+    nor a chat conversation (where `messages`): a list of {"role": str, "content": str}.
+
+    A number, a null or a malformed conversation would otherwise fail deep inside a tokenizer or
+    a chat template with a traceback that does not name the row.
+    """
+    kinds = [*(["text"] if text else []), *(["chat messages (a list of {role, content})"] if messages else [])]
+    kind = " or ".join(kinds)
+    for column in columns:
+        for i, value in enumerate(ds[column]):
+            if (text and isinstance(value, str)) or (messages and is_messages(value)):
+                continue
+            shown = type(value).__name__ if value is not None else "null"
+            if isinstance(value, list) and value:
+                shown = f"a list whose items are not all {{role, content}} texts (first: {value[0]!r:.60})"
+            raise R1kitError(f"{source} row {i}: column {column!r} must hold {kind}, got {shown}")
+
+
+def is_messages(value) -> bool:
+    return isinstance(value, list) and bool(value) and all(
+        isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in value
+    )
+
+
 def rename_columns(ds: Dataset, mapping: dict[str, str], source: str = "the dataset") -> Dataset:
     """Rename old -> new; an existing column called `new` is replaced by the renamed one."""
     mapping = {old: new for old, new in mapping.items() if old and new and old != new}

@@ -125,16 +125,22 @@ class Config(StageConfig):
 
 def load_samples(cfg: Config) -> list[dict]:
     """Rows of an existing samples dataset (mixed-in non-reasoning rows left out)."""
-    from r1kit.data import load_dataset_any, require_columns
+    from r1kit.data import load_dataset_any, require_columns, require_text
 
     ds = load_dataset_any(cfg.samples, split=cfg.samples_split)
     require_columns(ds, list(SAMPLE_COLUMNS), cfg.samples)
+    require_text(ds, ["prompt"], cfg.samples)
+    require_text(ds, ["completion"], cfg.samples, messages=False)
     rows = [r for r in ds if r.get("source") != "mix"]
-    for r in rows:
+    for i, r in enumerate(rows):
+        # bool("no") is True: only real booleans (or 0/1) may say whether a sample is correct
+        if r["correct"] not in (None, True, False) or isinstance(r["correct"], float):
+            raise R1kitError(f"{cfg.samples} row {i}: 'correct' must be true, false or null, got {r['correct']!r}")
         if r["correct"] is not None:
             r["correct"] = bool(r["correct"])
-        if r["num_tokens"] is None:
-            raise R1kitError(f"{cfg.samples}: a row has no num_tokens; every sample needs its token count")
+        if isinstance(r["num_tokens"], bool) or not isinstance(r["num_tokens"], int) or r["num_tokens"] < 0:
+            raise R1kitError(f"{cfg.samples} row {i}: 'num_tokens' must be a token count (an integer >= 0), "
+                             f"got {r['num_tokens']!r}")
     return rows
 
 

@@ -150,10 +150,11 @@ def check_chat_template(tokenizer, dataset, model: str, flag: str = "--model") -
 def load_mix(cfg) -> Any:
     if not cfg.mix_data or cfg.mix_ratio == 0:
         return None
-    from r1kit.data import load_dataset_any, require_columns
+    from r1kit.data import load_dataset_any, require_columns, require_text
 
     mix = load_dataset_any(cfg.mix_data, split=cfg.mix_split)
     require_columns(mix, ["messages"], cfg.mix_data)
+    require_text(mix, ["messages"], cfg.mix_data, text=False)
     return mix
 
 

@@ -76,9 +76,10 @@ class Config(StageConfig):
 
 def to_prompt_completion(ds, cfg: Config):
     """Return a prompt/completion dataset (chat or text) so trl puts the loss on the completion only."""
-    from r1kit.data import require_columns
+    from r1kit.data import require_columns, require_text
 
     if cfg.messages_field in ds.column_names:
+        require_text(ds, [cfg.messages_field], cfg.data, text=False)
         def split_messages(row):
             msgs = row[cfg.messages_field]
             if not msgs or msgs[-1]["role"] != "assistant":
@@ -87,6 +88,7 @@ def to_prompt_completion(ds, cfg: Config):
 
         return ds.map(split_messages, remove_columns=ds.column_names)
     require_columns(ds, [cfg.prompt_field, cfg.completion_field], cfg.data)
+    require_text(ds, [cfg.prompt_field, cfg.completion_field], cfg.data)
     ds = ds.select_columns([cfg.prompt_field, cfg.completion_field])
     if cfg.prompt_field != "prompt" or cfg.completion_field != "completion":
         ds = ds.rename_columns({cfg.prompt_field: "prompt", cfg.completion_field: "completion"})
