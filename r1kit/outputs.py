@@ -106,7 +106,10 @@ def check_output_free(output: str | Path, overwrite: bool) -> None:
 
 
 def _check_place(out: Path) -> None:
-    """The output's nearest existing ancestor must be a folder r1kit may write in."""
+    """The output names a folder (not '.' or '..': its partial sibling and the final rename need a
+    name), and its nearest existing ancestor is a folder r1kit may write in."""
+    if out.name in ("", ".", ".."):
+        raise R1kitError(f"--output {out} does not name a folder; give one, e.g. runs/{out.absolute().resolve().name}")
     where = out.absolute().parent
     while not where.exists() and where != where.parent:
         where = where.parent

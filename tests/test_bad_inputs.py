@@ -215,11 +215,17 @@ def run_without_root_powers(*args, preexec_fn=None):
 DATA = ["data", "arithmetic", "--train-size", "8", "--test-size", "2"]
 
 
-def test_output_whose_parent_is_a_file(tmp_path):
+def test_output_whose_parent_is_a_file_or_that_names_no_folder(tmp_path, monkeypatch):
     (tmp_path / "afile").write_text("x")
     res = run_cli(*DATA, "--output", tmp_path / "afile" / "out")
     assert_one_line_and_nothing_left(res, tmp_path, "is a file, not a folder")
     assert (tmp_path / "afile").read_text() == "x"
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path / "sub")
+    for output in (".", "../sub/.."):  # would replace the working folder, or its parent
+        res = invoke(*DATA, "--output", output, "--overwrite")
+        assert_one_line_and_nothing_left(res, tmp_path, "does not name a folder")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "sub"]
 
 
 def test_read_only_parent_and_read_only_output(tmp_path):
