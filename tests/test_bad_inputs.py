@@ -26,6 +26,17 @@ from r1kit.cli import STAGES, app
 from r1kit.config import base_type, field_types, flag_name
 
 
+@pytest.fixture
+def one_thread():
+    """One torch thread while training in pytest's process (on 2 shared cores the default pool is slower)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def invoke(*args):
     return CliRunner().invoke(app, [str(a) for a in args])
 
@@ -206,7 +217,7 @@ def run_without_root_powers(*args, preexec_fn=None):
         if not shutil.which("setpriv"):
             pytest.skip("running as root without setpriv: cannot make a folder read-only")
         prefix = ["setpriv", "--inh-caps=-all", "--bounding-set=-dac_override,-dac_read_search,-fowner"]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     env.pop("R1KIT_DEBUG", None)
     return subprocess.run([*prefix, sys.executable, "-m", "r1kit", *map(str, args)], capture_output=True, text=True,
                           env=env, timeout=600, preexec_fn=preexec_fn, check=False)
@@ -310,7 +321,7 @@ def test_only_failures_of_the_environment_become_one_line():
     (["--report-to", "wandbb"], "wandbb is not supported"),
     (["--lora", "--lora-target", "q_proj,qq_proj"], "no module named qq_proj"),
 ], ids=["scheduler", "report_to", "lora_target"])
-def test_values_refused_by_transformers_or_peft_are_one_line(args, message, tmp_path):
+def test_values_refused_by_transformers_or_peft_are_one_line(args, message, tmp_path, one_thread):
     rows = [{"prompt": f"{i}+1=", "completion": str(i + 1)} for i in range(4)]
     (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     res = invoke("sft", "--data", tmp_path / "d.jsonl", "--output", tmp_path / "out", "--max-steps", "1", *args)

@@ -45,6 +45,28 @@ def one_error_line(stderr: str) -> str:
     return lines[0]
 
 
+@pytest.fixture
+def one_thread():
+    """One torch thread for in-process training: on 2 shared cores, torch's default pool made these
+    runs ten times slower (README, "Slow on a 2-core CPU")."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+ENV.pop("R1KIT_DEBUG", None)
+
+
+def cli(*args) -> subprocess.CompletedProcess:
+    """run_cli with one torch thread per process."""
+    return subprocess.run([sys.executable, "-m", "r1kit", *map(str, args)], capture_output=True, text=True, env=ENV,
+                          timeout=600, check=False)
+
+
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
     """Inputs, each alone in a box folder (so that 'output = box' contains exactly that input)."""
@@ -207,10 +229,8 @@ def test_sigterm_keeps_checkpoints_prints_the_resume_command_and_resume_logs_eac
     _, paths = work
     out, partial = tmp_path / "sft", tmp_path / ".sft.partial"
     args = ["sft", "--data", str(paths["data"]), "--output", str(out), *SFT, "--max-steps", "16", "--save-steps", "4"]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    env.pop("R1KIT_DEBUG", None)
     proc = subprocess.Popen([sys.executable, "-m", "r1kit", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env)
+                            text=True, env=ENV)
     metrics = partial / "metrics.jsonl"
     # a checkpoint exists and a later step was logged: that step is redone after the resume
     wait_for(lambda: complete_checkpoints(partial) and metrics.exists()
@@ -227,20 +247,20 @@ def test_sigterm_keeps_checkpoints_prints_the_resume_command_and_resume_logs_eac
 
     # the same command without --resume refuses to delete the checkpoints, and names both ways on
     before = snapshot(partial)
-    res = run_cli(*args)
+    res = cli(*args)
     assert res.returncode == 2
     assert "--resume auto" in one_error_line(res.stderr) and "--overwrite" in res.stderr
     assert snapshot(partial) == before
 
     # the printed command continues from the checkpoint and finishes: every step logged once
-    res = run_cli(*shlex.split(command)[1:])
+    res = cli(*shlex.split(command)[1:])
     assert res.returncode == 0, res.stderr[-3000:]
     assert step_records(out / "metrics.jsonl") == list(range(1, 17))
     assert json.loads((out / "manifest.json").read_text())["global_step"] == 16
     assert not partial.exists()
 
 
-def test_overwrite_discards_checkpoints_of_an_interrupted_run_and_says_so(work, tmp_path):
+def test_overwrite_discards_checkpoints_of_an_interrupted_run_and_says_so(work, tmp_path, one_thread):
     _, paths = work
     partial = tmp_path / ".run.partial"
     ckpt = partial / "checkpoints" / "checkpoint-3"
@@ -293,7 +313,7 @@ def interrupted_then_resumed(args: list, out: Path, max_steps: int) -> tuple[lis
     return first, step_records(out / "metrics.jsonl")
 
 
-def test_grpo_resume_logs_each_step_once(tmp_path):
+def test_grpo_resume_logs_each_step_once(tmp_path, one_thread):
     rows = [{"question": f"What is {a}+{b}?", "answer": str(a + b)} for a, b in [(1, 2), (3, 4), (5, 1), (2, 2)]]
     data = tmp_path / "arith.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -303,7 +323,7 @@ def test_grpo_resume_logs_each_step_once(tmp_path):
     assert final == list(range(1, 13)), (first, final)
 
 
-def test_dpo_shorten_resume_logs_each_step_once(tmp_path):
+def test_dpo_shorten_resume_logs_each_step_once(tmp_path, one_thread):
     rows = []
     for q in range(4):
         rows += [{"prompt": f"q{q}", "completion": "short ok", "correct": True, "num_tokens": 2},
