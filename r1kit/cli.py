@@ -5,14 +5,23 @@ source of defaults and help text), a `run(config)` function and a docstring
 whose first line is the command's summary. The flags of a command are built
 from the dataclass fields here, so nothing about a stage's options is written
 twice. Stage modules import torch only inside `run`, which keeps `--help` fast.
+
+Errors: a user's mistake (R1kitError) and a failure of the user's disk or paths
+(full disk, file-size limit, permission denied, read-only) print one line and
+exit with status 2; anything else is a bug and keeps its traceback. SIGTERM is
+handled like Ctrl-C (exit 128 + signal): a stage keeps its trainer checkpoints
+and prints the command that resumes. R1KIT_DEBUG=1 shows every traceback.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import importlib
 import inspect
 import os
+import re
+import signal
 import sys
 import typing
 from typing import Any, List, Optional
@@ -35,6 +44,54 @@ STAGES: dict[str, str] = {
     "distill": "r1kit.stages.distill",
     "dpo-shorten": "r1kit.stages.dpo_shorten",
 }
+
+# OSErrors that come from the user's disk or paths, not from a bug: reported in one line (exit 2).
+# Others (ENOENT of a file r1kit itself wrote, EBADF, ...) keep their traceback.
+ENVIRONMENT_ERRNOS = {
+    errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR,
+    errno.EISDIR, errno.ENAMETOOLONG, errno.EMFILE, errno.ENFILE, errno.EIO,
+}
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line for an OSError from the user's disk: what failed, where, and what to do."""
+    where = f": {exc.filename}" if exc.filename else ""
+    text = f"{exc.strerror or exc}{where} (errno {exc.errno})"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return (f"writing failed, {text}: the disk (or a quota or file-size limit) is full; free space or choose "
+                "an --output on another disk (the partial output was removed unless it held trainer checkpoints)")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"permission denied or read-only, {text}; check the permissions of --output and of the inputs"
+    return text
+
+
+# Libraries that write files report a failed write in their own exception types: safetensors and
+# tokenizers (Rust) as "... (os error 28)", torch.save as a RuntimeError of its stream writer.
+_RUST_OS_ERROR = re.compile(r"\(os error (\d+)\)")
+_TORCH_WRITE_FAILED = ("PytorchStreamWriter failed", "inline_container.cc", "iostream error")
+
+
+def environment_failure(exc: BaseException) -> str | None:
+    """One line when exc (or an exception it was raised from) is a failure of the user's disk or
+    paths (full disk, file-size limit, permissions, read-only); None for anything else, which keeps
+    its traceback: that is a bug to report."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in ENVIRONMENT_ERRNOS:
+            return describe_os_error(exc)
+        match = _RUST_OS_ERROR.search(str(exc))
+        if match and int(match.group(1)) in ENVIRONMENT_ERRNOS:
+            code = int(match.group(1))
+            return describe_os_error(OSError(code, os.strerror(code)))
+        if isinstance(exc, RuntimeError) and any(s in str(exc) for s in _TORCH_WRITE_FAILED):
+            first = str(exc).strip().splitlines()[0]
+            return (f"writing failed: torch could not write a checkpoint file ({first}); the disk (or a quota or "
+                    "file-size limit) is probably full (the partial output was removed unless it held complete "
+                    "trainer checkpoints)")
+        exc = exc.__cause__ or exc.__context__
+    return None
+
 
 app = typer.Typer(
     name="r1kit",
@@ -92,14 +149,34 @@ def _make_command(module_name: str):
     params += [_param_for(f, hints[f.name]) for f in dataclasses.fields(cls) if typing.get_origin(base_type(hints[f.name])[0]) is not dict]
 
     def command(**kwargs: Any) -> None:
+        from r1kit import outputs
+
         config_file = kwargs.pop("config", None)
+        debug = os.environ.get("R1KIT_DEBUG") == "1"
         try:
-            cfg = build_config(cls, config_file, kwargs)
-            module.run(cfg)
+            with outputs.stop_signals_raise():
+                cfg = build_config(cls, config_file, kwargs)
+                outputs.check_output(cfg, {"--config": config_file} if config_file else None)
+                module.run(cfg)
         except R1kitError as exc:
-            if os.environ.get("R1KIT_DEBUG") == "1":
+            if debug:
                 raise
             print(f"r1kit: error: {exc}", file=sys.stderr)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM turned into outputs.Interrupted
+            if debug:
+                raise
+            signum = getattr(exc, "signum", signal.SIGINT)
+            reported = getattr(exc, "r1kit_reported", False)  # stage_output said where the checkpoints are
+            if not reported and outputs.is_main_process():
+                print(f"r1kit: interrupted by {signal.Signals(signum).name}; nothing was written (no trainer "
+                      "checkpoint to keep)", file=sys.stderr)
+            raise typer.Exit(128 + signum) from None
+        except Exception as exc:  # only failures of the disk and the paths become one line
+            line = None if debug else environment_failure(exc)
+            if line is None:
+                raise
+            print(f"r1kit: error: {line}", file=sys.stderr)
             raise typer.Exit(2) from None
 
     command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
@@ -140,4 +217,7 @@ def main() -> None:
     # Per-operation progress bars of datasets would drown r1kit's own progress lines.
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from r1kit import outputs
+
+    outputs.COMMAND_LINE = sys.argv[1:]  # for the resume hint after an interruption
     app()

@@ -18,7 +18,7 @@ import difflib
 import types
 import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from r1kit.errors import R1kitError
 
@@ -34,6 +34,10 @@ def option(default: Any, help: str, *, choices: tuple[str, ...] | None = None, m
 @dataclasses.dataclass
 class StageConfig:
     """Fields every stage has. Subclasses add their own and override `validate`."""
+
+    # Fields naming the stage's inputs (paths, or 'tiny'/hub ids): --output may not be, contain or lie
+    # inside any of them (r1kit.outputs.check_inputs_apart).
+    INPUTS: ClassVar[tuple[str, ...]] = ()
 
     output: str = option("", "Output directory (written atomically; refused if it exists unless --overwrite).")
     overwrite: bool = option(False, "Replace an existing output directory.")
@@ -51,6 +55,9 @@ class StageConfig:
                     f"--{flag_name(f.name)} {value!r} is not one of {', '.join(choices)}"
                     + did_you_mean(str(value), choices)
                 )
+        from r1kit.ranges import check_ranges
+
+        check_ranges(self)
 
 
 def flag_name(field_name: str) -> str:
@@ -89,6 +96,8 @@ def coerce(name: str, value: Any, tp: Any) -> Any:
             (item,) = typing.get_args(inner) or (str,)
             if isinstance(value, (str, int, float)):
                 value = [value]
+            if not isinstance(value, (list, tuple)):  # a mapping would silently become its keys
+                raise ValueError(value)
             return [coerce(name, v, item) for v in value]
         if origin is dict:
             if not isinstance(value, dict):
@@ -123,7 +132,9 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise R1kitError(f"config file {p} does not exist")
     try:
-        data = yaml.safe_load(p.read_text()) or {}
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise R1kitError(f"config file {p} is not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
     except yaml.YAMLError as exc:
         raise R1kitError(f"config file {p} is not valid YAML: {str(exc).splitlines()[0]}") from exc
     if not isinstance(data, dict):

@@ -32,10 +32,13 @@ INDEX = "model.safetensors.index.json"
 LM_HEAD = "lm_head.weight"
 # Names a tied input head shares its weights with, in the families r1kit meets.
 EMBEDDING_SUFFIXES = ("embed_tokens.weight", "wte.weight", "word_embeddings.weight", "embed_in.weight")
-# Files copied from the first model next to the merged weights.
-SIDE_FILES = ("config.json", "generation_config.json", "special_tokens_map.json", "added_tokens.json")
-SIDE_FILES += ("merges.txt",)
-SIDE_PATTERNS = ("tokenizer*", "vocab*", "chat_template*")
+# Files copied next to the merged weights: the model's from the first model, the tokenizer's from
+# the first model that has a tokenizer (tokenizer_source).
+MODEL_FILES = ("config.json", "generation_config.json")
+TOKENIZER_FILES = ("special_tokens_map.json", "added_tokens.json", "merges.txt")
+TOKENIZER_PATTERNS = ("tokenizer*", "vocab*", "chat_template*")
+# Any of these makes a folder's tokenizer loadable by AutoTokenizer.
+TOKENIZER_MARKERS = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
 # Rows of a tensor averaged at once: 32M elements = a 128 MB float32 accumulator. Bounds memory by
 # this block, not by the largest tensor (a 7B model's embedding is 545M elements).
 BLOCK_ELEMENTS = 32 * 2**20
@@ -467,19 +470,40 @@ def merge_checkpoints(
     }
 
 
-def copy_side_files(src: Path, dst: Path, *, untie_head: bool) -> list[str]:
-    """Copy config, generation config, tokenizer and chat template files from src to dst."""
-    names = {p.name for p in src.iterdir() if p.is_file() and p.name in SIDE_FILES}
-    for pattern in SIDE_PATTERNS:
-        names |= {p.name for p in src.glob(pattern) if p.is_file()}
-    for name in sorted(names):
-        shutil.copy2(src / name, dst / name)
+def tokenizer_source(ckpts: list[Checkpoint]) -> Checkpoint:
+    """The first input that has tokenizer files; R1kitError when none has.
+
+    A merged checkpoint without a tokenizer cannot be loaded by the next stage. Inputs saved
+    with model.save_pretrained only have none; the tokenizer of another input is the right one,
+    since the inputs were checked to share one vocabulary (check_compatible).
+    """
+    for ckpt in ckpts:
+        if any((ckpt.folder / name).is_file() for name in TOKENIZER_MARKERS):
+            return ckpt
+    raise R1kitError(
+        f"none of the --model inputs has tokenizer files ({', '.join(TOKENIZER_MARKERS)}), so the merged "
+        "checkpoint could not be loaded; save the tokenizer into one of them (tokenizer.save_pretrained(folder))"
+    )
+
+
+def copy_side_files(src: Path, dst: Path, *, untie_head: bool, tokenizer_src: Path | None = None) -> list[str]:
+    """Copy config and generation config from src, and the tokenizer and chat template files from
+    tokenizer_src (default src), to dst; return the copied names."""
+    tok = tokenizer_src or src
+    copied = []
+    for folder, names, patterns in ((src, MODEL_FILES, ()), (tok, TOKENIZER_FILES, TOKENIZER_PATTERNS)):
+        found = {p.name for p in folder.iterdir() if p.is_file() and p.name in names}
+        for pattern in patterns:
+            found |= {p.name for p in folder.glob(pattern) if p.is_file()}
+        for name in sorted(found):
+            shutil.copy2(folder / name, dst / name)
+        copied += sorted(found)
     if untie_head:
         # The merged head is its own tensor now; a tied config would replace it by the embedding.
         cfg = json.loads((dst / "config.json").read_text())
         cfg["tie_word_embeddings"] = False
         (dst / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
-    return sorted(names)
+    return sorted(copied)
 
 
 def peak_rss_bytes() -> int:

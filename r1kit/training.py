@@ -9,6 +9,7 @@ stage's `metrics.jsonl` and a rich progress line.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from pathlib import Path
@@ -57,21 +58,63 @@ def resolve_resume(resume: str, checkpoints_dir: Path) -> str | None:
 
 
 def latest_checkpoint(folder: Path) -> str | None:
+    """The newest complete checkpoint-N in `folder` (see checkpoint_step), or None."""
     if not folder.is_dir():
         return None
-    steps = []
-    for p in folder.iterdir():
-        m = re.fullmatch(r"checkpoint-(\d+)", p.name)
-        if m and (p / "trainer_state.json").is_file():
-            steps.append((int(m.group(1)), p))
+    steps = [(step, p) for p in folder.iterdir() if (step := checkpoint_step(p)) is not None]
     return str(max(steps)[1]) if steps else None
 
 
-def lora_config(r: int, alpha: int, dropout: float, target: str):
+def checkpoint_step(path: Path) -> int | None:
+    """N for a complete trainer checkpoint folder checkpoint-N, else None.
+
+    transformers writes trainer_state.json last (after weights, optimizer and RNG states), so a
+    checkpoint whose state file is missing or cut short was interrupted while saving and cannot
+    be resumed from.
+    """
+    m = re.fullmatch(r"checkpoint-(\d+)", path.name)
+    if not m:
+        return None
+    try:
+        json.loads((path / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return int(m.group(1))
+
+
+def lora_config(r: int, alpha: int, dropout: float, target: str, model=None):
+    """peft's LoraConfig; with `model`, comma-separated target names are checked against its modules
+    first, so a typo is one line before training rather than peft's error inside the trainer."""
     from peft import LoraConfig
 
     targets: Any = "all-linear" if target == "all-linear" else [t.strip() for t in target.split(",") if t.strip()]
+    if model is not None and targets != "all-linear":
+        names = [name for name, _ in model.named_modules()]
+        # peft's rule: a target matches a module named exactly so or ending in "." + target
+        missing = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
+        if missing or not targets:
+            linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if type(m).__name__ == "Linear"})
+            raise R1kitError(f"--lora-target {target!r}: no module named {', '.join(missing) or '(empty)'} in the model; "
+                             f"its linear modules are {', '.join(linear)} (or use all-linear)")
     return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, task_type="CAUSAL_LM")
+
+
+def training_args(cls, **kwargs):
+    """A transformers/trl TrainingArguments subclass built from r1kit's options.
+
+    Those classes check their values in __post_init__ and raise ValueError for one they refuse
+    (an unknown --lr-scheduler); the Trainer refuses an unknown --report-to the same way, checked here
+    too. Both are the user's values: one line and exit 2.
+    """
+    from transformers.integrations import get_reporting_integration_callbacks
+
+    try:
+        args = cls(**kwargs)
+        get_reporting_integration_callbacks(args.report_to)  # what the Trainer checks later, after the model loads
+        return args
+    except ValueError as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise R1kitError(f"trainer arguments refused by {cls.__name__}: {first}") from err
 
 
 def make_metrics_callback(out, *, total_steps: int | None = None, title: str = "training"):
@@ -82,6 +125,9 @@ def make_metrics_callback(out, *, total_steps: int | None = None, title: str = "
     console = Console(stderr=True)
 
     class _MetricsCallback(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            out.training_started(state.global_step)  # after a resume: each step once in metrics.jsonl
+
         def on_log(self, args, state, control, logs=None, **kwargs):
             if not logs or not state.is_world_process_zero:
                 return

@@ -4,7 +4,7 @@ Importing this package stays light: `datasets` is imported only inside the funct
 """
 
 from r1kit.data.arithmetic import make_arithmetic, verify_trace, write_arithmetic
-from r1kit.data.loading import load_dataset_any, pick_split, rename_columns, require_columns
+from r1kit.data.loading import load_dataset_any, pick_split, rename_columns, require_columns, require_text
 from r1kit.data.tasks import (
     TASK_TYPES,
     TASKS,
@@ -27,6 +27,6 @@ from r1kit.data.templates import (
 __all__ = [
     "R1_ZERO_TEMPLATE", "TASKS", "TASK_TYPES", "TEMPLATES", "TEMPLATE_PREFILL", "TaskAdapter", "detect_task",
     "get_task", "get_template", "gsm8k_gold", "is_chat_template", "load_dataset_any", "make_arithmetic",
-    "pick_split", "prepare_dataset", "rename_columns", "render_prompt", "require_columns", "template_prefill",
+    "pick_split", "prepare_dataset", "rename_columns", "render_prompt", "require_columns", "require_text", "template_prefill",
     "verify_trace", "write_arithmetic",
 ]

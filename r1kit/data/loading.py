@@ -55,11 +55,26 @@ def _from_records(records: list, source: str) -> Dataset:
 
 
 def _read_file(path: Path, source: str) -> Dataset:
+    """Read one data file; anything unreadable in it (encoding, syntax, format) is an R1kitError."""
+    try:
+        return _parse_file(path, source)
+    except UnicodeDecodeError as err:
+        raise R1kitError(f"{source} is not UTF-8 text ({err.reason} at byte {err.start}); save the file as UTF-8") from err
+    except RecursionError as err:
+        raise R1kitError(f"{source} nests its values too deeply to read") from err
+
+
+def _parse_file(path: Path, source: str) -> Dataset:
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
         records = []
-        with path.open(encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
+        with path.open("rb") as f:
+            for lineno, raw in enumerate(f, 1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as err:
+                    raise R1kitError(f"{source} line {lineno} is not UTF-8 text (byte 0x{raw[err.start]:02x} at "
+                                     f"column {err.start + 1}); save the file as UTF-8") from err
                 if line.strip():
                     try:
                         records.append(json.loads(line))
@@ -67,12 +82,13 @@ def _read_file(path: Path, source: str) -> Dataset:
                         raise R1kitError(f"{source} line {lineno} is not valid JSON: {err}") from err
         return _from_records(records, source)
     if suffix == ".json":
+        text = path.read_text(encoding="utf-8")
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(text)
         except json.JSONDecodeError as err:
             # a .json file holding JSON lines is common enough to accept
             try:
-                return _from_records([json.loads(x) for x in path.read_text().splitlines() if x.strip()], source)
+                return _from_records([json.loads(x) for x in text.splitlines() if x.strip()], source)
             except json.JSONDecodeError:
                 raise R1kitError(f"{source} is not valid JSON: {err}") from err
         if isinstance(data, dict) and isinstance(data.get("data"), list):
@@ -80,26 +96,71 @@ def _read_file(path: Path, source: str) -> Dataset:
         if isinstance(data, dict) and data and all(isinstance(v, list) for v in data.values()):
             from datasets import Dataset
 
-            return Dataset.from_dict(data)  # columnar {"col": [...]}
+            try:
+                return Dataset.from_dict(data)  # columnar {"col": [...]}
+            except Exception as err:  # unequal lengths, mixed types: pyarrow's many exception types
+                raise R1kitError(f"{source}: cannot build a table from its columns ({_first_line(err)})") from err
         if not isinstance(data, list):
             raise R1kitError(f"{source}: expected a list of records, {{'data': [...]}} or {{column: [values]}}")
         return _from_records(data, source)
+    import pyarrow as pa
     from datasets import Dataset
 
-    if suffix == ".parquet":
-        import pyarrow.parquet as pq
+    kind = "parquet" if suffix == ".parquet" else "CSV"
+    try:
+        if suffix == ".parquet":
+            import pyarrow.parquet as pq
 
-        return Dataset(pq.read_table(str(path)))
-    import pyarrow.csv as pcsv
+            return Dataset(pq.read_table(str(path)))
+        import pyarrow.csv as pcsv
 
-    return Dataset(pcsv.read_csv(str(path)))
+        return Dataset(pcsv.read_csv(str(path)))
+    except (pa.ArrowException, ValueError) as err:
+        if isinstance(err, OSError) and err.errno is not None:
+            raise  # a real I/O error (permission, disk): the CLI reports it
+        raise R1kitError(f"{source} is not a readable {kind} file: {_first_line(err)}") from err
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
 
 
 def _load_from_disk(path: Path, split: str | None, source: str) -> Dataset:
-    from datasets import DatasetDict, load_from_disk
+    from datasets import DatasetDict, disable_caching, load_from_disk
 
-    ds = load_from_disk(str(path))
+    # Otherwise every later .map() writes cache-*.arrow files next to the saved data: into the
+    # user's input folder (which r1kit must not change, and which may be read-only). Without the
+    # cache they go to a temporary folder; r1kit's maps are cheap to redo.
+    disable_caching()
+
+    if _saved_without_rows(path):
+        raise R1kitError(f"{source} has no rows (a dataset saved with 0 rows)")
+    try:
+        ds = load_from_disk(str(path))
+    except (OSError, ValueError, IndexError, KeyError, FileNotFoundError) as err:
+        if isinstance(err, OSError) and err.errno is not None and not isinstance(err, FileNotFoundError):
+            raise  # a real I/O error (permission, disk): the CLI reports it
+        # datasets raises IndexError for a folder saved with 0 rows (no shards) and FileNotFoundError
+        # or ArrowInvalid for missing or damaged shard files
+        raise R1kitError(f"{source}: cannot read the saved dataset ({_first_line(err)}); it is empty or damaged: "
+                         "write it again") from err
     return pick_split(ds, split, source) if isinstance(ds, DatasetDict) else ds
+
+
+def _saved_without_rows(path: Path) -> bool:
+    """A save_to_disk Dataset (or every split of a DatasetDict) written with 0 rows has no data files,
+    which datasets then fails to load with an IndexError."""
+    folders = [path]
+    if (path / "dataset_dict.json").is_file():
+        try:
+            folders = [path / name for name in json.loads((path / "dataset_dict.json").read_text())["splits"]]
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+    try:
+        return all(not json.loads((f / "state.json").read_text())["_data_files"] for f in folders)
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
 def _load_hub(source: str, split: str | None) -> Dataset:
@@ -161,6 +222,31 @@ def require_columns(ds: Dataset, cols, source: str) -> None:
             f"{source} is missing column(s) {', '.join(map(repr, missing))}; available columns: "
             f"{', '.join(ds.column_names)} (map them with --prompt-field/--answer-field or choose a --task)"
         )
+
+
+def require_text(ds: Dataset, columns, source: str, *, text: bool = True, messages: bool = True) -> None:
+    """Raise R1kitError naming the first row whose value in `columns` is neither text (where `text`)
+    nor a chat conversation (where `messages`): a list of {"role": str, "content": str}.
+
+    A number, a null or a malformed conversation would otherwise fail deep inside a tokenizer or
+    a chat template with a traceback that does not name the row.
+    """
+    kinds = [*(["text"] if text else []), *(["chat messages (a list of {role, content})"] if messages else [])]
+    kind = " or ".join(kinds)
+    for column in columns:
+        for i, value in enumerate(ds[column]):
+            if (text and isinstance(value, str)) or (messages and is_messages(value)):
+                continue
+            shown = type(value).__name__ if value is not None else "null"
+            if isinstance(value, list) and value:
+                shown = f"a list whose items are not all {{role, content}} texts (first: {value[0]!r:.60})"
+            raise R1kitError(f"{source} row {i}: column {column!r} must hold {kind}, got {shown}")
+
+
+def is_messages(value) -> bool:
+    return isinstance(value, list) and bool(value) and all(
+        isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in value
+    )
 
 
 def rename_columns(ds: Dataset, mapping: dict[str, str], source: str = "the dataset") -> Dataset:

@@ -83,6 +83,8 @@ class GRPOMetricsCallback(TrainerCallback):
         return Group(table, *[Text(f"warning: {msg}", style="bold red") for msg in self.warned.values()])
 
     def on_train_begin(self, args, state, control, **kwargs):
+        if hasattr(self.out, "training_started"):  # a StageOutput: after a resume, each step once in metrics.jsonl
+            self.out.training_started(state.global_step)
         self._time = time.time()
         self._tokens = float(getattr(state, "num_input_tokens_seen", 0) or 0)  # nonzero on resume
         if self.live_enabled and state.is_world_process_zero:

@@ -36,6 +36,7 @@ from r1kit.sampling import KEEP_POLICIES
 
 @dataclass
 class Config(StageConfig):
+    INPUTS = ("teacher", "student", "data", "mix_data")  # checked against --output (r1kit.outputs)
     teacher: str = option("", "Teacher model that writes the traces (checkpoint folder, stage output, hub id...).")
     student: str = option("tiny-llama", "Student model trained on the traces: 'tiny', 'tiny-llama', a checkpoint "
                           "folder, an r1kit stage output or a hub id.")

@@ -45,6 +45,7 @@ SAMPLE_COLUMNS = ("prompt", "completion", "correct", "num_tokens")
 
 @dataclass
 class Config(StageConfig):
+    INPUTS = ("model", "samples", "data", "resume")  # checked against --output (r1kit.outputs)
     model: str = option("tiny", "Model to shorten (the policy and the DPO reference): 'tiny', a checkpoint "
                         "folder, an r1kit stage output, a .gguf file or a hub id.")
     samples: str = option("", "Existing samples dataset (columns prompt, completion, correct, num_tokens), e.g. "
@@ -130,16 +131,22 @@ class Config(StageConfig):
 
 def load_samples(cfg: Config) -> list[dict]:
     """Rows of an existing samples dataset (mixed-in non-reasoning rows left out)."""
-    from r1kit.data import load_dataset_any, require_columns
+    from r1kit.data import load_dataset_any, require_columns, require_text
 
     ds = load_dataset_any(cfg.samples, split=cfg.samples_split)
     require_columns(ds, list(SAMPLE_COLUMNS), cfg.samples)
+    require_text(ds, ["prompt"], cfg.samples)
+    require_text(ds, ["completion"], cfg.samples, messages=False)
     rows = [r for r in ds if r.get("source") != "mix"]
-    for r in rows:
+    for i, r in enumerate(rows):
+        # bool("no") is True: only real booleans (or 0/1) may say whether a sample is correct
+        if r["correct"] not in (None, True, False) or isinstance(r["correct"], float):
+            raise R1kitError(f"{cfg.samples} row {i}: 'correct' must be true, false or null, got {r['correct']!r}")
         if r["correct"] is not None:
             r["correct"] = bool(r["correct"])
-        if r["num_tokens"] is None:
-            raise R1kitError(f"{cfg.samples}: a row has no num_tokens; every sample needs its token count")
+        if isinstance(r["num_tokens"], bool) or not isinstance(r["num_tokens"], int) or r["num_tokens"] < 0:
+            raise R1kitError(f"{cfg.samples} row {i}: 'num_tokens' must be a token count (an integer >= 0), "
+                             f"got {r['num_tokens']!r}")
     return rows
 
 
@@ -178,7 +185,7 @@ def run(cfg: Config):
 
     import torch
 
-    from r1kit.training import hardware_args, lora_config, make_metrics_callback, resolve_resume
+    from r1kit.training import hardware_args, lora_config, make_metrics_callback, resolve_resume, training_args
 
     torch.manual_seed(cfg.seed)
     inputs = {"model": cfg.model, "data": cfg.data, "samples": cfg.samples}
@@ -206,7 +213,8 @@ def run(cfg: Config):
 
         from trl import DPOConfig, DPOTrainer
 
-        args = DPOConfig(
+        args = training_args(
+            DPOConfig,
             output_dir=str(out.checkpoints_dir),
             num_train_epochs=cfg.epochs,
             max_steps=cfg.max_steps,
@@ -242,7 +250,7 @@ def run(cfg: Config):
             args=args,
             train_dataset=to_trl_pairs(pairs),
             processing_class=tokenizer,
-            peft_config=lora_config(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target) if cfg.lora else None,
+            peft_config=lora_config(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target, model) if cfg.lora else None,
             callbacks=[make_metrics_callback(out, title="dpo-shorten")],
         )
         from transformers import PrinterCallback

@@ -66,6 +66,7 @@ DTYPE_CHOICES = ("auto", "float32", "bfloat16", "float16")
 
 @dataclass
 class Config(StageConfig):
+    INPUTS = ("model", "data", "few_shot_data", "samples")  # checked against --output (r1kit.outputs)
     model: list[str] = option(["tiny"], "Model(s) to evaluate: 'tiny', a checkpoint folder, an r1kit stage output, "
                               "a .gguf file or a hub id. Several models give one comparison table.")
     data: str = option("", "Dataset: a save_to_disk folder, an r1kit stage output, a .jsonl/.json/.parquet/.csv "
@@ -107,9 +108,9 @@ class Config(StageConfig):
 
     def validate(self) -> None:
         super().validate()
-        from r1kit.outputs import check_output_free
+        from r1kit.outputs import check_output
 
-        check_output_free(self.output, self.overwrite)
+        check_output(self)  # before the dataset loads below
         if self.samples:
             if self.data:
                 raise R1kitError("give either --data (generate and score) or --samples (score saved completions)")

@@ -25,6 +25,7 @@ Example:
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 from dataclasses import dataclass
@@ -51,6 +52,7 @@ DEFAULTS = {
 
 @dataclass
 class Config(StageConfig):
+    INPUTS = ("model", "data", "reward_model", "resume")  # checked against --output (r1kit.outputs)
     model: str = option("tiny", "Policy: 'tiny', a checkpoint folder, an r1kit stage output, a .gguf file or a hub id.")
     data: str = option("", "Prompt dataset: a save_to_disk folder, an r1kit stage output, a .jsonl/.json/.parquet/.csv file or a hub id.")
     split: str = option("train", "Split to train on when the data has several.")
@@ -195,6 +197,8 @@ class Config(StageConfig):
         if self.ref_reset_steps and self.lora:
             raise R1kitError("--ref-reset-steps needs full fine-tuning: with --lora the reference is the base model "
                              "(adapters off); set --ref-reset-steps 0")
+        if self.vllm_server and importlib.util.find_spec("vllm") is None:  # trl's client needs vllm too
+            raise R1kitError(f"--vllm-server {self.vllm_server} needs the vllm package here too (pip install 'r1kit[vllm]')")
         if self.dynamic_sampling == "refill" and world > 1:
             raise R1kitError(f"--dynamic-sampling refill runs on one process (found {world}); use --dynamic-sampling mask")
         if self.dynamic_sampling == "refill" and self.refill_tries < 1:
@@ -392,7 +396,7 @@ def grpo_args(cfg: Config, output_dir: str, use_vllm: bool):
     import torch
     from trl import GRPOConfig
 
-    from r1kit.training import hardware_args
+    from r1kit.training import hardware_args, training_args
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     per_step = cfg.completions_per_step
@@ -405,7 +409,8 @@ def grpo_args(cfg: Config, output_dir: str, use_vllm: bool):
         extra = {"use_vllm": True, "vllm_mode": "colocate", "vllm_gpu_memory_utilization": cfg.vllm_gpu_memory}
     elif torch.cuda.is_available():
         extra = {"cache_implementation": "static"}  # static KV cache: the fast transformers rollout path
-    return GRPOConfig(
+    return training_args(
+        GRPOConfig,
         output_dir=output_dir,
         per_device_train_batch_size=micro,
         gradient_accumulation_steps=accum,
@@ -512,7 +517,7 @@ def run(cfg: Config):
         try:
             trainer = R1GRPOTrainer(
                 model=model, reward_funcs=rewards, args=args, train_dataset=ds, processing_class=tokenizer,
-                peft_config=lora_config(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target) if cfg.lora else None,
+                peft_config=lora_config(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target, model) if cfg.lora else None,
                 callbacks=[callback, *([TimeLimit(cfg.max_minutes)] if cfg.max_minutes else [])], r1=options,
             )
         finally:

@@ -14,8 +14,10 @@ before anything is written; the first mismatched tensor is named. Tensors are
 read in blocks of rows (128 MB float32 accumulator) and written straight into
 the output shards, so memory does not grow with model size: two 1.07 GB
 checkpoints merged at 0.62 GB peak RSS, torch included
-(bench/bench_merge_memory.py). Config, generation config, tokenizer and chat
-template are copied from the first model.
+(bench/bench_merge_memory.py). Config and generation config are copied from the
+first model; the tokenizer and chat template from the first model that has
+them (saying so when that is not the first), and a merge whose inputs have no
+tokenizer at all is refused: its output could not be loaded.
 
 Differences from the paper: any number of models and weights (the paper
 averages two models equally); weights must be >= 0 and are normalised by their
@@ -42,6 +44,7 @@ from r1kit.errors import R1kitError
 
 @dataclass
 class Config(StageConfig):
+    INPUTS = ("model",)  # checked against --output (r1kit.outputs)
     model: list[str] = option(
         [],
         "A checkpoint to average: a save_pretrained folder, an r1kit stage output or a LoRA adapter "
@@ -94,6 +97,7 @@ def run(cfg: Config) -> Path:
         normalise_weights,
         parse_size,
         read_checkpoint,
+        tokenizer_source,
     )
     from r1kit.outputs import check_output_free, stage_output
 
@@ -113,6 +117,7 @@ def run(cfg: Config) -> Path:
     try:
         ckpts = [read_checkpoint(spec, _local_folder(spec, scratch, cfg.seed)) for spec in cfg.model]
         names, untie = check_compatible(ckpts)
+        tokenizer = tokenizer_source(ckpts)
         inputs = {
             "models": list(cfg.model),
             "weights": list(cfg.weight) or None,
@@ -123,9 +128,12 @@ def run(cfg: Config) -> Path:
                 stats = merge_checkpoints(
                     ckpts, weights, names, out.model_dir, parse_size(cfg.max_shard_size)
                 )
-            copied = copy_side_files(ckpts[0].folder, out.model_dir, untie_head=untie)
+            copied = copy_side_files(ckpts[0].folder, out.model_dir, untie_head=untie, tokenizer_src=tokenizer.folder)
             out.log({"event": "merged", **stats})
-            out.extra["merge"] = {**stats, "copied_from_first": copied, "untied_head": untie}
+            out.extra["merge"] = {**stats, "copied_files": copied, "tokenizer_from": tokenizer.spec, "untied_head": untie}
+            if tokenizer is not ckpts[0]:
+                print(f"tokenizer files copied from {tokenizer.spec}: the first model {ckpts[0].spec} has none "
+                      "(the inputs share one vocabulary)")
     finally:
         for d in scratch_dir:
             d.cleanup()

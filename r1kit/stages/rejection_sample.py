@@ -50,6 +50,7 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 @dataclass
 class Config(StageConfig):
+    INPUTS = ("model", "data", "mix_data")  # checked against --output (r1kit.outputs)
     model: str = option("tiny", "Model that samples: 'tiny', a checkpoint folder, an r1kit stage output, a .gguf "
                         "file or a hub id.")
     data: str = option("", "Prompts: a save_to_disk folder, an r1kit stage output, a .jsonl/.json/.parquet/.csv "
@@ -147,10 +148,11 @@ def check_chat_template(tokenizer, dataset, model: str, flag: str = "--model") -
 def load_mix(cfg) -> Any:
     if not cfg.mix_data or cfg.mix_ratio == 0:
         return None
-    from r1kit.data import load_dataset_any, require_columns
+    from r1kit.data import load_dataset_any, require_columns, require_text
 
     mix = load_dataset_any(cfg.mix_data, split=cfg.mix_split)
     require_columns(mix, ["messages"], cfg.mix_data)
+    require_text(mix, ["messages"], cfg.mix_data, text=False)
     return mix
 
 

@@ -27,6 +27,7 @@ from r1kit.errors import R1kitError
 
 @dataclass
 class Config(StageConfig):
+    INPUTS = ("model", "data", "resume")  # checked against --output (r1kit.outputs)
     model: str = option("tiny", "Model: 'tiny', 'tiny-llama', a checkpoint folder, an r1kit stage output, a .gguf file or a hub id.")
     data: str = option("", "Training data: a save_to_disk folder, an r1kit stage output, a .jsonl/.json/.parquet/.csv file or a hub id.")
     split: str = option("train", "Split to train on when the data has several.")
@@ -75,9 +76,10 @@ class Config(StageConfig):
 
 def to_prompt_completion(ds, cfg: Config):
     """Return a prompt/completion dataset (chat or text) so trl puts the loss on the completion only."""
-    from r1kit.data import require_columns
+    from r1kit.data import require_columns, require_text
 
     if cfg.messages_field in ds.column_names:
+        require_text(ds, [cfg.messages_field], cfg.data, text=False)
         def split_messages(row):
             msgs = row[cfg.messages_field]
             if not msgs or msgs[-1]["role"] != "assistant":
@@ -86,6 +88,7 @@ def to_prompt_completion(ds, cfg: Config):
 
         return ds.map(split_messages, remove_columns=ds.column_names)
     require_columns(ds, [cfg.prompt_field, cfg.completion_field], cfg.data)
+    require_text(ds, [cfg.prompt_field, cfg.completion_field], cfg.data)
     ds = ds.select_columns([cfg.prompt_field, cfg.completion_field])
     if cfg.prompt_field != "prompt" or cfg.completion_field != "completion":
         ds = ds.rename_columns({cfg.prompt_field: "prompt", cfg.completion_field: "completion"})
@@ -107,7 +110,7 @@ def run(cfg: Config):
     import torch
     from trl import SFTConfig, SFTTrainer
 
-    from r1kit.training import hardware_args, lora_config, make_metrics_callback, resolve_resume
+    from r1kit.training import hardware_args, lora_config, make_metrics_callback, resolve_resume, training_args
 
     torch.manual_seed(cfg.seed)
     with stage_output(cfg, "sft", {"model": cfg.model, "data": cfg.data}, keep_checkpoints=cfg.keep_checkpoints,
@@ -115,7 +118,8 @@ def run(cfg: Config):
         model, tokenizer = load_model_and_tokenizer(cfg.model, dtype=cfg.dtype, seed=cfg.seed)
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
-        args = SFTConfig(
+        args = training_args(
+            SFTConfig,
             output_dir=str(out.checkpoints_dir),
             num_train_epochs=cfg.epochs,
             max_steps=cfg.max_steps,
@@ -144,7 +148,7 @@ def run(cfg: Config):
             args=args,
             train_dataset=ds,
             processing_class=tokenizer,
-            peft_config=lora_config(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target) if cfg.lora else None,
+            peft_config=lora_config(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target, model) if cfg.lora else None,
             callbacks=[make_metrics_callback(out, title="sft")],
         )
         from transformers import PrinterCallback
