@@ -31,7 +31,6 @@ from r1kit.errors import R1kitError
 
 EXTRACT_MODES = ("auto", "answer_tag", "boxed", "after_think", "last_number")
 CHECK_KINDS = ("auto", "numeric", "math", "choice")
-CHOICE_LETTERS = "ABCDEFGHIJ"
 MATH_TEXT_LIMIT = 2000  # characters of an answer (or of free text) that math-verify ever sees
 
 # --------------------------------------------------------------------------- extraction
@@ -253,21 +252,6 @@ def number_tokens(text: str) -> list[tuple[str, Fraction]]:
         if value is not None:
             out.append((token.replace(",", ""), value))
     return out
-
-
-def sole_number(text: str) -> Fraction | None:
-    """The number of a text that holds exactly one and no math: "18 dollars" -> 18, while
-    "1+2i", "2x", "x = 5" give None (those are left to math-verify)."""
-    text = re.sub(r"\\text\{([^{}]*)\}", r" \1 ", text or "").replace("\\$", "$").replace("\\%", "%")
-    found = list(_TEXT_NUM_RE.finditer(text))
-    if len(found) != 1:
-        return None
-    m = found[0]
-    if _MATHY_RE.search(text[:m.start()] + " " + text[m.end():]):
-        return None
-    if re.match(r"[A-Za-z_^{(]", text[m.end():m.end() + 1]) or re.search(r"[A-Za-z_^]$", text[:m.start()]):
-        return None  # "2x", "x2": a coefficient or an index, not the answer
-    return parse_number(m.group(0))
 
 
 def last_number_text(text: str) -> str | None:

@@ -18,12 +18,6 @@ from typing import Any
 from r1kit.errors import R1kitError
 
 
-def has_cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
 def hardware_args() -> dict[str, Any]:
     """Trainer arguments that depend on the machine: bf16 on a GPU that has it, plain fp32 on a CPU."""
     import torch

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from r1kit.data.loading import load_dataset_any, rename_columns, require_columns
-from r1kit.data.templates import get_template, lookup
+from r1kit.data.templates import get_template
 from r1kit.errors import R1kitError
+from r1kit.lookup import check_name, lookup
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -194,7 +195,7 @@ def detect_task(ds: Dataset) -> str:
 
 
 def get_task(name: str) -> TaskAdapter:
-    adapter = lookup(TASKS, name, "task")
+    adapter = lookup(TASKS, name, "task", dotted=True)
     return adapter if isinstance(adapter, TaskAdapter) else TaskAdapter(adapter)
 
 
@@ -237,11 +238,8 @@ def prepare_dataset(
     `task` column of the generic adapter ("math" by default).
     """
     render = get_template(template)  # fail on a bad template before loading anything
-    if task_type is not None and task_type not in TASK_TYPES:
-        from r1kit.config import did_you_mean
-
-        raise R1kitError(f"unknown task type {task_type!r}{did_you_mean(task_type, TASK_TYPES)}; "
-                         f"choose one of {', '.join(TASK_TYPES)}")
+    if task_type is not None:
+        check_name(task_type, TASK_TYPES, "task type")
     if limit is not None and limit < 1:
         raise R1kitError(f"limit ({limit}) must be >= 1")
     adapter = get_task(task) if task else None
