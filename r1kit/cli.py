@@ -29,7 +29,7 @@ from typing import Any, List, Optional
 import typer
 
 from r1kit import __version__
-from r1kit.config import base_type, build_config, field_types, flag_name
+from r1kit.config import base_type, build_config, field_types, flag_name, other_names
 from r1kit.errors import R1kitError
 
 # command name -> module. A command is registered once its stage exists.
@@ -105,7 +105,15 @@ app = typer.Typer(
 _groups: dict[str, typer.Typer] = {}
 
 
-def _param_for(field: dataclasses.Field, tp: Any) -> inspect.Parameter:
+def _param_for(field: dataclasses.Field, tp: Any, name_override: str | None = None) -> inspect.Parameter:
+    """The typer option of a config field; with name_override, a hidden one under another name of it
+    (a deprecated name or an alias: r1kit.config.other_names)."""
+    if name_override is not None:
+        param = _param_for(field, tp)
+        param.default.param_decls = tuple(d.replace(flag_name(field.name), flag_name(name_override))
+                                          for d in param.default.param_decls)
+        param.default.hidden = True
+        return param.replace(name=name_override)
     inner, _ = base_type(tp)
     help_text = field.metadata.get("help", "")
     choices = field.metadata.get("choices")
@@ -146,7 +154,10 @@ def _make_command(module_name: str):
             annotation=Optional[str],
         )
     ]
-    params += [_param_for(f, hints[f.name]) for f in dataclasses.fields(cls) if typing.get_origin(base_type(hints[f.name])[0]) is not dict]
+    fields = {f.name: f for f in dataclasses.fields(cls) if typing.get_origin(base_type(hints[f.name])[0]) is not dict}
+    params += [_param_for(f, hints[name]) for name, f in fields.items()]
+    params += [_param_for(fields[target], hints[target], old) for old, target in other_names(cls).items()
+               if target in fields and old not in fields]
 
     def command(**kwargs: Any) -> None:
         from r1kit import outputs

@@ -4,7 +4,7 @@ open-r1 builds a script's options from trl's dataclasses (ScriptArguments, Model
 r1kit does the same with its own groups. A stage's Config lists the groups it uses,
 
     @dataclass
-    class Config(TrainerOptions, LoraOptions, DataOptions, ModelOptions, StageConfig): ...
+    class Config(TrainerOptions, CheckpointOptions, LoraOptions, DataOptions, ModelOptions, StageConfig): ...
 
 and adds only what is its own. So `--lora-dropout` is one field with one default in every stage
 that trains, `--batch-size` is always the training micro-batch per device, `--sample-batch-size`
@@ -98,7 +98,9 @@ class DataOptions(OptionGroup):
 
     def validate(self) -> None:
         super().validate()
-        if not self.data:
+        if not self.data and not getattr(self, "samples", ""):
+            if hasattr(self, "samples"):  # evaluate, dpo-shorten: saved samples instead of prompts
+                raise R1kitError("give --data (prompts to sample here) or --samples (a saved samples table)")
             raise R1kitError("--data is required: the dataset this stage reads")
 
 
@@ -202,7 +204,7 @@ class SelectionOptions(OptionGroup):
     mix_split: str = option("train", "Split of --mix-data.")
     mix_ratio: float = option(0.25, "Share of the output that --mix-data makes up (R1: ~200k of ~800k = 0.25).")
 
-    def filters(self):
+    def filter_settings(self):
         """r1kit.filters.FilterSettings for these options."""
         from r1kit.filters import FilterSettings
 
@@ -215,7 +217,7 @@ class SelectionOptions(OptionGroup):
 
     def validate(self) -> None:
         super().validate()
-        self.filters().validate()
+        self.filter_settings().validate()
 
 
 @dataclass
@@ -241,7 +243,7 @@ class LoraOptions(OptionGroup):
 
 @dataclass
 class TrainerOptions(OptionGroup):
-    """The optimiser, schedule, logging and checkpoints of a trl trainer (sft, grpo, dpo-shorten)."""
+    """The optimiser, schedule and logging of a trl trainer (sft, grpo, dpo-shorten, distill's student)."""
 
     learning_rate: float = option(5e-5, "Peak learning rate.")
     lr_scheduler: str = option("cosine", "Learning-rate schedule (a transformers name: cosine, constant, linear, "
@@ -256,15 +258,21 @@ class TrainerOptions(OptionGroup):
     gradient_checkpointing: bool = option(False, "Recompute activations to save memory.")
     logging_steps: int = option(10, "Log every N steps.")
     report_to: str = option("none", "Passed to trl/transformers report_to (e.g. wandb, tensorboard).")
-    save_steps: int = option(0, "Save a trainer checkpoint every N steps (0 = only the final one, with "
-                             "--keep-checkpoints).")
-    keep_checkpoints: bool = option(False, "Keep the trainer checkpoints in OUT/checkpoints after a successful run.")
-    resume: str = option("", "Resume: 'auto' (this output's interrupted run) or a checkpoint folder.")
 
     def validate(self) -> None:
         super().validate()
         if self.epochs <= 0 and self.max_steps <= 0:
             raise R1kitError(f"set --epochs > 0 (got {self.epochs}) or --max-steps > 0 (got {self.max_steps})")
+
+
+@dataclass
+class CheckpointOptions(OptionGroup):
+    """Trainer checkpoints: how often, whether they are kept, and resuming an interrupted run."""
+
+    save_steps: int = option(0, "Save a trainer checkpoint every N steps (0 = only the final one, with "
+                             "--keep-checkpoints).")
+    keep_checkpoints: bool = option(False, "Keep the trainer checkpoints in OUT/checkpoints after a successful run.")
+    resume: str = option("", "Resume: 'auto' (this output's interrupted run) or a checkpoint folder.")
 
 
 @dataclass
@@ -283,4 +291,4 @@ class OfflineTrainingOptions(OptionGroup):
 
 
 GROUPS = (ModelOptions, DataOptions, PromptOptions, DecodingOptions, SamplingOptions, RewardOptions,
-          SelectionOptions, LoraOptions, TrainerOptions, OfflineTrainingOptions)
+          SelectionOptions, LoraOptions, TrainerOptions, CheckpointOptions, OfflineTrainingOptions)
