@@ -35,6 +35,7 @@ class FinetuneConfig(OfflineTrainingOptions, LoraOptions, CheckpointOptions, Tra
     """
 
     INPUTS = ("model", "data", "resume")  # checked against --output (r1kit.outputs)
+    DATA_REQUIRED = "the training dataset"
     epochs: float = restate(TrainerOptions, "epochs", 2.0, "(R1: 2-3)")
     batch_size: int = restate(TrainerOptions, "batch_size", 16)
     warmup_ratio: float = restate(TrainerOptions, "warmup_ratio", 0.03)
@@ -60,7 +61,8 @@ def to_prompt_completion(ds: Any, cfg: FinetuneConfig) -> Any:
 
         return ds.map(split_messages, remove_columns=ds.column_names)
     prompt_field = cfg.prompt_field or "prompt"
-    require_columns(ds, [prompt_field, cfg.completion_field], cfg.data)
+    require_columns(ds, [prompt_field, cfg.completion_field], cfg.data, "give a --messages-field column of chat "
+                    "messages, or name the text columns with --prompt-field and --completion-field")
     require_text(ds, [prompt_field, cfg.completion_field], cfg.data)
     ds = ds.select_columns([prompt_field, cfg.completion_field])
     if prompt_field != "prompt" or cfg.completion_field != "completion":

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from r1kit.config import option
 from r1kit.errors import R1kitError
@@ -92,16 +92,16 @@ class ModelOptions(OptionGroup):
 class DataOptions(OptionGroup):
     """The dataset a stage reads."""
 
+    DATA_REQUIRED: ClassVar[str] = "the dataset this stage reads"  # what --data is, in its error message
+
     data: str = option("", f"Dataset: {DATA_SPEC}.")
     split: str = option("train", "Split to read when the dataset has several.")
     limit: int = option(0, "Use a seeded random subset of N rows (0 = all; the same --seed gives the same rows).")
 
     def validate(self) -> None:
         super().validate()
-        if not self.data and not getattr(self, "samples", ""):
-            if hasattr(self, "samples"):  # evaluate, dpo-shorten: saved samples instead of prompts
-                raise R1kitError("give --data (prompts to sample here) or --samples (a saved samples table)")
-            raise R1kitError("--data is required: the dataset this stage reads")
+        if not self.data and not getattr(self, "samples", ""):  # evaluate, dpo-shorten: or saved samples
+            raise R1kitError(f"--data is required: {self.DATA_REQUIRED}")
 
 
 @dataclass
@@ -138,9 +138,12 @@ class DecodingOptions(OptionGroup):
 
     def validate(self) -> None:
         super().validate()
-        if self.temperature <= 0 and not getattr(self, "greedy", False):
-            hint = "; use --greedy for argmax decoding" if hasattr(self, "greedy") else ""
-            raise R1kitError(f"--temperature ({self.temperature}) must be > 0{hint}")
+        if self.temperature <= 0 and not self.argmax():
+            raise R1kitError(f"--temperature ({self.temperature}) must be > 0")
+
+    def argmax(self) -> bool:
+        """Whether decoding is greedy, where temperature plays no part (evaluate's --greedy)."""
+        return False
 
 
 @dataclass

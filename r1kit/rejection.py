@@ -35,6 +35,7 @@ class RejectionConfig(SelectionOptions, RewardOptions, SamplingOptions, PromptOp
     builds one for its teacher)."""
 
     INPUTS = ("model", "data", "mix_data")  # checked against --output (r1kit.outputs)
+    DATA_REQUIRED = "the prompts to sample"
     reward: list[str] = restate(RewardOptions, "reward", note="Each gives a reward_<name> column; correctness "
                                 "always comes from the judge (accuracy; code rows: their tests).")
 
@@ -49,8 +50,9 @@ class Prepared:
     mix: Any
 
 
-def prepare(cfg: RejectionConfig, flag: str = "--model") -> Prepared:
-    """Tokenizer, template, prompts and mixed-in data, all checked (R1kitError) before any model loads."""
+def prepare(cfg: RejectionConfig, flag: str) -> Prepared:
+    """Tokenizer, template, prompts and mixed-in data, all checked (R1kitError) before any model loads;
+    `flag` is the option that named the model (--model, or distill's --teacher)."""
     from r1kit.data.prompts import check_chat_prompts, load_prompts, resolve_template
     from r1kit.models import load_tokenizer, resolve_checkpoint_dir
 
@@ -68,7 +70,7 @@ def load_mix(cfg: RejectionConfig) -> Any:
     from r1kit.data import load_dataset_any, require_columns, require_text
 
     mix = load_dataset_any(cfg.mix_data, split=cfg.mix_split)
-    require_columns(mix, ["messages"], cfg.mix_data)
+    require_columns(mix, ["messages"], cfg.mix_data, "--mix-data rows are chat conversations")
     require_text(mix, ["messages"], cfg.mix_data, text=False)
     return mix
 

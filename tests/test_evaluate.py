@@ -174,6 +174,7 @@ def test_default_split_is_test_and_limit(tmp_path):
     from datasets import Dataset, DatasetDict
 
     from r1kit.config import build_config
+    from r1kit.evaluation import load_eval_dataset
     from r1kit.stages.evaluate import Config
 
     dd = DatasetDict({
@@ -182,8 +183,8 @@ def test_default_split_is_test_and_limit(tmp_path):
     })
     dd.save_to_disk(str(tmp_path / "dd"))
     cfg = build_config(Config, None, {"data": str(tmp_path / "dd"), "output": str(tmp_path / "out"), "limit": 3})
-    ds = cfg._dataset
+    ds = load_eval_dataset(cfg, "raw")
     assert len(ds) == 3 and all(q.startswith("test ") for q in ds["prompt"])
     cfg = build_config(Config, None, {"data": str(tmp_path / "dd"), "output": str(tmp_path / "out"), "split": "train"})
-    assert len(cfg._dataset) == 5
+    assert len(load_eval_dataset(cfg, "raw")) == 5
     assert not (tmp_path / "out").exists()

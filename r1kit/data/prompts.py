@@ -25,9 +25,10 @@ def has_chat_template(tokenizer: Any) -> bool:
     return getattr(tokenizer, "chat_template", None) is not None
 
 
-def resolve_template(template: str, tokenizer: Any, model: str, flag: str = "--model") -> str:
+def resolve_template(template: str, tokenizer: Any, model: str, flag: str) -> str:
     """The template to render prompts with: 'auto' -> chat or raw by the tokenizer; a template that
-    renders chat messages needs the tokenizer's chat template (R1kitError naming the fix)."""
+    renders chat messages needs the tokenizer's chat template (R1kitError naming the fix; `flag` is the
+    option that named the model, e.g. --teacher)."""
     from r1kit.data.templates import is_chat_template
 
     if template == "auto":
@@ -38,7 +39,7 @@ def resolve_template(template: str, tokenizer: Any, model: str, flag: str = "--m
     return template
 
 
-def check_chat_prompts(tokenizer: Any, dataset: Any, model: str, flag: str = "--model") -> None:
+def check_chat_prompts(tokenizer: Any, dataset: Any, model: str, flag: str) -> None:
     """Prompts that are chat messages need the tokenizer's chat template: fail before generating."""
     if len(dataset) and not isinstance(dataset[0]["prompt"], str) and not has_chat_template(tokenizer):
         raise R1kitError(
@@ -62,7 +63,9 @@ def load_prompts(cfg: Any, template: str, *, limit: int | None = None) -> Any:
         limit=limit or None, seed=cfg.seed,
     )
     for spec in getattr(cfg, "reward", ()):
-        require_columns(ds, sorted(required_columns(spec, reward_params(cfg))), cfg.data)
+        needed = sorted(required_columns(spec, reward_params(cfg)))
+        hint = f"--reward {spec} reads them" + ("; or give the target language with --lang" if "lang" in needed else "")
+        require_columns(ds, needed, cfg.data, hint)
     return ds
 
 

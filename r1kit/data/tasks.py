@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from datasets import Dataset
 
 TASK_TYPES = ("math", "numeric", "code")
+# What the user of a prompt stage can do about a missing column (its options map columns and adapters).
+MAP_COLUMNS = "map them with --prompt-field/--answer-field or choose a --task"
 OPTIONAL_FIELDS = ("lang", "tests", "entry_point", "difficulty")
 # generic: the first of these present is the question / the gold answer
 PROMPT_FIELDS = ("question", "prompt", "problem", "input", "instruction")
@@ -250,8 +252,8 @@ def prepare_dataset(
     else:
         adapter = adapter or get_task(name)
         renames = {prompt_field: adapter.prompt_col, answer_field: adapter.answer_col}
-        ds = rename_columns(ds, {old: new for old, new in renames.items() if old and new}, source)
-    require_columns(ds, adapter.columns, source)
+        ds = rename_columns(ds, {old: new for old, new in renames.items() if old and new}, source, MAP_COLUMNS)
+    require_columns(ds, adapter.columns, source, MAP_COLUMNS)
     if limit is not None and limit < len(ds):
         ds = ds.shuffle(seed=seed, keep_in_memory=True).select(range(limit), keep_in_memory=True)
 

@@ -40,6 +40,7 @@ TEMPLATES = ("r1-zero", "chat", "raw")  # r1kit.data.think.THINK_TEMPLATES (lite
 
 @dataclass
 class Config(DataOptions, StageConfig):
+    DATA_REQUIRED = "the dataset with worked solutions"
     data: str = restate(DataOptions, "data", note="Worked answers to convert (required).")
     split: str | None = restate(DataOptions, "split", None, "data think: default train, else the only one; "
                                 "written under the same name (train for single files).")

@@ -63,6 +63,7 @@ class Config(OfflineTrainingOptions, LoraOptions, TrainerOptions, SelectionOptio
              PromptOptions, StageConfig):
     INPUTS = ("teacher", "student", "data", "mix_data")  # checked against --output (r1kit.outputs)
     DEPRECATED: ClassVar = {"policy": "keep"}  # old name -> new (r1kit.config.build_config)
+    DATA_REQUIRED = "the prompts the teacher answers"
     teacher: str = option("", f"Teacher model that writes the traces: {MODEL_SPEC}.")
     student: str = option("tiny-llama", f"Student model trained on the traces: {MODEL_SPEC}.")
     dtype: str = restate(ModelOptions, "dtype", note="For the teacher and the student.")

@@ -66,6 +66,7 @@ class Config(OfflineTrainingOptions, LoraOptions, CheckpointOptions, TrainerOpti
              PromptOptions, ModelOptions, StageConfig):
     INPUTS = ("model", "samples", "data", "resume")  # checked against --output (r1kit.outputs)
     DEPRECATED: ClassVar = {"loss_type": "loss"}  # old name -> new (r1kit.config.build_config)
+    DATA_REQUIRED = "the prompts to sample here (or --samples: an existing samples dataset)"
     model: str = restate(ModelOptions, "model", note="The policy to shorten and the DPO reference.")
     samples: str = option("", "Existing samples dataset (columns prompt, completion, correct, num_tokens), e.g. "
                           "a `rejection-sample --keep all` output; when empty, --data is sampled here.")
@@ -101,7 +102,8 @@ def load_samples(cfg: Config) -> list[dict]:
     from r1kit.data import load_dataset_any, require_columns, require_text
 
     ds = load_dataset_any(cfg.samples, split=cfg.samples_split)
-    require_columns(ds, list(SAMPLE_COLUMNS), cfg.samples)
+    require_columns(ds, list(SAMPLE_COLUMNS), cfg.samples, "--samples takes a samples table, e.g. the output of "
+                    "rejection-sample with keep all")
     require_text(ds, ["prompt"], cfg.samples)
     require_text(ds, ["completion"], cfg.samples, messages=False)
     rows = [r for r in ds if r.get("source") != "mix"]
@@ -147,9 +149,9 @@ def run(cfg: Config):
             raise R1kitError(f"the samples' prompts are chat messages but the tokenizer of --model {cfg.model} has "
                              "no chat template; use samples with text prompts or a model with a chat template")
     else:
-        template = resolve_template(cfg.template, tokenizer, cfg.model)
+        template = resolve_template(cfg.template, tokenizer, cfg.model, "--model")
         rows, dataset = None, load_prompts(cfg, template)
-        check_chat_prompts(tokenizer, dataset, cfg.model)
+        check_chat_prompts(tokenizer, dataset, cfg.model, "--model")
 
     import torch
 

@@ -66,6 +66,7 @@ from r1kit.options import DataOptions, ModelOptions, PromptOptions, SamplingOpti
 class Config(SamplingOptions, PromptOptions, ModelOptions, StageConfig):
     INPUTS = ("model", "data", "few_shot_data", "samples")  # checked against --output (r1kit.outputs)
     DEPRECATED: ClassVar = {"batch_size": "sample_batch_size"}  # old name -> new (r1kit.config.build_config)
+    DATA_REQUIRED = "the dataset to evaluate on (or --samples: saved completions)"
     model: list[str] = restate(ModelOptions, "model", ["tiny"], "Repeat the flag to evaluate several models on the "
                                "same prompts, in one comparison table.")
     data: str = restate(DataOptions, "data", note="Required unless --samples.")
@@ -87,6 +88,8 @@ class Config(SamplingOptions, PromptOptions, ModelOptions, StageConfig):
                                 "question and a GSM8K '####' answer, or question/solution/answer).")
 
     def validate(self) -> None:
+        if not self.greedy and self.temperature <= 0:
+            raise R1kitError(f"--temperature ({self.temperature}) must be > 0; use --greedy for argmax decoding")
         super().validate()
         if self.samples and self.data:
             raise R1kitError("give either --data (generate and score) or --samples (score saved completions)")
@@ -113,6 +116,9 @@ class Config(SamplingOptions, PromptOptions, ModelOptions, StageConfig):
         if self.backend == "vllm" and any(m in ("tiny", "tiny-llama") for m in self.model):
             raise R1kitError("the vllm backend needs a checkpoint folder; save the tiny model first or use --backend hf")
 
+    def argmax(self) -> bool:
+        return self.greedy
+
     def sampling_params(self, n: int | None = None, **extra: Any):
         return super().sampling_params(n, greedy=self.greedy, stop=list(self.stop), **extra)
 
@@ -128,7 +134,7 @@ def prepare(cfg: Config) -> tuple[dict[str, str], dict[str, Any]]:
     for spec in cfg.model:
         resolve_checkpoint_dir(spec)
         template = "raw" if cfg.few_shot and cfg.template == "auto" else cfg.template
-        templates[spec] = resolve_template(template, load_tokenizer(spec), spec)
+        templates[spec] = resolve_template(template, load_tokenizer(spec), spec, "--model")
     return templates, {t: load_eval_dataset(cfg, t) for t in dict.fromkeys(templates.values())}
 
 

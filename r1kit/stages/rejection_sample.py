@@ -58,7 +58,7 @@ def run(cfg: Config):
     from r1kit.rejection import prepare, print_report, write_rejection_sample
 
     check_output_free(cfg.output, cfg.overwrite)
-    prepared = prepare(cfg)
+    prepared = prepare(cfg, "--model")
     with stage_output(cfg, "rejection-sample", {"model": cfg.model, "data": cfg.data, "mix_data": cfg.mix_data}) as out:
         summary = write_rejection_sample(cfg, out, prepared)
     print_report(summary)
