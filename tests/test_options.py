@@ -332,3 +332,39 @@ def test_the_hint_check_finds_a_foreign_flag(tmp_path):
                    'def f():\n    raise ValueError("use --backend hf or --no-filters")\n')
     assert mentioned(hint_strings(src)) == {"backend", "filters"}
     assert "backend" not in flags_of("sft") and "backend" in flags_of("evaluate")
+
+
+# ---------------------------------------------------------------------------------------------
+# One default template, one meaning of --limit
+
+
+def test_template_auto_follows_the_tokenizer():
+    from r1kit.data.prompts import resolve_template
+    from r1kit.models import build_tiny_tokenizer
+
+    chat = build_tiny_tokenizer()
+    bare = build_tiny_tokenizer()
+    bare.chat_template = None
+    assert resolve_template("auto", chat, "tiny", "--model") == "chat"
+    assert resolve_template("auto", bare, "base", "--model") == "raw"
+    assert resolve_template("r1-zero", bare, "base", "--model") == "r1-zero"
+    with pytest.raises(R1kitError, match="--template chat-think renders chat messages, but the tokenizer of "
+                                         "--teacher base has no chat template"):
+        resolve_template("chat-think", bare, "base", "--teacher")
+
+
+def test_sft_limit_is_a_seeded_random_subset(tmp_path):
+    from r1kit.finetuning import load_training_data
+    from r1kit.stages.sft import Config
+
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(f'{{"prompt": "p{i}", "completion": "c{i}"}}\n' for i in range(40)))
+
+    def rows(seed):
+        cfg = Config(output=str(tmp_path / "out"), data=str(data), limit=5, seed=seed)
+        return load_training_data(cfg)["prompt"]
+
+    first = rows(0)
+    assert len(first) == 5 and first == rows(0)  # the same seed, the same rows
+    assert first != [f"p{i}" for i in range(5)]  # not the first rows
+    assert first != rows(1)
