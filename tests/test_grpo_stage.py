@@ -152,30 +152,70 @@ def test_chat_preset_needs_a_chat_template(work, no_chat_model):
     assert not out.exists()
 
 
+def build(config_file=None, **flags):
+    return build_config(Config, config_file, {"output": "o", "data": "d", **flags})
+
+
 def test_preset_precedence(tmp_path):
     # defaults < preset < --config file < flags; a flag equal to the default still beats the preset
-    cfg = Config(output="o", data="d", preset="r1-zero")
+    cfg = build(preset="r1-zero")
     assert (cfg.beta, cfg.ref_reset_steps, cfg.template, cfg.reward) == (0.001, 400, "r1-zero", ["accuracy=1", "format=1"])
     assert cfg.num_generations == 16 and cfg.loss == "grpo" and cfg.epsilon_high == 0.2
     yaml_file = tmp_path / "c.yaml"
     yaml_file.write_text("beta: 0.01\nnum_generations: 4\n")
-    cfg = build_config(Config, str(yaml_file), {"output": "o", "data": "d", "preset": "r1-zero", "num_generations": 8})
+    cfg = build(str(yaml_file), preset="r1-zero", num_generations=8)
     assert cfg.beta == 0.01 and cfg.num_generations == 8 and cfg.ref_reset_steps == 400
-    cfg = Config(output="o", data="d", preset="dapo")
+    assert build(preset="r1-zero", num_generations=8).num_generations == 8
+    assert build(preset="r1-zero", beta=0.0).beta == 0.0  # the built-in default, given as a flag, wins
+    cfg = build(preset="dapo")
     assert (cfg.loss, cfg.epsilon, cfg.epsilon_high, cfg.beta, cfg.dynamic_sampling, cfg.mask_truncated) == \
         ("dapo", 0.2, 0.28, 0.0, "refill", True)
-    cfg = Config(output="o", data="d", preset="dr-grpo", scale_rewards="group")
+    cfg = build(preset="dr-grpo", scale_rewards="group")
     assert cfg.loss == "dr_grpo" and cfg.scale_rewards == "group"
-    cfg = Config(output="o", data="d", preset="kimi-long2short")
+    cfg = build(preset="kimi-long2short")
     assert "length=1" in cfg.reward and cfg.max_completion_length == 512 and cfg.length_warmup_steps == 20
+    # the preset may come from the YAML file too
+    yaml_file.write_text("preset: dapo\nepsilon_high: 0.3\n")
+    cfg = build(str(yaml_file))
+    assert (cfg.loss, cfg.epsilon_high, cfg.mask_truncated) == ("dapo", 0.3, True)
     # preset values that cannot apply step aside; the same values given explicitly are errors
-    cfg = Config(output="o", data="d", preset="r1-zero", lora=True)
-    assert cfg.ref_reset_steps == 0
-    assert Config(output="o", data="d", preset="r1-zero", loss="kimi").beta == 0.0
+    assert build(preset="r1-zero", lora=True).ref_reset_steps == 0
+    cfg = build(preset="r1-zero", loss="kimi")
+    assert (cfg.beta, cfg.ref_reset_steps) == (0.0, 0)
+    assert build(preset="r1-zero", beta=0.0).ref_reset_steps == 0
     with pytest.raises(R1kitError, match="--loss kimi carries its own KL"):
-        Config(output="o", data="d", loss="kimi", beta=0.01).validate()
+        build(loss="kimi", beta=0.01)
     with pytest.raises(R1kitError, match="needs --beta > 0"):
-        Config(output="o", data="d", ref_reset_steps=400).validate()
+        build(ref_reset_steps=400)
+    with pytest.raises(R1kitError, match="needs --beta > 0"):
+        build(preset="r1-zero", beta=0.0, ref_reset_steps=400)
+    with pytest.raises(R1kitError, match=r"--loss 'ppo' is not one of grpo, dapo, dr_grpo, kimi"):
+        build(loss="ppo")
+
+
+def test_help_shows_the_true_defaults():
+    # one source of defaults: the dataclass; --help prints them, the preset list comes from presets.py
+    from typer.testing import CliRunner
+
+    from r1kit.cli import app
+
+    res = CliRunner().invoke(app, ["grpo", "--help"], env={"COLUMNS": "400", "TERMINAL_WIDTH": "400"})
+    assert res.exit_code == 0
+    text = " ".join(res.output.split()).split(" Options: ", 1)[1]  # past the docstring's example
+    for flag, default in (("--num-generations", "8"), ("--learning-rate", "1e-06"), ("--loss", "grpo"),
+                          ("--max-completion-length", "1024"), ("--tau", "0.1"), ("--scale-rewards", "group"),
+                          ("--dynamic-sampling", "off"), ("--template", "auto")):
+        after = text.split(flag + " ", 1)[1]
+        assert after.split("[default: ", 1)[1].startswith(default + "]"), (flag, after[:300])
+    assert "r1-zero, r1, dapo, dr-grpo, kimi-long2short" in text
+    # every field's declared default is the value a run without flags gets (no second source)
+    import dataclasses
+
+    built = build()
+    for f in dataclasses.fields(Config):
+        declared = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        if f.name not in ("output", "data", "epsilon_high"):  # given above; epsilon_high: unset = --epsilon
+            assert getattr(built, f.name) == declared, f.name
 
 
 def test_health_warnings():
