@@ -53,10 +53,12 @@ _LEFT_PADDED = ("prompt_ids", "prompt_mask")
 _RIGHT_PADDED = ("completion_ids", "completion_mask", "old_per_token_logps", "ref_per_token_logps",
                  "sampling_per_token_logps", "importance_sampling_ratio")
 
-# What r1kit needs from trl's GRPOTrainer beyond its public API: method -> the parameters r1kit
-# passes or receives (overridden: R1GRPOTrainer / FastRolloutMixin replace it and call super();
-# called: r1kit calls it), and the private attributes it reads. tests/test_trl_contract.py checks
-# every entry against the installed trl, so an upgrade that changes one fails with its name.
+# What r1kit needs from trl's GRPOTrainer (and transformers' Trainer under it) beyond building and
+# training it: the methods R1GRPOTrainer / FastRolloutMixin override (they call super()) or call,
+# with the leading parameters r1kit passes or receives, and the attributes trl's __init__ sets that
+# they read. tests/test_trl_contract.py checks every entry against the installed trl, and that no
+# override or private name used in r1kit/rl/ is missing here, so a trl upgrade that changes one of
+# them fails with its name instead of in the middle of a run.
 TRL_CONTRACT: dict[str, Any] = {
     "overridden": {
         "_get_train_sampler": ("self", "dataset"),
@@ -65,12 +67,16 @@ TRL_CONTRACT: dict[str, Any] = {
         "_calculate_rewards": ("self", "inputs", "prompts", "completions", "completion_ids_list"),
         "_generate_and_score_completions": ("self", "inputs"),
         "compute_loss": ("self", "model", "inputs", "return_outputs", "num_items_in_batch"),
+        "train": ("self", "resume_from_checkpoint"),
     },
     "called": {
         "_get_per_token_logps_and_entropies": ("self", "model", "input_ids", "attention_mask", "logits_to_keep",
                                                "batch_size", "compute_entropy"),
     },
-    "attributes": ("_metrics", "_tokenizer", "_is_vlm"),
+    "private_attributes": ("_metrics", "_tokenizer", "_is_vlm"),
+    "attributes": ("eos_token_ids", "generation_kwargs", "max_completion_length", "num_generations", "num_iterations",
+                   "reward_func_names", "reward_weights", "scale_rewards", "use_vllm",
+                   "use_transformers_continuous_batching"),
 }
 
 
