@@ -18,6 +18,11 @@ REWARD_MODULE = (
     # varies within the groups of odd-numbered prompts only: even prompts' groups have zero variance
     "def odd_reward(prompts=None, completions=(), completion_ids=None, r1kit_index=(), **kw):\n"
     "    return [(i % 2) * (j % 4) for j, i in enumerate(r1kit_index)]\n"
+    # records which prompts each step trained on (in-process runs read rw.SEEN)
+    "SEEN = []\n"
+    "def seen_reward(prompts=None, completions=(), completion_ids=None, r1kit_index=(), **kw):\n"
+    "    SEEN.extend(r1kit_index)\n"
+    "    return [float(len(ids) % 3) for ids in completion_ids]\n"
 )
 SMALL = ["--model", "tiny", "--num-generations", "4", "--prompts-per-step", "2", "--max-completion-length", "12",
          "--learning-rate", "1e-3", "--no-live"]
@@ -95,6 +100,31 @@ def test_kimi_loss_refill_and_prioritized_sampling_run(work, monkeypatch):
     assert record["zero_std_fraction"] > 0 and record["dynamic/refill_groups"] >= 1
     assert record["dynamic/kept_fraction"] == 1.0
     assert (out / "model" / "model.safetensors").is_file()
+
+
+def test_sorted_curriculum_trains_on_the_hardest_prompts_too(work, monkeypatch):
+    # 5 prompts, 2 per step: an epoch is 2 steps and one prompt sits out. Over 5 epochs the
+    # hardest prompt (difficulty 4) must be drawn; cutting the sorted list's tail never drew it.
+    from typer.testing import CliRunner
+
+    from r1kit.cli import app
+
+    monkeypatch.syspath_prepend(str(work))
+    rows = [{"question": f"What is {a}+{b}?", "answer": str(a + b), "difficulty": d}
+            for d, (a, b) in zip([2, 4, 0, 3, 1], PROBLEMS)]
+    (work / "five.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    import rw
+
+    rw.SEEN.clear()
+    res = CliRunner().invoke(app, ["grpo", "--data", str(work / "five.jsonl"), *SMALL, "--output", str(work / "cur"),
+                                   "--max-steps", "10", "--reward", "rw:seen_reward", "--sampler", "curriculum",
+                                   "--max-completion-length", "4"])
+    assert res.exit_code == 0, res.output[-3000:]
+    groups = [rw.SEEN[i] for i in range(0, len(rw.SEEN), 4)]  # one index per group of G = 4
+    assert len(groups) == 20 and set(groups) == {0, 1, 2, 3, 4}
+    for epoch in range(5):  # each epoch: 4 distinct prompts, easiest first
+        drawn = groups[epoch * 4:(epoch + 1) * 4]
+        assert len(set(drawn)) == 4 and [rows[i]["difficulty"] for i in drawn] == sorted(rows[i]["difficulty"] for i in drawn)
 
 
 @pytest.fixture(scope="module")

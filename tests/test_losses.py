@@ -192,6 +192,22 @@ def test_kimi_loss_multi_token_and_baseline():
     assert same.item() == pytest.approx(loss.item())
 
 
+def test_kimi_per_token_gradient_is_length_times_std_times_grpo():
+    # at θ = θ_old, d loss / d log π of each real token: Kimi −(r_j − r̄)/B, GRPO −Â_j/(|o_j| B)
+    # with Â_j = (r_j − r̄)/(std_group + 1e-4): the ratio is |o_j| · (std_group + 1e-4)
+    _, old = toy_logps()
+    lp_kimi, lp_grpo = old.clone().requires_grad_(True), old.clone().requires_grad_(True)
+    kimi_loss(lp_kimi, old, REWARDS, MASK, 4, tau=0.5)[0].backward()
+    adv = group_advantages(REWARDS, 4, "group")
+    policy_loss(lp_grpo, old, None, adv, MASK, loss_type="grpo")[0].backward()
+    std = torch.tensor([math.sqrt(1 / 3)] * 4 + [0.5] * 4) + EPS
+    lengths = MASK.sum(-1).float()
+    real = MASK.bool()
+    ratio = lp_kimi.grad[real] / lp_grpo.grad[real]
+    assert torch.allclose(ratio, (lengths * std).unsqueeze(1).expand_as(MASK)[real], rtol=1e-5)
+    assert lp_kimi.grad[0, 0].item() == pytest.approx(-0.5 / 8)  # −(r_0 − r̄)/B
+
+
 def _trl_loss(loss_type, logp, old, ref, adv, mask, beta, eps_low, eps_high, max_len):
     """trl 1.16's own GRPOTrainer._compute_loss on the same tensors, with a stand-in `self`."""
     from trl import GRPOTrainer
