@@ -3,7 +3,8 @@
 Runs trl's GRPOTrainer through r1kit's subclass (r1kit/rl/trainer.py): for each prompt G
 completions are sampled, scored by the chosen rewards, and trained on with the group-relative
 advantage Â_i = (r_i − mean r)/std r and the clipped surrogate with a k3 KL term
-(DeepSeekMath eq. 3-4; formulas in r1kit/rl/losses.py). Variants: `--loss dapo` (token-level),
+(DeepSeekMath eq. 3-4; formulas in r1kit/rl/losses.py, computed by trl through the GRPOConfig
+switches r1kit/rl/trl_args.py sets; the Kimi loss and dynamic sampling are r1kit's). Variants: `--loss dapo` (token-level),
 `--loss dr_grpo` (no length/std normalisation), `--loss kimi --tau T` (Kimi k1.5 mirror-descent
 surrogate), clip-higher (`--epsilon-high`), DAPO dynamic sampling, Kimi curriculum and
 prioritized sampling, and a reference-model reset every N steps (R1: 400). `--preset` sets a
