@@ -127,6 +127,29 @@ def test_sorted_curriculum_trains_on_the_hardest_prompts_too(work, monkeypatch):
         assert len(set(drawn)) == 4 and [rows[i]["difficulty"] for i in drawn] == sorted(rows[i]["difficulty"] for i in drawn)
 
 
+def test_prioritized_success_rates_are_saved_and_resumed(work, monkeypatch):
+    # the sampler's counts go into each checkpoint and come back on --resume: after the resumed
+    # second step, the checkpoint holds both steps' 8 + 8 outcomes
+    from typer.testing import CliRunner
+
+    from r1kit.cli import app
+
+    monkeypatch.syspath_prepend(str(work))
+    common = ["grpo", "--data", str(work / "arith.jsonl"), *SMALL, "--reward", "accuracy", "--reward",
+              "rw:odd_reward", "--sampler", "prioritized", "--keep-checkpoints", "--save-steps", "1",
+              "--max-completion-length", "4"]
+    first, second = work / "prio1", work / "prio2"
+    assert CliRunner().invoke(app, [*common, "--output", str(first), "--max-steps", "1"]).exit_code == 0
+    state = json.loads((first / "checkpoints" / "checkpoint-1" / "r1kit_sampler.json").read_text())
+    assert sum(state["counts"]) == 8 and len(state["counts"]) == len(PROBLEMS)
+    res = CliRunner().invoke(app, [*common, "--output", str(second), "--max-steps", "2",
+                                   "--resume", str(first / "checkpoints")])
+    assert res.exit_code == 0, res.output[-3000:]
+    resumed = json.loads((second / "checkpoints" / "checkpoint-2" / "r1kit_sampler.json").read_text())
+    assert sum(resumed["counts"]) == 16
+    assert all(b >= a for a, b in zip(state["counts"], resumed["counts"]))
+
+
 @pytest.fixture(scope="module")
 def no_chat_model(work):
     from r1kit.models import build_tiny_model, build_tiny_tokenizer, save_model
