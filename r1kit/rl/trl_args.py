@@ -68,6 +68,11 @@ def grpo_args(cfg, output_dir: str, use_vllm: bool, reward_weights: list[float])
         epsilon_high=cfg.epsilon_high,
         loss_type=cfg.loss if cfg.loss != "kimi" else "grpo",  # kimi: R1GRPOTrainer computes the loss
         scale_rewards=cfg.scale_rewards,
+        # the papers' choices, spelled out so that a changed trl default cannot move the maths:
+        # per-token ratios (DeepSeekMath eq. 3), advantages of the weighted reward sum, every token
+        importance_sampling_level="token",
+        multi_objective_aggregation="sum_then_normalize",
+        top_entropy_quantile=1.0,
         mask_truncated_completions=cfg.mask_truncated,
         sync_ref_model=cfg.ref_reset_steps > 0,
         ref_model_sync_steps=cfg.ref_reset_steps or 512,

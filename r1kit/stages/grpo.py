@@ -4,11 +4,11 @@ Runs trl's GRPOTrainer through r1kit's subclass (r1kit/rl/trainer.py): for each 
 completions are sampled, scored by the chosen rewards, and trained on with the group-relative
 advantage Â_i = (r_i − mean r)/std r and the clipped surrogate with a k3 KL term
 (DeepSeekMath eq. 3-4; formulas in r1kit/rl/losses.py, computed by trl through the GRPOConfig
-switches r1kit/rl/trl_args.py sets; the Kimi loss and dynamic sampling are r1kit's). Variants: `--loss dapo` (token-level),
-`--loss dr_grpo` (no length/std normalisation), `--loss kimi --tau T` (Kimi k1.5 mirror-descent
-surrogate), clip-higher (`--epsilon-high`), DAPO dynamic sampling, Kimi curriculum and
-prioritized sampling, and a reference-model reset every N steps (R1: 400). `--preset` sets a
-paper's choices in one flag (r1kit/rl/presets.py); flags and --config still win.
+switches r1kit/rl/trl_args.py sets; the Kimi loss and dynamic sampling are r1kit's). Variants:
+`--loss dapo` (token-level), `--loss dr_grpo` (no length/std normalisation), `--loss kimi --tau T`
+(Kimi k1.5 mirror-descent surrogate), clip-higher (`--epsilon-high`), DAPO dynamic sampling, Kimi
+curriculum and prioritized sampling, and a reference-model reset every N steps (R1: 400).
+`--preset` sets a paper's choices in one flag (r1kit/rl/presets.py); flags and --config still win.
 
 Where r1kit differs from the papers: batches, rollout lengths and step counts are whatever you
 ask for (R1 used 512 samples of up to 32768 tokens per step); the reference reset copies the
@@ -127,7 +127,7 @@ class Config(StageConfig):
         preset = dict(preset)
         if given.get("loss", preset.get("loss")) == "kimi" and "beta" not in given:
             preset.pop("beta", None)
-        beta = given.get("beta", preset.get("beta", 0.0))
+        beta = given.get("beta", preset.get("beta", cls.beta))
         if (beta == 0 or given.get("lora")) and "ref_reset_steps" not in given:
             preset.pop("ref_reset_steps", None)
         return preset
