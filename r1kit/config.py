@@ -3,7 +3,12 @@
 Every stage declares a dataclass whose fields carry their default and help
 text (`option`). One precedence rule holds everywhere:
 
-    built-in defaults  <  --config file.yaml  <  command-line flags
+    built-in defaults  <  preset  <  --config file.yaml  <  command-line flags
+
+A stage may declare named presets (a paper's choices in one `--preset NAME`):
+`build_config` fills the options that neither the YAML file nor a flag gives
+from the chosen preset, so a flag always wins, even one that repeats the
+built-in default, and `--help` shows the true defaults.
 
 Unknown keys in a YAML file are an error, never silently ignored. The CLI
 builds its flags from these fields (r1kit/cli.py), so a field added here
@@ -17,6 +22,7 @@ import dataclasses
 import difflib
 import types
 import typing
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -33,7 +39,15 @@ def option(default: Any, help: str, *, choices: tuple[str, ...] | None = None, m
 
 @dataclasses.dataclass
 class StageConfig:
-    """Fields every stage has. Subclasses add their own and override `validate`."""
+    """Fields every stage has. Subclasses add their own and override `validate`.
+
+    A stage with presets sets PRESETS (name -> option values) and has a `preset` field; it may
+    override `fit_preset` to drop preset values that cannot apply next to what the user gave.
+    Presets are applied by `build_config` (CLI, YAML and Python alike); `Config(...)` called
+    directly takes its values as they are.
+    """
+
+    PRESETS: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
 
     # Fields naming the stage's inputs (paths, or 'tiny'/hub ids): --output may not be, contain or lie
     # inside any of them (r1kit.outputs.check_inputs_apart).
@@ -58,6 +72,14 @@ class StageConfig:
         from r1kit.ranges import check_ranges
 
         check_ranges(self)
+
+    @classmethod
+    def fit_preset(cls, preset: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+        """The preset's values to apply, given the options the user set (YAML and flags).
+
+        Stages override this to let a preset value step aside where the user's own choice makes it
+        impossible (the user's explicit contradictions stay errors in `validate`)."""
+        return preset
 
 
 def flag_name(field_name: str) -> str:
@@ -142,8 +164,24 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return {str(k).replace("-", "_"): v for k, v in data.items()}
 
 
+def preset_layer(cls: type, given: dict[str, Any]) -> dict[str, Any]:
+    """The option values the preset named in `given` (else the `preset` field's default) fills in."""
+    presets = getattr(cls, "PRESETS", None)
+    if not presets:
+        return {}
+    default = next((f.default for f in dataclasses.fields(cls) if f.name == "preset"), "")
+    name = given.get("preset", default)
+    if not name:
+        return {}
+    if name not in presets:
+        raise R1kitError(f"unknown preset {name!r}{did_you_mean(name, presets)}; choose one of {', '.join(presets)}")
+    hints = field_types(cls)
+    values = {key: coerce(key, value, hints[key]) for key, value in presets[name].items()}
+    return cls.fit_preset(values, given)
+
+
 def build_config(cls: type, config_file: str | None = None, flags: dict[str, Any] | None = None):
-    """Resolve a stage config: defaults < YAML file < flags (None means 'not given')."""
+    """Resolve a stage config: defaults < preset < YAML file < flags (None means 'not given')."""
     hints = field_types(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     values: dict[str, Any] = {}
@@ -161,7 +199,7 @@ def build_config(cls: type, config_file: str | None = None, flags: dict[str, Any
         if value is None or value == [] or value == ():
             continue
         values[key] = coerce(key, value, hints[key])
-    cfg = cls(**values)
+    cfg = cls(**{**preset_layer(cls, values), **values})
     cfg.validate()
     return cfg
 
