@@ -3,7 +3,12 @@
 Every stage declares a dataclass whose fields carry their default and help
 text (`option`). One precedence rule holds everywhere:
 
-    built-in defaults  <  --config file.yaml  <  command-line flags
+    built-in defaults  <  preset  <  --config file.yaml  <  command-line flags
+
+A stage may declare named presets (a paper's choices in one `--preset NAME`):
+`build_config` fills the options that neither the YAML file nor a flag gives
+from the chosen preset, so a flag always wins, even one that repeats the
+built-in default, and `--help` shows the true defaults.
 
 Unknown keys in a YAML file are an error, never silently ignored. A renamed
 option keeps its old name for one release: a stage's DEPRECATED maps old names
@@ -20,11 +25,12 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
 from r1kit.errors import R1kitError
-from r1kit.lookup import did_you_mean
+from r1kit.lookup import did_you_mean, lookup
 
 
 def option(default: Any, help: str, *, choices: tuple[str, ...] | None = None, metavar: str | None = None):
@@ -37,7 +43,15 @@ def option(default: Any, help: str, *, choices: tuple[str, ...] | None = None, m
 
 @dataclasses.dataclass
 class StageConfig:
-    """Fields every stage has. Subclasses add their own and override `validate`."""
+    """Fields every stage has. Subclasses add their own and override `validate`.
+
+    A stage with presets sets PRESETS (name -> option values) and has a `preset` field; it may
+    override `fit_preset` to drop preset values that cannot apply next to what the user gave.
+    Presets are applied by `build_config` (CLI, YAML and Python alike); `Config(...)` called
+    directly takes its values as they are.
+    """
+
+    PRESETS: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
 
     # Fields naming the stage's inputs (paths, or 'tiny'/hub ids): --output may not be, contain or lie
     # inside any of them (r1kit.outputs.check_inputs_apart).
@@ -70,6 +84,14 @@ class StageConfig:
         from r1kit.ranges import check_ranges
 
         check_ranges(self)
+
+    @classmethod
+    def fit_preset(cls, preset: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+        """The preset's values to apply, given the options the user set (YAML and flags).
+
+        Stages override this to let a preset value step aside where the user's own choice makes it
+        impossible (the user's explicit contradictions stay errors in `validate`)."""
+        return preset
 
 
 def flag_name(field_name: str) -> str:
@@ -171,8 +193,22 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return {str(k).replace("-", "_"): v for k, v in data.items()}
 
 
+def preset_layer(cls: type, given: dict[str, Any]) -> dict[str, Any]:
+    """The option values the preset named in `given` (else the `preset` field's default) fills in."""
+    presets = getattr(cls, "PRESETS", None)
+    if not presets:
+        return {}
+    default = next((f.default for f in dataclasses.fields(cls) if f.name == "preset"), "")
+    name = given.get("preset", default)
+    if not name:
+        return {}
+    hints = field_types(cls)
+    values = {key: coerce(key, value, hints[key]) for key, value in lookup(presets, name, "preset").items()}
+    return cls.fit_preset(values, given)
+
+
 def build_config(cls: type, config_file: str | None = None, flags: dict[str, Any] | None = None):
-    """Resolve a stage config: defaults < YAML file < flags (None means 'not given')."""
+    """Resolve a stage config: defaults < preset < YAML file < flags (None means 'not given')."""
     hints = field_types(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     values: dict[str, Any] = {}
@@ -194,8 +230,7 @@ def build_config(cls: type, config_file: str | None = None, flags: dict[str, Any
         if key not in names:
             raise R1kitError(f"unknown option {flag_name(key)!r}{did_you_mean(key, names)}")
         values[key] = coerce(key, value, hints[key])
-    cfg = cls(**values)  # validated by __post_init__
-    cfg.validate()  # grpo's own __post_init__ (presets) does not call it yet
+    return cls(**{**preset_layer(cls, values), **values})  # validated by __post_init__
     return cfg
 
 

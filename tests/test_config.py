@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+from typing import ClassVar
 
 import pytest
 
@@ -50,6 +51,29 @@ def test_bad_type_and_bad_choice():
         build_config(Demo, None, {"output": "o", "mode": "c"})
     with pytest.raises(R1kitError, match="--output is required"):
         build_config(Demo, None, {})
+
+
+@dataclasses.dataclass
+class WithPresets(Demo):
+    PRESETS: ClassVar = {"fast": {"lr": 0.1, "steps": 2, "rewards": ["format"]}, "slow": {"lr": "1e-5"}}
+    preset: str = option("", "preset")
+
+
+def test_presets_sit_between_defaults_and_yaml(tmp_path):
+    # defaults < preset < YAML < flags; a flag equal to the default still beats the preset
+    cfg = build_config(WithPresets, None, {"output": "o", "preset": "fast"})
+    assert (cfg.lr, cfg.steps, cfg.rewards, cfg.mode) == (0.1, 2, ["format"], "a")
+    yml = tmp_path / "c.yaml"
+    yml.write_text("preset: fast\nsteps: 5\n")
+    cfg = build_config(WithPresets, str(yml), {"output": "o", "lr": 1e-3})
+    assert (cfg.lr, cfg.steps, cfg.rewards) == (1e-3, 5, ["format"])
+    assert build_config(WithPresets, None, {"output": "o", "preset": "slow"}).lr == 1e-5  # coerced
+    assert build_config(WithPresets, None, {"output": "o"}).lr == 1e-3  # no preset: the defaults
+    # the preset's list is a copy: a second build starts from the table again
+    build_config(WithPresets, None, {"output": "o", "preset": "fast"}).rewards.append("x")
+    assert WithPresets.PRESETS["fast"]["rewards"] == ["format"]
+    with pytest.raises(R1kitError, match=r"unknown preset 'fats'. Did you mean 'fast'\? Valid: fast, slow"):
+        build_config(WithPresets, None, {"output": "o", "preset": "fats"})
 
 
 def test_stage_output_is_atomic(tmp_path):

@@ -18,6 +18,11 @@ REWARD_MODULE = (
     # varies within the groups of odd-numbered prompts only: even prompts' groups have zero variance
     "def odd_reward(prompts=None, completions=(), completion_ids=None, r1kit_index=(), **kw):\n"
     "    return [(i % 2) * (j % 4) for j, i in enumerate(r1kit_index)]\n"
+    # records which prompts each step trained on (in-process runs read rw.SEEN)
+    "SEEN = []\n"
+    "def seen_reward(prompts=None, completions=(), completion_ids=None, r1kit_index=(), **kw):\n"
+    "    SEEN.extend(r1kit_index)\n"
+    "    return [float(len(ids) % 3) for ids in completion_ids]\n"
 )
 SMALL = ["--model", "tiny", "--num-generations", "4", "--prompts-per-step", "2", "--max-completion-length", "12",
          "--learning-rate", "1e-3", "--no-live"]
@@ -97,6 +102,54 @@ def test_kimi_loss_refill_and_prioritized_sampling_run(work, monkeypatch):
     assert (out / "model" / "model.safetensors").is_file()
 
 
+def test_sorted_curriculum_trains_on_the_hardest_prompts_too(work, monkeypatch):
+    # 5 prompts, 2 per step: an epoch is 2 steps and one prompt sits out. Over 5 epochs the
+    # hardest prompt (difficulty 4) must be drawn; cutting the sorted list's tail never drew it.
+    from typer.testing import CliRunner
+
+    from r1kit.cli import app
+
+    monkeypatch.syspath_prepend(str(work))
+    rows = [{"question": f"What is {a}+{b}?", "answer": str(a + b), "difficulty": d}
+            for d, (a, b) in zip([2, 4, 0, 3, 1], PROBLEMS)]
+    (work / "five.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    import rw
+
+    rw.SEEN.clear()
+    res = CliRunner().invoke(app, ["grpo", "--data", str(work / "five.jsonl"), *SMALL, "--output", str(work / "cur"),
+                                   "--max-steps", "10", "--reward", "rw:seen_reward", "--sampler", "curriculum",
+                                   "--max-completion-length", "4"])
+    assert res.exit_code == 0, res.output[-3000:]
+    groups = [rw.SEEN[i] for i in range(0, len(rw.SEEN), 4)]  # one index per group of G = 4
+    assert len(groups) == 20 and set(groups) == {0, 1, 2, 3, 4}
+    for epoch in range(5):  # each epoch: 4 distinct prompts, easiest first
+        drawn = groups[epoch * 4:(epoch + 1) * 4]
+        assert len(set(drawn)) == 4 and [rows[i]["difficulty"] for i in drawn] == sorted(rows[i]["difficulty"] for i in drawn)
+
+
+def test_prioritized_success_rates_are_saved_and_resumed(work, monkeypatch):
+    # the sampler's counts go into each checkpoint and come back on --resume: after the resumed
+    # second step, the checkpoint holds both steps' 8 + 8 outcomes
+    from typer.testing import CliRunner
+
+    from r1kit.cli import app
+
+    monkeypatch.syspath_prepend(str(work))
+    common = ["grpo", "--data", str(work / "arith.jsonl"), *SMALL, "--reward", "accuracy", "--reward",
+              "rw:odd_reward", "--sampler", "prioritized", "--keep-checkpoints", "--save-steps", "1",
+              "--max-completion-length", "4"]
+    first, second = work / "prio1", work / "prio2"
+    assert CliRunner().invoke(app, [*common, "--output", str(first), "--max-steps", "1"]).exit_code == 0
+    state = json.loads((first / "checkpoints" / "checkpoint-1" / "r1kit_sampler.json").read_text())
+    assert sum(state["counts"]) == 8 and len(state["counts"]) == len(PROBLEMS)
+    res = CliRunner().invoke(app, [*common, "--output", str(second), "--max-steps", "2",
+                                   "--resume", str(first / "checkpoints")])
+    assert res.exit_code == 0, res.output[-3000:]
+    resumed = json.loads((second / "checkpoints" / "checkpoint-2" / "r1kit_sampler.json").read_text())
+    assert sum(resumed["counts"]) == 16
+    assert all(b >= a for a, b in zip(state["counts"], resumed["counts"]))
+
+
 @pytest.fixture(scope="module")
 def no_chat_model(work):
     from r1kit.models import build_tiny_model, build_tiny_tokenizer, save_model
@@ -116,7 +169,7 @@ BAD = {
     "not_div_g": (["--generation-batch-size", "10"], "--generation-batch-size (10) must be divisible by --num-generations (4)"),
     "micro": (["--batch-size", "3"], "a step's batch of 8 completions (2 prompts × G=4) must be divisible by --batch-size (3)"),
     "reward": (["--reward", "acuracy"], "unknown reward 'acuracy'. Did you mean 'accuracy'?"),
-    "preset": (["--preset", "r1zero"], "unknown preset 'r1zero' (did you mean 'r1-zero'?)"),
+    "preset": (["--preset", "r1zero"], "unknown preset 'r1zero'. Did you mean 'r1-zero'?"),
     "columns": (["--reward", "code"], "reward 'code' needs column(s) tests"),
     "answer": (["--data", "QUESTIONS"], "reward 'accuracy' needs a gold answer column"),
     "too_few": (["--prompts-per-step", "9"], "has 8 prompts but one step needs 9 distinct prompts"),
@@ -152,30 +205,70 @@ def test_chat_preset_needs_a_chat_template(work, no_chat_model):
     assert not out.exists()
 
 
+def build(config_file=None, **flags):
+    return build_config(Config, config_file, {"output": "o", "data": "d", **flags})
+
+
 def test_preset_precedence(tmp_path):
     # defaults < preset < --config file < flags; a flag equal to the default still beats the preset
-    cfg = Config(output="o", data="d", preset="r1-zero")
+    cfg = build(preset="r1-zero")
     assert (cfg.beta, cfg.ref_reset_steps, cfg.template, cfg.reward) == (0.001, 400, "r1-zero", ["accuracy=1", "format=1"])
     assert cfg.num_generations == 16 and cfg.loss == "grpo" and cfg.epsilon_high == 0.2
     yaml_file = tmp_path / "c.yaml"
     yaml_file.write_text("beta: 0.01\nnum_generations: 4\n")
-    cfg = build_config(Config, str(yaml_file), {"output": "o", "data": "d", "preset": "r1-zero", "num_generations": 8})
+    cfg = build(str(yaml_file), preset="r1-zero", num_generations=8)
     assert cfg.beta == 0.01 and cfg.num_generations == 8 and cfg.ref_reset_steps == 400
-    cfg = Config(output="o", data="d", preset="dapo")
+    assert build(preset="r1-zero", num_generations=8).num_generations == 8
+    assert build(preset="r1-zero", beta=0.0).beta == 0.0  # the built-in default, given as a flag, wins
+    cfg = build(preset="dapo")
     assert (cfg.loss, cfg.epsilon, cfg.epsilon_high, cfg.beta, cfg.dynamic_sampling, cfg.mask_truncated) == \
         ("dapo", 0.2, 0.28, 0.0, "refill", True)
-    cfg = Config(output="o", data="d", preset="dr-grpo", scale_rewards="group")
+    cfg = build(preset="dr-grpo", scale_rewards="group")
     assert cfg.loss == "dr_grpo" and cfg.scale_rewards == "group"
-    cfg = Config(output="o", data="d", preset="kimi-long2short")
+    cfg = build(preset="kimi-long2short")
     assert "length=1" in cfg.reward and cfg.max_completion_length == 512 and cfg.length_warmup_steps == 20
+    # the preset may come from the YAML file too
+    yaml_file.write_text("preset: dapo\nepsilon_high: 0.3\n")
+    cfg = build(str(yaml_file))
+    assert (cfg.loss, cfg.epsilon_high, cfg.mask_truncated) == ("dapo", 0.3, True)
     # preset values that cannot apply step aside; the same values given explicitly are errors
-    cfg = Config(output="o", data="d", preset="r1-zero", lora=True)
-    assert cfg.ref_reset_steps == 0
-    assert Config(output="o", data="d", preset="r1-zero", loss="kimi").beta == 0.0
+    assert build(preset="r1-zero", lora=True).ref_reset_steps == 0
+    cfg = build(preset="r1-zero", loss="kimi")
+    assert (cfg.beta, cfg.ref_reset_steps) == (0.0, 0)
+    assert build(preset="r1-zero", beta=0.0).ref_reset_steps == 0
     with pytest.raises(R1kitError, match="--loss kimi carries its own KL"):
-        Config(output="o", data="d", loss="kimi", beta=0.01).validate()
+        build(loss="kimi", beta=0.01)
     with pytest.raises(R1kitError, match="needs --beta > 0"):
-        Config(output="o", data="d", ref_reset_steps=400).validate()
+        build(ref_reset_steps=400)
+    with pytest.raises(R1kitError, match="needs --beta > 0"):
+        build(preset="r1-zero", beta=0.0, ref_reset_steps=400)
+    with pytest.raises(R1kitError, match=r"--loss 'ppo' is not one of grpo, dapo, dr_grpo, kimi"):
+        build(loss="ppo")
+
+
+def test_help_shows_the_true_defaults():
+    # one source of defaults: the dataclass; --help prints them, the preset list comes from presets.py
+    from typer.testing import CliRunner
+
+    from r1kit.cli import app
+
+    res = CliRunner().invoke(app, ["grpo", "--help"], env={"COLUMNS": "400", "TERMINAL_WIDTH": "400"})
+    assert res.exit_code == 0
+    text = " ".join(res.output.split()).split(" Options: ", 1)[1]  # past the docstring's example
+    for flag, default in (("--num-generations", "8"), ("--learning-rate", "1e-06"), ("--loss", "grpo"),
+                          ("--max-completion-length", "1024"), ("--tau", "0.1"), ("--scale-rewards", "group"),
+                          ("--dynamic-sampling", "off"), ("--template", "auto")):
+        after = text.split(flag + " ", 1)[1]
+        assert after.split("[default: ", 1)[1].startswith(default + "]"), (flag, after[:300])
+    assert "r1-zero, r1, dapo, dr-grpo, kimi-long2short" in text
+    # every field's declared default is the value a run without flags gets (no second source)
+    import dataclasses
+
+    built = build()
+    for f in dataclasses.fields(Config):
+        declared = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        if f.name not in ("output", "data", "epsilon_high"):  # given above; epsilon_high: unset = --epsilon
+            assert getattr(built, f.name) == declared, f.name
 
 
 def test_health_warnings():

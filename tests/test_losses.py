@@ -192,6 +192,22 @@ def test_kimi_loss_multi_token_and_baseline():
     assert same.item() == pytest.approx(loss.item())
 
 
+def test_kimi_per_token_gradient_is_length_times_std_times_grpo():
+    # at θ = θ_old, d loss / d log π of each real token: Kimi −(r_j − r̄)/B, GRPO −Â_j/(|o_j| B)
+    # with Â_j = (r_j − r̄)/(std_group + 1e-4): the ratio is |o_j| · (std_group + 1e-4)
+    _, old = toy_logps()
+    lp_kimi, lp_grpo = old.clone().requires_grad_(True), old.clone().requires_grad_(True)
+    kimi_loss(lp_kimi, old, REWARDS, MASK, 4, tau=0.5)[0].backward()
+    adv = group_advantages(REWARDS, 4, "group")
+    policy_loss(lp_grpo, old, None, adv, MASK, loss_type="grpo")[0].backward()
+    std = torch.tensor([math.sqrt(1 / 3)] * 4 + [0.5] * 4) + EPS
+    lengths = MASK.sum(-1).float()
+    real = MASK.bool()
+    ratio = lp_kimi.grad[real] / lp_grpo.grad[real]
+    assert torch.allclose(ratio, (lengths * std).unsqueeze(1).expand_as(MASK)[real], rtol=1e-5)
+    assert lp_kimi.grad[0, 0].item() == pytest.approx(-0.5 / 8)  # −(r_0 − r̄)/B
+
+
 def _trl_loss(loss_type, logp, old, ref, adv, mask, beta, eps_low, eps_high, max_len):
     """trl 1.16's own GRPOTrainer._compute_loss on the same tensors, with a stand-in `self`."""
     from trl import GRPOTrainer
@@ -232,40 +248,90 @@ def test_same_as_trl(loss_type):
     assert ours.item() == pytest.approx(theirs.item(), abs=1e-6)
 
 
-def _r1_loss(loss_type, rows, *, accum, world_rows):
-    """R1GRPOTrainer._compute_loss on `rows` of the toy batch, as micro-batch of an accumulation."""
+class _Acc:
+    num_processes, process_index, is_main_process = 1, 0, True
+    gather = staticmethod(lambda x: x.reshape(-1))
+    gather_for_metrics = gather
+    reduce = staticmethod(lambda x, reduction="sum": x)
+
+
+def _r1_trainer(loss_type, accum):
+    """An R1GRPOTrainer shell holding only what its loss path reads: trl's attributes as trl 1.16
+    sets them for this run, and per-token log-probabilities from the toy batch (row = prompt id)."""
     from collections import defaultdict
 
     from r1kit.rl.trainer import R1GRPOTrainer, R1Options
 
-    logp, old = toy_logps()
-    rewards = torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 0.0])
-    fake = SimpleNamespace(
+    logp, _ = toy_logps()
+    trainer = R1GRPOTrainer.__new__(R1GRPOTrainer)
+    trainer.__dict__.update(
         _get_per_token_logps_and_entropies=lambda model, ids, *a, **k: (logp[ids[:, 0]], torch.zeros(len(ids), 2), None),
-        model=SimpleNamespace(training=True), current_gradient_accumulation_steps=accum,
-        args=SimpleNamespace(steps_per_generation=accum), accelerator=SimpleNamespace(num_processes=1),
-        r1=R1Options(loss=loss_type, tau=0.5), num_generations=4, beta=0.0, epsilon_low=0.2, epsilon_high=0.28,
-        max_completion_length=4, use_vllm=False, _metrics={"train": defaultdict(list)}, _mean_across=float,
+        model=SimpleNamespace(training=True), current_gradient_accumulation_steps=accum, accelerator=_Acc(),
+        args=SimpleNamespace(steps_per_generation=accum, use_bias_correction_kl=False, delta=None, report_to=[]),
+        state=SimpleNamespace(global_step=0), r1=R1Options(loss=loss_type, tau=0.5), num_generations=4,
+        loss_type=loss_type if loss_type != "kimi" else "grpo", beta=0.0, epsilon_low=0.2, epsilon_high=0.28,
+        max_completion_length=4, use_vllm=False, aux_loss_enabled=False, top_entropy_quantile=1.0,
+        off_policy_mask_threshold=None, importance_sampling_level="token", _entropy_bonus_enabled=False,
+        _metrics={"train": defaultdict(list)},
     )
-    idx = torch.tensor(rows)
-    inputs = {
-        "prompt_ids": idx.unsqueeze(1), "prompt_mask": torch.ones(len(rows), 1, dtype=torch.long),
-        "completion_ids": torch.zeros(len(rows), 2, dtype=torch.long), "completion_mask": MASK[idx],
-        "advantages": ADV_NONE[idx], "old_per_token_logps": old[idx], "r1_keep": torch.ones(len(rows)),
-        "r1_num_sequences": torch.tensor(float(len(world_rows))), "r1_num_tokens": MASK[world_rows].sum().float(),
-        "r1_rewards": rewards[idx], "r1_baseline": torch.tensor([0.5] * 4 + [0.75] * 4)[idx],
-    }
-    return R1GRPOTrainer._compute_loss(fake, None, inputs)
+    return trainer
+
+
+def _generation_batch(trainer, rewards, advantages):
+    """The toy batch as `_generate_and_score_completions` hands it on, r1kit's additions included."""
+    _, old = toy_logps()
+    out = {"prompt_ids": torch.arange(8).unsqueeze(1), "prompt_mask": torch.ones(8, 1, dtype=torch.long),
+           "completion_ids": torch.zeros(8, 2, dtype=torch.long), "completion_mask": MASK.clone(),
+           "advantages": advantages, "old_per_token_logps": old, "num_items_in_batch": MASK.sum()}
+    if trainer.r1.dynamic_sampling != "off":
+        trainer._drop_flat_groups(out, rewards)
+    if trainer.r1.loss == "kimi":
+        trainer._kimi_inputs(out, rewards)
+    return out
+
+
+def _r1_loss(loss_type, parts, *, rewards=REWARDS, advantages=ADV_NONE, dynamic="off"):
+    """The summed loss of the micro-batches `parts` (row lists) of one generation batch, through
+    R1GRPOTrainer.compute_loss (trl's `_compute_loss` for grpo / dapo / dr_grpo)."""
+    trainer = _r1_trainer(loss_type, accum=len(parts))
+    trainer.r1.dynamic_sampling = dynamic
+    batch = _generation_batch(trainer, rewards, advantages)
+    total = 0.0
+    for rows in parts:
+        idx = torch.tensor(rows)
+        micro = {k: (v[idx] if isinstance(v, torch.Tensor) and v.dim() > 0 else v) for k, v in batch.items()}
+        total += trainer.compute_loss(None, micro).item()
+    return total
 
 
 @pytest.mark.parametrize("loss_type", ["grpo", "dapo", "dr_grpo", "kimi"])
 def test_gradient_accumulation_sums_to_the_full_batch_loss(loss_type):
     # one generation batch of 8 in one pass == the sum of two accumulated micro-batches of 4
-    everything = list(range(8))
-    full = _r1_loss(loss_type, everything, accum=1, world_rows=everything)
-    halves = sum(_r1_loss(loss_type, part, accum=2, world_rows=everything) for part in ([0, 3, 5, 6], [1, 2, 4, 7]))
-    assert halves.item() == pytest.approx(full.item(), abs=1e-6)
+    full = _r1_loss(loss_type, [list(range(8))])
+    halves = _r1_loss(loss_type, [[0, 3, 5, 6], [1, 2, 4, 7]])
+    assert halves == pytest.approx(full, abs=1e-6)
     if loss_type != "kimi":
         ours, _ = policy_loss(*toy_logps(), None, ADV_NONE, MASK, loss_type=loss_type, epsilon_low=0.2,
                               epsilon_high=0.28, max_completion_length=4)
-        assert full.item() == pytest.approx(ours.item(), abs=1e-6)
+        assert full == pytest.approx(ours.item(), abs=1e-6)
+
+
+@pytest.mark.parametrize("loss_type", ["grpo", "dapo", "dr_grpo", "kimi"])
+def test_dynamic_sampling_mask_is_the_loss_of_the_kept_groups(loss_type):
+    # prompt B's rewards all equal: DAPO drops its group, and the loss is the one of prompt A's
+    # group alone, normalised over A's sequences / tokens only (not over the whole batch)
+    rewards = torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0])
+    adv = torch.cat([ADV_NONE[:4], torch.zeros(4)])  # trl's advantages: 0 for a flat group
+    masked = _r1_loss(loss_type, [[0, 3, 5, 6], [1, 2, 4, 7]], rewards=rewards, advantages=adv, dynamic="mask")
+    logp, old = toy_logps()
+    if loss_type == "kimi":
+        alone, _ = kimi_loss(logp[:4], old[:4], rewards[:4], MASK[:4], 4, 0.5)
+    else:
+        alone, _ = policy_loss(logp[:4], old[:4], None, ADV_NONE[:4], MASK[:4], loss_type=loss_type,
+                               epsilon_low=0.2, epsilon_high=0.28, max_completion_length=4)
+    assert masked == pytest.approx(alone.item(), abs=1e-6)
+    # by hand from the toy table with ε_high 0.28 (seq 0's second token clipped at 1.28: −0.64):
+    # A's sequence means −0.57, 0.45, 0.65, −0.425 (Σ 0.105); token losses Σ −0.44 over 7 tokens;
+    # kimi: s_j = ln 1.3, ln 0.7, ln 1.3, ln 0.7, residuals (a_j − 0.5 s_j)² summed 1.098026
+    by_hand = {"grpo": 0.105 / 4, "dapo": -0.44 / 7, "dr_grpo": -0.44 / (4 * 4), "kimi": 1.098026 / 4}
+    assert masked == pytest.approx(by_hand[loss_type], abs=1e-6)

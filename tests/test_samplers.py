@@ -47,6 +47,21 @@ def test_curriculum_sorted_order_with_shuffled_buckets():
     assert all([diff[i] for i in o] == sorted(diff) for o in orders)
 
 
+def test_curriculum_sorted_draws_every_prompt_including_the_hardest():
+    # 10 prompts in chunks of 3: an epoch has 3 chunks (9 prompts), one prompt sits out. It must
+    # not be the hardest one every epoch: over epochs every prompt is drawn, each epoch easy first.
+    diff = [5, 9, 0, 7, 2, 8, 1, 6, 3, 4]             # prompt 1 (difficulty 9) is the hardest
+    s = CurriculumSampler(diff, mini_repeat_count=2, batch_size=3, seed=0)
+    seen = set()
+    for _ in range(8):                                # one pass over the sampler = one epoch
+        drawn = [i for c in chunks_of(list(s), 2, 3, 1) for i in c]
+        assert len(drawn) == len(set(drawn)) == 9
+        assert [diff[i] for i in drawn] == sorted(diff[i] for i in drawn)
+        seen |= set(drawn)
+    assert seen == set(range(10))
+    assert len(s) == 3 * 3 * 2
+
+
 def test_curriculum_from_pass_rate():
     # pass rate 0.9 is the easiest: difficulty 1 − pass rate; missing → hardest
     d = difficulty_from_columns(pass_rate=[0.1, 0.9, None, 0.5])

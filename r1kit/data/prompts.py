@@ -25,16 +25,17 @@ def has_chat_template(tokenizer: Any) -> bool:
     return getattr(tokenizer, "chat_template", None) is not None
 
 
-def resolve_template(template: str, tokenizer: Any, model: str, flag: str) -> str:
+def resolve_template(template: str, tokenizer: Any, model: str, flag: str, origin: str = "") -> str:
     """The template to render prompts with: 'auto' -> chat or raw by the tokenizer; a template that
     renders chat messages needs the tokenizer's chat template (R1kitError naming the fix; `flag` is the
-    option that named the model, e.g. --teacher)."""
+    option that named the model, e.g. --teacher; `origin` says where the template came from, e.g.
+    " (from --preset r1)")."""
     from r1kit.data.templates import is_chat_template
 
     if template == "auto":
         return "chat" if has_chat_template(tokenizer) else "raw"
     if is_chat_template(template) and not has_chat_template(tokenizer):
-        raise R1kitError(f"--template {template} renders chat messages, but the tokenizer of {flag} {model} has no "
+        raise R1kitError(f"--template {template}{origin} renders chat messages, but the tokenizer of {flag} {model} has no "
                          "chat template; use --template auto, raw or r1-zero, or a model with a chat template")
     return template
 

@@ -263,6 +263,29 @@ def split_tests(tests: str | list[str] | tuple[str, ...] | None) -> list[tuple[s
     return segments
 
 
+def leading_imports(segments: list[tuple[str, bool]]) -> str:
+    """The import statements the tests open with (MBPP's `test_imports`), as source.
+
+    MBPP's own harness runs `test_imports + solution + tests` as one program, so reference
+    solutions may use `math` without importing it; these lines also run in the solution's
+    namespace, before the solution (trusted code: the tests' own imports).
+    """
+    lines: list[str] = []
+    for src, is_case in segments:
+        if is_case:
+            break
+        try:
+            body = ast.parse(src).body
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            break
+        src_lines = src.splitlines(keepends=True)
+        for node in body:
+            if not isinstance(node, (ast.Import, ast.ImportFrom)):
+                return "".join(lines)
+            lines.append("".join(src_lines[node.lineno - 1:node.end_lineno]))
+    return "".join(lines)
+
+
 def _test_names(segments: list[tuple[str, bool]]) -> tuple[list[str], list[str]]:
     """(plain names the trusted tests call, stdlib modules they use as `name.attr`).
 
@@ -348,7 +371,9 @@ def run_sandboxed(program: str, tests: str | list[str] | None = None, *, timeout
 
     `preamble` is trusted code the tests run on top of (a HumanEval prompt:
     its imports and helpers such as `poly`, so a solution cannot redefine what
-    the tests rely on); `entry_point` names the function under test.
+    the tests rely on); `entry_point` names the function under test. The import
+    statements the tests open with (MBPP's `test_imports`) also run in the
+    solution's namespace before the solution (`leading_imports`).
 
     Every resource of the run (work folder, descriptors, cgroups, uid) is
     released, and every process of the run is gone, when this returns or raises.
@@ -360,6 +385,7 @@ def run_sandboxed(program: str, tests: str | list[str] | None = None, *, timeout
     called, used_modules = _test_names(segments)
     cfg = {
         "program": program, "segments": segments, "preamble": preamble or "", "entry_point": entry_point or "",
+        "imports": leading_imports(segments),
         "called": called, "net": caps["network"] != "socket-patch", "mounts": PRIVATE_MOUNTS,
         "preimport": sorted(set(_preimports(program, trusted)) | set(used_modules)), "uid": None,
         "limits": {"cpu": int(cpu_s), "as": int(memory_mb) << 20, "fsize": int(max_file_mb) << 20,

@@ -125,6 +125,7 @@ def _main():
 
     tests = [(compiled(src, f"<test {i}>"), is_case) for i, (src, is_case) in enumerate(cfg["segments"])]
     preamble = compiled(cfg["preamble"], "<question>") if cfg["preamble"] else None
+    imports = compiled(cfg["imports"], "<test imports>") if cfg.get("imports") else None
     entry, called = cfg["entry_point"], cfg["called"]
     del cfg, program
     sealed = _Sealed(builtins, types)
@@ -138,6 +139,8 @@ def _main():
     loaded = False
     if code is not None:
         try:
+            if imports is not None:
+                exec_(imports, ns)  # MBPP: test_imports + solution + tests is one program upstream
             exec_(code, ns)
             loaded = True
         except BaseException as e:

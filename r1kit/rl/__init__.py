@@ -1,10 +1,13 @@
 """What trl lacks for the R1 / Kimi k1.5 recipes, used by `r1kit grpo`.
 
-- losses.py    GRPO / DAPO / Dr. GRPO losses, k3 KL, group advantages, the Kimi k1.5
-               mirror-descent loss (pure torch, unit-tested against hand-computed numbers)
+- losses.py    GRPO / DAPO / Dr. GRPO losses, k3 KL, group advantages (the reference trl's own
+               computation is tested against) and the Kimi k1.5 mirror-descent loss (trained
+               as is); pure torch, unit-tested against hand-computed numbers
 - samplers.py  Kimi curriculum and prioritized prompt samplers (trl RepeatSampler contract)
 - dynamic.py   DAPO dynamic sampling (zero-variance groups: mask or refill)
-- trainer.py   R1GRPOTrainer: trl's GRPOTrainer with the above plugged in
+- trl_args.py  r1kit grpo's options -> trl's GRPOConfig (loss_type, epsilon_high, scale_rewards, ...)
+- trainer.py   R1GRPOTrainer: trl's GRPOTrainer with the above plugged in; TRL_CONTRACT lists
+               the trl internals it relies on
 - callbacks.py metrics.jsonl records, rich live view, KL blow-up / reward-hacking warnings
 - presets.py   --preset r1-zero | r1 | dapo | dr-grpo | kimi-long2short
 

@@ -17,8 +17,6 @@ from collections.abc import Sequence
 
 import torch
 
-DYNAMIC_MODES = ("off", "mask", "refill")
-
 
 def zero_variance_groups(rewards: torch.Tensor, group_size: int, atol: float = 1e-6) -> torch.Tensor:
     """(num_groups,) bool: True where all scored rewards of the group are equal (NaN ignored;

@@ -1,8 +1,12 @@
-"""GRPO-family losses as pure torch functions (no trainer state).
+"""GRPO-family losses as pure torch functions (no trainer state): the papers' formulas, readable.
 
-These are the formulas that train: `r1kit.rl.trainer.R1GRPOTrainer` computes per-token
-log-probabilities with trl's own forward pass and then calls `policy_loss` or `kimi_loss`
-from here, so the unit tests in tests/test_losses.py check the code path used in training.
+Which code trains: `kimi_loss` is what `r1kit grpo --loss kimi` trains with (trl has no Kimi
+loss). The grpo / dapo / dr_grpo losses, clip-higher, the k3 KL and the advantages are trained by
+trl's own GRPOTrainer, switched by its GRPOConfig (`loss_type`, `epsilon_high`, `beta`,
+`scale_rewards`; r1kit/rl/trainer.py); `policy_loss` and `group_advantages` here are the
+reference they are held to: tests/test_losses.py checks these functions against hand-computed
+values and trl's loss against them, and tests/test_grpo_loss_pins.py pins the logged loss of real
+runs.
 
 Shapes: per-token tensors are (B, T) with B = sequences in the micro-batch and T = completion
 length after right padding; `mask` is 1 on real completion tokens and 0 on padding (and on
@@ -217,7 +221,12 @@ def kimi_loss(
     So L = L_paper / (2τ) has exactly the gradient the paper states,
         ∇L = −(1/k) Σ_j [∇log π_θ(y_j)(r_j − r̄) − (τ/2) ∇(log π_θ(y_j)/π_θi(y_j))²],
     at every θ (at θ = θ_i, s_j = 0 and it is the policy gradient with a mean-reward baseline).
-    That scale keeps the learning rate comparable with the GRPO losses, whatever τ is.
+    The 1/(2τ) makes the gradient's scale independent of τ; it does not make it GRPO's. Per token
+    of y_j, at θ = θ_i, the Kimi gradient is −(1/k)(r_j − r̄) ∇log π, GRPO's (loss_type grpo) is
+    −(1/k)(r_j − r̄) / ((std_group + 1e-4) |y_j|) ∇log π: the Kimi one is |y_j| · (std_group + 1e-4)
+    times larger (e.g. ~250× for 500-token completions with 0/1 rewards at std 0.5; checked in
+    tests/test_losses.py). Take a learning rate that much smaller than GRPO's, or rely on the
+    gradient-norm clip (--max-grad-norm) to bound the step.
 
     `rewards` is (B,) with groups of `group_size` consecutive samples, unless `baseline` gives
     each sample's r̄ directly (the trainer does that: its micro-batches are shuffled slices of

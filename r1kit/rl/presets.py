@@ -1,6 +1,7 @@
 """`r1kit grpo --preset NAME`: the papers' choices in one flag.
 
-A preset fills the options the user did not set: defaults < preset < --config file < flags.
+A preset fills the options the user did not set: defaults < preset < --config file < flags
+(applied by `r1kit.config.build_config`; `r1kit grpo`'s Config declares PRESETS = this table).
 `--reward` replaces the preset's reward list as a whole. Sources are ../shared/PAPERS.md
 (DeepSeek-R1, DeepSeekMath, DAPO, Dr. GRPO, Kimi k1.5); where a paper's value cannot run on
 a small machine (R1's 32768-token rollouts, 512 samples per step) the preset keeps r1kit's
@@ -53,13 +54,3 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 
-
-def preset_values(name: str) -> dict[str, Any]:
-    """The option values of preset `name` (a copy); R1kitError with did-you-mean if unknown."""
-    from r1kit.config import did_you_mean
-    from r1kit.errors import R1kitError
-
-    if name not in PRESETS:
-        raise R1kitError(f"unknown preset {name!r}{did_you_mean(name, PRESETS)}; "
-                         f"choose one of {', '.join(PRESETS)}")
-    return {k: (list(v) if isinstance(v, list) else v) for k, v in PRESETS[name].items()}

@@ -74,7 +74,10 @@ class CurriculumSampler(_ChunkSampler):
 
     Schedules, applied to every epoch:
     - "sorted": all prompts in ascending difficulty; prompts of equal difficulty (a bucket) are
-      shuffled, so a column with few distinct levels still gives varied batches.
+      shuffled, so a column with few distinct levels still gives varied batches. An epoch holds
+      N // batch_size full chunks (trl's RepeatSampler contract), so N mod batch_size prompts sit
+      out each epoch: drawn at random per epoch, so that every prompt, the hardest included, is
+      trained on (cutting the sorted list's tail would leave the hardest out of every epoch).
     - "window": chunk c of n draws `batch_size` prompts uniformly from the easiest
       ceil(w_c × N) prompts (N = dataset size), w_c = start + (1 − start) × c / (n − 1), a window
       that widens linearly from the easiest `start` share to the whole set. Easy prompts keep
@@ -106,6 +109,10 @@ class CurriculumSampler(_ChunkSampler):
     def chunks(self) -> Iterator[list[int]]:
         order = self.ordered()
         if self.schedule == "sorted":
+            spare = self.num_samples - self.num_chunks * self.batch_size
+            if spare:
+                out = set(torch.randperm(self.num_samples, generator=self.generator)[:spare].tolist())
+                order = [i for i in order if i not in out]
             for c in range(self.num_chunks):
                 yield order[c * self.batch_size:(c + 1) * self.batch_size]
             return

@@ -1,23 +1,32 @@
-"""`R1GRPOTrainer`: trl's GRPOTrainer with r1kit's losses, advantages and samplers.
+"""`R1GRPOTrainer`: trl's GRPOTrainer plus what trl lacks for the R1 / Kimi k1.5 recipes.
 
-What it changes, and nothing else:
+trl 1.16 computes, from the GRPOConfig switches `r1kit.rl.trl_args.grpo_args` sets, exactly what
+the papers state (r1kit/rl/losses.py has the same formulas as readable reference code, and
+tests/test_losses.py checks them against hand values and against trl's `_compute_loss`):
+- advantages Â_i = (r_i − mean of the group) / (std + 1e-4), `scale_rewards` group | batch | none
+  (DeepSeekMath eq. 3; "none" is Dr. GRPO), from the weighted sum of the rewards;
+- the clipped surrogate with clip-higher (`epsilon`, `epsilon_high`: DAPO) plus β × the k3 KL
+  (`beta`: DeepSeekMath eq. 4), aggregated by `loss_type`: grpo (per-sequence mean, eq. 3), dapo
+  (token-level, over the tokens of the whole generation batch), dr_grpo (Σ / (B × MAX_TOKENS));
+- DAPO's overlong filtering (`mask_truncated_completions`) and R1's reference reset every N
+  steps (`sync_ref_model` with `ref_model_mixup_alpha` 1: the reference becomes a copy).
 
-- advantages are recomputed with `r1kit.rl.losses.group_advantages` from the rewards trl
-  computed (same weighted sum of reward functions), so `--scale-rewards` is r1kit's code;
-- `_compute_loss` gets per-token log-probabilities and entropies from trl's own
-  `_get_per_token_logps_and_entropies` and then calls `r1kit.rl.losses.policy_loss`
-  (grpo / dapo / dr_grpo) or `kimi_loss` (Kimi k1.5 mirror descent);
-- DAPO dynamic sampling ("mask" or "refill", r1kit.rl.dynamic);
-- curriculum / prioritized prompt samplers (r1kit.rl.samplers) in place of RepeatSampler,
-  prioritized success rates updated from every batch of rollouts;
+r1kit adds:
+- the Kimi k1.5 mirror-descent loss (`loss="kimi"`, `r1kit.rl.losses.kimi_loss`): trl has none;
+- DAPO dynamic sampling (r1kit.rl.dynamic): groups whose rewards are all equal are dropped from the
+  loss ("mask") or replaced by newly generated groups ("refill"). A dropped group is masked the
+  way trl masks a truncated completion (its completion mask is zeroed), and the normalisers
+  count only the kept completions: trl's dapo normaliser (`num_items_in_batch`) is recounted; for
+  grpo / dr_grpo, whose trl normaliser is the micro-batch size, the loss is scaled by
+  (completions in the generation batch) / (kept ones), so that it is the mean over the kept
+  sequences, as DAPO's batch of groups with signal would give;
+- curriculum / prioritized prompt samplers (r1kit.rl.samplers) in place of RepeatSampler, the
+  prioritized success rates updated from every batch of rollouts and saved with checkpoints;
 - rollouts through r1kit's CUDA-graph decode loop on a GPU (FastRolloutMixin,
-  r1kit/rl/fast_rollout.py), falling back to trl's generation where it does not apply.
+  r1kit/rl/fast_rollout.py), and `rollout/tokens_per_s` in the metrics.
 
-Gradient accumulation: trl splits one generation batch into `steps_per_generation`
-micro-batches and accumulates them. r1kit normalises each micro-batch by the counts of the
-whole generation batch (sequences for grpo / dr_grpo / kimi, tokens for dapo) scaled by
-gradient_accumulation_steps / steps_per_generation, which is what trl does for its "dapo" loss
-and reduces to trl's `mean / gradient_accumulation_steps` for "grpo" when no group is dropped.
+The private trl methods and attributes this relies on are listed in `TRL_CONTRACT`, which
+tests/test_trl_contract.py checks against the installed trl.
 """
 
 from __future__ import annotations
@@ -25,16 +34,17 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from accelerate.utils import gather_object
+from transformers import TrainerCallback
 from trl import GRPOTrainer
 
 from r1kit.rl.dynamic import choose_groups, keep_mask, zero_variance_groups
 from r1kit.rl.fast_rollout import FastRolloutMixin
-from r1kit.rl.losses import group_advantages, group_mean_baseline, kimi_loss, masked_mean, policy_loss
+from r1kit.rl.losses import group_advantages, group_mean_baseline, kimi_loss, masked_mean
 from r1kit.rl.samplers import CurriculumSampler, PrioritizedSampler
 
 INDEX_COLUMN = "r1kit_index"
@@ -43,29 +53,58 @@ _LEFT_PADDED = ("prompt_ids", "prompt_mask")
 _RIGHT_PADDED = ("completion_ids", "completion_mask", "old_per_token_logps", "ref_per_token_logps",
                  "sampling_per_token_logps", "importance_sampling_ratio")
 
+# What r1kit needs from trl's GRPOTrainer (and transformers' Trainer under it) beyond building and
+# training it: the methods R1GRPOTrainer / FastRolloutMixin override (they call super()) or call,
+# with the leading parameters r1kit passes or receives, and the attributes trl's __init__ sets that
+# they read. tests/test_trl_contract.py checks every entry against the installed trl, and that no
+# override or private name used in r1kit/rl/ is missing here, so a trl upgrade that changes one of
+# them fails with its name instead of in the middle of a run.
+TRL_CONTRACT: dict[str, Any] = {
+    "overridden": {
+        "_get_train_sampler": ("self", "dataset"),
+        "_generate_single_turn": ("self", "prompt_ids", "images", "multimodal_fields", "num_generations",
+                                  "has_tool_images"),
+        "_calculate_rewards": ("self", "inputs", "prompts", "completions", "completion_ids_list"),
+        "_generate_and_score_completions": ("self", "inputs"),
+        "compute_loss": ("self", "model", "inputs", "return_outputs", "num_items_in_batch"),
+        "train": ("self", "resume_from_checkpoint"),
+    },
+    "called": {
+        "_get_per_token_logps_and_entropies": ("self", "model", "input_ids", "attention_mask", "logits_to_keep",
+                                               "batch_size", "compute_entropy"),
+    },
+    "private_attributes": ("_metrics", "_tokenizer", "_is_vlm"),
+    "attributes": ("eos_token_ids", "generation_kwargs", "max_completion_length", "num_generations", "num_iterations",
+                   "reward_func_names", "reward_weights", "scale_rewards", "use_vllm",
+                   "use_transformers_continuous_batching"),
+}
+
 
 @dataclass
 class R1Options:
     """r1kit's additions; the rest of the run is configured through trl's GRPOConfig."""
 
-    loss: str = "grpo"                 # grpo | dapo | dr_grpo | kimi
+    loss: str = "grpo"                 # grpo | dapo | dr_grpo (trl computes them) | kimi (r1kit)
     tau: float = 0.1                   # Kimi τ
-    scale_rewards: str = "group"       # group | batch | none
     dynamic_sampling: str = "off"      # off | mask | refill
     refill_tries: int = 4
     sampler: str = "random"            # random | curriculum | prioritized
     difficulties: list[float] | None = None
     curriculum_schedule: str = "sorted"
-    curriculum_start: float = 0.25
     priority_floor: float = 0.05
     initial_success: list[float] | None = None
     success_reward: str = "accuracy"   # reward whose value is a prompt's success (prioritized)
-    reward_names: list[str] = field(default_factory=list)
+    fast_rollout: str | None = None    # auto | on | off (FastRolloutMixin); None: the class's setting
+    fast_rollout_keep_cache: bool | None = None
 
 
 class R1GRPOTrainer(FastRolloutMixin, GRPOTrainer):
     def __init__(self, *args: Any, r1: R1Options | None = None, **kwargs: Any):
         self.r1 = r1 or R1Options()
+        if self.r1.fast_rollout is not None:
+            self.fast_rollout = self.r1.fast_rollout
+        if self.r1.fast_rollout_keep_cache is not None:
+            self.fast_rollout_keep_cache = self.r1.fast_rollout_keep_cache
         self._r1_sampler: PrioritizedSampler | CurriculumSampler | None = None
         self._r1_last: tuple[torch.Tensor, list[int]] | None = None
         self._r1_refill_gen = torch.Generator().manual_seed(12345)
@@ -73,8 +112,9 @@ class R1GRPOTrainer(FastRolloutMixin, GRPOTrainer):
         super().__init__(*args, **kwargs)
         if self.r1.dynamic_sampling == "refill" and self.accelerator.num_processes > 1:
             raise ValueError("dynamic sampling 'refill' runs on one process only; use 'mask' with several")
-        names = self.r1.reward_names or list(self.reward_func_names)
+        names = list(self.reward_func_names)
         self._r1_success_col = names.index(self.r1.success_reward) if self.r1.success_reward in names else None
+        self.add_callback(_SamplerStateSaver(self))
 
     # ---- prompt sampling -------------------------------------------------------------------
     def _get_train_sampler(self, dataset=None):
@@ -89,7 +129,7 @@ class R1GRPOTrainer(FastRolloutMixin, GRPOTrainer):
         }
         if self.r1.sampler == "curriculum":
             self._r1_sampler = CurriculumSampler(self.r1.difficulties, schedule=self.r1.curriculum_schedule,
-                                                 start=self.r1.curriculum_start, **layout)
+                                                 **layout)
         else:
             self._r1_sampler = PrioritizedSampler(len(dataset), floor=self.r1.priority_floor,
                                                   initial=self.r1.initial_success, **layout)
@@ -97,15 +137,16 @@ class R1GRPOTrainer(FastRolloutMixin, GRPOTrainer):
                 self._r1_sampler.load_state_dict(self._r1_pending_sampler_state)
         return self._r1_sampler
 
-    # ---- rollouts and advantages -----------------------------------------------------------
-    def _generate(self, prompts: list):
+    # ---- rollouts and rewards --------------------------------------------------------------
+    def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
         t0 = time.perf_counter()
-        result = super()._generate(prompts)
+        completion_ids, logprobs = super()._generate_single_turn(prompt_ids, images, multimodal_fields,
+                                                                 num_generations, has_tool_images)
         seconds = time.perf_counter() - t0
         mode = "train" if self.model.training else "eval"
-        tokens = sum(len(ids) for ids in result[1])
+        tokens = sum(len(ids) for ids in completion_ids)
         self._metrics[mode]["rollout/tokens_per_s"].append(tokens / max(seconds, 1e-9))
-        return result
+        return completion_ids, logprobs
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
@@ -121,43 +162,53 @@ class R1GRPOTrainer(FastRolloutMixin, GRPOTrainer):
         return total
 
     def _generate_and_score_completions(self, inputs):
-        out = super()._generate_and_score_completions(inputs)
+        out = super()._generate_and_score_completions(inputs)  # trl's rollouts, rewards and advantages
         if not self.model.training:
             return out
         G = self.num_generations
         rewards_per_func, indices = self._r1_last
         rewards = self._total_rewards(rewards_per_func)
-        mode = "train"
         self._update_success(rewards_per_func, indices)
         if self._r1_success_col is not None:
-            self._metrics[mode]["accuracy"].append(torch.nanmean(rewards_per_func[:, self._r1_success_col]).item())
+            self._metrics["train"]["accuracy"].append(torch.nanmean(rewards_per_func[:, self._r1_success_col]).item())
         zero = zero_variance_groups(rewards, G)
-        self._metrics[mode]["zero_std_fraction"].append(zero.float().mean().item())
+        self._metrics["train"]["zero_std_fraction"].append(zero.float().mean().item())
 
         if self.r1.dynamic_sampling == "refill" and zero.any():
             out, rewards = self._refill(out, rewards, inputs)
-
-        advantages = group_advantages(rewards, G, self.r1.scale_rewards)
-        keep = (keep_mask(rewards, G) if self.r1.dynamic_sampling != "off"
-                else torch.ones_like(rewards, dtype=torch.bool))
         if self.r1.dynamic_sampling != "off":
-            self._metrics[mode]["dynamic/kept_fraction"].append(keep.float().mean().item())
-
-        n_local = out["completion_ids"].size(0)
-        local = slice(self.accelerator.process_index * n_local, (self.accelerator.process_index + 1) * n_local)
-        keep_local = keep[local].to(out["completion_mask"].device)
-        out["advantages"] = (advantages[local] * keep_local).to(out["completion_mask"].device)
-        out["r1_keep"] = keep_local.float()
-        # normalisers over the whole generation batch (all processes), see the module docstring
-        loss_mask = out["completion_mask"] * keep_local.unsqueeze(1)
-        out["r1_num_tokens"] = self.accelerator.gather(loss_mask.sum().float()).sum()
-        out["r1_num_sequences"] = keep.float().sum().to(loss_mask.device)
+            self._drop_flat_groups(out, rewards)
         if self.r1.loss == "kimi":
-            baseline = group_mean_baseline(rewards, G)
-            scored = torch.where(torch.isnan(rewards), baseline, rewards)  # unscorable: zero advantage
-            out["r1_rewards"] = torch.nan_to_num(scored[local]).to(loss_mask.device)
-            out["r1_baseline"] = torch.nan_to_num(baseline[local]).to(loss_mask.device)
+            self._kimi_inputs(out, rewards)
         return out
+
+    def _local(self, n_local: int) -> slice:
+        """This process's rows of a tensor gathered over all processes."""
+        start = self.accelerator.process_index * n_local
+        return slice(start, start + n_local)
+
+    def _drop_flat_groups(self, out: dict, rewards: torch.Tensor) -> None:
+        """DAPO dynamic sampling: zero-variance groups leave the loss and its normalisers."""
+        keep = keep_mask(rewards, self.num_generations)
+        self._metrics["train"]["dynamic/kept_fraction"].append(keep.float().mean().item())
+        mask = out["completion_mask"]
+        keep_local = keep[self._local(mask.size(0))].to(mask.device)
+        out["completion_mask"] = mask * keep_local.unsqueeze(1).to(mask.dtype)
+        loss_mask = out["completion_mask"] * out["tool_mask"] if "tool_mask" in out else out["completion_mask"]
+        out["num_items_in_batch"] = self.accelerator.gather(loss_mask.sum()).sum()  # trl's dapo normaliser
+        out["r1_num_sequences"] = keep.float().sum().to(mask.device)
+        if self.r1.loss in ("grpo", "dr_grpo"):  # trl divides by all sequences of the micro-batch
+            out["r1_loss_scale"] = (keep.numel() / keep.float().sum().clamp(min=1.0)).to(mask.device)
+
+    def _kimi_inputs(self, out: dict, rewards: torch.Tensor) -> None:
+        """Each completion's reward and its group's mean (Kimi's τ log Z), for this process's rows."""
+        device = out["completion_mask"].device
+        local = self._local(out["completion_mask"].size(0))
+        baseline = group_mean_baseline(rewards, self.num_generations)
+        scored = torch.where(torch.isnan(rewards), baseline, rewards)  # unscorable: zero advantage
+        out["r1_rewards"] = torch.nan_to_num(scored[local]).to(device)
+        out["r1_baseline"] = torch.nan_to_num(baseline[local]).to(device)
+        out.setdefault("r1_num_sequences", torch.tensor(float(rewards.numel()), device=device))
 
     def _update_success(self, rewards_per_func: torch.Tensor, indices: list[int]) -> None:
         if not isinstance(self._r1_sampler, PrioritizedSampler) or self._r1_success_col is None:
@@ -167,7 +218,10 @@ class R1GRPOTrainer(FastRolloutMixin, GRPOTrainer):
             self._r1_sampler.update([i for i, _ in pairs], [s for _, s in pairs])
 
     def _refill(self, out: dict, rewards: torch.Tensor, inputs: list) -> tuple[dict, torch.Tensor]:
-        """DAPO dynamic sampling: generate extra groups and swap them in for zero-variance ones."""
+        """DAPO dynamic sampling: generate extra groups and swap them in for zero-variance ones.
+
+        The batch is then made of groups from several generations, so its advantages are
+        recomputed over it (with --scale-rewards batch the std spans the final batch)."""
         G = self.num_generations
         n_groups = rewards.numel() // G
         outs, all_rewards = [out], [rewards]
@@ -191,7 +245,7 @@ class R1GRPOTrainer(FastRolloutMixin, GRPOTrainer):
         rows = torch.tensor([g * G + j for g in groups for j in range(G)])
         merged = _concat_outputs(outs)
         picked = {k: (v[rows] if isinstance(v, torch.Tensor) and v.dim() > 0 else v) for k, v in merged.items()}
-        picked["num_items_in_batch"] = picked["completion_mask"].sum()
+        picked["advantages"] = group_advantages(all_r[rows], G, self.scale_rewards).to(picked["completion_mask"].device)
         return picked, all_r[rows]
 
     def _refill_rows(self, n_groups: int) -> list[dict]:
@@ -204,7 +258,16 @@ class R1GRPOTrainer(FastRolloutMixin, GRPOTrainer):
         return [dict(ds[i]) for i in idx for _ in range(self.num_generations)]
 
     # ---- loss ------------------------------------------------------------------------------
-    def _compute_loss(self, model, inputs):
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self.r1.loss == "kimi":
+            return self._kimi_loss(model, inputs)
+        loss = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)  # trl's loss_type
+        scale = inputs.get("r1_loss_scale")
+        return loss if scale is None else loss * scale
+
+    def _kimi_loss(self, model, inputs):
+        """Kimi k1.5's loss on this micro-batch (`kimi_loss`), the mean over j spanning the kept
+        sequences of the whole generation batch, as trl's dapo normaliser spans its tokens."""
         prompt_ids, prompt_mask = inputs["prompt_ids"], inputs["prompt_mask"]
         completion_ids, completion_mask = inputs["completion_ids"], inputs["completion_mask"]
         input_ids = torch.cat([prompt_ids, completion_ids], dim=1)
@@ -212,39 +275,17 @@ class R1GRPOTrainer(FastRolloutMixin, GRPOTrainer):
         logp, entropies, _ = self._get_per_token_logps_and_entropies(
             model, input_ids, attention_mask, completion_ids.size(1), compute_entropy=True
         )
-        keep = inputs.get("r1_keep")
-        mask = completion_mask if keep is None else completion_mask * keep.unsqueeze(1)
-        if "tool_mask" in inputs:
-            mask = mask * inputs["tool_mask"]
+        mask = completion_mask * inputs["tool_mask"] if "tool_mask" in inputs else completion_mask
         old = inputs.get("old_per_token_logps")
         old = logp.detach() if old is None else old
-
         training = self.model.training
         # share of the generation batch this micro-batch stands for (trl's dapo normaliser)
         share = (self.current_gradient_accumulation_steps / self.args.steps_per_generation) if training else 1.0
-        share = share / self.accelerator.num_processes
-        n_seq = inputs.get("r1_num_sequences")
-        n_seq = float(completion_ids.size(0)) if n_seq is None else n_seq * share
-        n_tok = inputs.get("r1_num_tokens")
-        n_tok = mask.sum() if n_tok is None else n_tok * share
+        n_seq = inputs["r1_num_sequences"] * share / self.accelerator.num_processes
+        loss, stats = kimi_loss(logp, old, inputs["r1_rewards"], mask, self.num_generations, self.r1.tau,
+                                baseline=inputs["r1_baseline"], num_sequences=n_seq)
         mode = "train" if training else "eval"
-
-        if self.r1.loss == "kimi":
-            loss, stats = kimi_loss(logp, old, inputs["r1_rewards"], mask, self.num_generations, self.r1.tau,
-                                    baseline=inputs["r1_baseline"], num_sequences=n_seq)
-            self._metrics[mode]["kimi/log_ratio"].append(self._mean_across(stats["log_ratio"]))
-        else:
-            is_weight = inputs.get("importance_sampling_ratio") if self.use_vllm else None
-            loss, stats = policy_loss(
-                logp, old, inputs.get("ref_per_token_logps"), inputs["advantages"], mask,
-                loss_type=self.r1.loss, beta=self.beta, epsilon_low=self.epsilon_low,
-                epsilon_high=self.epsilon_high, max_completion_length=self.max_completion_length,
-                num_sequences=n_seq, num_tokens=n_tok, token_weight=is_weight,
-            )
-            if self.beta != 0.0:
-                self._metrics[mode]["kl"].append(self._mean_across(stats["kl"]))
-            for side in ("low", "high", "region"):
-                self._metrics[mode][f"clip_ratio/{side}_mean"].append(self._mean_across(stats[f"clip_{side}"]))
+        self._metrics[mode]["kimi/log_ratio"].append(self._mean_across(stats["log_ratio"]))
         self._metrics[mode]["entropy"].append(self._mean_across(masked_mean(entropies.detach(), mask)))
         return loss
 
@@ -252,21 +293,30 @@ class R1GRPOTrainer(FastRolloutMixin, GRPOTrainer):
         return self.accelerator.gather(value.detach().reshape(1)).float().mean().item()
 
     # ---- checkpoints: the prioritized sampler's success rates travel with them ---------------
-    def _save_checkpoint(self, model, trial):
-        super()._save_checkpoint(model, trial)
-        if isinstance(self._r1_sampler, PrioritizedSampler) and self.args.should_save:
-            folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
-            with open(os.path.join(folder, SAMPLER_STATE), "w") as fh:
-                json.dump(self._r1_sampler.state_dict(), fh)
+    def train(self, resume_from_checkpoint=None, *args, **kwargs):
+        if resume_from_checkpoint is True:
+            from transformers.trainer_utils import get_last_checkpoint
 
-    def _load_optimizer_and_scheduler(self, checkpoint):
-        super()._load_optimizer_and_scheduler(checkpoint)
-        path = os.path.join(checkpoint, SAMPLER_STATE) if checkpoint else None
+            resume_from_checkpoint = get_last_checkpoint(self.args.output_dir)
+        path = os.path.join(resume_from_checkpoint, SAMPLER_STATE) if resume_from_checkpoint else None
         if path and os.path.exists(path):
             with open(path) as fh:
-                self._r1_pending_sampler_state = json.load(fh)
-            if isinstance(self._r1_sampler, PrioritizedSampler):
-                self._r1_sampler.load_state_dict(self._r1_pending_sampler_state)
+                self._r1_pending_sampler_state = json.load(fh)  # read when the sampler is built
+        return super().train(resume_from_checkpoint, *args, **kwargs)
+
+
+class _SamplerStateSaver(TrainerCallback):
+    """Writes the prioritized sampler's success rates into each checkpoint folder (rank 0)."""
+
+    def __init__(self, trainer: R1GRPOTrainer):
+        self.trainer = trainer
+
+    def on_save(self, args, state, control, **kwargs):
+        sampler = self.trainer._r1_sampler
+        if isinstance(sampler, PrioritizedSampler) and args.should_save:
+            folder = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
+            with open(os.path.join(folder, SAMPLER_STATE), "w") as fh:
+                json.dump(sampler.state_dict(), fh)
 
 
 def _concat_outputs(outs: list[dict]) -> dict:
