@@ -157,8 +157,6 @@ _FRAC_SHORT_RE = (re.compile(r"\\([dt]?frac)\s*(\d)\s*(\d)"), re.compile(r"\\([d
 _UNIT_RE = re.compile(r"\\(?:text|textrm|mbox|mathrm|textnormal)\s*\{\s*[A-Za-z][A-Za-z .]*\}(?:\s*\^\s*\{?\d\}?)?")
 _TEXT_WRAP_RE = re.compile(r"\\(?:text|textrm|textbf|textnormal|mbox|mathrm|mathbf|boldsymbol)\s*\{([^{}]*)\}")
 _DEGREE_RE = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°|\\degree")
-_TEXT_NUM_RE = re.compile(r"(?:(?<![\w)])-)?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?|(?<![\w.])\.\d+")
-_MATHY_RE = re.compile(r"[+*/^=<>\\{}_|]")
 _MAX_EXPONENT = 400  # Fraction("1e999999999") would build a billion-digit integer
 
 
@@ -359,8 +357,6 @@ def math_part(text: str) -> str | None:
 # --------------------------------------------------------------------------- choices and keys
 
 _CHOICE_STRICT_RE = re.compile(r"^\(?([A-J])\)?[.:]?$")
-_CHOICE_PAREN_RE = re.compile(r"\(([A-J])\)")
-_CHOICE_WORD_RE = re.compile(r"(?<![A-Za-z])([A-J])(?![A-Za-z])")
 
 
 def choice_letter(text: str | None) -> str | None:
@@ -370,17 +366,6 @@ def choice_letter(text: str | None) -> str | None:
     s = _TEXT_WRAP_RE.sub(r"\1", text).replace("$", "").replace("**", "").strip()
     m = _CHOICE_STRICT_RE.match(s)
     return m.group(1) if m else None
-
-
-def _choice(text: str | None, strict: bool) -> str | None:
-    if text is None:
-        return None
-    letter = choice_letter(text)
-    if letter or strict:
-        return letter
-    s = _TEXT_WRAP_RE.sub(r"\1", text).replace("$", "")
-    found = _CHOICE_PAREN_RE.findall(s) or _CHOICE_WORD_RE.findall(s)
-    return found[-1] if found else None
 
 
 def normalize_latex(s: str) -> str:

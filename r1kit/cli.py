@@ -24,7 +24,7 @@ import re
 import signal
 import sys
 import typing
-from typing import Any, List, Optional
+from typing import Any, Optional
 
 import typer
 
@@ -128,7 +128,7 @@ def _param_for(field: dataclasses.Field, tp: Any, name_override: str | None = No
         opt = typer.Option(None, f"{name}/--no-{flag_name(field.name)}", help=help_text, show_default=False)
     elif typing.get_origin(inner) is list:
         (item,) = typing.get_args(inner) or (str,)
-        annotation = Optional[List[item]]  # type: ignore[valid-type]
+        annotation = Optional[list[item]]  # type: ignore[valid-type]
         metavar = {int: "INT", float: "FLOAT"}.get(item, "TEXT")
         opt = typer.Option(None, name, help=help_text + " Repeat the flag for several values.", show_default=False,
                            metavar=metavar)
@@ -215,7 +215,7 @@ def _version_callback(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: Optional[bool] = typer.Option(None, "--version", callback=_version_callback, is_eager=True, help="Show the version."),
+    version: bool | None = typer.Option(None, "--version", callback=_version_callback, is_eager=True, help="Show the version."),
 ) -> None:
     pass
 

@@ -231,7 +231,6 @@ def build_config(cls: type, config_file: str | None = None, flags: dict[str, Any
             raise R1kitError(f"unknown option {flag_name(key)!r}{did_you_mean(key, names)}")
         values[key] = coerce(key, value, hints[key])
     return cls(**{**preset_layer(cls, values), **values})  # validated by __post_init__
-    return cfg
 
 
 def _once(seen: dict[str, str], key: str, given: str) -> str:

@@ -13,21 +13,11 @@ from typing import Any
 
 from r1kit.config import StageConfig, option
 from r1kit.errors import R1kitError
-from r1kit.options import (
-    CheckpointOptions,
-    DataOptions,
-    LoraOptions,
-    ModelOptions,
-    OfflineTrainingOptions,
-    PromptOptions,
-    TrainerOptions,
-    restate,
-)
+from r1kit.options import DataOptions, ModelOptions, OfflineTrainingOptions, TrainingOptions, restate
 
 
 @dataclass
-class FinetuneConfig(OfflineTrainingOptions, LoraOptions, CheckpointOptions, TrainerOptions, DataOptions, ModelOptions,
-                     StageConfig):
+class FinetuneConfig(OfflineTrainingOptions, TrainingOptions, DataOptions, ModelOptions, StageConfig):
     """The options of one SFT run (`r1kit sft`'s Config; `r1kit distill` builds one for its student).
 
     R1's cold start and its rejection-sampling SFT ran 2-3 epochs with a cosine schedule from 5e-5
@@ -36,11 +26,11 @@ class FinetuneConfig(OfflineTrainingOptions, LoraOptions, CheckpointOptions, Tra
 
     INPUTS = ("model", "data", "resume")  # checked against --output (r1kit.outputs)
     DATA_REQUIRED = "the training dataset"
-    epochs: float = restate(TrainerOptions, "epochs", 2.0, "(R1: 2-3)")
-    batch_size: int = restate(TrainerOptions, "batch_size", 16)
-    warmup_ratio: float = restate(TrainerOptions, "warmup_ratio", 0.03)
+    epochs: float = restate("epochs", 2.0, "(R1: 2-3)")
+    batch_size: int = restate("batch_size", 16)
+    warmup_ratio: float = restate("warmup_ratio", 0.03)
     messages_field: str = option("messages", "Column of chat messages (the last message is the completion).")
-    prompt_field: str | None = restate(PromptOptions, "prompt_field", None,
+    prompt_field: str | None = restate("prompt_field", None,
                                        "sft reads it when there is no messages column (default 'prompt').")
     completion_field: str = option("completion", "Completion column, read when there is no messages column.")
     packing: bool = option(False, "Pack several examples into each sequence (padding-free).")

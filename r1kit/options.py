@@ -4,7 +4,7 @@ open-r1 builds a script's options from trl's dataclasses (ScriptArguments, Model
 r1kit does the same with its own groups. A stage's Config lists the groups it uses,
 
     @dataclass
-    class Config(TrainerOptions, CheckpointOptions, LoraOptions, DataOptions, ModelOptions, StageConfig): ...
+    class Config(TrainingOptions, DataOptions, ModelOptions, StageConfig): ...
 
 and adds only what is its own. So `--lora-dropout` is one field with one default in every stage
 that trains, `--batch-size` is always the training micro-batch per device, `--sample-batch-size`
@@ -22,6 +22,7 @@ of every field are in r1kit/ranges.py. This module imports no torch: `--help` re
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -42,12 +43,13 @@ DATA_SPEC = "a save_to_disk folder, an r1kit stage output, a .jsonl/.json/.parqu
 _SAME = object()
 
 
-def restate(group: type, name: str, default: Any = _SAME, note: str = "", **changes: Any) -> Any:
-    """The field `name` of option group `group` for a stage that needs another default.
+def restate(name: str, default: Any = _SAME, note: str = "", **changes: Any) -> Any:
+    """The group field `name` for a stage that needs another default (each name is one group's).
 
     The help keeps the group's text (so the name keeps its meaning) and adds `note`, which should
     say why this stage differs (the paper's value). `changes` may narrow `choices`.
     """
+    group = next(g for g in GROUPS if name in inspect.get_annotations(g))
     base = group.__dataclass_fields__[name]
     if default is _SAME:
         default = base.default if base.default is not dataclasses.MISSING else base.default_factory()
@@ -291,6 +293,20 @@ class OfflineTrainingOptions(OptionGroup):
             raise R1kitError(f"--batch-size ({self.batch_size}) must be >= 1")
         if self.max_length < 8:
             raise R1kitError(f"--max-length ({self.max_length}) is too small (>= 8 tokens)")
+
+
+# Groups that go together in several stages.
+
+
+@dataclass
+class ScoredSamplingOptions(RewardOptions, SamplingOptions, PromptOptions):
+    """Prompts sampled k times and scored by rewards: what r1kit.sampling.sample_and_score reads
+    (rejection-sample, distill's teacher, dpo-shorten's own samples)."""
+
+
+@dataclass
+class TrainingOptions(LoraOptions, CheckpointOptions, TrainerOptions):
+    """What a stage that trains with a trl trainer takes: optimiser, schedule, checkpoints, LoRA."""
 
 
 GROUPS = (ModelOptions, DataOptions, PromptOptions, DecodingOptions, SamplingOptions, RewardOptions,

@@ -19,24 +19,17 @@ from typing import Any
 
 from r1kit.config import StageConfig
 from r1kit.errors import R1kitError
-from r1kit.options import (
-    ModelOptions,
-    PromptOptions,
-    RewardOptions,
-    SamplingOptions,
-    SelectionOptions,
-    restate,
-)
+from r1kit.options import ModelOptions, ScoredSamplingOptions, SelectionOptions, restate
 
 
 @dataclass
-class RejectionConfig(SelectionOptions, RewardOptions, SamplingOptions, PromptOptions, ModelOptions, StageConfig):
+class RejectionConfig(SelectionOptions, ScoredSamplingOptions, ModelOptions, StageConfig):
     """The options of one rejection-sampling run (`r1kit rejection-sample`'s Config; `r1kit distill`
     builds one for its teacher)."""
 
     INPUTS = ("model", "data", "mix_data")  # checked against --output (r1kit.outputs)
     DATA_REQUIRED = "the prompts to sample"
-    reward: list[str] = restate(RewardOptions, "reward", note="Each gives a reward_<name> column; correctness "
+    reward: list[str] = restate("reward", note="Each gives a reward_<name> column; correctness "
                                 "always comes from the judge (accuracy; code rows: their tests).")
 
 

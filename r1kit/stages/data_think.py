@@ -41,8 +41,8 @@ TEMPLATES = ("r1-zero", "chat", "raw")  # r1kit.data.think.THINK_TEMPLATES (lite
 @dataclass
 class Config(DataOptions, StageConfig):
     DATA_REQUIRED = "the dataset with worked solutions"
-    data: str = restate(DataOptions, "data", note="Worked answers to convert (required).")
-    split: str | None = restate(DataOptions, "split", None, "data think: default train, else the only one; "
+    data: str = restate("data", note="Worked answers to convert (required).")
+    split: str | None = restate("split", None, "data think: default train, else the only one; "
                                 "written under the same name (train for single files).")
     question_field: str = option("question", "Column holding the question.")
     solution_field: str = option("answer", "Column holding the worked solution (GSM8K: 'answer', steps then "

@@ -44,11 +44,8 @@ from r1kit.options import (
     KEEP_POLICIES,
     MODEL_SPEC,
     LoraOptions,
-    ModelOptions,
     OfflineTrainingOptions,
-    PromptOptions,
-    RewardOptions,
-    SamplingOptions,
+    ScoredSamplingOptions,
     SelectionOptions,
     TrainerOptions,
     project,
@@ -59,23 +56,22 @@ FILTER_SWITCHES = ("filter_language", "filter_paragraphs", "filter_code_blocks",
 
 
 @dataclass
-class Config(OfflineTrainingOptions, LoraOptions, TrainerOptions, SelectionOptions, RewardOptions, SamplingOptions,
-             PromptOptions, StageConfig):
+class Config(OfflineTrainingOptions, LoraOptions, TrainerOptions, SelectionOptions, ScoredSamplingOptions, StageConfig):
     INPUTS = ("teacher", "student", "data", "mix_data")  # checked against --output (r1kit.outputs)
     DEPRECATED: ClassVar = {"policy": "keep"}  # old name -> new (r1kit.config.build_config)
     DATA_REQUIRED = "the prompts the teacher answers"
     teacher: str = option("", f"Teacher model that writes the traces: {MODEL_SPEC}.")
     student: str = option("tiny-llama", f"Student model trained on the traces: {MODEL_SPEC}.")
-    dtype: str = restate(ModelOptions, "dtype", note="For the teacher and the student.")
-    num_samples: int = restate(SamplingOptions, "num_samples", 4)
-    keep: str = restate(SelectionOptions, "keep", note="distill keeps correct traces only.",
+    dtype: str = restate("dtype", note="For the teacher and the student.")
+    num_samples: int = restate("num_samples", 4)
+    keep: str = restate("keep", note="distill keeps correct traces only.",
                         choices=KEEP_POLICIES[:3])
     filters: bool = option(True, "Apply R1's four filters (language, long paragraphs, code blocks, repetition); "
                            "--no-filters turns them all off.")
-    epochs: float = restate(TrainerOptions, "epochs", 3.0, "(R1: 2-3)")
-    learning_rate: float = restate(TrainerOptions, "learning_rate", 1e-4, "(R1: 1e-4 for the small students)")
-    batch_size: int = restate(TrainerOptions, "batch_size", 16)
-    warmup_ratio: float = restate(TrainerOptions, "warmup_ratio", 0.03)
+    epochs: float = restate("epochs", 3.0, "(R1: 2-3)")
+    learning_rate: float = restate("learning_rate", 1e-4, "(R1: 1e-4 for the small students)")
+    batch_size: int = restate("batch_size", 16)
+    warmup_ratio: float = restate("warmup_ratio", 0.03)
 
     def validate(self) -> None:
         super().validate()

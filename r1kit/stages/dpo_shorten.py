@@ -46,15 +46,10 @@ from typing import ClassVar
 from r1kit.config import StageConfig, option
 from r1kit.errors import R1kitError
 from r1kit.options import (
-    CheckpointOptions,
-    DataOptions,
-    LoraOptions,
     ModelOptions,
     OfflineTrainingOptions,
-    PromptOptions,
-    RewardOptions,
-    SamplingOptions,
-    TrainerOptions,
+    ScoredSamplingOptions,
+    TrainingOptions,
     restate,
 )
 
@@ -62,16 +57,15 @@ SAMPLE_COLUMNS = ("prompt", "completion", "correct", "num_tokens")
 
 
 @dataclass
-class Config(OfflineTrainingOptions, LoraOptions, CheckpointOptions, TrainerOptions, RewardOptions, SamplingOptions,
-             PromptOptions, ModelOptions, StageConfig):
+class Config(OfflineTrainingOptions, TrainingOptions, ScoredSamplingOptions, ModelOptions, StageConfig):
     INPUTS = ("model", "samples", "data", "resume")  # checked against --output (r1kit.outputs)
     DEPRECATED: ClassVar = {"loss_type": "loss"}  # old name -> new (r1kit.config.build_config)
     DATA_REQUIRED = "the prompts to sample here (or --samples: an existing samples dataset)"
-    model: str = restate(ModelOptions, "model", note="The policy to shorten and the DPO reference.")
+    model: str = restate("model", note="The policy to shorten and the DPO reference.")
     samples: str = option("", "Existing samples dataset (columns prompt, completion, correct, num_tokens), e.g. "
                           "a `rejection-sample --keep all` output; when empty, --data is sampled here.")
     samples_split: str = option("train", "Split of --samples when it has several.")
-    data: str = restate(DataOptions, "data", note="The prompts to sample when --samples is not given.")
+    data: str = restate("data", note="The prompts to sample when --samples is not given.")
     length_ratio: float = option(1.5, "A correct answer longer than this x the chosen's tokens is rejected "
                                  "(Kimi: 1.5).")
     max_pairs_per_prompt: int = option(0, "Most pairs per prompt (0 = no cap).")
@@ -80,8 +74,8 @@ class Config(OfflineTrainingOptions, LoraOptions, CheckpointOptions, TrainerOpti
     loss: str = option("sigmoid", "trl's DPO loss type (sigmoid = the DPO paper's).")
     sft_weight: float = option(0.0, "Weight of an added NLL loss on the chosen answers (trl loss 'sft', as in RPO); "
                                "keeps the shortest correct answers likely while the pairs push the rest down.")
-    learning_rate: float = restate(TrainerOptions, "learning_rate", 1e-6, "(trl's DPO default 1e-6)")
-    min_lr_ratio: float = restate(TrainerOptions, "min_lr_ratio", 0.0, "dpo-shorten: trl's cosine, down to 0.")
+    learning_rate: float = restate("learning_rate", 1e-6, "(trl's DPO default 1e-6)")
+    min_lr_ratio: float = restate("min_lr_ratio", 0.0, "dpo-shorten: trl's cosine, down to 0.")
     precompute_ref_log_probs: bool = option(False, "Compute the reference log-probs once before training "
                                             "(frees the reference model's memory).")
 

@@ -59,7 +59,7 @@ from typing import Any, ClassVar
 from r1kit.answers import EXTRACT_MODES
 from r1kit.config import StageConfig, option
 from r1kit.errors import R1kitError
-from r1kit.options import DataOptions, ModelOptions, PromptOptions, SamplingOptions, restate
+from r1kit.options import ModelOptions, PromptOptions, SamplingOptions, restate
 
 
 @dataclass
@@ -67,16 +67,16 @@ class Config(SamplingOptions, PromptOptions, ModelOptions, StageConfig):
     INPUTS = ("model", "data", "few_shot_data", "samples")  # checked against --output (r1kit.outputs)
     DEPRECATED: ClassVar = {"batch_size": "sample_batch_size"}  # old name -> new (r1kit.config.build_config)
     DATA_REQUIRED = "the dataset to evaluate on (or --samples: saved completions)"
-    model: list[str] = restate(ModelOptions, "model", ["tiny"], "Repeat the flag to evaluate several models on the "
+    model: list[str] = restate("model", ["tiny"], "Repeat the flag to evaluate several models on the "
                                "same prompts, in one comparison table.")
-    data: str = restate(DataOptions, "data", note="Required unless --samples.")
+    data: str = restate("data", note="Required unless --samples.")
     samples: str = option("", "Score saved completions instead of generating: an `r1kit evaluate` output, or a "
                           "table with columns prompt, answer, completion (optional task, tests, entry_point, "
                           "question, num_tokens, truncated, model, prompt_index); --model is then unused.")
-    split: str | None = restate(DataOptions, "split", None, "evaluate: default 'test' when the dataset has one.")
-    num_samples: int = restate(SamplingOptions, "num_samples", 1, "(R1: 16 for MATH, 64 for AIME)")
+    split: str | None = restate("split", None, "evaluate: default 'test' when the dataset has one.")
+    num_samples: int = restate("num_samples", 1, "(R1: 16 for MATH, 64 for AIME)")
     greedy: bool = option(False, "Greedy decoding: one argmax sample per prompt (temperature 0).")
-    temperature: float = restate(SamplingOptions, "temperature", 0.6, "evaluate: R1's 0.6.")
+    temperature: float = restate("temperature", 0.6, "evaluate: R1's 0.6.")
     pass_k: list[int] = option([1], "Report pass@k for this k (each <= --num-samples).")
     extract: str = option("auto", "Where the judge reads the final answer (r1kit/judge.py rule 3).",
                           choices=EXTRACT_MODES)

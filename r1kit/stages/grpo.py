@@ -37,13 +37,11 @@ from typing import ClassVar
 from r1kit.config import StageConfig, option
 from r1kit.errors import R1kitError
 from r1kit.options import (
-    CheckpointOptions,
     DecodingOptions,
-    LoraOptions,
     ModelOptions,
     PromptOptions,
     RewardOptions,
-    TrainerOptions,
+    TrainingOptions,
     restate,
 )
 from r1kit.rl.presets import PRESETS
@@ -56,24 +54,23 @@ VLLM = ("auto", "on", "off")
 
 
 @dataclass
-class Config(LoraOptions, CheckpointOptions, TrainerOptions, RewardOptions, DecodingOptions, PromptOptions,
-             ModelOptions, StageConfig):
+class Config(TrainingOptions, RewardOptions, DecodingOptions, PromptOptions, ModelOptions, StageConfig):
     """`r1kit grpo`'s options. `--preset` fills what YAML and flags leave unset (`build_config`)."""
 
     PRESETS: ClassVar = PRESETS
     INPUTS = ("model", "data", "reward_model", "resume")  # checked against --output (r1kit.outputs)
     DATA_REQUIRED = "the prompt dataset"
 
-    model: str = restate(ModelOptions, "model", note="The policy.")
+    model: str = restate("model", note="The policy.")
     preset: str = option("", f"Paper settings in one flag ({', '.join(PRESETS)}); flags and --config win over it.")
     num_generations: int = option(8, "G: completions sampled per prompt (R1 16).")
     prompts_per_step: int = option(8, "Distinct prompts per optimizer step; the step's batch is prompts × G completions.")
     generation_batch_size: int = option(0, "Completions per step (trl's generation_batch_size; must be divisible by "
                                         "G). 0 = prompts-per-step × G.")
-    batch_size: int = restate(TrainerOptions, "batch_size", 0, "grpo: completions; 0 = the whole step's batch per "
+    batch_size: int = restate("batch_size", 0, "grpo: completions; 0 = the whole step's batch per "
                               "device, a smaller value accumulates gradients.")
     max_completion_length: int = option(1024, "Longest completion in tokens.")
-    top_p: float = restate(DecodingOptions, "top_p", 1.0, "grpo: 1.0, so that rollouts are samples of the policy.")
+    top_p: float = restate("top_p", 1.0, "grpo: 1.0, so that rollouts are samples of the policy.")
     loss: str = option("grpo", "Loss: grpo (per-sequence mean, the paper), dapo (token-level), dr_grpo "
                        "(Σ/(B×max length)), kimi (Kimi k1.5 mirror descent).", choices=LOSSES)
     tau: float = option(0.1, "Kimi τ: weight of the KL to the previous policy in --loss kimi.")
@@ -104,10 +101,10 @@ class Config(LoraOptions, CheckpointOptions, TrainerOptions, RewardOptions, Deco
     reward_model: str = option("", "Sequence-classification checkpoint scored by --reward reward_model=W (R1's "
                                "all-scenario RL stage).")
     num_iterations: int = option(1, "Policy updates per batch of rollouts (μ in GRPO).")
-    learning_rate: float = restate(TrainerOptions, "learning_rate", 1e-6, "(DeepSeekMath 1e-6, R1 3e-6; the tiny "
+    learning_rate: float = restate("learning_rate", 1e-6, "(DeepSeekMath 1e-6, R1 3e-6; the tiny "
                                    "model needs ~1e-4)")
-    lr_scheduler: str = restate(TrainerOptions, "lr_scheduler", "constant", "grpo: constant, as DeepSeekMath.")
-    logging_steps: int = restate(TrainerOptions, "logging_steps", 1)
+    lr_scheduler: str = restate("lr_scheduler", "constant", "grpo: constant, as DeepSeekMath.")
+    logging_steps: int = restate("logging_steps", 1)
     max_minutes: float = option(0.0, "Stop after this many minutes of training (checked after each step; 0 = no "
                                 "limit).")
     rollout: str = option("auto", "Rollouts without vLLM: auto (r1kit's CUDA-graph decode loop on a GPU, "
