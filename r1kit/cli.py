@@ -1,10 +1,11 @@
 """The `r1kit` command line: thin typer wiring, one command per stage.
 
-Each stage module under r1kit/stages/ holds a `Config` dataclass (the single
-source of defaults and help text), a `run(config)` function and a docstring
-whose first line is the command's summary. The flags of a command are built
-from the dataclass fields here, so nothing about a stage's options is written
-twice. Stage modules import torch only inside `run`, which keeps `--help` fast.
+Each stage module under r1kit/stages/ holds a `Config` dataclass (composed of
+the option groups of r1kit/options.py: the single source of defaults and help
+text), a `run(config)` function and a docstring whose first line is the
+command's summary. The flags of a command are built from the dataclass fields
+here, so nothing about a stage's options is written twice; a renamed option's
+old name (r1kit.config.other_names) is a hidden flag that still works. Stage modules import torch only inside `run`, which keeps `--help` fast.
 
 Errors: a user's mistake (R1kitError) and a failure of the user's disk or paths
 (full disk, file-size limit, permission denied, read-only) print one line and

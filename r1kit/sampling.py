@@ -2,10 +2,10 @@
 
 `rejection-sample`, `distill` and `dpo-shorten` all start from the same table: one row per
 (prompt, sample) with the completion text, its token count, the chosen rewards and a `correct`
-flag. This module builds that table (`generate_samples`, `score_samples`), selects from it (the
-keep policies of R1 rejection sampling and Kimi's shortest rejection sampling, `select`),
-summarises it (`pass_rates`) and turns it into DPO preference pairs (Kimi long2short,
-`build_pairs`). Nothing here writes files; the stages do.
+flag. This module builds that table (`sample_and_score`: a model's backend, `generate_samples`,
+then `score_samples`), selects from it (the keep policies of R1 rejection sampling and Kimi's
+shortest rejection sampling, `select`), summarises it (`pass_rates`) and turns it into DPO
+preference pairs (Kimi long2short, `build_pairs`). Nothing here writes files; the stages do.
 
 Correctness comes from the judge (r1kit.judge, the one place that decides it, also behind the
 accuracy and code rewards and `r1kit evaluate`): it reads the template's prefill + the completion,

@@ -1,10 +1,12 @@
 """Pieces every training stage shares: device choice, trainer arguments, resume, metrics.
 
 r1kit trains with trl's trainers. This module holds what would otherwise be
-repeated in each stage: the arguments that depend on the hardware (CPU runs
-need `use_cpu=True, bf16=False`), where trainer checkpoints live, how
-`--resume` finds one, and the callback that mirrors trainer logs into the
-stage's `metrics.jsonl` and a rich progress line.
+repeated in each stage: the trainer arguments every stage sets alike
+(`trainer_args`, from r1kit.options.TrainerOptions; those that depend on the
+hardware: CPU runs need `use_cpu=True, bf16=False`), where trainer checkpoints
+live, how `--resume` finds one, the end of training (`train_and_save`: train,
+save once from rank 0, log the summary) and the callback that mirrors trainer
+logs into the stage's `metrics.jsonl` and a rich progress line.
 """
 
 from __future__ import annotations
