@@ -238,7 +238,7 @@ LIBRARY_USERS = {
     "r1kit/finetuning.py": ("sft", "distill"),
     "r1kit/finetuning.py::to_prompt_completion": ("sft",),  # distill's traces always hold messages
     "r1kit/rejection.py": ("rejection-sample", "distill"),
-    "r1kit/data/prompts.py": ("rejection-sample", "distill", "dpo-shorten", "evaluate"),
+    "r1kit/data/prompts.py": ("grpo", "rejection-sample", "distill", "dpo-shorten", "evaluate"),
     "r1kit/data/prompts.py::load_prompts": ("rejection-sample", "distill", "dpo-shorten"),
     "r1kit/data/tasks.py": ("grpo", "rejection-sample", "distill", "dpo-shorten", "evaluate"),
     "r1kit/data/loading.py": ("sft", "grpo", "rejection-sample", "distill", "dpo-shorten", "evaluate", "data think"),
@@ -252,6 +252,7 @@ LIBRARY_USERS = {
     "r1kit/generation/base.py": ("rejection-sample", "distill", "dpo-shorten", "evaluate"),
     "r1kit/generation/fast_backend.py": ("rejection-sample", "distill", "dpo-shorten", "evaluate"),
     "r1kit/merging.py": ("merge",),
+    **{f"r1kit/rl/{p.name}": ("grpo",) for p in (ROOT / "r1kit" / "rl").glob("*.py")},
 }
 
 
@@ -280,18 +281,15 @@ def strings_of(tree: ast.Module):
 
 
 def _in_option_default(cls_node: ast.ClassDef, const: ast.Constant) -> bool:
-    for stmt in cls_node.body:
-        if isinstance(stmt, ast.AnnAssign) and stmt.value is not None:
-            if any(n is const for n in ast.walk(stmt.value)):
-                return True
-    return False
+    return any(isinstance(stmt, ast.AnnAssign) and stmt.value is not None
+               and any(n is const for n in ast.walk(stmt.value)) for stmt in cls_node.body)
 
 
 def mentioned(strings) -> set[str]:
     found = set()
     for _, text in strings:
         for flag in FLAG.findall(text):
-            found.add(flag[3:] if flag.startswith("no-") else flag)
+            found.add(flag.removeprefix("no-"))
     return found
 
 
