@@ -5,6 +5,7 @@ DeepSeek-R1 §2.4 (distillation): the ~800k samples curated with R1 (rejection s
 epochs, lr 1e-4 for the small students (PAPERS.md). r1kit runs the two stages it already has,
 in one output directory:
 
+\b
   1. rejection sampling with the teacher (k = --num-samples per prompt, --keep policy, the R1
      filters; r1kit/rejection.py) into OUT/traces, a complete `r1kit rejection-sample` output
      (data, samples, pass_rates, report.json, resolved_config.yaml);
