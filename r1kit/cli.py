@@ -217,6 +217,9 @@ def main() -> None:
     # Per-operation progress bars of datasets would drown r1kit's own progress lines.
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from r1kit.progress import quiet_library_warnings
+
+    quiet_library_warnings()  # FutureWarnings of renamed library internals, hub progress bars in log files
     from r1kit import outputs
 
     outputs.COMMAND_LINE = sys.argv[1:]  # for the resume hint after an interruption

@@ -513,7 +513,7 @@ def run(cfg: Config):
         ref_snapshot = _reference_snapshot(cfg, model, tokenizer)
         args = grpo_args(cfg, str(out.checkpoints_dir), use_vllm)
         callback = GRPOMetricsCallback(out, kl_threshold=cfg.kl_warn, window=cfg.hacking_window,
-                                       live=cfg.live and is_main_process())
+                                       live=cfg.live and is_main_process(), max_minutes=cfg.max_minutes)
         try:
             trainer = R1GRPOTrainer(
                 model=model, reward_funcs=rewards, args=args, train_dataset=ds, processing_class=tokenizer,
