@@ -100,6 +100,50 @@ def lora_config(r: int, alpha: int, dropout: float, target: str, model=None):
     return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, task_type="CAUSAL_LM")
 
 
+# Optional packages behind an option: name in --report-to (or "vllm") -> (module to find, what to install).
+# The r1kit extras are declared in pyproject.toml; the other trackers transformers knows install as themselves.
+EXTRAS = {
+    "tensorboard": (("tensorboard", "tensorboardX"), "'r1kit[tensorboard]'"),
+    "wandb": (("wandb",), "'r1kit[wandb]'"),
+    "trackio": (("trackio",), "'r1kit[trackio]'"),
+    "vllm": (("vllm",), "'r1kit[vllm]'"),
+    "mlflow": (("mlflow",), "mlflow"),
+    "comet_ml": (("comet_ml",), "comet_ml"),
+    "clearml": (("clearml",), "clearml"),
+    "swanlab": (("swanlab",), "swanlab"),
+}
+
+
+def installed(module: str) -> bool:
+    """Whether `module` can be imported, without importing it (a finder that refuses it counts as missing)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def require_extras(report_to: str = "none", *, vllm: str = "") -> None:
+    """One line naming the extra to install when an option needs a package that is missing.
+
+    Called from the stages' Config.validate, so it runs before any model loads (without it,
+    transformers fails with a long traceback once the model is loaded and the Trainer built).
+    report_to: the --report-to value (comma-separated; "none" and "all" need nothing).
+    vllm: the option that asks for vLLM (e.g. "--backend vllm", "--use-vllm on"), "" when none does.
+    """
+    wanted = [(f"--report-to {name}", name) for name in (n.strip() for n in str(report_to or "").split(","))
+              if name and name not in ("none", "all")]
+    if vllm:
+        wanted.append((vllm, "vllm"))
+    for flag, name in wanted:
+        if name not in EXTRAS:
+            continue  # an unknown tracker is refused by training_args, with transformers' list
+        modules, extra = EXTRAS[name]
+        if not any(installed(m) for m in modules):
+            raise R1kitError(f"{flag} needs the {modules[0]} package, which is not installed: pip install {extra}")
+
+
 def training_args(cls, **kwargs):
     """A transformers/trl TrainingArguments subclass built from r1kit's options.
 

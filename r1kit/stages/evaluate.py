@@ -108,6 +108,9 @@ class Config(StageConfig):
 
     def validate(self) -> None:
         super().validate()
+        from r1kit.training import require_extras
+
+        require_extras(vllm="--backend vllm" if self.backend == "vllm" and not self.samples else "")
         from r1kit.outputs import check_output
 
         check_output(self)  # before the dataset loads below

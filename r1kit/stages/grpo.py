@@ -25,7 +25,6 @@ Example:
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 from dataclasses import dataclass
@@ -197,8 +196,11 @@ class Config(StageConfig):
         if self.ref_reset_steps and self.lora:
             raise R1kitError("--ref-reset-steps needs full fine-tuning: with --lora the reference is the base model "
                              "(adapters off); set --ref-reset-steps 0")
-        if self.vllm_server and importlib.util.find_spec("vllm") is None:  # trl's client needs vllm too
-            raise R1kitError(f"--vllm-server {self.vllm_server} needs the vllm package here too (pip install 'r1kit[vllm]')")
+        from r1kit.training import require_extras
+
+        # a missing tracker or vllm package: one line now, not a traceback after loading (trl's server client needs vllm too)
+        require_extras(self.report_to, vllm=f"--vllm-server {self.vllm_server}" if self.vllm_server else
+                       "--use-vllm on" if self.use_vllm == "on" else "")
         if self.dynamic_sampling == "refill" and world > 1:
             raise R1kitError(f"--dynamic-sampling refill runs on one process (found {world}); use --dynamic-sampling mask")
         if self.dynamic_sampling == "refill" and self.refill_tries < 1:
