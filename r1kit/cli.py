@@ -43,6 +43,8 @@ STAGES: dict[str, str] = {
     "rejection-sample": "r1kit.stages.rejection_sample",
     "distill": "r1kit.stages.distill",
     "dpo-shorten": "r1kit.stages.dpo_shorten",
+    "plot": "r1kit.stages.plot",
+    "report": "r1kit.stages.report",
 }
 
 # OSErrors that come from the user's disk or paths, not from a bug: reported in one line (exit 2).
