@@ -13,8 +13,8 @@ one-sample run at T 0.6 is "T 0.6, 1 sample", not greedy; "scored samples" for `
 `compare(table, base, new)`: for every evaluation holding both models, the pass@1 difference
 with its standard error sqrt(SE_base² + SE_new²) (the two estimates treated as independent;
 on the same prompts they are positively correlated, so this overstates the noise and the
-verdict is conservative) and a verdict, "higher" / "lower" beyond 2 standard errors, else
-"within noise"; and the change of mean tokens, "shorter" / "longer" / "same".
+verdict is conservative) and a verdict, "higher" / "lower" beyond `sigmas` (2) standard errors,
+else "within noise"; and the change of mean tokens, "shorter" / "longer" / "same".
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ def build_table(eval_dirs: list[str | Path]) -> Table:
                  {name: spec for spec, name in names.items()})
 
 
-def compare(table: Table, base: str, new: str) -> list[dict[str, Any]]:
+def compare(table: Table, base: str, new: str, sigmas: float = 2.0) -> list[dict[str, Any]]:
     """Verdicts of `new` against `base` (row names) in every evaluation that has both (module docstring)."""
     for name in (base, new):
         if name not in table.names:
@@ -150,9 +150,9 @@ def compare(table: Table, base: str, new: str) -> list[dict[str, Any]]:
         se = math.sqrt(sum(s * s for s in ses)) if all(isinstance(s, (int, float)) for s in ses) else None
         if se is None:
             verdict = "no standard error"
-        elif diff > 2 * se:
+        elif diff > sigmas * se:
             verdict = "higher"
-        elif diff < -2 * se:
+        elif diff < -sigmas * se:
             verdict = "lower"
         else:
             verdict = "within noise"
@@ -160,14 +160,16 @@ def compare(table: Table, base: str, new: str) -> list[dict[str, Any]]:
         change = (tb - ta) / ta if isinstance(ta, (int, float)) and isinstance(tb, (int, float)) and ta else None
         length = "same" if change is None or abs(change) < 1e-9 else ("shorter" if change < 0 else "longer")
         out.append({"evaluation": e.label, "path": e.path, "base": base, "new": new, "pass@1_base": a["pass@1"],
-                    "pass@1_new": b["pass@1"], "difference": diff, "difference_stderr": se, "accuracy": verdict,
+                    "pass@1_new": b["pass@1"], "difference": diff, "difference_stderr": se, "sigmas": sigmas,
+                    "accuracy": verdict,
                     "mean_tokens_base": ta, "mean_tokens_new": tb, "mean_tokens_change": change, "length": length})
     return out
 
 
 def describe(c: dict[str, Any]) -> str:
     """One line for a comparison."""
-    se = "" if c["difference_stderr"] is None else f", 2 SE = {200 * c['difference_stderr']:.1f}"
+    se = ("" if c["difference_stderr"] is None
+          else f", {c['sigmas']:g} SE = {100 * c['sigmas'] * c['difference_stderr']:.1f}")
     line = (f"{c['new']} vs {c['base']} ({c['evaluation']}): pass@1 {100 * c['pass@1_new']:.1f}% vs "
             f"{100 * c['pass@1_base']:.1f}% ({100 * c['difference']:+.1f} points{se}): {c['accuracy']}")
     if c["mean_tokens_change"] is not None:

@@ -36,8 +36,6 @@ class Config(StageConfig):
         super().validate()
         if not self.run:
             raise R1kitError("--run is required: a training stage output to plot (repeat for several)")
-        if self.smooth < 1:
-            raise R1kitError(f"--smooth ({self.smooth}) must be >= 1")
         from r1kit.plots import curves
 
         self._curves = {_name(r, self.run): curves(r) for r in self.run}  # before anything is written

@@ -5,7 +5,7 @@ r1kit/report.py). Rows are the models, columns each evaluation's pass@1 ± stand
 prompts, pass@k, cons@k and mean tokens, titled with the evaluation's real settings: "greedy"
 only for a --greedy run, "T 0.6, 1 sample" for one sample at temperature 0.6. `--compare
 BASE:NEW` (row names, e.g. sft:grpo) adds a verdict per evaluation: pass@1 higher / lower
-beyond 2 standard errors or within noise, and answers shorter or longer (mean tokens).
+beyond --sigmas (2) standard errors or within noise, and answers shorter or longer (mean tokens).
 
 Output (a stage output folder like every stage's, so it is never written over a user's file,
 appears whole or not at all, names the evaluations it read in manifest.json, and a recipe
@@ -32,8 +32,10 @@ class Config(StageConfig):
     INPUTS = ("eval",)  # checked against --output (r1kit.outputs)
     eval: list[str] = option([], "An `r1kit evaluate` output folder; repeat for several (their columns side by side).")
     compare: list[str] = option([], "BASE:NEW (model row names, e.g. sft:grpo): say whether NEW's pass@1 is higher "
-                                "than BASE's beyond 2 standard errors and whether its answers are shorter.",
+                                "than BASE's beyond --sigmas standard errors and whether its answers are shorter.",
                                 metavar="BASE:NEW")
+    sigmas: float = option(2.0, "--compare calls a pass@1 difference higher or lower only beyond this many standard "
+                           "errors (2 ~ 95% confidence); smaller ones are 'within noise'.")
 
     def validate(self) -> None:
         super().validate()
@@ -59,7 +61,7 @@ class Config(StageConfig):
         out = []
         for pair in self.compare:
             base, _, new = pair.partition(":")
-            out += compare(table, base, new)
+            out += compare(table, base, new, sigmas=self.sigmas)
         return out
 
 
