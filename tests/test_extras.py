@@ -38,8 +38,6 @@ CASES = [
      "'r1kit[tensorboard]'"),
     (["grpo", "--data", "d.jsonl", "--report-to", "trackio"], "--report-to trackio", "'r1kit[trackio]'"),
     (["grpo", "--data", "d.jsonl", "--use-vllm", "on"], "--use-vllm on", "'r1kit[vllm]'"),
-    (["grpo", "--data", "d.jsonl", "--vllm-server", "http://localhost:8000"], "--vllm-server http://localhost:8000",
-     "'r1kit[vllm]'"),
     (["dpo-shorten", "--data", "d.jsonl", "--report-to", "wandb"], "--report-to wandb", "'r1kit[wandb]'"),
     (["dpo-shorten", "--data", "d.jsonl", "--backend", "vllm"], "--backend vllm", "'r1kit[vllm]'"),
     (["distill", "--teacher", "t", "--data", "d.jsonl", "--report-to", "tensorboard"], "--report-to tensorboard",

@@ -25,6 +25,7 @@ Example:
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 from dataclasses import dataclass
@@ -196,11 +197,8 @@ class Config(StageConfig):
         if self.ref_reset_steps and self.lora:
             raise R1kitError("--ref-reset-steps needs full fine-tuning: with --lora the reference is the base model "
                              "(adapters off); set --ref-reset-steps 0")
-        from r1kit.training import require_extras
-
-        # a missing tracker or vllm package: one line now, not a traceback after loading (trl's server client needs vllm too)
-        require_extras(self.report_to, vllm=f"--vllm-server {self.vllm_server}" if self.vllm_server else
-                       "--use-vllm on" if self.use_vllm == "on" else "")
+        if self.vllm_server and importlib.util.find_spec("vllm") is None:  # trl's client needs vllm too
+            raise R1kitError(f"--vllm-server {self.vllm_server} needs the vllm package here too (pip install 'r1kit[vllm]')")
         if self.dynamic_sampling == "refill" and world > 1:
             raise R1kitError(f"--dynamic-sampling refill runs on one process (found {world}); use --dynamic-sampling mask")
         if self.dynamic_sampling == "refill" and self.refill_tries < 1:
@@ -230,6 +228,9 @@ class Config(StageConfig):
             from r1kit.data import get_template
 
             get_template(self.template)
+        from r1kit.training import require_extras
+
+        require_extras(self.report_to, vllm="--use-vllm on" if self.use_vllm == "on" else "")  # before any model loads
 
     def reward_params(self, prefill: str = "") -> dict:
         """Parameters for the registry's factory rewards (each takes the keys it knows)."""
