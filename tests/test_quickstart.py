@@ -57,7 +57,7 @@ def quickstart_verdicts(tmp_path: Path, sampled: dict, greedy: dict) -> list[str
     evaluation(out / "eval_greedy", out, greedy, greedy=True)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "R1KIT": f"{sys.executable} -m r1kit", "OUT": str(out)}
     res = subprocess.run(["bash", str(REPO / "recipes" / "quickstart.sh")], env=env, capture_output=True, text=True,
-                         timeout=600)
+                         timeout=600, check=False)
     assert res.returncode == 0, res.stderr[-3000:]
     assert (out / "curves" / "curves.png").is_file() and (out / "report" / "report.md").is_file()
     return [line for line in res.stdout.splitlines() if line.startswith("Did ")]
@@ -70,14 +70,14 @@ def test_quickstart_says_whether_grpo_beat_sft_and_long2short_shortened(tmp_path
     greedy = {"sft": (0.30, 0.03, 66.5), "grpo": (0.80, 0.03, 67.5), "student": (0.2, 0.03, 60.0),
               "dpo": (0.78, 0.03, 67.0), "merged": (0.81, 0.03, 68.0)}
     assert quickstart_verdicts(tmp_path / "a", sampled, greedy) == [
-        "Did GRPO beat SFT (pass@1 higher beyond 2 standard errors)? yes (T 0.6, 4 samples: pass@1 26.5% -> 73.5% "
-        "(higher); greedy: pass@1 30.0% -> 80.0% (higher))",
-        "Did long2short by DPO-shorten shorten GRPO's answers? yes (T 0.6, 4 samples: 67.6 -> 61.5 tokens (-9.0%), "
-        "pass@1 73.5% -> 70.0% (within noise); greedy: 67.5 -> 67.0 tokens (-0.7%), pass@1 80.0% -> 78.0% "
-        "(within noise))",
-        "Did long2short by the merge shorten GRPO's answers? partly (T 0.6, 4 samples: 67.6 -> 64.0 tokens (-5.3%), "
-        "pass@1 73.5% -> 74.0% (within noise); greedy: 67.5 -> 68.0 tokens (+0.7%), pass@1 80.0% -> 81.0% "
-        "(within noise))",
+        ("Did GRPO beat SFT (pass@1 higher beyond 2 standard errors)? yes (T 0.6, 4 samples: pass@1 26.5% -> 73.5% "
+         "(higher); greedy: pass@1 30.0% -> 80.0% (higher))"),
+        ("Did long2short by DPO-shorten shorten GRPO's answers? yes (T 0.6, 4 samples: 67.6 -> 61.5 tokens (-9.0%), "
+         "pass@1 73.5% -> 70.0% (within noise); greedy: 67.5 -> 67.0 tokens (-0.7%), pass@1 80.0% -> 78.0% "
+         "(within noise))"),
+        ("Did long2short by the merge shorten GRPO's answers? partly (T 0.6, 4 samples: 67.6 -> 64.0 tokens (-5.3%), "
+         "pass@1 73.5% -> 74.0% (within noise); greedy: 67.5 -> 68.0 tokens (+0.7%), pass@1 80.0% -> 81.0% "
+         "(within noise))"),
     ]
     # the same script on other numbers: the verdicts follow the table, they are not written in
     sampled.update(grpo=(0.27, 0.03, 72.0), dpo=(0.25, 0.03, 80.0), merged=(0.26, 0.03, 75.0))
