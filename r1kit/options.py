@@ -162,6 +162,13 @@ class SamplingOptions(DecodingOptions):
                                  "'<think>\\n' for chat-think; '' for none).")
     static_cache: bool = option(True, "On CUDA, generate with a compiled static KV cache (hf backend).")
 
+    def validate(self) -> None:
+        super().validate()
+        if self.backend == "vllm" and not getattr(self, "samples", ""):  # evaluate, dpo-shorten: none sampled
+            from r1kit.training import require_extras
+
+            require_extras(vllm="--backend vllm")  # a missing package: one line now, before any model loads
+
     def sampling_params(self, n: int | None = None, **extra: Any):
         """r1kit.generation.SamplingParams for these options."""
         from r1kit.generation import SamplingParams
@@ -268,6 +275,9 @@ class TrainerOptions(OptionGroup):
         super().validate()
         if self.epochs <= 0 and self.max_steps <= 0:
             raise R1kitError(f"set --epochs > 0 (got {self.epochs}) or --max-steps > 0 (got {self.max_steps})")
+        from r1kit.training import require_extras
+
+        require_extras(self.report_to)  # a missing tracker package: one line now, not a traceback after loading
 
 
 @dataclass

@@ -150,6 +150,10 @@ class Config(TrainingOptions, RewardOptions, DecodingOptions, PromptOptions, Mod
         super().validate()
         for check in (_check_batch, _check_optimiser, _check_reference, _check_sampling):
             check(self)
+        if self.use_vllm == "on":
+            from r1kit.training import require_extras
+
+            require_extras(vllm="--use-vllm on")  # before any model loads
 
     def reward_params(self, prefill: str = "") -> dict:
         """Parameters for the registry's factory rewards (each takes the keys it knows)."""
@@ -293,7 +297,7 @@ def run(cfg: Config):
         ref_snapshot = reference_snapshot(cfg, model, tokenizer)
         args = grpo_args(cfg, str(out.checkpoints_dir), vllm, [spec.weight for spec in specs])
         callback = GRPOMetricsCallback(out, kl_threshold=cfg.kl_warn, window=cfg.hacking_window,
-                                       live=cfg.live and is_main_process())
+                                       live=cfg.live and is_main_process(), max_minutes=cfg.max_minutes)
         try:
             trainer = R1GRPOTrainer(
                 model=model, reward_funcs=rewards, args=args, train_dataset=ds, processing_class=tokenizer,
