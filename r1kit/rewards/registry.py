@@ -134,6 +134,15 @@ def resolve_reward(spec: str, params: dict | None = None) -> RewardSpec:
     return RewardSpec(label, guard(fn, label, timeout_s), weight)
 
 
+def check_specs(specs: list[str]) -> None:
+    """R1kitError unless `specs` (as on the command line) name at least one reward, each a known name
+    or a dotted path; nothing is imported."""
+    if not specs:
+        raise R1kitError("--reward needs at least one reward (e.g. --reward accuracy)")
+    for spec in specs:
+        check_name(_split_spec(spec)[0], REWARDS, "reward", dotted=True)
+
+
 def required_columns(name: str, params: dict | None = None) -> set[str]:
     """Dataset columns a reward reads, so a stage can check the data before loading a model."""
     name = _split_spec(name)[0]
