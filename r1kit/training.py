@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -208,18 +209,21 @@ def save_trained(trainer: Any, tokenizer: Any, path: Path, *, lora: bool, merge:
         save_model(trainer.accelerator.unwrap_model(trainer.model), tokenizer, path)
 
 
-def train_and_save(trainer: Any, cfg: Any, out: Any, tokenizer: Any, *, summary: dict[str, Any] | None = None):
+def train_and_save(trainer: Any, cfg: Any, out: Any, tokenizer: Any, *,
+                   summary: dict[str, Any] | Callable[[], dict[str, Any]] | None = None):
     """The end every training stage shares (sft, grpo, dpo-shorten): train, resuming per --resume;
-    save from rank 0 (`save_trained`); log the summary (trainer metrics + `summary`) to
-    metrics.jsonl and the step count to the manifest. Interruptions keep the checkpoints
-    (r1kit.outputs.stage_output). Returns trl's TrainOutput."""
+    save from rank 0 (`save_trained`); log the summary (trainer metrics + `summary`, called after
+    training when it is a function: e.g. the warnings raised during it) to metrics.jsonl and the
+    step count to the manifest. Interruptions keep the checkpoints (r1kit.outputs.stage_output).
+    Returns trl's TrainOutput."""
     from transformers import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)  # r1kit's progress lines and metrics.jsonl replace its prints
     with out.timed("train"):
         result = trainer.train(resume_from_checkpoint=resolve_resume(cfg.resume, out.checkpoints_dir))
     save_trained(trainer, tokenizer, out.model_dir, lora=cfg.lora, merge=cfg.merge_lora)
-    out.log({"event": "summary", **result.metrics, **(summary or {})})
+    extra = summary() if callable(summary) else summary
+    out.log({"event": "summary", **result.metrics, **(extra or {})})
     out.extra["global_step"] = trainer.state.global_step
     return result
 

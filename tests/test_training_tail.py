@@ -127,3 +127,16 @@ def test_resume_auto_finds_the_newest_checkpoint(tiny, tmp_path):
     trainer = FakeTrainer(model)
     train_and_save(trainer, cfg(resume="auto"), FakeOut(tmp_path), tok)
     assert trainer.calls == [("train", str(tmp_path / "checkpoints" / "checkpoint-4"))]
+
+
+def test_a_summary_function_is_read_after_training(tiny, tmp_path):
+    """grpo's summary lists the warnings raised during training: read after it, not before."""
+    from r1kit.training import train_and_save
+
+    model, tok = tiny
+    trainer, out = FakeTrainer(model), FakeOut(tmp_path)
+    warned: dict[str, str] = {}
+    trainer.train = lambda resume_from_checkpoint=None: (warned.update(kl="KL above 1.0"),
+                                                         SimpleNamespace(metrics={}))[1]
+    train_and_save(trainer, cfg(), out, tok, summary=lambda: {"warnings": list(warned.values())})
+    assert out.logged == [{"event": "summary", "warnings": ["KL above 1.0"]}]

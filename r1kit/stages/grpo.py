@@ -308,7 +308,7 @@ def run(cfg: Config):
             if ref_snapshot:
                 shutil.rmtree(ref_snapshot, ignore_errors=True)
         train_and_save(trainer, cfg, out, tokenizer,
-                       summary={"prompts": len(ds), "warnings": list(callback.warned.values())})
+                       summary=lambda: {"prompts": len(ds), "warnings": list(callback.warned.values())})
         out.extra.update(prompts=len(ds), warnings=list(callback.warned))
     if is_main_process():
         print(f"wrote {out.final}")
