@@ -33,9 +33,11 @@ from r1kit.errors import R1kitError
 from r1kit.lookup import did_you_mean, lookup
 
 
-def option(default: Any, help: str, *, choices: tuple[str, ...] | None = None, metavar: str | None = None):
-    """A config field with its default and help text (shown by `--help`)."""
-    meta = {"help": help, "choices": choices, "metavar": metavar}
+def option(default: Any, help: str, *, choices: tuple[str, ...] | None = None, metavar: str | None = None,
+           aliases: tuple[str, ...] = ()):
+    """A config field with its default and help text (shown by `--help`); `aliases` are other names
+    it answers to in YAML and as (hidden) flags, e.g. trl's, without a notice."""
+    meta = {"help": help, "choices": choices, "metavar": metavar, **({"aliases": tuple(aliases)} if aliases else {})}
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda d=default: type(d)(d), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
