@@ -95,6 +95,7 @@ class DataOptions(OptionGroup):
     """The dataset a stage reads."""
 
     DATA_REQUIRED: ClassVar[str] = "the dataset this stage reads"  # what --data is, in its error message
+    TRL_SPLIT: ClassVar[str] = "dataset_train_split"  # trl's name for --split here (r1kit.trl_names)
 
     data: str = option("", f"Dataset: {DATA_SPEC}.")
     split: str = option("train", "Split to read when the dataset has several.")

@@ -41,7 +41,7 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> subpro
     env.pop("R1KIT_DEBUG", None)
     return subprocess.run(
         [sys.executable, "-m", "r1kit", *map(str, args)],
-        capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout,
+        capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout, check=False,
     )
 
 

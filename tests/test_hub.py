@@ -36,7 +36,7 @@ def test_push_without_a_token_is_refused_before_training(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING"))}
     env.update(HF_HOME=str(tmp_path / "hf-home"), HF_HUB_OFFLINE="0", PYTHONPATH=str(REPO))
     res = subprocess.run([sys.executable, "-m", "r1kit", "grpo", "--data", str(tmp_path / "chats.jsonl"), "--output",
-                          str(tmp_path / "out"), "--push-to-hub", "me/tiny-grpo"],
+                          str(tmp_path / "out"), "--push_to_hub", "me/tiny-grpo"],
                          capture_output=True, text=True, env=env, timeout=300, check=False)
     assert res.returncode == 2
     assert res.stderr.strip().splitlines() == [(
