@@ -63,7 +63,7 @@ class Config(StageConfig):
     reward: list[str] = option(["accuracy=1"], "Reward NAME=WEIGHT (accuracy, format, think_format, tag_count, language, length, overlong, repetition, code, ... or pkg.mod:fn).")
     num_generations: int = option(8, "G: completions sampled per prompt (R1 16).")
     prompts_per_step: int = option(8, "Distinct prompts per optimizer step; the step's batch is prompts × G completions.")
-    generation_batch_size: int = option(0, "Completions per step (trl's generation_batch_size; must be divisible by G). 0 = prompts-per-step × G.")
+    generation_batch_size: int = option(0, "Completions per rollout batch (trl's generation_batch_size; divisible by G and by --updates-per-rollout). 0 = prompts-per-step × G × updates-per-rollout.")
     batch_size: int = option(0, "Completions per device per forward/backward pass (0 = the whole step's batch). Smaller values accumulate gradients.")
     max_completion_length: int = option(1024, "Longest completion in tokens.")
     temperature: float = option(1.0, "Sampling temperature for rollouts (R1 1.0).")
@@ -116,6 +116,14 @@ class Config(StageConfig):
     kl_warn: float = option(1.0, "Warn once when the logged KL to the reference exceeds this.")
     hacking_window: int = option(10, "Logs over which 'format reward up, accuracy down' raises a reward-hacking warning.")
     live: bool = option(True, "Show the rich live metrics view.")
+    # Policy iterations as the papers run them (R1 / DeepSeekMath minibatches; Kimi k1.5 §2.6.2:
+    # optimizer reset, partial rollouts, repeat detection): r1kit/rl/trainer.py, r1kit/rl/partial.py
+    updates_per_rollout: int = option(1, "N optimizer steps per rollout batch (R1: 16 minibatches): prompts-per-step × G × N completions are sampled once by π_old and split into N minibatches, one step each; the ratio π/π_old and the clip act from the second.")
+    reset_optimizer: bool = option(False, "Kimi k1.5: empty the optimizer state (Adam's moments and step) at each new rollout batch, the start of a mirror-descent iteration; with --updates-per-rollout 1 every step is then Adam's first (≈ lr·sign(g)).")
+    rollout_token_budget: int = option(0, "Kimi partial rollouts: at most T new tokens per trajectory per iteration; an unfinished one waits in a replay buffer and continues next iteration, the loss covering only its newest segment (0 = off).")
+    rollout_max_age: int = option(0, "Partial rollouts: continue a trajectory in at most A later iterations, then end it as truncated (0 = only --max-completion-length ends it).")
+    repeat_stop: int = option(0, "Kimi repeat detection: stop a rollout once its last N tokens repeat a pattern of at most N/2 tokens (0 = off).")
+    repeat_penalty: float = option(1.0, "Reward −P (the 'repeat_stop' reward) for a rollout --repeat-stop ended (0 = stop only).")
 
     def __post_init__(self) -> None:
         if self.epsilon_high is None:  # trl's rule: no clip-higher unless asked for
@@ -124,25 +132,36 @@ class Config(StageConfig):
     @classmethod
     def fit_preset(cls, preset: dict, given: dict) -> dict:
         """Preset values that cannot apply to this run step aside (the same values given explicitly
-        are errors in `validate`): a KL weight next to --loss kimi (its KL term is τ's), and a
-        reference reset without a reference model (β = 0) or with LoRA (the reference is the base)."""
+        are errors in `validate`): a KL weight next to --loss kimi (its KL term is τ's), a reference
+        reset without a reference model (β = 0) or with LoRA (the reference is the base), and
+        partial rollouts / repeat detection next to DAPO refill or vLLM rollouts."""
         preset = dict(preset)
         if given.get("loss", preset.get("loss")) == "kimi" and "beta" not in given:
             preset.pop("beta", None)
         beta = given.get("beta", preset.get("beta", cls.beta))
         if (beta == 0 or given.get("lora")) and "ref_reset_steps" not in given:
             preset.pop("ref_reset_steps", None)
+        if given.get("dynamic_sampling") == "refill" or given.get("vllm_server") or given.get("use_vllm") == "on":
+            for key in ("rollout_token_budget", "repeat_stop"):  # partial rollouts need r1kit's fixed-shape rollouts
+                if key not in given:
+                    preset.pop(key, None)
         return preset
 
     @property
+    def completions_per_rollout(self) -> int:
+        """One rollout batch (trl's generation_batch_size): N optimizer steps' completions."""
+        return self.generation_batch_size or self.prompts_per_step * self.num_generations * self.updates_per_rollout
+
+    @property
     def completions_per_step(self) -> int:
-        return self.generation_batch_size or self.prompts_per_step * self.num_generations
+        return self.completions_per_rollout // self.updates_per_rollout
 
     def validate(self) -> None:
         super().validate()
         if not self.data:
             raise R1kitError("--data is required: the prompt dataset")
-        for check in (_check_batch, _check_optimiser, _check_reference, _check_sampling, _check_ranges):
+        for check in (_check_batch, _check_optimiser, _check_reference, _check_sampling, _check_iterations,
+                      _check_ranges):
             check(self)
         if self.template != "auto":
             from r1kit.data import get_template
@@ -181,6 +200,9 @@ def _check_batch(cfg: Config) -> None:
     if cfg.generation_batch_size and cfg.generation_batch_size % G:
         raise R1kitError(f"--generation-batch-size ({cfg.generation_batch_size}) must be divisible by "
                          f"--num-generations ({G}) so that every prompt's group is complete")
+    if cfg.generation_batch_size % cfg.updates_per_rollout:
+        raise R1kitError(f"--generation-batch-size ({cfg.generation_batch_size}) must be divisible by "
+                         f"--updates-per-rollout ({cfg.updates_per_rollout}): the rollout batch splits into that many steps")
     if cfg.prompts_per_step < 1:
         raise R1kitError(f"--prompts-per-step ({cfg.prompts_per_step}) must be >= 1")
     per_step = cfg.completions_per_step
@@ -242,6 +264,26 @@ def _check_sampling(cfg: Config) -> None:
         raise R1kitError(f"--priority-floor ({cfg.priority_floor}) must be in (0, 1]")
 
 
+def _check_iterations(cfg: Config) -> None:
+    """Minibatch updates, the optimizer reset, partial rollouts and repeat detection."""
+    if cfg.repeat_stop == 1:
+        raise R1kitError("--repeat-stop 1 cannot see a repeat: give a window of N >= 2 tokens (e.g. 64) or 0 (off)")
+    if cfg.rollout_max_age and not cfg.rollout_token_budget:
+        raise R1kitError(f"--rollout-max-age {cfg.rollout_max_age} limits partial rollouts: "
+                         "set --rollout-token-budget too")
+    if (cfg.rollout_token_budget or cfg.repeat_stop) and cfg.dynamic_sampling == "refill":
+        raise R1kitError("partial rollouts and --repeat-stop keep the rollout batch's shape: "
+                         "use --dynamic-sampling mask with them, not refill")
+    if (cfg.rollout_token_budget or cfg.repeat_stop) and (cfg.vllm_server or cfg.use_vllm == "on"):
+        raise R1kitError("partial rollouts and --repeat-stop run on r1kit's decode loop or transformers' generate, "
+                         "not on vLLM: set --use-vllm off")
+    world, G = _world(), cfg.num_generations
+    if (cfg.rollout_token_budget or cfg.repeat_stop) and (cfg.completions_per_rollout // world) % G:
+        raise R1kitError(f"partial rollouts need whole groups on each process: {cfg.completions_per_rollout} "
+                         f"completions / {world} processes is not a multiple of G={G}; "
+                         f"make --prompts-per-step a multiple of {world}")
+
+
 def _check_ranges(cfg: Config) -> None:
     for flag, value in (("max-minutes", cfg.max_minutes), ("overlong-cache", cfg.overlong_cache),
                         ("limit", cfg.limit), ("length-warmup-steps", cfg.length_warmup_steps)):
@@ -253,9 +295,9 @@ def _check_rewards(cfg: Config, names: list[str]) -> None:
     """What the resolved rewards ask of the run."""
     if len(set(names)) != len(names):
         raise R1kitError(f"a reward is given twice in --reward {' '.join(cfg.reward)}")
-    per_step, world, G = cfg.completions_per_step, _world(), cfg.num_generations
+    per_step, world, G = cfg.completions_per_rollout, _world(), cfg.num_generations
     if "length" in names and world > 1 and (per_step // world) % G:
-        # trl scores each process's slice of the step; the length reward needs whole groups there
+        # trl scores each process's slice of the rollout batch; the length reward needs whole groups there
         raise R1kitError(
             f"--reward length needs each process to hold whole groups: {per_step} completions / {world} processes "
             f"= {per_step // world} per process is not a multiple of G={G}; make --prompts-per-step a multiple of {world}")
@@ -315,8 +357,14 @@ def prepare_inputs(cfg: Config):
     if cfg.sampler == "curriculum":
         ds = _attach_difficulty(ds, cfg)  # before screening: it may align columns of the raw data by row
     ds = _screen_golds(cfg, ds, {c for cols in needs.values() for c in cols})
-    prompts_needed = cfg.completions_per_step // cfg.num_generations
+    prompts_needed = cfg.completions_per_rollout // cfg.num_generations
     if len(ds) < prompts_needed:
+        if cfg.updates_per_rollout > 1:
+            source = " (from --preset " + cfg.preset + ")" if PRESETS.get(cfg.preset, {}).get(
+                "updates_per_rollout") == cfg.updates_per_rollout else ""
+            raise R1kitError(f"{cfg.data} has {len(ds)} prompts but one rollout batch needs {prompts_needed} distinct "
+                             f"prompts (--prompts-per-step {cfg.prompts_per_step} × --updates-per-rollout "
+                             f"{cfg.updates_per_rollout}{source}); lower either")
         raise R1kitError(f"{cfg.data} has {len(ds)} prompts but one step needs {prompts_needed} distinct prompts "
                          f"({cfg.completions_per_step} completions / G={cfg.num_generations}); lower --prompts-per-step")
     if prefill:
@@ -399,7 +447,8 @@ def run(cfg: Config):
     from r1kit.rl.trl_args import use_vllm
 
     tokenizer, ds, template, specs = prepare_inputs(cfg)
-    vllm = use_vllm(cfg)
+    # partial rollouts and repeat detection drive r1kit's loop or transformers' generate: vLLM "auto" yields
+    vllm = use_vllm(cfg) and not (cfg.use_vllm == "auto" and (cfg.rollout_token_budget or cfg.repeat_stop))
 
     import torch
     from transformers import PrinterCallback
@@ -420,7 +469,15 @@ def run(cfg: Config):
         initial_success=ds["pass_rate"] if cfg.sampler == "prioritized" and "pass_rate" in ds.column_names else None,
         fast_rollout={"auto": "auto", "fast": "on", "hf": "off"}[cfg.rollout],
         fast_rollout_keep_cache=cfg.rollout_cache == "keep",
+        reset_optimizer=cfg.reset_optimizer, rollout_token_budget=cfg.rollout_token_budget,
+        rollout_max_age=cfg.rollout_max_age, repeat_stop=cfg.repeat_stop,
     )
+    weights = [spec.weight for spec in specs]
+    if cfg.repeat_stop and cfg.repeat_penalty:
+        from r1kit.rl.partial import repeat_stop_reward
+
+        rewards.append(_named(repeat_stop_reward(cfg.repeat_stop), "repeat_stop"))
+        weights.append(cfg.repeat_penalty)
     torch.manual_seed(cfg.seed)
     inputs = {"model": cfg.model, "data": cfg.data, "preset": cfg.preset or None, "template": template}
     with stage_output(cfg, "grpo", inputs, keep_checkpoints=cfg.keep_checkpoints, resume=bool(cfg.resume)) as out:
@@ -439,7 +496,7 @@ def run(cfg: Config):
         # before GRPOConfig starts the process group: once it is up, save_pretrained writes on
         # rank 0 only and the other ranks would find an empty reference folder
         ref_snapshot = reference_snapshot(cfg, model, tokenizer)
-        args = grpo_args(cfg, str(out.checkpoints_dir), vllm, [spec.weight for spec in specs])
+        args = grpo_args(cfg, str(out.checkpoints_dir), vllm, weights)
         callback = GRPOMetricsCallback(out, kl_threshold=cfg.kl_warn, window=cfg.hacking_window,
                                        live=cfg.live and is_main_process())
         try:
