@@ -10,12 +10,55 @@ switches r1kit/rl/trl_args.py sets; the Kimi loss and dynamic sampling are r1kit
 curriculum and prioritized sampling, and a reference-model reset every N steps (R1: 400).
 `--preset` sets a paper's choices in one flag (r1kit/rl/presets.py); flags and --config still win.
 
-Where r1kit differs from the papers: batches, rollout lengths and step counts are whatever you
-ask for (R1 used 512 samples of up to 32768 tokens per step); the reference reset copies the
-policy into the reference model (trl's sync with α = 1), and a resumed run restarts with the
-initial policy as reference; `--loss kimi` replaces the paper's τ·log Z by the group mean
-reward, as Kimi does, and is scaled by 1/(2τ); DAPO refill runs on one process only
-(`--dynamic-sampling mask` works everywhere).
+Policy iterations as the papers run them: `--updates-per-rollout N` samples one rollout batch of
+prompts-per-step × G × N completions with π_old and takes N optimizer steps over its minibatches
+(R1: 8192 outputs per rollout, 16 minibatches of 512); `--num-iterations μ` passes over the batch
+μ times. `--reset-optimizer` empties the optimizer state at each new rollout batch (Kimi k1.5).
+`--rollout-token-budget T` runs Kimi's partial rollouts (r1kit/rl/partial.py): at most T new
+tokens per trajectory per iteration, unfinished ones continued in later iterations from a replay
+buffer, the loss on each trajectory's newest segment only; `--repeat-stop N` ends a rollout whose
+last N tokens repeat and `--repeat-penalty P` adds −P to its reward.
+
+Where r1kit differs from the papers:
+
+(1) Scale: batches, rollout lengths and step counts are whatever you ask for (R1: 32 prompts × 16
+samples of up to 32768 tokens per step; DeepSeekMath: batch 1024, 64 samples per question);
+R1's later switches (temperature 0.7 in its second stage, 65536 tokens after 8.2k steps) are not
+scheduled, and R1's clip ε, reported as 10 and unverified, stays 0.2.
+
+(2) Advantages divide by the group's sample std + 1e-4 (trl), not by the std alone.
+
+(3) The reference reset copies the policy into the reference model (trl's sync with α = 1); a
+resumed run restarts with the initial policy as reference. DeepSeekMath's iterative RL, which
+also retrains the reward model between iterations, is not run.
+
+(4) `--loss kimi` replaces τ·log Z by the group's mean reward, as Kimi does, and is scaled by
+1/(2τ); its per-token gradient is |o|·(std + 1e-4) times GRPO's, so learning rates do not carry
+over. Kimi's τ, samples per problem, updates per iteration, length-reward warm-up, token budget
+and repeat window are unreported: the kimi presets keep τ 0.1 and one update per rollout (with
+the reset, each step is then Adam's first: about lr·sign(g)), warm the length reward up for 20
+steps, and use a 256-token budget and a 64-token repeat window.
+
+(5) Partial rollouts are synchronous (Kimi's rollout workers run asynchronously) and keep the
+rollout batch's shape: a group is scored and trained when its last member finishes; until then
+its slots hold placeholders that leave the loss (a step with no complete group changes no weight);
+buffered groups displace fresh prompts, which are skipped until a later epoch; a member that
+finished in an earlier iteration counts in its group's mean and std but adds no loss term, since
+its segment came from an older policy; every earlier segment is context (Kimi may exclude only
+some). The buffer is not saved with checkpoints (a resumed run starts with it empty), and vLLM
+rollouts do not support it. `--rollout-max-age A` ends a trajectory as truncated after A
+continuations.
+
+(6) Repeat detection checks every 16 decoding steps on r1kit's loop and at segment ends on
+transformers' generate, and cuts the trajectory back to its first repeating token on both; the
+penalty's size is r1kit's choice (Kimi: "additional penalties").
+
+(7) Kimi's curriculum difficulty comes from a column you provide (e.g. the pass_rate of `r1kit
+rejection-sample` over 10 SFT samples); prioritized sampling keeps solved prompts at
+--priority-floor instead of 0; Kimi's filter of prompts answered without reasoning is not built in.
+
+(8) DAPO refill runs on one process only (`--dynamic-sampling mask` works everywhere), and not
+with partial rollouts. Multimodal inputs (Kimi's vision data) are not supported.
 
 Example:
 
