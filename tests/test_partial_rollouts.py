@@ -7,6 +7,7 @@ generator and the loss.
 """
 
 import json
+from typing import ClassVar
 
 import pytest
 import torch
@@ -168,11 +169,11 @@ def work(tmp_path_factory):
 class Probe(trainer_module.R1GRPOTrainer):
     """Checks, in a real run, what the generator is asked and what the loss sees."""
 
-    calls: list = []
-    iterations: list = []
-    losses: list = []
-    seen: dict = {}
-    snap: dict = {}
+    calls: ClassVar[list] = []
+    iterations: ClassVar[list] = []
+    losses: ClassVar[list] = []
+    seen: ClassVar[dict] = {}
+    snap: ClassVar[dict] = {}
 
     def _r1_timed_generate(self, prompt_ids, *args):
         ids, logprobs = super()._r1_timed_generate(prompt_ids, *args)

@@ -8,6 +8,7 @@ recomputes the loss with r1kit.rl.losses (tested against hand values in test_los
 
 import json
 import math
+from typing import ClassVar
 
 import pytest
 import torch
@@ -40,8 +41,8 @@ class Probe(trainer_module.R1GRPOTrainer):
     the clipped fraction, trl's loss and the reference loss; and the optimizer state before each
     optimizer step."""
 
-    records: list = []
-    states: list = []
+    records: ClassVar[list] = []
+    states: ClassVar[list] = []
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

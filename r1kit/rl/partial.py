@@ -99,6 +99,7 @@ class PartialRollouts:
         self.group_size, self.budget, self.max_length = group_size, budget, max_length
         self.max_age, self.repeat_window = max_age, repeat_window
         self.eos = tuple(int(e) for e in eos_ids)
+        self._eos_set = frozenset(self.eos)  # models may declare many EOS ids
         self.iteration = 0
         self.buffer: list[Group] = []
         self.groups: list[Group] = []
@@ -159,7 +160,7 @@ class PartialRollouts:
         """Append one segment to `t` and decide whether it has ended; returns its token count."""
         seg = seg[:room]
         end = ""
-        eos_at = next((k for k, x in enumerate(seg) if x in self.eos), None)
+        eos_at = next((k for k, x in enumerate(seg) if x in self._eos_set), None)
         if eos_at is not None:
             seg, end = seg[:eos_at + 1], "eos"
         if self.repeat_window:
