@@ -183,6 +183,7 @@ class Probe(trainer_module.R1GRPOTrainer):
 
     def _generate_and_score_completions(self, inputs):
         before = dict(Probe.snap)  # every trajectory's tokens after the previous iteration
+        weights = sum(float(p.detach().double().abs().sum()) for p in self.model.parameters())
         out = super()._generate_and_score_completions(inputs)
         if self.model.training:
             rollouts = self._r1_rollouts
@@ -199,7 +200,7 @@ class Probe(trainer_module.R1GRPOTrainer):
                 assert torch.equal(loss_mask[row].cpu(), want), (row, span, loss_mask[row])
                 Probe.snap[id(t)] = list(t.tokens)
             Probe.iterations.append({"spans": rollouts.spans(), "loss_tokens": int(loss_mask.sum()),
-                                     "lengths": [n for n, _ in rollouts.lengths()]})
+                                     "lengths": [n for n, _ in rollouts.lengths()], "weights": weights})
         return out
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -254,6 +255,12 @@ def test_partial_rollouts_in_a_real_run(work, monkeypatch, rollout):
     for it in Probe.iterations:
         assert it["loss_tokens"] == sum(b - a for span in it["spans"] if span for a, b in [span])
     assert Probe.losses and all(got == pytest.approx(ref, rel=1e-4, abs=1e-7) for got, ref in Probe.losses)
+    # a step without a complete group leaves the weights as they were, also after Adam has momentum
+    its = Probe.iterations
+    assert any(its[i - 1]["lengths"] and not its[i]["lengths"] for i in range(1, len(its) - 1))
+    for i in range(1, len(its) - 1):
+        moved = its[i + 1]["weights"] != its[i]["weights"]
+        assert moved == bool(its[i]["lengths"]), (i, its[i]["lengths"])
     for record, it in zip(logged, Probe.iterations):
         if it["lengths"]:  # the logged lengths are the trained trajectories' own, not the placeholders'
             assert record["completions/mean_length"] == pytest.approx(sum(it["lengths"]) / len(it["lengths"]))
