@@ -282,11 +282,19 @@ def _torch_dtype(dtype: str | None):
 
 
 def _device(device: str | None) -> str:
+    """The device a model loads on: the given one, else this process's GPU, else the CPU.
+
+    Under `accelerate launch` / torchrun each rank owns GPU LOCAL_RANK; loading on plain "cuda"
+    would put every rank's copy (and a CUDA context) on GPU 0 first.
+    """
     if device:
         return device
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if not torch.cuda.is_available():
+        return "cpu"
+    local = os.environ.get("LOCAL_RANK")
+    return f"cuda:{int(local)}" if local and local.isdigit() and int(local) < torch.cuda.device_count() else "cuda"
 
 
 def _hub_error(spec: str, err: Exception) -> R1kitError:

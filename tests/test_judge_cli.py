@@ -146,7 +146,7 @@ def test_grpo_reads_the_chat_template_prefill_and_screens_golds(tmp_path):
     model = _distill_like_model(tmp_path / "distill-like")
     cfg = build_config(Config, None, {"model": str(model), "data": str(data), "output": str(tmp_path / "out"),
                                       "template": "chat", "num_generations": 2, "prompts_per_step": 2})
-    _, ds, template = prepare_inputs(cfg)
+    _, ds, template, _ = prepare_inputs(cfg)
     assert template == "chat" and ds["answer"] == ["204", "7", "0"]  # rows 1 and 3 cannot be scored
     assert sorted(cfg._unscorable) == [1, 3] and ds["prefill"] == ["<think>\n"] * 3
     # the rewards get the prompts as chat messages (trl renders them) and the dataset's columns

@@ -350,3 +350,21 @@ def test_sanity_check_flags_a_random_model_and_the_script_fails_loudly(tmp_path,
     assert saved_report["ok"] is False and saved_report["perplexity"] == pytest.approx(report["perplexity"], rel=1e-4)
     assert script.main(["--model", "tiny", "--max-perplexity", "1000"]) == 0
     assert "sanity check passed" in capsys.readouterr().out
+
+
+def test_each_rank_loads_on_its_own_gpu(monkeypatch):
+    """Under accelerate/torchrun, rank k's model goes to cuda:LOCAL_RANK, not to GPU 0 first."""
+    import torch
+
+    from r1kit.models import _device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert _device(None) == "cuda:1"
+    monkeypatch.delenv("LOCAL_RANK")
+    assert _device(None) == "cuda"
+    assert _device("cpu") == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert _device(None) == "cpu"
