@@ -85,6 +85,9 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--generations", type=int, default=8)
     p.add_argument("--max-completion-length", type=int, default=96)
     p.add_argument("--min-gain", type=float, default=0.20)
+    p.add_argument("--cold-start", default="",
+                   help="Reuse cold-start checkpoints instead of running SFT: a path with {seed}, e.g. "
+                        "work/sft-s{seed}-435 (their held-out accuracy is measured again).")
     p.add_argument("--compare-budget", type=int, default=0,
                    help="Also run each seed's GRPO with --rollout-token-budget T (partial rollouts) from the same "
                         "cold start, for the same time, and report both accuracies (0 = off).")
@@ -171,7 +174,11 @@ def main(argv=None) -> dict:
     results = {"config": vars(args), "seeds": {}}
     for seed in args.seeds:
         t0 = time.time()
-        sft_dir, pre, sft_steps, history = cold_start(args, data, work, seed, test)
+        if args.cold_start:
+            sft_dir = Path(args.cold_start.format(seed=seed))
+            pre, sft_steps, history = greedy_accuracy(sft_dir, test, args.max_completion_length), None, []
+        else:
+            sft_dir, pre, sft_steps, history = cold_start(args, data, work, seed, test)
         t_sft = time.time() - t0
         run = grpo(args, sft_dir, data, work / f"grpo-s{seed}", seed)
         post = greedy_accuracy(work / f"grpo-s{seed}", test, args.max_completion_length)

@@ -399,8 +399,8 @@ class R1GRPOTrainer(FastRolloutMixin, GRPOTrainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if self.model.training:  # for _SkipEmptySteps: does this optimizer step have any loss token?
             mask = inputs["completion_mask"]
-            self._r1_step_tokens = getattr(self, "_r1_step_tokens", 0.0) + (mask * inputs["tool_mask"] if "tool_mask" in inputs
-                                                           else mask).sum().detach()
+            mask = mask * inputs["tool_mask"] if "tool_mask" in inputs else mask
+            self._r1_step_tokens = getattr(self, "_r1_step_tokens", 0.0) + mask.sum().detach()
         if self.r1.loss == "kimi":
             return self._kimi_loss(model, inputs)
         loss = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)  # trl's loss_type
