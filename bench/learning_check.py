@@ -80,6 +80,8 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--rollout", default="hf", choices=("fast", "hf"),
                    help="GRPO rollouts: transformers generate (hf) or r1kit's decode loop (fast; "
                         "~1.3x the steps per minute here, but no larger gains in two runs).")
+    p.add_argument("--grpo-steps", type=int, default=0,
+                   help="Run GRPO for this many steps instead of --grpo-minutes (the same for every run compared).")
     p.add_argument("--grpo-lr", type=float, default=1e-4)
     p.add_argument("--prompts", type=int, default=8)
     p.add_argument("--generations", type=int, default=8)
@@ -138,8 +140,11 @@ def grpo(args, sft_dir: Path, data: Path, out: Path, seed: int, extra: tuple[str
            "--output", str(out), "--overwrite", "--seed", str(seed), "--reward", "accuracy=1",
            "--num-generations", str(args.generations), "--prompts-per-step", str(args.prompts),
            "--max-completion-length", str(args.max_completion_length), "--temperature", "1.0",
-           "--learning-rate", str(args.grpo_lr), "--beta", "0", "--max-steps", "100000",
-           "--max-minutes", str(args.grpo_minutes), "--rollout", args.rollout, "--no-live", *extra]
+           "--learning-rate", str(args.grpo_lr), "--beta", "0", "--rollout", args.rollout, "--no-live", *extra]
+    if args.grpo_steps:
+        cmd += ["--max-steps", str(args.grpo_steps)]
+    else:
+        cmd += ["--max-steps", "100000", "--max-minutes", str(args.grpo_minutes)]
     t0 = time.time()
     res = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if res.returncode != 0:

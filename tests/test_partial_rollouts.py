@@ -298,3 +298,20 @@ def test_fast_generator_stops_a_loop_on_the_device():
         assert b.stopped and len(b.token_ids) % 16 == 0 and len(b.token_ids) < 120
         assert b.token_ids == a.token_ids[:len(b.token_ids)] and repeats_at_end(b.token_ids, 8)
         assert not repeats_at_end(b.token_ids[:len(b.token_ids) - 16], 8) or len(b.token_ids) == 16
+
+
+def test_kimi_preset_trains_with_partial_rollouts_and_resets(work, monkeypatch):
+    # the kimi preset: mirror-descent loss, prioritized sampling, length reward, optimizer reset,
+    # partial rollouts (budget shrunk here to 8 of 24 tokens) and repeat detection
+    logged = run(work, monkeypatch, "kimi", "--preset", "kimi", "--reward", "accuracy=1", "--reward", "length=1",
+                 "--rollout-token-budget", "8", "--repeat-stop", "8", "--max-steps", "5")
+    config = (work / "kimi" / "resolved_config.yaml").read_text()
+    for line in ("loss: kimi", "sampler: prioritized", "reset_optimizer: true", "rollout_token_budget: 8",
+                 "repeat_stop: 8"):
+        assert line in config
+    assert [r.get("optimizer/resets") for r in logged] == [1.0] * 5  # one rollout batch per step
+    trained = [r for r in logged if r["partial/trained_groups"]]
+    assert trained and all(r["kimi/log_ratio"] == r["kimi/log_ratio"] for r in trained)  # finite, not NaN
+    assert all(r["loss"] == r["loss"] for r in logged)
+    assert Probe.iterations and all(it["loss_tokens"] == sum(b - a for span in it["spans"] if span for a, b in [span])
+                                    for it in Probe.iterations)
