@@ -43,6 +43,8 @@ STAGES: dict[str, str] = {
     "rejection-sample": "r1kit.stages.rejection_sample",
     "distill": "r1kit.stages.distill",
     "dpo-shorten": "r1kit.stages.dpo_shorten",
+    "plot": "r1kit.stages.plot",
+    "report": "r1kit.stages.report",
 }
 
 # OSErrors that come from the user's disk or paths, not from a bug: reported in one line (exit 2).
@@ -217,6 +219,9 @@ def main() -> None:
     # Per-operation progress bars of datasets would drown r1kit's own progress lines.
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from r1kit.progress import quiet_library_warnings
+
+    quiet_library_warnings()  # FutureWarnings of renamed library internals, hub progress bars in log files
     from r1kit import outputs
 
     outputs.COMMAND_LINE = sys.argv[1:]  # for the resume hint after an interruption

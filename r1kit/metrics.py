@@ -3,6 +3,12 @@
 - pass@1 (R1's definition, PAPERS.md "Eval"): sample k answers per problem at
   temperature 0.6 and report the mean correctness of those k samples,
   pass@1 = (1/k) sum_i p_i. It is an average of accuracy, not "any of k right".
+  Its standard error (`pass_at_1_stderr`) is taken over prompts: with p_j the mean
+  correctness of prompt j's k samples and n prompts, SE = s / sqrt(n), where
+  s^2 = sum_j (p_j - mean p)^2 / (n - 1). The prompts are the sampled units (a benchmark
+  is a sample of problems), and each p_j already averages its k samples, so the noise of
+  sampling k answers is in it too (the per-question mean and its standard error, as in
+  Miller 2024, "Adding Error Bars to Evals", arXiv:2411.00640).
 - pass@k: the probability that at least one of k samples is correct, estimated
   without bias from n >= k samples of which c are correct (Chen et al. 2021,
   "Evaluating Large Language Models Trained on Code", eq. 1):
@@ -18,6 +24,7 @@ length, truncation and format statistics; `r1kit evaluate` reports its output.
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -52,6 +59,17 @@ def pass_at_1_mean(correct_flags: Iterable[bool]) -> float:
     if not flags:
         raise R1kitError("pass@1 of a problem needs at least one sample")
     return sum(flags) / len(flags)
+
+
+def pass_at_1_stderr(per_prompt: Sequence[float]) -> float | None:
+    """Standard error of pass@1 over prompts: sample standard deviation of the per-prompt means
+    p_j (each the mean correctness of that prompt's k samples) over sqrt(n prompts):
+    SE = sqrt(sum_j (p_j - mean p)^2 / (n - 1)) / sqrt(n). None for fewer than 2 prompts."""
+    n = len(per_prompt)
+    if n < 2:
+        return None
+    mean = sum(per_prompt) / n
+    return math.sqrt(sum((p - mean) ** 2 for p in per_prompt) / (n - 1) / n)
 
 
 def majority_index(answers: Sequence[str | None], key: Callable[[str], str] | None = None) -> int | None:
@@ -104,8 +122,9 @@ def summarize_samples(
     parsed: such problems are excluded from every rate, counted in `excluded_unparseable_gold` and
     `unscorable_gold`, and their prompt_index listed in `unscorable_gold_ids`),
     extracted, num_tokens, truncated and optionally format_ok and task. Returns accuracy (= pass@1,
-    mean over the k samples, averaged over problems), pass@k for each k (unbiased estimator averaged
-    over problems), cons@k when k > 1 (over problems whose task is not "code": programs are not
+    mean over the k samples, averaged over problems) and its standard error over prompts
+    (pass@1_stderr, `pass_at_1_stderr`; None for fewer than 2 prompts), pass@k for each k
+    (unbiased estimator averaged over problems), cons@k when k > 1 (over problems whose task is not "code": programs are not
     voted on), mean/median tokens, truncation and format rates (over all samples).
     """
     by_prompt: dict[int, list[dict[str, Any]]] = defaultdict(list)
@@ -124,6 +143,7 @@ def summarize_samples(
     if scored:
         per_prompt = [pass_at_1_mean(r["correct"] for r in rs) for rs in scored.values()]
         metrics["accuracy"] = metrics["pass@1"] = sum(per_prompt) / len(per_prompt)
+        metrics["pass@1_stderr"] = pass_at_1_stderr(per_prompt)
         for kk in pass_k:
             if kk == 1:
                 continue
@@ -135,7 +155,7 @@ def summarize_samples(
             votes = [cons_at_k([r["extracted"] for r in rs], [bool(r["correct"]) for r in rs], key) for rs in voted]
             metrics[f"cons@{k}"] = sum(votes) / len(votes)
     else:
-        metrics["accuracy"] = metrics["pass@1"] = None
+        metrics["accuracy"] = metrics["pass@1"] = metrics["pass@1_stderr"] = None
     tokens = [r["num_tokens"] for r in rows]
     metrics["mean_tokens"] = statistics.fmean(tokens) if tokens else None
     metrics["median_tokens"] = statistics.median(tokens) if tokens else None

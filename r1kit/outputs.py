@@ -317,8 +317,15 @@ class StageOutput:
             "wall_s": round(time.time() - self.started, 3),
             "timings_s": self._timings,
             "artifacts": artifacts,
+            **run_environment(),
             **self.extra,
         }
+        if self.model_dir.is_dir():
+            # every model output carries a model card (README.md, Hugging Face style) for sharing
+            from r1kit.model_card import write_model_card
+
+            write_model_card(self.model_dir, manifest, user_command(), self.path, self.final.name)
+            manifest["model_card"] = "model/README.md"
         (self.path / MANIFEST).write_text(json.dumps(manifest, indent=2, default=_jsonable) + "\n")
 
     def _commit(self, keep_checkpoints: bool) -> None:
@@ -334,6 +341,66 @@ class StageOutput:
         os.rename(self.path, self.final)
         if trash is not None:
             shutil.rmtree(trash, ignore_errors=True)
+
+
+# Libraries whose versions decide what a run computes (manifest.json "versions").
+LIBRARIES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "math-verify")
+
+
+def run_environment() -> dict[str, Any]:
+    """What a manifest records about the software and machine: library versions, the git commit
+    of the r1kit checkout (None when r1kit is not run from a git checkout), world size and device."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions: dict[str, str | None] = {"python": platform.python_version(), "r1kit": __version__}
+    for name in LIBRARIES:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = None
+    commit, dirty = git_state()
+    return {"versions": versions, "git_commit": commit, "git_dirty": dirty,
+            "world_size": int(os.environ.get("WORLD_SIZE", "1")), "device": device_name()}
+
+
+def git_state() -> tuple[str | None, bool | None]:
+    """(HEAD commit, uncommitted changes to tracked files?) of the git checkout r1kit runs from, or
+    (None, None) when it is an installed package or git cannot tell."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    if not (root / ".git").exists():  # a folder in a checkout, a file in a worktree
+        return None, None
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=10, check=False)
+        if head.returncode != 0:
+            return None, None
+        status = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                                capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+    return head.stdout.strip() or None, bool(status.stdout.strip()) if status.returncode == 0 else None
+
+
+def device_name() -> str:
+    """'cuda: <GPU name> x N' when the stage ran on CUDA GPUs, else 'cpu' (torch is asked only if the
+    stage loaded it: a stage without torch ran on the CPU)."""
+    torch = sys.modules.get("torch")
+    try:
+        if torch is not None and torch.cuda.is_available():
+            return f"cuda: {torch.cuda.get_device_name(0)} x {torch.cuda.device_count()}"
+    except (RuntimeError, AssertionError, OSError):  # a broken driver must not cost the run its manifest
+        pass
+    return "cpu"
+
+
+def user_command() -> str:
+    """The command as the user typed it (`r1kit STAGE ...`), else this process's argv."""
+    if COMMAND_LINE is not None:
+        return shlex.join(["r1kit", *COMMAND_LINE])
+    return shlex.join(sys.argv)
 
 
 def _jsonable(obj: Any) -> Any:

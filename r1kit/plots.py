@@ -1,61 +1,111 @@
-"""Training curves from a stage's metrics.jsonl, as a PNG.
+"""Training curves from stage outputs' metrics.jsonl: the library under `r1kit plot`.
 
-    python -m r1kit.plots runs/grpo runs/grpo_curves.png
+`curves(run_dir)` reads one sft, grpo, dpo-shorten or distill output (distill: its student's
+SFT, logged in OUT/sft) and returns, per panel, the per-step series it logged:
 
-Plots the reward (total and per reward function) and the mean completion
-length against the step, the two curves R1-Zero's figures show.
+    loss       the training loss (every trainer)
+    reward     grpo: total reward and each reward function's mean; dpo-shorten: reward margin
+               and chosen/rejected rewards (the implicit DPO rewards)
+    accuracy   grpo: the success reward's mean; sft: token accuracy; dpo-shorten: preference
+               accuracy (chosen reward above rejected)
+    length     grpo: mean completion length in tokens
+    kl         grpo: KL to the reference (logged when β > 0)
+
+R1-Zero's figures show the reward and the length against the step; the others show whether
+training went where it should (loss down, KL bounded). Panels nobody logged are left out.
+`plot_curves` draws one panel per quantity and one line per (run, series).
 """
 
 from __future__ import annotations
 
-import sys
+import json
 from pathlib import Path
 
 from r1kit.errors import R1kitError
-from r1kit.outputs import read_metrics
+
+PANELS = {
+    "loss": ("loss",),
+    "reward": ("reward", "rewards/margins", "rewards/chosen", "rewards/rejected"),
+    "accuracy": ("accuracy", "mean_token_accuracy", "rewards/accuracies"),
+    "length": ("completions/mean_length",),
+    "kl": ("kl",),
+}
+YLABELS = {"loss": "loss", "reward": "reward", "accuracy": "accuracy", "length": "mean completion length (tokens)",
+           "kl": "KL to the reference"}
+TRAINING_STAGES = ("sft", "grpo", "dpo-shorten", "distill")
 
 
-def training_curves(run_dir: str | Path) -> dict[str, list[tuple[int, float]]]:
-    """Per-step series of reward, per-function rewards and mean completion length."""
-    series: dict[str, list[tuple[int, float]]] = {}
-    for rec in read_metrics(run_dir):
-        step = rec.get("step")
-        if not isinstance(step, int) or "reward" not in rec:
+def _panel_of(key: str) -> str | None:
+    for panel, keys in PANELS.items():
+        if key in keys:
+            return panel
+    if key.startswith("rewards/") and key.endswith("/mean"):
+        return "reward"  # grpo: one series per reward function
+    return None
+
+
+def _step_records(run_dir: Path) -> list[dict]:
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            r = json.loads(line)
+        except ValueError:
             continue
-        for key, value in rec.items():
-            wanted = key == "reward" or key == "completions/mean_length" or (
-                key.startswith("rewards/") and key.endswith("/mean")
-            )
-            if wanted and isinstance(value, (int, float)):
-                series.setdefault(key, []).append((step, float(value)))
-    if not series:
-        raise R1kitError(f"{run_dir}: metrics.jsonl has no per-step reward records (is it a grpo output?)")
-    return series
+        if isinstance(r, dict) and isinstance(r.get("step"), int) and "event" not in r and "train_runtime" not in r:
+            records.append(r)
+    return records
 
 
-def plot_training_curves(run_dir: str | Path, png: str | Path, *, smooth: int = 5) -> Path:
+def curves(run_dir: str | Path) -> dict[str, dict[str, list[tuple[int, float]]]]:
+    """{panel: {series: [(step, value), ...]}} of one training stage output; R1kitError if it has none."""
+    run = Path(run_dir)
+    stage = None
+    try:
+        stage = json.loads((run / "manifest.json").read_text()).get("stage")
+    except (OSError, ValueError, AttributeError):
+        pass
+    if stage is not None and stage not in TRAINING_STAGES:
+        raise R1kitError(f"{run_dir} is an r1kit {stage} output: it has no training curves; give an "
+                         f"{', '.join(TRAINING_STAGES[:-1])} or {TRAINING_STAGES[-1]} output")
+    records = _step_records(run) or _step_records(run / "sft")  # distill: the student's SFT
+    out: dict[str, dict[str, list[tuple[int, float]]]] = {}
+    for r in records:
+        for key, value in r.items():
+            panel = _panel_of(key)
+            if panel and isinstance(value, (int, float)) and not isinstance(value, bool):
+                out.setdefault(panel, {}).setdefault(key, []).append((r["step"], float(value)))
+    if not out:
+        raise R1kitError(f"{run_dir}: no per-step training metrics (metrics.jsonl with step records); give an sft, "
+                         "grpo, dpo-shorten or distill output")
+    return {panel: out[panel] for panel in PANELS if panel in out}
+
+
+def plot_curves(runs: dict[str, dict[str, dict[str, list[tuple[int, float]]]]], png: str | Path, *,
+                smooth: int = 1) -> Path:
+    """One PNG: a panel per quantity any run logged, a line per (run, series), moving average of `smooth`."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    series = training_curves(run_dir)
-    fig, (ax_r, ax_l) = plt.subplots(1, 2, figsize=(10, 3.8))
-    for key, points in series.items():
-        if key == "completions/mean_length":
-            continue
-        steps, values = zip(*points)
-        label = "total reward" if key == "reward" else key.split("/")[1]
-        ax_r.plot(steps, _moving_average(values, smooth), label=label)
-    ax_r.set_xlabel("step")
-    ax_r.set_ylabel(f"reward (moving average of {smooth})")
-    ax_r.legend()
-    if "completions/mean_length" in series:
-        steps, values = zip(*series["completions/mean_length"])
-        ax_l.plot(steps, _moving_average(values, smooth), color="tab:green")
-    ax_l.set_xlabel("step")
-    ax_l.set_ylabel("mean completion length (tokens)")
-    fig.suptitle(f"GRPO training curves: {Path(run_dir).name}")
+    panels = [p for p in PANELS if any(p in c for c in runs.values())]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
+    styles = ("-", "--", ":", "-.")
+    for ax, panel in zip(axes[0], panels):
+        for color, (name, run) in enumerate(runs.items()):
+            for n, (key, points) in enumerate(run.get(panel, {}).items()):
+                steps, values = zip(*points)
+                label = key if len(runs) == 1 else f"{name}: {key}"
+                # one colour per run (several runs compare at a glance), one line style per series
+                ax.plot(steps, moving_average(values, smooth), label=label,
+                        color=f"C{n if len(runs) == 1 else color}", linestyle="-" if len(runs) == 1 else styles[n % 4])
+        ax.set_xlabel("step")
+        ax.set_ylabel(YLABELS[panel] + (f" (moving average of {smooth})" if smooth > 1 else ""))
+        ax.legend(fontsize=7)
+    fig.suptitle("training curves: " + ", ".join(runs))
     fig.tight_layout()
     png = Path(png)
     fig.savefig(png, dpi=110)
@@ -63,7 +113,7 @@ def plot_training_curves(run_dir: str | Path, png: str | Path, *, smooth: int = 
     return png
 
 
-def _moving_average(values, window: int) -> list[float]:
+def moving_average(values, window: int) -> list[float]:
     out, acc = [], []
     for v in values:
         acc.append(v)
@@ -71,13 +121,3 @@ def _moving_average(values, window: int) -> list[float]:
             acc.pop(0)
         out.append(sum(acc) / len(acc))
     return out
-
-
-if __name__ == "__main__":
-    if len(sys.argv) != 3:
-        sys.exit("usage: python -m r1kit.plots RUN_DIR OUT.png")
-    try:
-        print(plot_training_curves(sys.argv[1], sys.argv[2]))
-    except R1kitError as exc:
-        print(f"r1kit: error: {exc}", file=sys.stderr)
-        sys.exit(2)

@@ -76,6 +76,7 @@ RANGES: dict[str, Range] = {
     "max_length": AT_LEAST_ONE, "num_samples": AT_LEAST_ONE, "sample_batch_size": AT_LEAST_ONE,
     "grad_accum": AT_LEAST_ONE, "logging_steps": AT_LEAST_ONE, "lora_r": AT_LEAST_ONE, "lora_alpha": AT_LEAST_ONE,
     "hacking_window": AT_LEAST_ONE, "max_paragraph": AT_LEAST_ONE, "pass_k": AT_LEAST_ONE,
+    "smooth": AT_LEAST_ONE,  # plot: moving-average window
     "digits": Range(1, 9),
     "max_steps": Range(1, also=(-1,)),  # -1 = run the epochs; transformers reads 0 and -5 as -1 too
     "epochs": NON_NEGATIVE,  # 0 only together with --max-steps (each training stage checks)
@@ -93,6 +94,7 @@ RANGES: dict[str, Range] = {
     "length_ratio": Range(1),
     "min_repetition_reward": Range(-1, 0),  # the repetition reward is a penalty in [-1, 0]
     "weight": NON_NEGATIVE, "repeat_penalty": NON_NEGATIVE,
+    "sigmas": POSITIVE,  # report: standard errors a pass@1 difference must exceed
 }
 
 # Numeric options whose range only their stage can state; its validate checks them.

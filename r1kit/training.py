@@ -4,7 +4,7 @@ r1kit trains with trl's trainers. This module holds what would otherwise be
 repeated in each stage: the arguments that depend on the hardware (CPU runs
 need `use_cpu=True, bf16=False`), where trainer checkpoints live, how
 `--resume` finds one, and the callback that mirrors trainer logs into the
-stage's `metrics.jsonl` and a rich progress line.
+stage's `metrics.jsonl` and a progress line (r1kit/progress.py).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from r1kit.errors import R1kitError
+from r1kit.progress import fmt_duration
 
 
 def has_cuda() -> bool:
@@ -99,6 +100,50 @@ def lora_config(r: int, alpha: int, dropout: float, target: str, model=None):
     return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, task_type="CAUSAL_LM")
 
 
+# Optional packages behind an option: name in --report-to (or "vllm") -> (module to find, what to install).
+# The r1kit extras are declared in pyproject.toml; the other trackers transformers knows install as themselves.
+EXTRAS = {
+    "tensorboard": (("tensorboard", "tensorboardX"), "'r1kit[tensorboard]'"),
+    "wandb": (("wandb",), "'r1kit[wandb]'"),
+    "trackio": (("trackio",), "'r1kit[trackio]'"),
+    "vllm": (("vllm",), "'r1kit[vllm]'"),
+    "mlflow": (("mlflow",), "mlflow"),
+    "comet_ml": (("comet_ml",), "comet_ml"),
+    "clearml": (("clearml",), "clearml"),
+    "swanlab": (("swanlab",), "swanlab"),
+}
+
+
+def installed(module: str) -> bool:
+    """Whether `module` can be imported, without importing it (a finder that refuses it counts as missing)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def require_extras(report_to: str = "none", *, vllm: str = "") -> None:
+    """One line naming the extra to install when an option needs a package that is missing.
+
+    Called from the stages' Config.validate, so it runs before any model loads (without it,
+    transformers fails with a long traceback once the model is loaded and the Trainer built).
+    report_to: the --report-to value (comma-separated; "none" and "all" need nothing).
+    vllm: the option that asks for vLLM (e.g. "--backend vllm", "--use-vllm on"), "" when none does.
+    """
+    wanted = [(f"--report-to {name}", name) for name in (n.strip() for n in str(report_to or "").split(","))
+              if name and name not in ("none", "all")]
+    if vllm:
+        wanted.append((vllm, "vllm"))
+    for flag, name in wanted:
+        if name not in EXTRAS:
+            continue  # an unknown tracker is refused by training_args, with transformers' list
+        modules, extra = EXTRAS[name]
+        if not any(installed(m) for m in modules):
+            raise R1kitError(f"{flag} needs the {modules[0]} package, which is not installed: pip install {extra}")
+
+
 def training_args(cls, **kwargs):
     """A transformers/trl TrainingArguments subclass built from r1kit's options.
 
@@ -118,31 +163,49 @@ def training_args(cls, **kwargs):
 
 
 def make_metrics_callback(out, *, total_steps: int | None = None, title: str = "training"):
-    """A TrainerCallback that appends every trainer log to metrics.jsonl and shows rich progress."""
-    from rich.console import Console
+    """A TrainerCallback that appends every trainer log to metrics.jsonl (with `tokens_per_s` added)
+    and prints one progress line per log (r1kit.progress: step/total, elapsed, ETA, the SHOWN_KEYS
+    at 4 significant digits), the same on a terminal and in a log file. Used by sft (also
+    distill's student) and dpo-shorten; grpo has its own (r1kit.rl.callbacks)."""
     from transformers import TrainerCallback
 
-    console = Console(stderr=True)
+    from r1kit.progress import Clock, TokenRate, emit, metrics_text, step_line
 
     class _MetricsCallback(TrainerCallback):
+        def __init__(self):
+            self.clock: Clock | None = None
+            self.rate = TokenRate()
+
         def on_train_begin(self, args, state, control, **kwargs):
             out.training_started(state.global_step)  # after a resume: each step once in metrics.jsonl
+            self.clock = Clock(state.max_steps or total_steps, start=state.global_step)
+            self.rate.start(getattr(state, "num_input_tokens_seen", 0) or 0)
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if not logs or not state.is_world_process_zero:
                 return
             record = {"step": state.global_step, **{k: _finite(v) for k, v in logs.items()}}
+            rate = self.rate.update(logs.get("num_tokens"))
+            if rate is not None:
+                record["tokens_per_s"] = rate
             out.log(record)
-            shown = {k: v for k, v in record.items() if k in SHOWN_KEYS and isinstance(v, (int, float))}
-            steps = f"{state.global_step}/{state.max_steps or total_steps or '?'}"
-            console.print(f"[bold]{title}[/] step {steps} " + " ".join(f"{k}={v:.4g}" for k, v in shown.items()))
+            clock = self.clock or Clock(state.max_steps or total_steps)
+            total = state.max_steps or total_steps
+            if "train_runtime" in record:  # the trainer's closing summary
+                finals = [(k, record.get(k)) for k in ("train_loss", "train_runtime", "train_steps_per_second")]
+                emit(f"{title} done: step {state.global_step}/{total or '?'} | elapsed "
+                     f"{fmt_duration(clock.elapsed())} | {metrics_text(finals)}")
+                return
+            emit(step_line(title, state.global_step, total, clock, [(label, record.get(key)) for key, label in SHOWN_KEYS]))
 
     return _MetricsCallback()
 
 
+# (metrics.jsonl key, label on the progress line), in the order shown
 SHOWN_KEYS = (
-    "loss", "train_loss", "reward", "reward_std", "kl", "entropy", "rewards/accuracy/mean",
-    "completions/mean_length", "learning_rate", "mean_token_accuracy", "rewards/chosen", "rewards/accuracies",
+    ("loss", "loss"), ("learning_rate", "lr"), ("grad_norm", "grad_norm"), ("mean_token_accuracy", "token_acc"),
+    ("entropy", "entropy"), ("rewards/accuracies", "pref_acc"), ("rewards/margins", "margin"),
+    ("rewards/chosen", "chosen"), ("rewards/rejected", "rejected"), ("tokens_per_s", "tok/s"),
 )
 
 

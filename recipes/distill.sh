@@ -23,6 +23,7 @@
 # Variables (defaults in brackets; SMOKE=1 changes the ones marked *):
 #   TEACHER* [deepseek-ai/DeepSeek-R1-Distill-Qwen-7B]  STUDENT* [Qwen/Qwen2.5-Math-1.5B]
 #   DATA* [../shared/data/gsm8k_train.jsonl]  EVAL_DATA* [gsm8k_test.jsonl]  TASK* [gsm8k]
+#   TRAIN_TASK [$TASK]: task adapter of DATA;  EVAL_TASK [$TASK]: of EVAL_DATA
 #   TEMPLATE [chat]  OUT* [runs/distill]  LIMIT* [0 = all prompts]  SAMPLES* [4]  MAX_LEN* [4096]
 #   EPOCHS [2]  STEPS* [-1 = all epochs]  LR [1e-4]  BATCH* [16]  GRAD_ACCUM* [4]
 #   EVAL_LIMIT* [0]  EVAL_SAMPLES* [16]  EVAL_MAX_TOKENS* [4096]
@@ -42,6 +43,7 @@ fi
 : "${TEACHER:=deepseek-ai/DeepSeek-R1-Distill-Qwen-7B}" "${STUDENT:=Qwen/Qwen2.5-Math-1.5B}"
 : "${OUT:=runs/distill}"
 : "${DATA:=$SHARED_DATA/gsm8k_train.jsonl}" "${EVAL_DATA:=$SHARED_DATA/gsm8k_test.jsonl}" "${TASK:=gsm8k}"
+: "${TRAIN_TASK:=$TASK}" "${EVAL_TASK:=$TASK}"  # e.g. TRAIN_TASK=gsm8k EVAL_TASK=math500
 : "${TEMPLATE:=chat}" "${LIMIT:=0}" "${SAMPLES:=4}" "${MAX_LEN:=4096}"
 : "${EPOCHS:=2}" "${STEPS:=-1}" "${LR:=1e-4}" "${BATCH:=16}" "${GRAD_ACCUM:=4}"
 : "${EVAL_LIMIT:=0}" "${EVAL_SAMPLES:=16}" "${EVAL_MAX_TOKENS:=4096}"
@@ -49,13 +51,13 @@ read -r -a distill_extra <<<"${DISTILL_ARGS:-}"
 read -r -a eval_extra <<<"${EVAL_ARGS:-}"
 
 # 1. Teacher traces -> filtered, correct-only SFT data -> student SFT (OUT/distill/model).
-run_stage "$OUT/distill" distill --teacher "$TEACHER" --student "$STUDENT" --data "$DATA" --task "$TASK" \
+run_stage "$OUT/distill" distill --teacher "$TEACHER" --student "$STUDENT" --data "$DATA" --task "$TRAIN_TASK" \
   --template "$TEMPLATE" --limit "$LIMIT" --num-samples "$SAMPLES" --max-new-tokens "$MAX_LEN" \
   --policy all-correct --epochs "$EPOCHS" --max-steps "$STEPS" --learning-rate "$LR" \
   --batch-size "$BATCH" --grad-accum "$GRAD_ACCUM" --max-length "$((MAX_LEN + 512))" "${distill_extra[@]}"
 
 # 2. Teacher vs the student before and after distillation.
 run_stage "$OUT/eval" evaluate --model "$TEACHER" --model "$STUDENT" --model "$OUT/distill" \
-  --data "$EVAL_DATA" --task "$TASK" --template "$TEMPLATE" --limit "$EVAL_LIMIT" \
+  --data "$EVAL_DATA" --task "$EVAL_TASK" --template "$TEMPLATE" --limit "$EVAL_LIMIT" \
   --num-samples "$EVAL_SAMPLES" --pass-k 1 --max-new-tokens "$EVAL_MAX_TOKENS" "${eval_extra[@]}"
 summary "$OUT/eval"

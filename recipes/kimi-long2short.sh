@@ -30,6 +30,7 @@
 #   LONG_MODEL* [runs/r1/reasoning-rl, from recipes/r1.sh]  SHORT_MODEL* [Qwen/Qwen2.5-1.5B-Instruct]
 #   MERGE_WEIGHT [0.5: weight of the long model]  DATA* [../shared/data/gsm8k_train.jsonl]
 #   EVAL_DATA* [gsm8k_test.jsonl]  TASK* [gsm8k]  TEMPLATE* [chat-think]  OUT* [runs/kimi-long2short]
+#   TRAIN_TASK [$TASK]: task adapter of DATA;  EVAL_TASK [$TASK]: of EVAL_DATA
 #   SAMPLES [8]  LIMIT* [0 = all prompts]  MAX_LEN* [2048: sampling budget of the long model]
 #   SFT_STEPS* [-1 = 1 epoch]  SFT_LR [1e-5]  DPO_STEPS* [-1 = 1 epoch]  DPO_LR [1e-6]  DPO_BETA [0.1]
 #   BATCH* [8]  STEPS* [200]  PROMPTS_PER_STEP* [32]  NUM_GEN* [8]  MICRO_BATCH* [16]  L2S_MAX_LEN* [1024]
@@ -60,6 +61,7 @@ if [[ "${SMOKE:-0}" == 1 ]]; then
 fi
 : "${LONG_MODEL:=runs/r1/reasoning-rl}" "${SHORT_MODEL:=Qwen/Qwen2.5-1.5B-Instruct}" "${MERGE_WEIGHT:=0.5}"
 : "${DATA:=$SHARED_DATA/gsm8k_train.jsonl}" "${EVAL_DATA:=$SHARED_DATA/gsm8k_test.jsonl}" "${TASK:=gsm8k}"
+: "${TRAIN_TASK:=$TASK}" "${EVAL_TASK:=$TASK}"  # e.g. TRAIN_TASK=gsm8k EVAL_TASK=math500
 : "${TEMPLATE:=chat-think}" "${OUT:=runs/kimi-long2short}" "${SAMPLES:=8}" "${LIMIT:=0}" "${MAX_LEN:=2048}"
 : "${SFT_STEPS:=-1}" "${SFT_LR:=1e-5}" "${DPO_STEPS:=-1}" "${DPO_LR:=1e-6}" "${DPO_BETA:=0.1}" "${BATCH:=8}"
 : "${STEPS:=200}" "${PROMPTS_PER_STEP:=32}" "${NUM_GEN:=8}" "${MICRO_BATCH:=16}"
@@ -70,7 +72,7 @@ read -r -a sft_extra <<<"${SFT_ARGS:-}"
 read -r -a dpo_extra <<<"${DPO_ARGS:-}"
 read -r -a grpo_extra <<<"${GRPO_ARGS:-}"
 read -r -a eval_extra <<<"${EVAL_ARGS:-}"
-sample=(--data "$DATA" --task "$TASK" --template "$TEMPLATE" --limit "$LIMIT" --num-samples "$SAMPLES"
+sample=(--data "$DATA" --task "$TRAIN_TASK" --template "$TEMPLATE" --limit "$LIMIT" --num-samples "$SAMPLES"
   --max-new-tokens "$MAX_LEN")
 
 # 1. Merge the long and the short model.
@@ -91,7 +93,7 @@ run_stage "$OUT/dpo" dpo-shorten --model "$LONG_MODEL" "${sample[@]}" --length-r
 
 # 4. Long2short RL: accuracy + Kimi length reward, short rollouts.
 run_stage "$OUT/long2short-rl" grpo --preset kimi-long2short --model "$LONG_MODEL" --data "$DATA" \
-  --task "$TASK" --template "$TEMPLATE" --limit "$LIMIT" --max-steps "$STEPS" \
+  --task "$TRAIN_TASK" --template "$TEMPLATE" --limit "$LIMIT" --max-steps "$STEPS" \
   --prompts-per-step "$PROMPTS_PER_STEP" --num-generations "$NUM_GEN" --batch-size "$MICRO_BATCH" \
   --max-completion-length "$L2S_MAX_LEN" --length-warmup-steps "$L2S_WARMUP" "${grpo_extra[@]}"
 
@@ -99,7 +101,7 @@ run_stage "$OUT/long2short-rl" grpo --preset kimi-long2short --model "$LONG_MODE
 models=("$LONG_MODEL" "$SHORT_MODEL" "$OUT/merge" "$OUT/shortest-sft" "$OUT/dpo" "$OUT/long2short-rl")
 model_flags=()
 for m in "${models[@]}"; do model_flags+=(--model "$m"); done
-run_stage "$OUT/eval" evaluate "${model_flags[@]}" --data "$EVAL_DATA" --task "$TASK" --template "$TEMPLATE" \
+run_stage "$OUT/eval" evaluate "${model_flags[@]}" --data "$EVAL_DATA" --task "$EVAL_TASK" --template "$TEMPLATE" \
   --limit "$EVAL_LIMIT" --num-samples "$EVAL_SAMPLES" --pass-k 1 --max-new-tokens "$EVAL_MAX_TOKENS" \
   "${eval_extra[@]}"
 summary "$OUT/eval"

@@ -5,8 +5,9 @@
 # (R1-Zero/R1 §2.2-2.3.2) -> rejection sampling (R1 §2.3.3, Kimi shortest rejection sampling) ->
 # distillation into a smaller student of another architecture (R1 §2.4) -> long2short (Kimi §2.4:
 # DPO-shorten, then a weight-averaging merge of the long and the short model) -> evaluation of every
-# stage's checkpoint, one table (pass@1 over 4 samples, cons@4, greedy accuracy, mean tokens) and a
-# PNG of the GRPO reward and length curves.
+# stage's checkpoint, one table (pass@1 ± standard error over 4 samples, cons@4, greedy pass@1, mean
+# tokens; `r1kit report`), a PNG of the training curves (`r1kit plot`), and at the end whether GRPO
+# beat SFT and whether long2short shortened the answers, read from that table.
 #
 # Hardware: 2 CPU cores; measured 673 s (bench/RESULTS.md has the table).
 # Command:  make quickstart        (or: OUT=runs/qs bash recipes/quickstart.sh once r1kit is installed)
@@ -33,6 +34,43 @@ stop_after() { [[ "$STOP_AFTER" == "$1" ]] && { say "stopping after $1 (STOP_AFT
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 mkdir -p "$OUT"
 start=$(date +%s)
+
+# verdicts REPORT_JSON: the quickstart's two questions answered from `r1kit report`'s comparisons
+# (pass@1 higher beyond 2 standard errors; mean tokens lower), per evaluation.
+verdicts() {
+  "$PYTHON" - "$1" <<'EOF'
+import json
+import sys
+
+comparisons = json.load(open(sys.argv[1]))["comparisons"]
+
+
+def found(base, new):
+    return [c for c in comparisons if c["base"] == base and c["new"] == new]
+
+
+def pct(x):
+    return f"{100 * x:.1f}%"
+
+
+def answer(flags):
+    return "yes" if flags and all(flags) else "no" if not any(flags) else "partly"
+
+
+grpo = found("sft", "grpo")
+details = "; ".join(f"{c['evaluation']}: pass@1 {pct(c['pass@1_base'])} -> {pct(c['pass@1_new'])} ({c['accuracy']})"
+                    for c in grpo)
+print(f"\nDid GRPO beat SFT (pass@1 higher beyond 2 standard errors)? {answer([c['accuracy'] == 'higher' for c in grpo])}"
+      f" ({details})")
+for name, label in (("dpo", "DPO-shorten"), ("merged", "the merge")):
+    cs = found("grpo", name)
+    details = "; ".join(f"{c['evaluation']}: {c['mean_tokens_base']:.1f} -> {c['mean_tokens_new']:.1f} tokens "
+                        f"({100 * c['mean_tokens_change']:+.1f}%), pass@1 {pct(c['pass@1_base'])} -> "
+                        f"{pct(c['pass@1_new'])} ({c['accuracy']})" for c in cs)
+    print(f"Did long2short by {label} shorten GRPO's answers? {answer([c['length'] == 'shorter' for c in cs])} "
+          f"({details})")
+EOF
+}
 
 # 1. The built-in task: 3-digit additions; two thirds of the traces end their reasoning with one or
 #    two hesitation lines ("wait, let me double-check."), the redundant length that long2short
@@ -91,6 +129,12 @@ run_stage "$OUT/eval" evaluate --model "$OUT/sft" --model "$OUT/grpo" --model "$
 run_stage "$OUT/eval_greedy" evaluate --model "$OUT/sft" --model "$OUT/grpo" --model "$OUT/student" \
   --model "$OUT/dpo" --model "$OUT/merged" --data "$OUT/data" --template chat --greedy --max-new-tokens 160
 
-"$PYTHON" -m r1kit.plots "$OUT/grpo" "$OUT/grpo_curves.png" >/dev/null
-"$PYTHON" -m r1kit.report "$OUT/eval" "$OUT/eval_greedy" --out "$OUT/summary.md"
-say "quickstart finished in $(( $(date +%s) - start )) s; table: $OUT/summary.md, curves: $OUT/grpo_curves.png"
+# 8. Training curves of SFT, GRPO and DPO-shorten (r1kit plot), one table of both evaluations with
+#    pass@1 ± its standard error (r1kit report), and the two claims of this pipeline checked on that
+#    table, not asserted: did GRPO beat SFT, and did long2short (DPO-shorten, the merge) shorten the
+#    answers of the GRPO model? Toy numbers vary between machines and runs; the verdicts say so.
+run_stage "$OUT/curves" plot --run "$OUT/sft" --run "$OUT/grpo" --run "$OUT/dpo"
+run_stage "$OUT/report" report --eval "$OUT/eval" --eval "$OUT/eval_greedy" \
+  --compare sft:grpo --compare grpo:dpo --compare grpo:merged
+verdicts "$OUT/report/report.json"
+say "quickstart finished in $(( $(date +%s) - start )) s; table: $OUT/report/report.md, curves: $OUT/curves/curves.png"

@@ -24,7 +24,9 @@
 # Variables (defaults in brackets; SMOKE=1 changes the ones marked *):
 #   MODEL* [Qwen/Qwen2.5-Math-1.5B]   base model (hub id, folder, .gguf, r1kit stage output)
 #   DATA* [../shared/data/gsm8k_train.jsonl]   RL prompts;  EVAL_DATA* [gsm8k_test.jsonl]
-#   TASK* [gsm8k]   task adapter;  OUT* [runs/r1-zero]   where every stage writes
+#   TASK* [gsm8k]   task adapter of both;  TRAIN_TASK [$TASK] of DATA;  EVAL_TASK [$TASK] of EVAL_DATA
+#     (e.g. TRAIN_TASK=gsm8k EVAL_DATA=.../math500_test.jsonl EVAL_TASK=math500)
+#   OUT* [runs/r1-zero]   where every stage writes
 #   STEPS* [500]  PROMPTS_PER_STEP* [32]  NUM_GEN* [16]  MAX_LEN* [1024]  MICRO_BATCH* [16]
 #   UPDATES* [16: optimizer steps per rollout batch, R1's minibatches]
 #   LIMIT* [0 = all prompts]  EVAL_LIMIT* [0]  EVAL_SAMPLES* [16]  EVAL_MAX_TOKENS* [1024]
@@ -42,19 +44,20 @@ if [[ "${SMOKE:-0}" == 1 ]]; then
 fi
 : "${MODEL:=Qwen/Qwen2.5-Math-1.5B}" "${OUT:=runs/r1-zero}"
 : "${DATA:=$SHARED_DATA/gsm8k_train.jsonl}" "${EVAL_DATA:=$SHARED_DATA/gsm8k_test.jsonl}" "${TASK:=gsm8k}"
+: "${TRAIN_TASK:=$TASK}" "${EVAL_TASK:=$TASK}"  # e.g. TRAIN_TASK=gsm8k EVAL_TASK=math500
 : "${STEPS:=500}" "${PROMPTS_PER_STEP:=32}" "${NUM_GEN:=16}" "${MAX_LEN:=1024}" "${MICRO_BATCH:=16}" "${UPDATES:=16}"
 : "${LIMIT:=0}" "${EVAL_LIMIT:=0}" "${EVAL_SAMPLES:=16}" "${EVAL_MAX_TOKENS:=1024}"
 read -r -a grpo_extra <<<"${GRPO_ARGS:-}"
 read -r -a eval_extra <<<"${EVAL_ARGS:-}"
 
 # 1. GRPO straight from the base model with the R1-Zero template and rewards.
-run_stage "$OUT/grpo" grpo --preset r1-zero --model "$MODEL" --data "$DATA" --task "$TASK" \
+run_stage "$OUT/grpo" grpo --preset r1-zero --model "$MODEL" --data "$DATA" --task "$TRAIN_TASK" \
   --limit "$LIMIT" --max-steps "$STEPS" --prompts-per-step "$PROMPTS_PER_STEP" \
   --num-generations "$NUM_GEN" --max-completion-length "$MAX_LEN" --batch-size "$MICRO_BATCH" \
   --updates-per-rollout "$UPDATES" "${grpo_extra[@]}"
 
 # 2. Base vs RL on held-out problems, R1's sampling (temperature 0.6, top-p 0.95, k samples).
-run_stage "$OUT/eval" evaluate --model "$MODEL" --model "$OUT/grpo" --data "$EVAL_DATA" --task "$TASK" \
+run_stage "$OUT/eval" evaluate --model "$MODEL" --model "$OUT/grpo" --data "$EVAL_DATA" --task "$EVAL_TASK" \
   --template r1-zero --limit "$EVAL_LIMIT" --num-samples "$EVAL_SAMPLES" --pass-k 1 \
   --max-new-tokens "$EVAL_MAX_TOKENS" "${eval_extra[@]}"
 summary "$OUT/eval"

@@ -36,6 +36,7 @@
 #   MODEL* [Qwen/Qwen2.5-1.5B]  base model;  COLD_DATA* [open-r1/OpenR1-Math-220k]  long-CoT
 #     chats (`messages` column);  DATA* [../shared/data/gsm8k_train.jsonl]  RL and rejection-
 #     sampling prompts;  RL2_DATA* [$DATA];  EVAL_DATA* [gsm8k_test.jsonl];  TASK* [gsm8k]
+#     (both);  TRAIN_TASK [$TASK]: task adapter of DATA and RL2_DATA;  EVAL_TASK [$TASK]: of EVAL_DATA
 #   TEMPLATE* [chat-think: R1's prompt, reply prefilled with "<think>\n"; used by every stage]
 #   RM* [required, or none]  RM_WEIGHT [1]  MIX_DATA [none]  TARGET_LANG [en]  OUT* [runs/r1]
 #   SFT_STEPS* [-1 = 2 epochs]  SFT_LR [5e-5]  SFT_MAX_LEN* [4096]  SFT_BATCH* [16]
@@ -62,6 +63,7 @@ if [[ "${SMOKE:-0}" == 1 ]]; then
 fi
 : "${MODEL:=Qwen/Qwen2.5-1.5B}" "${COLD_DATA:=open-r1/OpenR1-Math-220k}" "${OUT:=runs/r1}"
 : "${DATA:=$SHARED_DATA/gsm8k_train.jsonl}" "${EVAL_DATA:=$SHARED_DATA/gsm8k_test.jsonl}" "${TASK:=gsm8k}"
+: "${TRAIN_TASK:=$TASK}" "${EVAL_TASK:=$TASK}"  # e.g. TRAIN_TASK=gsm8k EVAL_TASK=math500
 : "${RL2_DATA:=$DATA}" "${RM_WEIGHT:=1}" "${MIX_DATA:=}" "${TARGET_LANG:=en}" "${TEMPLATE:=chat-think}"
 : "${SFT_STEPS:=-1}" "${SFT_LR:=5e-5}" "${SFT_MAX_LEN:=4096}" "${SFT_BATCH:=16}"
 : "${STEPS:=400}" "${PROMPTS_PER_STEP:=32}" "${NUM_GEN:=16}" "${MAX_LEN:=2048}" "${MICRO_BATCH:=16}" "${UPDATES:=16}"
@@ -87,14 +89,14 @@ sft_shape=(--epochs 2 --max-steps "$SFT_STEPS" --learning-rate "$SFT_LR" --min-l
 run_stage "$OUT/cold-start" sft --model "$MODEL" --data "$COLD_DATA" "${sft_shape[@]}" "${sft_extra[@]}"
 
 # 2. Reasoning RL with the language-consistency reward.
-run_stage "$OUT/reasoning-rl" grpo --preset r1 --model "$OUT/cold-start" --data "$DATA" --task "$TASK" \
+run_stage "$OUT/reasoning-rl" grpo --preset r1 --model "$OUT/cold-start" --data "$DATA" --task "$TRAIN_TASK" \
   --lang "$TARGET_LANG" "${rl_shape[@]}" "${grpo_extra[@]}"
 
 # 3. Rejection sampling from the RL checkpoint, then SFT of the base model on what survived.
 mix=()
 [[ -n "$MIX_DATA" ]] && mix=(--mix-data "$MIX_DATA")
 run_stage "$OUT/rejection-sampling" rejection-sample --model "$OUT/reasoning-rl" --data "$DATA" \
-  --task "$TASK" --template "$TEMPLATE" --keep all-correct --lang "$TARGET_LANG" \
+  --task "$TRAIN_TASK" --template "$TEMPLATE" --keep all-correct --lang "$TARGET_LANG" \
   --num-samples "$RS_SAMPLES" --limit "$RS_LIMIT" --max-new-tokens "$RS_MAX_TOKENS" "${mix[@]}" "${rs_extra[@]}"
 run_stage "$OUT/rs-sft" sft --model "$MODEL" --data "$OUT/rejection-sampling" "${sft_shape[@]}" \
   "${sft_extra[@]}"
@@ -104,7 +106,7 @@ models=("$MODEL" "$OUT/cold-start" "$OUT/reasoning-rl" "$OUT/rs-sft")
 if [[ "$RM" != none ]]; then
   rm_spec=$(reward_model_module "$OUT/rm" "$RM")
   PYTHONPATH="$OUT/rm${PYTHONPATH:+:$PYTHONPATH}" run_stage "$OUT/all-scenario-rl" grpo --preset r1 \
-    --model "$OUT/rs-sft" --data "$RL2_DATA" --task "$TASK" \
+    --model "$OUT/rs-sft" --data "$RL2_DATA" --task "$TRAIN_TASK" \
     --reward accuracy=1 --reward think_format=1 --reward "$rm_spec=$RM_WEIGHT" \
     "${rl_shape[@]}" "${grpo_extra[@]}"
   models+=("$OUT/all-scenario-rl")
@@ -113,7 +115,7 @@ fi
 # Every checkpoint under the same prompt (R1's evaluation prompt by default: chat-think).
 model_flags=()
 for m in "${models[@]}"; do model_flags+=(--model "$m"); done
-run_stage "$OUT/eval" evaluate "${model_flags[@]}" --data "$EVAL_DATA" --task "$TASK" --template "$TEMPLATE" \
+run_stage "$OUT/eval" evaluate "${model_flags[@]}" --data "$EVAL_DATA" --task "$EVAL_TASK" --template "$TEMPLATE" \
   --limit "$EVAL_LIMIT" --num-samples "$EVAL_SAMPLES" --pass-k 1 --max-new-tokens "$EVAL_MAX_TOKENS" \
   "${eval_extra[@]}"
 summary "$OUT/eval"

@@ -60,6 +60,16 @@ def test_distilled_student_beats_the_untrained_student(teacher, tmp_path):
     assert manifest["stage"] == "distill" and manifest["trace_rows"] == report["output_rows"] > 0
     assert manifest["unscorable_gold"] == report["unscorable_gold"] == 0 and manifest["unscorable_gold_ids"] == []
     assert manifest["student_steps"] == 120
+    # the student's training shows progress in the log (step/total, elapsed, ETA), and the published
+    # model carries a card naming the stage, the student as base model, the teacher and the final metrics
+    assert any(line.startswith("sft step 120/120 | elapsed ") and " | ETA " in line for line in res.stderr.splitlines())
+    from r1kit.progress import fmt_value
+
+    card = (out / "model" / "README.md").read_text()
+    student_steps = [r for r in map(json.loads, (out / "sft" / "metrics.jsonl").read_text().splitlines())
+                     if "loss" in r and "event" not in r]
+    assert "(stage `distill`)" in card and "| base model | `tiny-llama` |" in card and f"| teacher | `{model}` |" in card
+    assert f"| loss | {fmt_value(student_steps[-1]['loss'])} |" in card and f"| trace_rows | {report['output_rows']} |" in card
 
     student = heldout(str(out), data)
     untrained = heldout("tiny-llama", data)

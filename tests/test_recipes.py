@@ -99,9 +99,25 @@ def check_summary(res: subprocess.CompletedProcess, results: dict) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
+# MATH-500-style rows (problem / solution / answer), written by hand: evaluation data of another
+# task than the training data
+MATH_ROWS = [
+    {"problem": "What is $2+3$?", "solution": "$2+3=\\boxed{5}$", "answer": "5"},
+    {"problem": "Simplify $\\frac{6}{4}$.", "solution": "$\\boxed{\\frac{3}{2}}$", "answer": "\\frac{3}{2}"},
+    {"problem": "What is $7 \\cdot 6$?", "solution": "$\\boxed{42}$", "answer": "42"},
+    {"problem": "Solve $x+1=4$.", "solution": "$x=\\boxed{3}$", "answer": "3"},
+    {"problem": "What is $10-8$?", "solution": "$\\boxed{2}$", "answer": "2"},
+]
+
+
 def test_r1_zero_and_rerun_skips_finished_stages(tmp_path, smoke_dir):
+    """Also: training and evaluation data of different tasks (TRAIN_TASK / EVAL_TASK); with one TASK
+    for both, the MATH-style evaluation data was read with the arithmetic adapter and failed."""
     out = tmp_path / "r1-zero"
-    res = recipe("r1-zero.sh", out, smoke_dir)
+    math_rows = tmp_path / "math.jsonl"
+    math_rows.write_text("".join(json.dumps(r) + "\n" for r in MATH_ROWS))
+    split = {"EVAL_DATA": str(math_rows), "EVAL_TASK": "math500", "TRAIN_TASK": "arithmetic"}
+    res = recipe("r1-zero.sh", out, smoke_dir, **split)
     finished(smoke_dir / "data", out / "grpo", out / "eval")
     cfg = config(out / "grpo")
     assert (cfg["preset"], cfg["template"], cfg["reward"], cfg["beta"]) == (
@@ -110,13 +126,14 @@ def test_r1_zero_and_rerun_skips_finished_stages(tmp_path, smoke_dir):
         ["accuracy=1", "format=1"],
         0.001,
     )
-    assert (cfg["model"], cfg["max_steps"], cfg["num_generations"]) == ("tiny", 2, 2)
+    assert (cfg["model"], cfg["max_steps"], cfg["num_generations"], cfg["task"]) == ("tiny", 2, 2, "arithmetic")
+    assert (config(out / "eval")["task"], config(out / "eval")["data"]) == ("math500", str(math_rows))
     assert [r["step"] for r in steps(out / "grpo")] == [1, 2]
     results = check_results(out / "eval", ["tiny", str(out / "grpo")], max_tokens=48)
     check_summary(res, results)
 
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("*/manifest.json")}
-    again = recipe("r1-zero.sh", out, smoke_dir)
+    again = recipe("r1-zero.sh", out, smoke_dir, **split)
     assert "skip grpo" in again.stderr and "skip evaluate" in again.stderr
     assert {p: p.stat().st_mtime_ns for p in out.glob("*/manifest.json")} == stamps
     check_summary(again, results)
@@ -238,3 +255,51 @@ def test_run_stage_routes_training_stages_and_skips_finished_ones(tmp_path):
         f"plain data arithmetic --y 2 --output {tmp_path}/b",
     ]
     assert f"skip grpo: {tmp_path}/done is finished" in res.stderr
+
+
+FAKE_R1KIT = r"""#!/usr/bin/env bash
+# Records the command (one line per call) and writes a finished stage folder, so a recipe runs through
+# without training: what each stage is asked to do is all that is checked.
+echo "$*" >> "$R1KIT_CALLS"
+out=""
+prev=""
+for word in "$@"; do
+  [[ "$prev" == "--output" ]] && out=$word
+  prev=$word
+done
+mkdir -p "$out"
+echo '{"r1kit_version": "fake", "stage": "fake"}' > "$out/manifest.json"
+if [[ "$1" == evaluate ]]; then
+  echo '{"m": {"pass@1": 0.5, "mean_tokens": 10.0}}' > "$out/results.json"
+fi
+"""
+
+
+@pytest.mark.parametrize("name", ["r1-zero.sh", "r1.sh", "distill.sh", "kimi-long2short.sh"])
+def test_recipes_take_separate_train_and_eval_tasks(name, tmp_path):
+    """TRAIN_TASK goes to every stage that reads the training data, EVAL_TASK to the evaluation;
+    TASK alone sets both (the default, as before)."""
+    fake = tmp_path / "r1kit"
+    fake.write_text(FAKE_R1KIT)
+    fake.chmod(0o755)
+
+    def tasks(**env):
+        calls = tmp_path / f"calls-{len(list(tmp_path.glob('calls-*')))}"
+        out = tmp_path / f"out-{calls.name}"
+        full = {**{k: v for k, v in os.environ.items() if k != "SMOKE"}, "R1KIT": str(fake), "R1KIT_CALLS": str(calls),
+                "OUT": str(out), "RM": "none", "PYTHON": sys.executable, "TEACHER": "t", "LONG_MODEL": "l", **env}
+        res = subprocess.run(["bash", str(RECIPES / name)], check=False, capture_output=True, text=True, env=full,
+                             cwd=tmp_path, timeout=120)
+        assert res.returncode == 0, res.stderr[-3000:]
+        found = {}
+        for line in calls.read_text().splitlines():
+            words = line.split()
+            if "--task" in words:
+                found.setdefault(words[0], set()).add(words[words.index("--task") + 1])
+        return found
+
+    split = tasks(TRAIN_TASK="gsm8k", EVAL_TASK="math500")
+    assert split.pop("evaluate") == {"math500"}
+    assert split and all(v == {"gsm8k"} for v in split.values()), split
+    both = tasks(TASK="mgsm")
+    assert all(v == {"mgsm"} for v in both.values()) and "evaluate" in both, both

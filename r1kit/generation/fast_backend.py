@@ -111,7 +111,7 @@ class FastBackend(GenerationBackend):
                     )
                     completion.text = prefill + completion.text
                     results[i][j] = completion
-                advance(len(chunk))
+                advance(len(chunk), sum(results[i][j].num_tokens for i, j in chunk))
         if n_gen < params.n:
             return [[dataclasses.replace(r[0], token_ids=list(r[0].token_ids)) for _ in range(params.n)] for r in results]
         return results  # type: ignore[return-value]

@@ -95,7 +95,7 @@ class HFBackend(GenerationBackend):
                         for (i, j), completion in zip(chunk, outs):
                             completion.text = prefill + completion.text
                             results[i][j] = completion
-                        advance(len(chunk))
+                        advance(len(chunk), sum(c.num_tokens for c in outs))
             finally:
                 self.model.train(was_training)
         if n_gen < params.n:
@@ -182,21 +182,51 @@ def stop_on_generated(tokenizer: Any, stop: list[str], prompt_width: int):
     return StopOnGenerated()
 
 
-def progress_bar(total: int, show: bool):
-    """A context manager yielding `advance(k)`: a transient rich bar over `total` rows when `show`."""
+def progress_bar(total: int, show: bool, label: str = "generating"):
+    """A context manager yielding `advance(rows, tokens=0)` for generation progress over `total` rows.
+
+    With `show`: on a terminal a transient rich bar (rows, tokens/s, ETA); in a log file one line
+    per chunk (r1kit.progress: rows done/total, elapsed, ETA, tokens/s), so `r1kit evaluate ... > log
+    2>&1` shows how far sampling got. Without `show`, nothing.
+    """
     from contextlib import contextmanager
+
+    from r1kit.progress import Clock, emit, interactive, metrics_text
 
     @contextmanager
     def bar():
         if not show:
-            yield lambda k: None
+            yield lambda rows, tokens=0: None
             return
+        clock = Clock(total)
+        done = {"rows": 0, "tokens": 0}
+
+        def count(rows: int, tokens: int) -> float:
+            done["rows"] += rows
+            done["tokens"] += tokens
+            return done["tokens"] / max(clock.elapsed(), 1e-9)
+
+        if not interactive():
+            def line(rows: int, tokens: int = 0) -> None:
+                rate = count(rows, tokens)
+                emit(f"{label} {done['rows']}/{total} sequences | {clock.head(done['rows'])} | "
+                     + metrics_text([("tok/s", rate)]))
+
+            yield line
+            return
+        from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         with Progress(
-            TextColumn("generating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True
+            TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+            TimeRemainingColumn(), transient=True, console=Console(stderr=True),
         ) as prog:
-            task = prog.add_task("generate", total=total)
-            yield lambda k: prog.advance(task, k)
+            task = prog.add_task("generate", total=total, rate="")
+
+            def advance(rows: int, tokens: int = 0) -> None:
+                rate = count(rows, tokens)
+                prog.update(task, advance=rows, rate=metrics_text([("tok/s", rate)]))
+
+            yield advance
 
     return bar()

@@ -125,6 +125,9 @@ class Config(StageConfig):
             raise R1kitError(f"--temperature ({self.temperature}) must be > 0")
         if not 0 <= self.warmup_ratio < 1:
             raise R1kitError(f"--warmup-ratio ({self.warmup_ratio}) must be in [0, 1)")
+        from r1kit.training import require_extras
+
+        require_extras(self.report_to, vllm="--backend vllm" if self.backend == "vllm" and not self.samples else "")
         if self.backend == "vllm" and not self.samples and self.model in ("tiny", "tiny-llama"):
             raise R1kitError(f"the vllm backend needs a checkpoint folder; save {self.model!r} first or use --backend hf")
 

@@ -108,6 +108,9 @@ class Config(StageConfig):
 
     def validate(self) -> None:
         super().validate()
+        from r1kit.training import require_extras
+
+        require_extras(vllm="--backend vllm" if self.backend == "vllm" and not self.samples else "")
         from r1kit.outputs import check_output
 
         check_output(self)  # before the dataset loads below
@@ -351,20 +354,23 @@ def _pct(value: Any) -> str:
 
 
 def print_table(results: dict[str, dict[str, Any]], pass_k: Sequence[int], num_samples: int) -> None:
-    """One row per model: pass@1, pass@k..., cons@k, tokens, truncation, format, prompts (rates in %)."""
+    """One row per model: pass@1 ± its standard error over prompts, pass@k..., cons@k, tokens,
+    truncation, format, prompts (rates in %)."""
     from rich.console import Console
     from rich.table import Table
 
     ks = [k for k in dict.fromkeys(pass_k) if k != 1]
     table = Table(title=f"evaluation ({num_samples} sample{'s' if num_samples > 1 else ''} per prompt, rates in %)")
-    columns = ["model", "pass@1", *[f"pass@{k}" for k in ks]]
+    columns = ["model", "pass@1 ± SE", *[f"pass@{k}" for k in ks]]
     if num_samples > 1:
         columns.append(f"cons@{num_samples}")
     columns += ["mean tokens", "median tokens", "trunc %", "format %", "n prompts"]
     for col in columns:
         table.add_column(col, justify="left" if col == "model" else "right")
     for spec, m in results.items():
-        cells = [spec, _pct(m.get("pass@1")), *[_pct(m.get(f"pass@{k}")) for k in ks]]
+        se = m.get("pass@1_stderr")
+        pass1 = _pct(m.get("pass@1")) + ("" if se is None or m.get("pass@1") is None else f" ± {100 * se:.1f}")
+        cells = [spec, pass1, *[_pct(m.get(f"pass@{k}")) for k in ks]]
         if num_samples > 1:
             cells.append(_pct(m.get(f"cons@{num_samples}")))
         mean, median = m.get("mean_tokens"), m.get("median_tokens")

@@ -210,6 +210,9 @@ class Config(StageConfig):
             from r1kit.data import get_template
 
             get_template(self.template)
+        from r1kit.training import require_extras
+
+        require_extras(self.report_to, vllm="--use-vllm on" if self.use_vllm == "on" else "")  # before any model loads
 
     def reward_params(self, prefill: str = "") -> dict:
         """Parameters for the registry's factory rewards (each takes the keys it knows)."""
@@ -541,7 +544,7 @@ def run(cfg: Config):
         ref_snapshot = reference_snapshot(cfg, model, tokenizer)
         args = grpo_args(cfg, str(out.checkpoints_dir), vllm, weights)
         callback = GRPOMetricsCallback(out, kl_threshold=cfg.kl_warn, window=cfg.hacking_window,
-                                       live=cfg.live and is_main_process())
+                                       live=cfg.live and is_main_process(), max_minutes=cfg.max_minutes)
         try:
             trainer = R1GRPOTrainer(
                 model=model, reward_funcs=rewards, args=args, train_dataset=ds, processing_class=tokenizer,

@@ -109,6 +109,9 @@ class Config(StageConfig):
         if not 0 <= self.mix_ratio < 1:
             raise R1kitError(f"--mix-ratio ({self.mix_ratio}) must be in [0, 1): the share of mixed-in rows")
         self.filters().validate()
+        from r1kit.training import require_extras
+
+        require_extras(vllm="--backend vllm" if self.backend == "vllm" else "")
 
     def filters(self):
         from r1kit.filters import FilterSettings

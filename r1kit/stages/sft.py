@@ -72,6 +72,9 @@ class Config(StageConfig):
             raise R1kitError("set --epochs > 0 or --max-steps > 0")
         if self.learning_rate <= 0:
             raise R1kitError(f"--learning-rate ({self.learning_rate}) must be > 0")
+        from r1kit.training import require_extras
+
+        require_extras(self.report_to)  # a missing tracker package: one line now, not a traceback after loading
 
 
 def to_prompt_completion(ds, cfg: Config):
