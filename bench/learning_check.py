@@ -90,6 +90,8 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--cold-start", default="",
                    help="Reuse cold-start checkpoints instead of running SFT: a path with {seed}, e.g. "
                         "work/sft-s{seed}-435 (their held-out accuracy is measured again).")
+    p.add_argument("--partial-loss", default="segment", choices=("segment", "trajectory"),
+                   help="--partial-loss of the --compare-budget runs.")
     p.add_argument("--compare-budget", type=int, default=0,
                    help="Also run each seed's GRPO with --rollout-token-budget T (partial rollouts) from the same "
                         "cold start, for the same time, and report both accuracies (0 = off).")
@@ -197,10 +199,11 @@ def main(argv=None) -> dict:
               f"after {run['steps']} GRPO steps", flush=True)
         if args.compare_budget:
             out = work / f"grpo-s{seed}-budget{args.compare_budget}"
-            part = grpo(args, sft_dir, data, out, seed, ("--rollout-token-budget", str(args.compare_budget)))
+            part = grpo(args, sft_dir, data, out, seed, ("--rollout-token-budget", str(args.compare_budget),
+                                                         "--partial-loss", args.partial_loss))
             post_p = greedy_accuracy(out, test, args.max_completion_length)
             results["seeds"][str(seed)]["partial"] = {
-                "budget": args.compare_budget, "post_accuracy": post_p, "gain": round(post_p - pre, 4),
+                "budget": args.compare_budget, "partial_loss": args.partial_loss, "post_accuracy": post_p, "gain": round(post_p - pre, 4),
                 "grpo_steps": part["steps"], "grpo_wall_s": part["wall_s"],
                 **{k: part[k] for k in ("trained_groups", "trained_rows", "stale_rows", "continued",
                                         "generated_tokens")},

@@ -90,6 +90,16 @@ def test_long_trajectory_is_continued_never_regenerated_and_counted_once():
     assert sum(asked.values()) == 3 + 10 + 2 + 2 + 4 + 1 + 2 + 3
 
 
+def test_trajectory_loss_covers_every_token_of_a_completed_group():
+    lengths = {1: 3, 2: 10}
+    pr = PartialRollouts(2, budget=4, max_length=30, eos_ids=[EOS], loss="trajectory")
+    for _ in range(3):
+        step(pr, rows(1, 2), Script(lengths))
+    assert pr.spans() == [(0, 3), (0, 10)]  # the earlier finisher and the earlier segments too
+    with pytest.raises(ValueError, match="loss must be one of"):
+        PartialRollouts(2, budget=4, max_length=30, eos_ids=[EOS], loss="all")
+
+
 def test_ends_length_age_and_stop():
     lengths = {1: 40, 2: 40, 3: 40, 4: 40}
     script = Script(lengths)
@@ -196,7 +206,8 @@ class Probe(trainer_module.R1GRPOTrainer):
                 if span is not None:
                     want[span[0]:span[1]] = 1
                     assert out["completion_ids"][row, :len(t.tokens)].tolist() == t.tokens
-                    assert span == (len(prev), len(t.tokens))  # exactly the tokens generated now
+                    # exactly the tokens generated now (--partial-loss trajectory: all of them)
+                    assert span == ((0, len(t.tokens)) if rollouts.loss == "trajectory" else (len(prev), len(t.tokens)))
                 assert torch.equal(loss_mask[row].cpu(), want), (row, span, loss_mask[row])
                 Probe.snap[id(t)] = list(t.tokens)
             Probe.iterations.append({"spans": rollouts.spans(), "loss_tokens": int(loss_mask.sum()),
@@ -233,10 +244,10 @@ def run(work, monkeypatch, name, *args):
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if '"loss"' in line]
 
 
-@pytest.mark.parametrize("rollout", ["hf", "fast"])
-def test_partial_rollouts_in_a_real_run(work, monkeypatch, rollout):
-    logged = run(work, monkeypatch, f"partial-{rollout}", "--rollout", rollout, "--rollout-token-budget", "8",
-                 "--max-steps", "6")
+@pytest.mark.parametrize(("rollout", "loss"), [("hf", "segment"), ("fast", "segment"), ("hf", "trajectory")])
+def test_partial_rollouts_in_a_real_run(work, monkeypatch, rollout, loss):
+    logged = run(work, monkeypatch, f"partial-{rollout}-{loss}", "--rollout", rollout, "--rollout-token-budget", "8",
+                 "--max-steps", "6", "--partial-loss", loss)
     assert len(logged) == 6 and len(Probe.iterations) == 6
     assert all(r["rollout/fast_path"] == float(rollout == "fast") for r in logged)
     # both kinds of iteration happened: groups still running only, and groups completed and trained

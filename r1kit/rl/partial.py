@@ -23,7 +23,12 @@ How r1kit fits this into trl's fixed batch (`PartialRollouts`, driven by R1GRPOT
   their log-probabilities are never needed. A member that finished in an earlier iteration has no
   current segment: its reward counts in the group's mean and std, it adds no loss term (training
   its last segment would need the log-probabilities of the older policy that sampled it, which
-  r1kit does not keep). `partial/stale_rows` counts them.
+  r1kit does not keep). `partial/stale_rows` counts them. With `--partial-loss trajectory` the
+  loss covers every token of every member instead: earlier segments and earlier finishers are
+  trained as if the current policy had sampled them (π_old := π_θ, no importance correction),
+  off-policy by at most the iterations they waited; this keeps the reasoning tokens of split
+  trajectories in the loss when the budget is below typical lengths (bench/RESULTS.md measures
+  both on the CPU learning check).
 - Ends. A trajectory ends with EOS ("eos"), at --max-completion-length ("length"), short of its
   allowance without EOS ("stop": a stop condition such as stop strings), when its last N tokens
   repeat ("repeat", `--repeat-stop N`), or after `--rollout-max-age A` continuations ("age"). The
@@ -47,6 +52,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 ENDS = ("eos", "length", "stop", "repeat", "age")
+LOSS_SPANS = ("segment", "trajectory")
 
 
 @dataclass
@@ -93,11 +99,13 @@ class PartialRollouts:
     """
 
     def __init__(self, group_size: int, budget: int, max_length: int, *, eos_ids: Sequence[int],
-                 max_age: int = 0, repeat_window: int = 0):
+                 max_age: int = 0, repeat_window: int = 0, loss: str = "segment"):
         if group_size < 1 or budget < 1 or max_length < 1 or not eos_ids:
             raise ValueError("partial rollouts need group_size, budget, max_length >= 1 and an EOS id")
         self.group_size, self.budget, self.max_length = group_size, budget, max_length
-        self.max_age, self.repeat_window = max_age, repeat_window
+        if loss not in LOSS_SPANS:
+            raise ValueError(f"loss must be one of {LOSS_SPANS}, got {loss!r}")
+        self.max_age, self.repeat_window, self.loss = max_age, repeat_window, loss
         self.eos = tuple(int(e) for e in eos_ids)
         self._eos_set = frozenset(self.eos)  # models may declare many EOS ids
         self.iteration = 0
@@ -181,8 +189,11 @@ class PartialRollouts:
         return len(seg)
 
     def spans(self) -> list[tuple[int, int] | None]:
-        """Per row of the batch: the [start, stop) token span of its completion the loss covers
-        (this iteration's segment of a member of a completed group), else None."""
+        """Per row of the batch: the [start, stop) token span of its completion the loss covers,
+        else None. "segment": this iteration's segment of each member of a completed group;
+        "trajectory": every token of each member of a completed group."""
+        if self.loss == "trajectory":
+            return [(0, len(t.tokens)) if g.complete and t.tokens else None for g in self.groups for t in g.members]
         return [t.span(self.iteration) if g.complete else None for g in self.groups for t in g.members]
 
     def scored(self) -> list[bool]:

@@ -111,6 +111,7 @@ class R1Options:
     rollout_token_budget: int = 0      # Kimi partial rollouts: new tokens per trajectory per iteration
     rollout_max_age: int = 0           # continuations before a trajectory ends as truncated (0 = no limit)
     repeat_stop: int = 0               # Kimi repeat detection window N (0 = off)
+    partial_loss: str = "segment"      # segment (newest segment only) | trajectory (every token)
 
 
 class R1GRPOTrainer(FastRolloutMixin, GRPOTrainer):
@@ -214,7 +215,8 @@ class R1GRPOTrainer(FastRolloutMixin, GRPOTrainer):
         self.fast_rollout_repeat_window = self.r1.repeat_stop
         return PartialRollouts(self.num_generations, min(budget, self.max_completion_length),
                                self.max_completion_length, eos_ids=list(self.eos_token_ids),
-                               max_age=self.r1.rollout_max_age, repeat_window=self.r1.repeat_stop)
+                               max_age=self.r1.rollout_max_age, repeat_window=self.r1.repeat_stop,
+                               loss=self.r1.partial_loss)
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
