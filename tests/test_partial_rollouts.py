@@ -318,7 +318,7 @@ def test_kimi_preset_trains_with_partial_rollouts_and_resets(work, monkeypatch):
                  "--rollout-token-budget", "8", "--repeat-stop", "8", "--max-steps", "5")
     config = (work / "kimi" / "resolved_config.yaml").read_text()
     for line in ("loss: kimi", "sampler: prioritized", "reset_optimizer: true", "rollout_token_budget: 8",
-                 "repeat_stop: 8"):
+                 "repeat_stop: 8", "partial_loss: trajectory"):
         assert line in config
     assert [r.get("optimizer/resets") for r in logged] == [1.0] * 5  # one rollout batch per step
     trained = [r for r in logged if r["partial/trained_groups"]]

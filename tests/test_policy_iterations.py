@@ -157,6 +157,7 @@ def test_rollout_batch_shape_and_presets():
     for preset in ("kimi", "kimi-long2short"):
         cfg = build(preset=preset)
         assert cfg.reset_optimizer and cfg.updates_per_rollout == 1  # Kimi does not report it
+    assert (build(preset="kimi").partial_loss, build(preset="kimi-long2short").partial_loss) == ("trajectory", "segment")
     assert build(preset="kimi-long2short", reset_optimizer=False).reset_optimizer is False
     assert not build(preset="dapo").reset_optimizer and build(preset="dapo").updates_per_rollout == 1
 

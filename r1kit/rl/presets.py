@@ -68,11 +68,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     # (p ∝ 1 − success rate), the length reward warmed up, the optimizer reset at each iteration,
     # partial rollouts and repeat detection (§2.6.2). The token budget and the repeat window are
     # unreported: 256 new tokens per iteration (a quarter of r1kit's default 1024-token rollouts)
-    # and a 64-token window are r1kit's choices.
+    # and a 64-token window are r1kit's choices. Kimi reuses earlier segments in training ("certain
+    # segments can be excluded from loss computation"), so the whole trajectory is in the loss
+    # (--partial-loss trajectory); with the newest segment only, a budget below the typical length
+    # lost accuracy on the CPU learning check (bench/RESULTS.md).
     "kimi": {
         "loss": "kimi", "sampler": "prioritized", "reward": ["accuracy=1", "length=1"],
         "length_warmup_steps": 20, "temperature": 1.0, "reset_optimizer": True, "rollout_token_budget": 256,
-        "repeat_stop": 64,
+        "partial_loss": "trajectory", "repeat_stop": 64,
     },
 }
 

@@ -16,8 +16,9 @@ prompts-per-step × G × N completions with π_old and takes N optimizer steps o
 μ times. `--reset-optimizer` empties the optimizer state at each new rollout batch (Kimi k1.5).
 `--rollout-token-budget T` runs Kimi's partial rollouts (r1kit/rl/partial.py): at most T new
 tokens per trajectory per iteration, unfinished ones continued in later iterations from a replay
-buffer, the loss on each trajectory's newest segment only; `--repeat-stop N` ends a rollout whose
-last N tokens repeat and `--repeat-penalty P` adds −P to its reward.
+buffer, the loss on each trajectory's newest segment (`--partial-loss segment`) or on all of it
+(`trajectory`); `--repeat-stop N` ends a rollout whose last N tokens repeat and `--repeat-penalty
+P` adds −P to its reward.
 
 Where r1kit differs from the papers:
 
@@ -42,12 +43,15 @@ steps, and use a 256-token budget and a 64-token repeat window.
 (5) Partial rollouts are synchronous (Kimi's rollout workers run asynchronously) and keep the
 rollout batch's shape: a group is scored and trained when its last member finishes; until then
 its slots hold placeholders that leave the loss (a step with no complete group changes no weight);
-buffered groups displace fresh prompts, which are skipped until a later epoch; a member that
-finished in an earlier iteration counts in its group's mean and std but adds no loss term, since
-its segment came from an older policy; every earlier segment is context (Kimi may exclude only
-some). The buffer is not saved with checkpoints (a resumed run starts with it empty), and vLLM
-rollouts do not support it. `--rollout-max-age A` ends a trajectory as truncated after A
-continuations.
+buffered groups displace fresh prompts, which are skipped until a later epoch. With
+`--partial-loss segment` (the default) every earlier segment is context and a member that finished
+in an earlier iteration counts in its group's mean and std but adds no loss term; Kimi trains
+earlier segments and excludes only "certain segments", which `--partial-loss trajectory` (the kimi
+preset) approximates by training every token as if the current policy had sampled it, with no
+importance correction. With a budget below the typical length, segment mode lost accuracy on the
+CPU learning check and trajectory mode did not (bench/RESULTS.md). The buffer is not saved with
+checkpoints (a resumed run starts with it empty), and vLLM rollouts do not support it.
+`--rollout-max-age A` ends a trajectory as truncated after A continuations.
 
 (6) Repeat detection checks every 16 decoding steps on r1kit's loop and at segment ends on
 transformers' generate, and cuts the trajectory back to its first repeating token on both; the
