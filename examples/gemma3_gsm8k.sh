@@ -65,7 +65,7 @@ evaluate() {  # evaluate MODEL OUTPUT
     [ -d "$2" ] && { echo "exists, skipped: $2"; return; }
     /usr/bin/env time -f "wall %e s" "$R1KIT" evaluate --model "$1" --data "$DATA/gsm8k_test.jsonl" --task gsm8k \
         --limit "$LIMIT" --few-shot "$SHOTS" --few-shot-data "$DATA/gsm8k_train.jsonl" --stop "Question:" \
-        --extract last_number --greedy --max-new-tokens "$MAX_NEW" --batch-size "$BATCH" --output "$2"
+        --extract last_number --greedy --max-new-tokens "$MAX_NEW" --sample-batch-size "$BATCH" --output "$2"
 }
 
 evaluate "$GGUF" "$OUT/eval_base"

@@ -8,6 +8,7 @@
 - partial.py   Kimi k1.5 partial rollouts (replay buffer of unfinished trajectories, loss on the newest
                segment) and repeat detection
 - trl_args.py  r1kit grpo's options -> trl's GRPOConfig (loss_type, epsilon_high, scale_rewards, ...)
+- inputs.py    the prompts, rewards and golds of a run, checked before a model loads
 - trainer.py   R1GRPOTrainer: trl's GRPOTrainer with the above plugged in; TRL_CONTRACT lists
                the trl internals it relies on
 - callbacks.py metrics.jsonl records, rich live view, KL blow-up / reward-hacking warnings
