@@ -61,7 +61,6 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "vllm_gpu_memory": ("vllm_gpu_memory_utilization",),
     "vllm_server": ("vllm_server_base_url",),
     "hub_private": ("hub_private_repo",),
-    "updates_per_rollout": (),  # trl's steps_per_generation / gradient_accumulation_steps (RULES)
 }
 
 # trl key -> the r1kit options a stage must have for the key to apply there (else it is unknown).
@@ -71,8 +70,8 @@ RULES: dict[str, tuple[str, ...]] = {
     "lr_scheduler_type": ("lr_scheduler",),
     "lr_scheduler_kwargs": ("lr_scheduler",),
     "hub_model_id": ("push_to_hub",),
-    "gradient_accumulation_steps": ("generation_batch_size",),  # grpo; sft and dpo-shorten: ALIASES
-    "steps_per_generation": ("generation_batch_size",),
+    "gradient_accumulation_steps": ("generation_batch_size", "updates_per_rollout"),  # grpo; sft...: ALIASES
+    "steps_per_generation": ("generation_batch_size", "updates_per_rollout"),
     "dataset_train_split": ("split",),
     "dataset_test_split": ("split",),
     "dataset_config": ("data",),
@@ -366,8 +365,8 @@ def _int(key: str, value: Any) -> int:
 def _grpo_batches(values: dict[str, Any], extras: dict[str, Any], fields: set[str]) -> None:
     """trl's GRPO batch keys -> r1kit's: a step is per_device_train_batch_size x processes x
     gradient_accumulation_steps completions, a rollout (generation) batch per_device_train_batch_size
-    x processes x steps_per_generation (or generation_batch_size); r1kit trains it in
-    --updates-per-rollout optimizer steps."""
+    x processes x steps_per_generation (or generation_batch_size), trained in rollout / step
+    optimizer steps: r1kit's --updates-per-rollout."""
     if "prompts_per_step" in values:
         raise R1kitError("gradient_accumulation_steps / steps_per_generation (trl's) and --prompts-per-step both size "
                          "GRPO's step; keep one")
@@ -386,13 +385,9 @@ def _grpo_batches(values: dict[str, Any], extras: dict[str, Any], fields: set[st
         raise R1kitError(f"a generation batch of {rollout} completions is not a whole number of optimizer steps of "
                          f"{sizes} completions")
     updates = rollout // step
-    if "updates_per_rollout" in fields:
-        if values.setdefault("updates_per_rollout", updates) != updates:
-            raise R1kitError(f"updates_per_rollout ({values['updates_per_rollout']}) disagrees with trl's batch keys "
-                             f"({rollout} completions per generation / {step} per step = {updates}); keep one")
-    elif updates != 1:
-        raise R1kitError(f"a generation batch of {rollout} completions spans {updates} optimizer steps of {sizes}; "
-                         "r1kit's grpo takes one optimizer step per generation batch")
+    if values.setdefault("updates_per_rollout", updates) != updates:
+        raise R1kitError(f"--updates-per-rollout ({values['updates_per_rollout']}) disagrees with trl's batch keys "
+                         f"({rollout} completions per generation / {step} per step = {updates}); keep one")
     G = values.get("num_generations", 8)
     if rollout % G:
         raise R1kitError(f"a generation batch of {rollout} completions (from {sizes}) must be divisible by "

@@ -151,6 +151,14 @@ def test_grpo_batches_follow_trls_arithmetic(monkeypatch):
                                          r"\(3\) x 2 processes \(WORLD_SIZE\) x gradient_accumulation_steps \(1\) = 6\) "
                                          r"must be divisible by num_generations \(4\)"):
         build_config(grpo.Config, None, {**base, "per_device_train_batch_size": 3, "gradient_accumulation_steps": 1})
+    # steps_per_generation: a generation batch of 2 x 2 x 6 = 24 completions, trained in 24 / 12 = 2 steps
+    cfg = build_config(grpo.Config, None, {**base, "per_device_train_batch_size": 2, "gradient_accumulation_steps": 3,
+                                           "steps_per_generation": 6})
+    assert (cfg.generation_batch_size, cfg.updates_per_rollout, cfg.completions_per_step) == (24, 2, 12)
+    with pytest.raises(R1kitError, match=r"a generation batch of 16 completions is not a whole number of optimizer "
+                                         r"steps of per_device_train_batch_size \(2\) x 2 processes"):
+        build_config(grpo.Config, None, {**base, "per_device_train_batch_size": 2, "gradient_accumulation_steps": 3,
+                                         "steps_per_generation": 4})
     with pytest.raises(R1kitError, match="both size GRPO's step; keep one"):
         build_config(grpo.Config, None, {**base, "gradient_accumulation_steps": 2, "prompts_per_step": 4})
 
