@@ -30,6 +30,26 @@ def test_offline_push_is_refused_in_one_line_before_training(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["chats.jsonl"]  # nothing written, not even a partial
 
 
+@pytest.mark.parametrize("stage, args", [
+    ("grpo", ["--data", "chats.jsonl", "--max-steps", "1"]),
+    ("dpo-shorten", ["--model", "tiny", "--data", "chats.jsonl", "--max-steps", "1"]),
+    ("distill", ["--teacher", "tiny", "--student", "tiny", "--data", "chats.jsonl"]),
+    ("merge", ["--model", "a", "--model", "b"]),
+])
+def test_every_stage_that_pushes_refuses_offline_in_one_line_before_it_starts(tmp_path, stage, args):
+    """The flag, and trl's YAML form (push_to_hub: true + hub_model_id), on every stage with a model output."""
+    chats(tmp_path / "chats.jsonl")
+    (tmp_path / "hub.yaml").write_text("push_to_hub: true\nhub_model_id: me/tiny-run\n")
+    for push in (["--push-to-hub", "me/tiny-run"], ["--config", "hub.yaml"]):
+        res = run_cli(stage, *args, "--output", "out", *push, cwd=tmp_path)
+        assert res.returncode == 2
+        assert res.stderr.strip().splitlines() == [
+            "r1kit: error: --push-to-hub me/tiny-run: the hub is switched off (HF_HUB_OFFLINE=1), so the trained "
+            "model could not be uploaded; unset HF_HUB_OFFLINE, or train without --push-to-hub and upload OUT/model "
+            "later (hf upload me/tiny-run OUT/model)"]
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["chats.jsonl", "hub.yaml"]
+
+
 def test_push_without_a_token_is_refused_before_training(tmp_path):
     """Online, but no token: HF_HOME is an empty folder and HF_TOKEN is unset; the check reads no network."""
     chats(tmp_path / "chats.jsonl")
