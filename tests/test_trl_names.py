@@ -75,6 +75,7 @@ def test_an_open_r1_sft_recipe_runs_and_trl_flags_with_underscores_win_over_it(t
         # cosine_with_min_lr + lr_scheduler_kwargs {min_lr_rate: 0.1}
         "lr_scheduler": "cosine", "min_lr_ratio": 0.1, "gradient_checkpointing": True, "report_to": "none",
         "output": "out", "push_to_hub": "",
+        "lora": True, "lora_r": 4, "lora_alpha": 8, "lora_target": "all-linear",  # use_peft, lora_target_modules
     }
     assert {k: resolved[k] for k in expected} == expected
     assert json.loads((tmp_path / "out" / "manifest.json").read_text())["global_step"] == 2
