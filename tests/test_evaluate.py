@@ -119,8 +119,8 @@ class FakeBackend:
 def test_evaluate_model_scoring_by_hand():
     from datasets import Dataset
 
-    from r1kit.generation import SamplingParams
     from r1kit.evaluation import evaluate_model
+    from r1kit.generation import SamplingParams
 
     ds = Dataset.from_list([
         {"prompt": "p0", "answer": "1/2", "task": "numeric"},
@@ -155,8 +155,8 @@ def test_evaluate_model_scoring_by_hand():
 
 def test_code_rows_run_their_tests(shared_data):
     from r1kit.data import prepare_dataset
-    from r1kit.generation import SamplingParams
     from r1kit.evaluation import evaluate_model
+    from r1kit.generation import SamplingParams
 
     src = shared_data / "humaneval.jsonl"
     rows = [json.loads(line) for line in src.read_text().splitlines()[:2]]

@@ -43,10 +43,10 @@ def test_every_stage_that_pushes_refuses_offline_in_one_line_before_it_starts(tm
     for push in (["--push-to-hub", "me/tiny-run"], ["--config", "hub.yaml"]):
         res = run_cli(stage, *args, "--output", "out", *push, cwd=tmp_path)
         assert res.returncode == 2
-        assert res.stderr.strip().splitlines() == [
+        assert res.stderr.strip().splitlines() == [(
             "r1kit: error: --push-to-hub me/tiny-run: the hub is switched off (HF_HUB_OFFLINE=1), so the trained "
             "model could not be uploaded; unset HF_HUB_OFFLINE, or train without --push-to-hub and upload OUT/model "
-            "later (hf upload me/tiny-run OUT/model)"]
+            "later (hf upload me/tiny-run OUT/model)")]
         assert sorted(p.name for p in tmp_path.iterdir()) == ["chats.jsonl", "hub.yaml"]
 
 

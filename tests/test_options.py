@@ -17,6 +17,7 @@ from r1kit import options
 from r1kit.cli import STAGES, app
 from r1kit.config import build_config, flag_name, other_names
 from r1kit.errors import R1kitError
+from r1kit.trl_names import flag_types
 
 ROOT = Path(__file__).resolve().parents[1]
 GROUP_FIELDS = {f.name: (g, f) for g in reversed(options.GROUPS) for f in dataclasses.fields(g)}
@@ -236,7 +237,7 @@ def test_the_import_check_sees_every_form(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # Every hint names only flags the stage has
 
-FLAG = re.compile(r"(?<![\w-])--([a-z][a-z0-9-]*)")
+FLAG = re.compile(r"(?<![\w-])--([a-z][a-z0-9_-]*)")  # a hint may spell a flag trl's way: --learning_rate
 COMMON_FLAGS = {"help", "config", "version"}
 # Library modules and the stages that run their code (whole module, or module::function).
 LIBRARY_USERS = {
@@ -289,7 +290,8 @@ HINTS_CHECKED_ELSEWHERE = {
 
 def flags_of(stage: str) -> set[str]:
     cls = configs()[stage]
-    names = [f.name for f in dataclasses.fields(cls)] + list(other_names(cls))
+    fields = [f.name for f in dataclasses.fields(cls)]
+    names = fields + list(other_names(cls)) + list(flag_types(set(fields)))  # r1kit's, trl's aliases, trl's rules
     return {flag_name(n) for n in names} | COMMON_FLAGS
 
 
@@ -320,7 +322,7 @@ def mentioned(strings) -> set[str]:
     found = set()
     for _, text in strings:
         for flag in FLAG.findall(text):
-            found.add(flag.removeprefix("no-"))
+            found.add(flag_name(flag).removeprefix("no-"))
     return found
 
 
@@ -379,6 +381,11 @@ def test_the_hint_check_finds_a_foreign_flag(tmp_path):
                    'def f():\n    raise ValueError("use --backend hf or --no-filters")\n')
     assert mentioned(hint_strings(src)) == {"backend", "filters"}
     assert "backend" not in flags_of("sft") and "backend" in flags_of("evaluate")
+    # trl's names: a hint may spell them with underscores; an alias or a rule key is a flag only where it applies
+    src.write_text('def f():\n    raise ValueError("lower --per_device_train_batch_size or --reward_funcs")\n')
+    assert mentioned(hint_strings(src)) == {"per-device-train-batch-size", "reward-funcs"}
+    assert {"per-device-train-batch-size", "reward-funcs", "num-train-epochs"} <= flags_of("grpo")
+    assert "reward-funcs" not in flags_of("sft") and "per-device-train-batch-size" not in flags_of("merge")
 
 
 # ---------------------------------------------------------------------------------------------
