@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 from r1kit.config import StageConfig, option
@@ -154,6 +155,15 @@ def run(cfg: Config):
             peft_config=lora_config(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target, model) if cfg.lora else None,
             callbacks=[make_metrics_callback(out, title="sft")],
         )
+        kept = len(trainer.train_dataset)
+        if not cfg.packing and kept < len(ds):
+            # trl drops rows whose completion truncation to --max-length removed entirely
+            if kept == 0:
+                raise R1kitError(f"every one of the {len(ds)} rows of {cfg.data} has its prompt fill --max-length "
+                                 f"({cfg.max_length} tokens), leaving no completion to train on; raise --max-length")
+            out.log({"event": "dropped_overlong", "rows": len(ds) - kept, "kept": kept})
+            print(f"r1kit: {len(ds) - kept} of {len(ds)} rows dropped: their prompt fills --max-length "
+                  f"({cfg.max_length} tokens)", file=sys.stderr)
         from transformers import PrinterCallback
 
         trainer.remove_callback(PrinterCallback)  # r1kit's progress line and metrics.jsonl replace its prints
