@@ -23,7 +23,10 @@ r1kit adds:
 - curriculum / prioritized prompt samplers (r1kit.rl.samplers) in place of RepeatSampler, the
   prioritized success rates updated from every batch of rollouts and saved with checkpoints;
 - rollouts through r1kit's CUDA-graph decode loop on a GPU (FastRolloutMixin,
-  r1kit/rl/fast_rollout.py), and `rollout/tokens_per_s` in the metrics.
+  r1kit/rl/fast_rollout.py), and `rollout/tokens_per_s` in the metrics;
+- stop strings for rollouts (`stop`, grpo's --stop; trl has none for its own generate): on every
+  rollout path the completion ends after the token that completed the stop string, and the
+  rewards read its text before the stop string.
 
 The private trl methods and attributes this relies on are listed in `TRL_CONTRACT`, which
 tests/test_trl_contract.py checks against the installed trl.
@@ -43,7 +46,7 @@ from transformers import TrainerCallback
 from trl import GRPOTrainer
 
 from r1kit.rl.dynamic import choose_groups, keep_mask, zero_variance_groups
-from r1kit.rl.fast_rollout import FastRolloutMixin
+from r1kit.rl.fast_rollout import FastRolloutMixin, cut_at_stop_strings, stop_text
 from r1kit.rl.losses import group_advantages, group_mean_baseline, kimi_loss, masked_mean
 from r1kit.rl.samplers import CurriculumSampler, PrioritizedSampler
 
@@ -96,6 +99,7 @@ class R1Options:
     success_reward: str = "accuracy"   # reward whose value is a prompt's success (prioritized)
     fast_rollout: str | None = None    # auto | on | off (FastRolloutMixin); None: the class's setting
     fast_rollout_keep_cache: bool | None = None
+    stop: tuple[str, ...] = ()         # rollouts end at these strings (FastRolloutMixin docstring)
 
 
 class R1GRPOTrainer(FastRolloutMixin, GRPOTrainer):
@@ -105,6 +109,7 @@ class R1GRPOTrainer(FastRolloutMixin, GRPOTrainer):
             self.fast_rollout = self.r1.fast_rollout
         if self.r1.fast_rollout_keep_cache is not None:
             self.fast_rollout_keep_cache = self.r1.fast_rollout_keep_cache
+        self.fast_rollout_stop = tuple(self.r1.stop)
         self._r1_sampler: PrioritizedSampler | CurriculumSampler | None = None
         self._r1_last: tuple[torch.Tensor, list[int]] | None = None
         self._r1_refill_gen = torch.Generator().manual_seed(12345)
@@ -142,6 +147,8 @@ class R1GRPOTrainer(FastRolloutMixin, GRPOTrainer):
         t0 = time.perf_counter()
         completion_ids, logprobs = super()._generate_single_turn(prompt_ids, images, multimodal_fields,
                                                                  num_generations, has_tool_images)
+        if self.r1.stop:  # every path (r1kit's loop, trl's generate, vLLM) ends at the stop strings
+            completion_ids, logprobs = cut_at_stop_strings(self._tokenizer, completion_ids, logprobs, self.r1.stop)
         seconds = time.perf_counter() - t0
         mode = "train" if self.model.training else "eval"
         tokens = sum(len(ids) for ids in completion_ids)
@@ -149,6 +156,8 @@ class R1GRPOTrainer(FastRolloutMixin, GRPOTrainer):
         return completion_ids, logprobs
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        if self.r1.stop:  # the rewards read the text before the stop string, as `evaluate --stop` does
+            completions = [stop_text(c, self.r1.stop) for c in completions]
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         indices = gather_object([int(x.get(INDEX_COLUMN, -1)) for x in inputs])
         self._r1_last = (rewards_per_func, indices)

@@ -68,6 +68,10 @@ class Config(StageConfig):
     max_completion_length: int = option(1024, "Longest completion in tokens.")
     temperature: float = option(1.0, "Sampling temperature for rollouts (R1 1.0).")
     top_p: float = option(1.0, "Nucleus sampling for rollouts.")
+    stop: list[str] = option([], "Stop string for rollouts (repeatable; e.g. 'Question:' or a newline after few-shot "
+                             "prompts of a base model): a completion ends where it first writes one; the rewards read "
+                             "the text before it, and training keeps the tokens up to the one that completed it.",
+                             metavar="TEXT")
     loss: str = option("grpo", "Loss: grpo (per-sequence mean, the paper), dapo (token-level), dr_grpo (Σ/(B×max length)), kimi (Kimi k1.5 mirror descent).", choices=LOSSES)
     tau: float = option(0.1, "Kimi τ: weight of the KL to the previous policy in --loss kimi.")
     beta: float = option(0.0, "KL coefficient β (k3 estimator, added to the loss; R1 0.001, DeepSeekMath 0.04).")
@@ -243,6 +247,12 @@ def _check_sampling(cfg: Config) -> None:
         raise R1kitError(f"--refill-tries ({cfg.refill_tries}) must be >= 1")
     if not 0 < cfg.priority_floor <= 1:
         raise R1kitError(f"--priority-floor ({cfg.priority_floor}) must be in (0, 1]")
+    if any(not s for s in cfg.stop):
+        raise R1kitError("--stop needs a non-empty string")
+    if cfg.stop and cfg.mask_truncated:
+        # trl counts a completion without a final EOS as truncated, and one ended by a stop string has none
+        raise R1kitError("--mask-truncated would leave every completion ended by a --stop string out of the loss "
+                         "(trl sees no EOS at its end); drop one of them")
 
 
 def _check_ranges(cfg: Config) -> None:
@@ -422,7 +432,7 @@ def run(cfg: Config):
         priority_floor=cfg.priority_floor, success_reward=cfg.success_reward,
         initial_success=ds["pass_rate"] if cfg.sampler == "prioritized" and "pass_rate" in ds.column_names else None,
         fast_rollout={"auto": "auto", "fast": "on", "hf": "off"}[cfg.rollout],
-        fast_rollout_keep_cache=cfg.rollout_cache == "keep",
+        fast_rollout_keep_cache=cfg.rollout_cache == "keep", stop=tuple(cfg.stop),
     )
     torch.manual_seed(cfg.seed)
     inputs = {"model": cfg.model, "data": cfg.data, "preset": cfg.preset or None, "template": template}
