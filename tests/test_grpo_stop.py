@@ -78,6 +78,9 @@ def test_rollouts_end_at_the_stop_string_and_the_reward_sees_the_text_before_it(
     logged = [r["completions/mean_length"] for r in steps if "completions/mean_length" in r]
     lengths = [len(r["ids"]) for r in rows]
     assert logged == pytest.approx([sum(lengths[:8]) / 8, sum(lengths[8:]) / 8])
+    per_step = [sum(any(s in tok.decode(r["ids"], skip_special_tokens=True) for s in STOPS) for r in rows[i:i + 8]) / 8
+                for i in (0, 8)]
+    assert [r["completions/stopped_ratio"] for r in steps if "completions/stopped_ratio" in r] == pytest.approx(per_step)
     fast = [r["rollout/fast_path"] for r in steps if "rollout/fast_path" in r]
     assert fast == ([1.0, 1.0] if rollout == "fast" else [0.0, 0.0])
 

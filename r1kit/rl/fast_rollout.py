@@ -218,19 +218,21 @@ class FastRolloutMixin:
 
 def cut_at_stop_strings(tokenizer: Any, completion_ids: list, logprobs: list | None, stop: list[str] | tuple):
     """Each completion cut after the token that completed its first stop string (and its sampling
-    log-probs with it); completions without one are returned as they are."""
+    log-probs with it); completions without one are returned as they are. Returns (ids, logprobs,
+    stopped: one flag per completion)."""
     from r1kit.generation.base import cut_at_stop, tokens_to_stop
 
     stop = list(stop)
     texts = tokenizer.batch_decode([list(map(int, ids)) for ids in completion_ids], skip_special_tokens=True)
-    out_ids, out_lp = [], None if logprobs is None else []
+    out_ids, out_lp, stopped = [], None if logprobs is None else [], []
     for k, (ids, text) in enumerate(zip(completion_ids, texts)):
         ids = list(map(int, ids))
-        keep = len(ids) if cut_at_stop(text, stop)[1] is None else tokens_to_stop(tokenizer, ids, stop)
+        stopped.append(cut_at_stop(text, stop)[1] is not None)
+        keep = tokens_to_stop(tokenizer, ids, stop) if stopped[-1] else len(ids)
         out_ids.append(ids[:keep])
         if out_lp is not None:
             out_lp.append(logprobs[k][:keep] if logprobs[k] is not None else None)
-    return out_ids, out_lp
+    return out_ids, out_lp, stopped
 
 
 def stop_text(completion: Any, stop: list[str] | tuple) -> Any:

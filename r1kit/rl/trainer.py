@@ -147,10 +147,13 @@ class R1GRPOTrainer(FastRolloutMixin, GRPOTrainer):
         t0 = time.perf_counter()
         completion_ids, logprobs = super()._generate_single_turn(prompt_ids, images, multimodal_fields,
                                                                  num_generations, has_tool_images)
-        if self.r1.stop:  # every path (r1kit's loop, trl's generate, vLLM) ends at the stop strings
-            completion_ids, logprobs = cut_at_stop_strings(self._tokenizer, completion_ids, logprobs, self.r1.stop)
-        seconds = time.perf_counter() - t0
         mode = "train" if self.model.training else "eval"
+        if self.r1.stop:  # every path (r1kit's loop, trl's generate, vLLM) ends at the stop strings
+            completion_ids, logprobs, stopped = cut_at_stop_strings(self._tokenizer, completion_ids, logprobs,
+                                                                    self.r1.stop)
+            # trl's completions/clipped_ratio counts these too (no EOS at their end)
+            self._metrics[mode]["completions/stopped_ratio"].append(sum(stopped) / max(len(stopped), 1))
+        seconds = time.perf_counter() - t0
         tokens = sum(len(ids) for ids in completion_ids)
         self._metrics[mode]["rollout/tokens_per_s"].append(tokens / max(seconds, 1e-9))
         return completion_ids, logprobs

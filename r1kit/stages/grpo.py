@@ -70,7 +70,8 @@ class Config(StageConfig):
     top_p: float = option(1.0, "Nucleus sampling for rollouts.")
     stop: list[str] = option([], "Stop string for rollouts (repeatable; e.g. 'Question:' or a newline after few-shot "
                              "prompts of a base model): a completion ends where it first writes one; the rewards read "
-                             "the text before it, and training keeps the tokens up to the one that completed it.",
+                             "the text before it, and training keeps the tokens up to the one that completed it. "
+                             "Logged as completions/stopped_ratio (trl's clipped_ratio counts them too: no EOS).",
                              metavar="TEXT")
     loss: str = option("grpo", "Loss: grpo (per-sequence mean, the paper), dapo (token-level), dr_grpo (Σ/(B×max length)), kimi (Kimi k1.5 mirror descent).", choices=LOSSES)
     tau: float = option(0.1, "Kimi τ: weight of the KL to the previous policy in --loss kimi.")
