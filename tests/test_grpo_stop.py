@@ -15,7 +15,7 @@ import pytest
 from tests.conftest import run_cli
 
 STOPS = ["a", "e", "i", "o", "u"]
-RECORDER = textwrap.dedent('''
+RECORDER = textwrap.dedent("""
     import json, os
 
     def record(prompts=None, completions=(), completion_ids=None, **kwargs):
@@ -25,7 +25,7 @@ RECORDER = textwrap.dedent('''
                 text = c[-1]["content"] if chat else c
                 f.write(json.dumps({"text": text, "chat": chat, "ids": list(map(int, ids))}) + "\\n")
         return [0.0 if i % 2 else 1.0 for i in range(len(completions))]
-''')
+""")
 
 
 @pytest.fixture
@@ -38,19 +38,47 @@ def recorder(tmp_path, monkeypatch):
 
 
 def problems(path):
-    path.write_text("".join(json.dumps({"question": f"What is {i}+{i}?", "answer": str(2 * i)}) + "\n"
-                            for i in range(1, 9)))
+    path.write_text(
+        "".join(
+            json.dumps({"question": f"What is {i}+{i}?", "answer": str(2 * i)}) + "\n" for i in range(1, 9)
+        )
+    )
     return path
 
 
 @pytest.mark.parametrize(("rollout", "template"), [("fast", "chat"), ("hf", "raw")])
-def test_rollouts_end_at_the_stop_string_and_the_reward_sees_the_text_before_it(rollout, template, tmp_path, recorder):
+def test_rollouts_end_at_the_stop_string_and_the_reward_sees_the_text_before_it(
+    rollout, template, tmp_path, recorder
+):
     from r1kit.models import build_tiny_tokenizer
 
     out = tmp_path / "grpo"
-    args = ["grpo", "--model", "tiny", "--data", problems(tmp_path / "p.jsonl"), "--task", "arithmetic",
-            "--reward", "stop_recorder:record=1", "--num-generations", 4, "--prompts-per-step", 2, "--max-steps", 2,
-            "--max-completion-length", 24, "--rollout", rollout, "--template", template, "--no-live", "--output", out]
+    args = [
+        "grpo",
+        "--model",
+        "tiny",
+        "--data",
+        problems(tmp_path / "p.jsonl"),
+        "--task",
+        "arithmetic",
+        "--reward",
+        "stop_recorder:record=1",
+        "--num-generations",
+        4,
+        "--prompts-per-step",
+        2,
+        "--max-steps",
+        2,
+        "--max-completion-length",
+        24,
+        "--rollout",
+        rollout,
+        "--template",
+        template,
+        "--no-live",
+        "--output",
+        out,
+    ]
     for s in STOPS:
         args += ["--stop", s]
     res = run_cli(*args)
@@ -78,15 +106,32 @@ def test_rollouts_end_at_the_stop_string_and_the_reward_sees_the_text_before_it(
     logged = [r["completions/mean_length"] for r in steps if "completions/mean_length" in r]
     lengths = [len(r["ids"]) for r in rows]
     assert logged == pytest.approx([sum(lengths[:8]) / 8, sum(lengths[8:]) / 8])
-    per_step = [sum(any(s in tok.decode(r["ids"], skip_special_tokens=True) for s in STOPS) for r in rows[i:i + 8]) / 8
-                for i in (0, 8)]
-    assert [r["completions/stopped_ratio"] for r in steps if "completions/stopped_ratio" in r] == pytest.approx(per_step)
+    per_step = [
+        sum(any(s in tok.decode(r["ids"], skip_special_tokens=True) for s in STOPS) for r in rows[i : i + 8])
+        / 8
+        for i in (0, 8)
+    ]
+    assert [
+        r["completions/stopped_ratio"] for r in steps if "completions/stopped_ratio" in r
+    ] == pytest.approx(per_step)
     fast = [r["rollout/fast_path"] for r in steps if "rollout/fast_path" in r]
     assert fast == ([1.0, 1.0] if rollout == "fast" else [0.0, 0.0])
 
 
 def test_stop_with_mask_truncated_is_refused_in_one_line(tmp_path):
-    res = run_cli("grpo", "--model", "tiny", "--data", problems(tmp_path / "p.jsonl"), "--stop", "\n",
-                  "--mask-truncated", "--max-steps", 1, "--output", tmp_path / "grpo")
+    res = run_cli(
+        "grpo",
+        "--model",
+        "tiny",
+        "--data",
+        problems(tmp_path / "p.jsonl"),
+        "--stop",
+        "\n",
+        "--mask-truncated",
+        "--max-steps",
+        1,
+        "--output",
+        tmp_path / "grpo",
+    )
     assert res.returncode == 2 and "--mask-truncated" in res.stderr and "--stop" in res.stderr
     assert "Traceback" not in res.stderr and not (tmp_path / "grpo").exists()
