@@ -20,16 +20,22 @@
 # reward was 0 left the weights bit for bit unchanged). The cold start gives RL a model that writes
 # the format and solves some problems, as R1 prescribes.
 #
+# Sizes: SFT 1 epoch at lr 5e-5 (R1's cold-start rate; one epoch for time); GRPO 16 prompts x G 16
+# (a model that solves ~5% of GSM8K gets a correct sample in ~55% of groups of 16, ~35% with G 8),
+# completions <= 320 tokens (the SFT answers are ~100-200), lr 1e-5 (a few dozen steps fit: a small
+# model needs a larger rate than R1's 3e-6 to move in that many), beta 0, 3 minutes.
 # GPU time (one H200; estimated from ../shared/GPU.md's figures for a 0.5B Qwen shape, which costs
 # about twice Gemma 3 270M's FLOPs per token: 76k generated tok/s at 512 rows in r1kit's loop, a
-# GRPO step of 64 x 512 tokens in ~3.1 s):
+# GRPO step of 64 x 512 tokens in ~3.1 s, of which 2 s generation at 64 rows):
 #   evaluations: 1,319 greedy (~100-250 tokens each) + 5,276 samples, batch 512, fast backend:
-#     ~20 s + ~45 s, plus ~15 s start-up each: ~1.5 min per checkpoint, ~6 min for four;
-#   SFT: 2 epochs of 7,473 rows x ~260 tokens (~3.9M tokens) in batches of 32: ~1.5-2.5 min;
-#   GRPO: 32 prompts x G 8 = 256 completions of <= 320 tokens: ~1.5 s generation + ~2 s training
-#     a step: ~60-70 steps in GRPO_MINUTES 4;
+#     ~20 s + ~45 s, plus ~15 s start-up each: ~1.5 min per checkpoint;
+#   SFT: 1 epoch of 7,473 rows x ~260 tokens (~2M tokens, batches of 32 padded to ~400): ~1.5-2.5 min;
+#   GRPO: 256 completions of <= 320 tokens a step: ~2 s generation + ~2 s training in 4 micro-batches
+#     of 64: ~45 steps in GRPO_MINUTES 3 (fewer when other processes share the GPU);
 #   rejection sampling: RS_LIMIT 2,000 prompts x 4 samples (~40 s) + SFT on the kept ones (~1 min).
-#   Total ~13-15 min on one GPU, over two device calls (bench/gemma3_device.sh sets DEADLINE).
+#   Total ~11-13 min of one GPU without rejection sampling. bench/gemma3_device.sh runs it in two
+#   processes (PARTS=rl and PARTS=base,sfteval: the evaluations beside SFT -> GRPO) over two device
+#   calls, beside examples/gemma3_arithmetic.sh.
 #
 # Commands (from the repository root; DATA holds gsm8k_train.jsonl and gsm8k_test.jsonl):
 #   bash examples/gemma3_gsm8k.sh                            # MODEL unset: the PyPI GGUF, converted once
@@ -37,12 +43,16 @@
 #   SMOKE=1 bash examples/gemma3_gsm8k.sh                    # CPU check: tiny model, 6 problems, 2 steps
 #   SMOKE=1 MODEL=/work/models/gemma3-270m-dense bash examples/gemma3_gsm8k.sh   # real model on CPU
 # DEADLINE=<epoch seconds>: stop cleanly before a step that would not fit (exit 0; rerun continues);
-# every step is skipped once its output folder is finished.
+# every step is skipped once its output folder is finished. PARTS (default base,sfteval,rl) picks
+# what runs: base (base evaluations), rl (think data, SFT, GRPO and its evaluations, RS),
+# sfteval (waits for the SFT checkpoint, then evaluates it).
 # Variables (SMOKE=1 changes the sizes): OUT [runs/gemma3_gsm8k], DATA [../shared/data], MODEL,
 # BASE [$OUT/base], LIMIT [0 = all 1,319], SHOTS [4], BASE_MAX_NEW [256], MAX_NEW [320],
-# EVAL_SAMPLES [4], EVAL_BATCH [512], SFT_EPOCHS [2], SFT_LR [5e-5], SFT_BATCH [32],
-# GRPO_PROMPTS [32], GRPO_G [8], GRPO_LEN [320], GRPO_LR [5e-6], GRPO_MINUTES [4], GRPO_FORMAT [0.5],
-# RS [auto], RS_LIMIT [2000], RS_SAMPLES [4], EVAL_DTYPE [bfloat16 on a GPU], R1KIT, PYTHON.
+# EVAL_SAMPLES [4], EVAL_BATCH [512], SFT_EPOCHS [1], SFT_LR [5e-5], SFT_BATCH [32], SFT_MAX_LEN [512],
+# GRPO_PROMPTS [16], GRPO_G [16], GRPO_LEN [320], GRPO_LR [1e-5], GRPO_MINUTES [3], GRPO_FORMAT [0.5],
+# GRPO_BATCH [64], RS [auto: when RS_MIN_S (330) seconds are left], RS_LIMIT [2000], RS_SAMPLES [4],
+# RS_KEEP [all-correct (R1); SMOKE: all, since the tiny model is never right],
+# EVAL_DTYPE [bfloat16 on a GPU], R1KIT, PYTHON.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/gemma3_common.sh"
 
@@ -53,7 +63,7 @@ if [[ "${SMOKE:-0}" == 1 ]]; then
   : "${LIMIT:=6}" "${SHOTS:=1}" "${BASE_MAX_NEW:=24}" "${MAX_NEW:=32}" "${EVAL_SAMPLES:=2}" "${EVAL_BATCH:=16}"
   : "${THINK_LIMIT:=24}" "${SFT_EPOCHS:=1}" "${SFT_STEPS:=2}" "${SFT_BATCH:=4}" "${SFT_MAX_LEN:=1024}"
   : "${GRPO_PROMPTS:=2}" "${GRPO_G:=2}" "${GRPO_LEN:=32}" "${GRPO_STEPS:=2}" "${GRPO_LIMIT:=16}" "${GRPO_BATCH:=0}"
-  : "${RS:=1}" "${RS_LIMIT:=4}" "${RS_SAMPLES:=2}" "${SFT_LOG:=1}"
+  : "${RS:=1}" "${RS_LIMIT:=4}" "${RS_SAMPLES:=2}" "${SFT_LOG:=1}" "${RS_KEEP:=all}"  # the tiny model is never right
 fi
 LIMIT=${LIMIT:-0} SHOTS=${SHOTS:-4} BASE_MAX_NEW=${BASE_MAX_NEW:-256} MAX_NEW=${MAX_NEW:-320}
 EVAL_SAMPLES=${EVAL_SAMPLES:-4} EVAL_BATCH=${EVAL_BATCH:-512}
@@ -63,7 +73,7 @@ GRPO_PROMPTS=${GRPO_PROMPTS:-16} GRPO_G=${GRPO_G:-16} GRPO_LEN=${GRPO_LEN:-320} 
 GRPO_MINUTES=${GRPO_MINUTES:-3} GRPO_STEPS=${GRPO_STEPS:-1000} GRPO_LIMIT=${GRPO_LIMIT:-0} GRPO_BATCH=${GRPO_BATCH:-64}
 GRPO_FORMAT=${GRPO_FORMAT:-0.5} GRPO_TEMP=${GRPO_TEMP:-1.0}
 PARTS=${PARTS:-base,sfteval,rl} SFT_LOG=${SFT_LOG:-10}
-RS=${RS:-auto} RS_LIMIT=${RS_LIMIT:-2000} RS_SAMPLES=${RS_SAMPLES:-4} RS_MIN_S=${RS_MIN_S:-330}
+RS=${RS:-auto} RS_KEEP=${RS_KEEP:-all-correct} RS_LIMIT=${RS_LIMIT:-2000} RS_SAMPLES=${RS_SAMPLES:-4} RS_MIN_S=${RS_MIN_S:-330}
 TRAIN=$DATA/gsm8k_train.jsonl TEST=$DATA/gsm8k_test.jsonl
 for f in "$TRAIN" "$TEST"; do
   [[ -f "$f" ]] || { echo "gemma3_gsm8k.sh: $f not found; set DATA to the folder holding gsm8k_train.jsonl and gsm8k_test.jsonl" >&2; exit 2; }
@@ -119,12 +129,18 @@ if [[ "$PARTS" == *rl* ]]; then
   if [[ "$RS" == 1 || ("$RS" == auto && $(left_s) -ge $RS_MIN_S) ]]; then
     step 120 "$OUT/rs" rejection-sample --model "$OUT/grpo" --data "$TRAIN" --task gsm8k --template r1-zero \
       --limit "$RS_LIMIT" --num-samples "$RS_SAMPLES" --temperature 0.6 --top-p 0.95 --max-new-tokens "$MAX_NEW" \
-      --keep all-correct --lang en --backend auto --dtype "$EVAL_DTYPE" --batch-size "$EVAL_BATCH"
-    # the kept rows' prompt/completion columns (their chat `messages` would need a chat template)
-    step 180 "$OUT/rs_sft" sft --model "$BASE_MODEL" --data "$OUT/rs" --messages-field none --epochs "$SFT_EPOCHS" \
-      --max-steps "$SFT_STEPS" --batch-size "$SFT_BATCH" --learning-rate "$SFT_LR" --max-length "$SFT_MAX_LEN" \
-      --logging-steps "$SFT_LOG"
-    evaluate_pair rs_sft "$OUT/rs_sft"
+      --keep "$RS_KEEP" --lang en --backend auto --dtype "$EVAL_DTYPE" --batch-size "$EVAL_BATCH"
+    kept=$("$PYTHON" -c "import sys; from datasets import load_from_disk; print(len(load_from_disk(sys.argv[1])))" \
+      "$OUT/rs/data")
+    if ((kept > 0)); then
+      # the kept rows' prompt/completion columns (their chat `messages` would need a chat template)
+      step 180 "$OUT/rs_sft" sft --model "$BASE_MODEL" --data "$OUT/rs" --messages-field none \
+        --epochs "$SFT_EPOCHS" --max-steps "$SFT_STEPS" --batch-size "$SFT_BATCH" --learning-rate "$SFT_LR" \
+        --max-length "$SFT_MAX_LEN" --logging-steps "$SFT_LOG"
+      evaluate_pair rs_sft "$OUT/rs_sft"
+    else
+      say "rejection sampling kept no sample: no second SFT"
+    fi
   else
     say "rejection sampling skipped (RS=$RS, $(left_s) s left, RS_MIN_S=$RS_MIN_S)"
   fi
