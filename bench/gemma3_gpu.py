@@ -289,8 +289,9 @@ def pass1_se(rows: list[dict]) -> tuple[float, float, int]:
 
 
 def section_gsm8k(run: Run) -> dict:
+    from r1kit.evaluation import load_eval_dataset
     from r1kit.generation import get_backend
-    from r1kit.stages.evaluate import Config, load_eval_dataset, sampling_params
+    from r1kit.stages.evaluate import Config
 
     args = run.args
     evaluate_model = evaluate_model_function()
@@ -298,11 +299,11 @@ def section_gsm8k(run: Run) -> dict:
     cfg = Config(model=[args.model], data=str(data / "gsm8k_test.jsonl"), task="gsm8k", few_shot=4,
                  few_shot_data=str(data / "gsm8k_train.jsonl"), stop=["Question:"], extract="last_number",
                  num_samples=args.gsm8k_samples, temperature=0.6, top_p=0.95, max_new_tokens=args.gsm8k_tokens,
-                 batch_size=args.batch_size, output=str(Path(args.out) / "unused"))
-    dataset = load_eval_dataset(cfg)
+                 sample_batch_size=args.batch_size, output=str(Path(args.out) / "unused"))
+    dataset = load_eval_dataset(cfg, "raw")  # few-shot prompts are plain text
     if args.gsm8k_limit:
         dataset = dataset.select(range(min(args.gsm8k_limit, len(dataset))))
-    params = sampling_params(cfg)
+    params = cfg.sampling_params()
     model = run.model(args.gsm8k_dtype)
     res = {"settings": {"problems": len(dataset), "samples": args.gsm8k_samples, "temperature": 0.6, "top_p": 0.95,
                         "max_new_tokens": args.gsm8k_tokens, "batch_size": args.batch_size, "dtype": args.gsm8k_dtype,

@@ -82,7 +82,7 @@ mkdir -p "$OUT"
 
 BASE_MODEL=$(base_model)
 say "base model: $BASE_MODEL; deadline in $(left_s) s; eval dtype $EVAL_DTYPE"
-gen=(--backend auto --dtype "$EVAL_DTYPE" --batch-size "$EVAL_BATCH")
+gen=(--backend auto --dtype "$EVAL_DTYPE" --sample-batch-size "$EVAL_BATCH")
 sampled=(--num-samples "$EVAL_SAMPLES" --temperature 0.6 --top-p 0.95 --pass-k 1)
 [[ "$EVAL_SAMPLES" -gt 1 ]] && sampled+=(--pass-k "$EVAL_SAMPLES")
 
@@ -129,7 +129,7 @@ if [[ "$PARTS" == *rl* ]]; then
   if [[ "$RS" == 1 || ("$RS" == auto && $(left_s) -ge $RS_MIN_S) ]]; then
     step 120 "$OUT/rs" rejection-sample --model "$OUT/grpo" --data "$TRAIN" --task gsm8k --template r1-zero \
       --limit "$RS_LIMIT" --num-samples "$RS_SAMPLES" --temperature 0.6 --top-p 0.95 --max-new-tokens "$MAX_NEW" \
-      --keep "$RS_KEEP" --lang en --backend auto --dtype "$EVAL_DTYPE" --batch-size "$EVAL_BATCH"
+      --keep "$RS_KEEP" --lang en --backend auto --dtype "$EVAL_DTYPE" --sample-batch-size "$EVAL_BATCH"
     kept=$("$PYTHON" -c "import sys; from datasets import load_from_disk; print(len(load_from_disk(sys.argv[1])))" \
       "$OUT/rs/data")
     if ((kept > 0)); then

@@ -65,13 +65,16 @@ def main() -> None:
     # 3. The same evaluation in memory: a model object, a prepared dataset, sampling parameters.
     from r1kit.answers import check_answer
     from r1kit.data import prepare_dataset
+    from r1kit.evaluation import evaluate_model
     from r1kit.generation import SamplingParams
     from r1kit.models import load_model_and_tokenizer
 
     model, tokenizer = load_model_and_tokenizer("tiny")
-    problems = prepare_dataset(str(data_dir), split="test", template="raw")  # evaluate's defaults
+    # evaluate's defaults: the test split, and --template auto, which is chat for the tiny model (its
+    # tokenizer has a chat template)
+    problems = prepare_dataset(str(data_dir), split="test", template="chat")
     params = SamplingParams(greedy=True, max_new_tokens=args.max_new_tokens)
-    memory_metrics, rows = evaluate.evaluate_model(model, tokenizer, problems, params)
+    memory_metrics, rows = evaluate_model(model, tokenizer, problems, params)
 
     # The worked solutions that `data arithmetic` ships, checked the way evaluate checks samples.
     from datasets import load_from_disk

@@ -31,7 +31,6 @@ from r1kit.errors import R1kitError
 
 EXTRACT_MODES = ("auto", "answer_tag", "boxed", "after_think", "last_number")
 CHECK_KINDS = ("auto", "numeric", "math", "choice")
-CHOICE_LETTERS = "ABCDEFGHIJ"
 MATH_TEXT_LIMIT = 2000  # characters of an answer (or of free text) that math-verify ever sees
 
 # --------------------------------------------------------------------------- extraction
@@ -158,8 +157,6 @@ _FRAC_SHORT_RE = (re.compile(r"\\([dt]?frac)\s*(\d)\s*(\d)"), re.compile(r"\\([d
 _UNIT_RE = re.compile(r"\\(?:text|textrm|mbox|mathrm|textnormal)\s*\{\s*[A-Za-z][A-Za-z .]*\}(?:\s*\^\s*\{?\d\}?)?")
 _TEXT_WRAP_RE = re.compile(r"\\(?:text|textrm|textbf|textnormal|mbox|mathrm|mathbf|boldsymbol)\s*\{([^{}]*)\}")
 _DEGREE_RE = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°|\\degree")
-_TEXT_NUM_RE = re.compile(r"(?:(?<![\w)])-)?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?|(?<![\w.])\.\d+")
-_MATHY_RE = re.compile(r"[+*/^=<>\\{}_|]")
 _MAX_EXPONENT = 400  # Fraction("1e999999999") would build a billion-digit integer
 
 
@@ -253,21 +250,6 @@ def number_tokens(text: str) -> list[tuple[str, Fraction]]:
         if value is not None:
             out.append((token.replace(",", ""), value))
     return out
-
-
-def sole_number(text: str) -> Fraction | None:
-    """The number of a text that holds exactly one and no math: "18 dollars" -> 18, while
-    "1+2i", "2x", "x = 5" give None (those are left to math-verify)."""
-    text = re.sub(r"\\text\{([^{}]*)\}", r" \1 ", text or "").replace("\\$", "$").replace("\\%", "%")
-    found = list(_TEXT_NUM_RE.finditer(text))
-    if len(found) != 1:
-        return None
-    m = found[0]
-    if _MATHY_RE.search(text[:m.start()] + " " + text[m.end():]):
-        return None
-    if re.match(r"[A-Za-z_^{(]", text[m.end():m.end() + 1]) or re.search(r"[A-Za-z_^]$", text[:m.start()]):
-        return None  # "2x", "x2": a coefficient or an index, not the answer
-    return parse_number(m.group(0))
 
 
 def last_number_text(text: str) -> str | None:
@@ -375,8 +357,6 @@ def math_part(text: str) -> str | None:
 # --------------------------------------------------------------------------- choices and keys
 
 _CHOICE_STRICT_RE = re.compile(r"^\(?([A-J])\)?[.:]?$")
-_CHOICE_PAREN_RE = re.compile(r"\(([A-J])\)")
-_CHOICE_WORD_RE = re.compile(r"(?<![A-Za-z])([A-J])(?![A-Za-z])")
 
 
 def choice_letter(text: str | None) -> str | None:
@@ -386,17 +366,6 @@ def choice_letter(text: str | None) -> str | None:
     s = _TEXT_WRAP_RE.sub(r"\1", text).replace("$", "").replace("**", "").strip()
     m = _CHOICE_STRICT_RE.match(s)
     return m.group(1) if m else None
-
-
-def _choice(text: str | None, strict: bool) -> str | None:
-    if text is None:
-        return None
-    letter = choice_letter(text)
-    if letter or strict:
-        return letter
-    s = _TEXT_WRAP_RE.sub(r"\1", text).replace("$", "")
-    found = _CHOICE_PAREN_RE.findall(s) or _CHOICE_WORD_RE.findall(s)
-    return found[-1] if found else None
 
 
 def normalize_latex(s: str) -> str:

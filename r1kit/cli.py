@@ -1,10 +1,11 @@
 """The `r1kit` command line: thin typer wiring, one command per stage.
 
-Each stage module under r1kit/stages/ holds a `Config` dataclass (the single
-source of defaults and help text), a `run(config)` function and a docstring
-whose first line is the command's summary. The flags of a command are built
-from the dataclass fields here, so nothing about a stage's options is written
-twice. Stage modules import torch only inside `run`, which keeps `--help` fast.
+Each stage module under r1kit/stages/ holds a `Config` dataclass (composed of
+the option groups of r1kit/options.py: the single source of defaults and help
+text), a `run(config)` function and a docstring whose first line is the
+command's summary. The flags of a command are built from the dataclass fields
+here, so nothing about a stage's options is written twice; a renamed option's
+old name (r1kit.config.other_names) is a hidden flag that still works. Stage modules import torch only inside `run`, which keeps `--help` fast.
 
 Errors: a user's mistake (R1kitError) and a failure of the user's disk or paths
 (full disk, file-size limit, permission denied, read-only) print one line and
@@ -24,12 +25,12 @@ import re
 import signal
 import sys
 import typing
-from typing import Any, List, Optional
+from typing import Any, Optional
 
 import typer
 
 from r1kit import __version__
-from r1kit.config import base_type, build_config, field_types, flag_name
+from r1kit.config import base_type, build_config, field_types, flag_name, other_names
 from r1kit.errors import R1kitError
 
 # command name -> module. A command is registered once its stage exists.
@@ -107,7 +108,15 @@ app = typer.Typer(
 _groups: dict[str, typer.Typer] = {}
 
 
-def _param_for(field: dataclasses.Field, tp: Any) -> inspect.Parameter:
+def _param_for(field: dataclasses.Field, tp: Any, name_override: str | None = None) -> inspect.Parameter:
+    """The typer option of a config field; with name_override, a hidden one under another name of it
+    (a deprecated name or an alias: r1kit.config.other_names)."""
+    if name_override is not None:
+        param = _param_for(field, tp)
+        param.default.param_decls = tuple(d.replace(flag_name(field.name), flag_name(name_override))
+                                          for d in param.default.param_decls)
+        param.default.hidden = True
+        return param.replace(name=name_override)
     inner, _ = base_type(tp)
     help_text = field.metadata.get("help", "")
     choices = field.metadata.get("choices")
@@ -122,7 +131,7 @@ def _param_for(field: dataclasses.Field, tp: Any) -> inspect.Parameter:
         opt = typer.Option(None, f"{name}/--no-{flag_name(field.name)}", help=help_text, show_default=False)
     elif typing.get_origin(inner) is list:
         (item,) = typing.get_args(inner) or (str,)
-        annotation = Optional[List[item]]  # type: ignore[valid-type]
+        annotation = Optional[list[item]]  # type: ignore[valid-type]
         metavar = {int: "INT", float: "FLOAT"}.get(item, "TEXT")
         opt = typer.Option(None, name, help=help_text + " Repeat the flag for several values.", show_default=False,
                            metavar=metavar)
@@ -148,7 +157,10 @@ def _make_command(module_name: str):
             annotation=Optional[str],
         )
     ]
-    params += [_param_for(f, hints[f.name]) for f in dataclasses.fields(cls) if typing.get_origin(base_type(hints[f.name])[0]) is not dict]
+    fields = {f.name: f for f in dataclasses.fields(cls) if typing.get_origin(base_type(hints[f.name])[0]) is not dict}
+    params += [_param_for(f, hints[name]) for name, f in fields.items()]
+    params += [_param_for(fields[target], hints[target], old) for old, target in other_names(cls).items()
+               if target in fields and old not in fields]
 
     def command(**kwargs: Any) -> None:
         from r1kit import outputs
@@ -206,7 +218,7 @@ def _version_callback(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: Optional[bool] = typer.Option(None, "--version", callback=_version_callback, is_eager=True, help="Show the version."),
+    version: bool | None = typer.Option(None, "--version", callback=_version_callback, is_eager=True, help="Show the version."),
 ) -> None:
     pass
 

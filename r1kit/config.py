@@ -10,7 +10,11 @@ A stage may declare named presets (a paper's choices in one `--preset NAME`):
 from the chosen preset, so a flag always wins, even one that repeats the
 built-in default, and `--help` shows the true defaults.
 
-Unknown keys in a YAML file are an error, never silently ignored. The CLI
+Unknown keys in a YAML file are an error, never silently ignored. A renamed
+option keeps its old name for one release: a stage's DEPRECATED maps old names
+to new ones, and the old name (a flag or a YAML key) works with a one-line
+notice on stderr. Field metadata may also carry "aliases" (other names for the
+same option, e.g. trl's), accepted silently. The CLI
 builds its flags from these fields (r1kit/cli.py), so a field added here
 appears on the command line with its help text and nothing else to edit.
 This module must stay light: `r1kit --help` imports it without torch.
@@ -19,7 +23,6 @@ This module must stay light: `r1kit --help` imports it without torch.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import types
 import typing
 from collections.abc import Mapping
@@ -27,11 +30,14 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from r1kit.errors import R1kitError
+from r1kit.lookup import did_you_mean, lookup
 
 
-def option(default: Any, help: str, *, choices: tuple[str, ...] | None = None, metavar: str | None = None):
-    """A config field with its default and help text (shown by `--help`)."""
-    meta = {"help": help, "choices": choices, "metavar": metavar}
+def option(default: Any, help: str, *, choices: tuple[str, ...] | None = None, metavar: str | None = None,
+           aliases: tuple[str, ...] = ()):
+    """A config field with its default and help text (shown by `--help`); `aliases` are other names
+    it answers to in YAML and as (hidden) flags, e.g. trl's, without a notice."""
+    meta = {"help": help, "choices": choices, "metavar": metavar, **({"aliases": tuple(aliases)} if aliases else {})}
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda d=default: type(d)(d), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -53,12 +59,20 @@ class StageConfig:
     # inside any of them (r1kit.outputs.check_inputs_apart).
     INPUTS: ClassVar[tuple[str, ...]] = ()
 
+    # Renamed options: old name -> new name, accepted with a notice (build_config, the CLI).
+    DEPRECATED: ClassVar[dict[str, str]] = {}
+
     output: str = option("", "Output directory (written atomically; refused if it exists unless --overwrite).")
     overwrite: bool = option(False, "Replace an existing output directory.")
     seed: int = option(0, "Random seed for sampling, shuffling and initialisation.")
 
+    def __post_init__(self) -> None:
+        self.validate()  # a Config built in Python is checked like one built from flags or YAML
+
     def validate(self) -> None:
-        """Raise R1kitError for values that cannot work. Called before any model loads."""
+        """Raise R1kitError for values that cannot work. Runs whenever a config is built (`__post_init__`)
+        and touches neither the disk nor a tokenizer: checks that must (inputs exist, dataset columns,
+        chat templates) belong to the stage's `run`, before anything is written."""
         if not self.output:
             raise R1kitError("--output is required: the directory this stage writes")
         for f in dataclasses.fields(self):
@@ -86,9 +100,26 @@ def flag_name(field_name: str) -> str:
     return field_name.replace("_", "-")
 
 
-def did_you_mean(name: str, valid: typing.Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, list(valid), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+def other_names(cls: type) -> dict[str, str]:
+    """Every other name a field of `cls` answers to -> the field: its metadata's "aliases", and
+    the stage's DEPRECATED names."""
+    names = {alias: f.name for f in dataclasses.fields(cls) for alias in f.metadata.get("aliases", ())}
+    return {**names, **getattr(cls, "DEPRECATED", {})}
+
+
+def canonical_name(cls: type, key: str, config_file: str | None = None) -> str:
+    """The field `key` names in `cls` (itself, an alias or a deprecated name); a deprecated name,
+    as a flag or as a key of `config_file`, prints a one-line notice on stderr."""
+    target = other_names(cls).get(key)
+    if target is None:
+        return key
+    if key in getattr(cls, "DEPRECATED", {}):
+        import sys
+
+        old, new = ((f"key {key!r} in {config_file}", repr(target)) if config_file
+                    else (f"--{flag_name(key)}", f"--{flag_name(target)}"))
+        print(f"r1kit: {old} is deprecated; use {new} (the old name goes in the next release)", file=sys.stderr)
+    return target
 
 
 def field_types(cls: type) -> dict[str, Any]:
@@ -173,10 +204,8 @@ def preset_layer(cls: type, given: dict[str, Any]) -> dict[str, Any]:
     name = given.get("preset", default)
     if not name:
         return {}
-    if name not in presets:
-        raise R1kitError(f"unknown preset {name!r}{did_you_mean(name, presets)}; choose one of {', '.join(presets)}")
     hints = field_types(cls)
-    values = {key: coerce(key, value, hints[key]) for key, value in presets[name].items()}
+    values = {key: coerce(key, value, hints[key]) for key, value in lookup(presets, name, "preset").items()}
     return cls.fit_preset(values, given)
 
 
@@ -185,23 +214,33 @@ def build_config(cls: type, config_file: str | None = None, flags: dict[str, Any
     hints = field_types(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     values: dict[str, Any] = {}
+    seen_yaml: dict[str, str] = {}
     if config_file:
         for key, value in read_yaml(config_file).items():
+            key = _once(seen_yaml, canonical_name(cls, key, config_file), key)
             if key not in names:
                 raise R1kitError(
                     f"unknown key {key!r} in {config_file}{did_you_mean(key, names)}; "
                     f"valid keys: {', '.join(names)}"
                 )
             values[key] = coerce(key, value, hints[key])
+    seen_flags: dict[str, str] = {}
     for key, value in (flags or {}).items():
+        if value is None or value == [] or value == ():
+            continue  # not given
+        key = _once(seen_flags, canonical_name(cls, key), key)
         if key not in names:
             raise R1kitError(f"unknown option {flag_name(key)!r}{did_you_mean(key, names)}")
-        if value is None or value == [] or value == ():
-            continue
         values[key] = coerce(key, value, hints[key])
-    cfg = cls(**{**preset_layer(cls, values), **values})
-    cfg.validate()
-    return cfg
+    return cls(**{**preset_layer(cls, values), **values})  # validated by __post_init__
+
+
+def _once(seen: dict[str, str], key: str, given: str) -> str:
+    """`key`; R1kitError when another name of the same option (its old name, an alias) was given too."""
+    if seen.setdefault(key, given) != given:
+        raise R1kitError(f"--{flag_name(key)} is given twice, as {flag_name(seen[key])} and as {flag_name(given)}; "
+                         "keep one")
+    return key
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:

@@ -10,11 +10,15 @@ The formulas (pass@1 over k samples, unbiased pass@k, cons@k) live in r1kit/metr
 * `score_rows(rows)`                    the same for a table that already holds completions (a
                                         saved evaluation, or completions from elsewhere).
 * `evaluate_model(model, tokenizer, dataset, params)` generate, score, summarize.
+* `load_eval_dataset(cfg, template)`    the prompts `r1kit evaluate` scores (with --few-shot examples).
+* `load_samples_table(source)`          a saved table of completions to re-judge (`--samples`).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from r1kit.errors import R1kitError
@@ -145,3 +149,67 @@ def evaluate_model(
                          prefill=stage_prefill(tokenizer, prefill, chat))
     return summarize(rows, pass_k), rows
 
+
+def load_samples_table(source: str, split: str | None = None) -> list[dict[str, Any]]:
+    """The rows of a saved samples table (see --samples); R1kitError when a needed column is missing."""
+    from r1kit.data import load_dataset_any, require_columns
+
+    ds = load_dataset_any(source, split=split)
+    require_columns(ds, ["prompt", "answer", "completion"], source)
+    return ds.to_list()
+
+
+def _saved_splits(source: str) -> list[str] | None:
+    """The split names of a saved DatasetDict (or an r1kit stage output holding one), else None."""
+    path = Path(source).expanduser()
+    if (path / "manifest.json").is_file() and (path / "data").is_dir():
+        path = path / "data"
+    info = path / "dataset_dict.json"
+    if info.is_file():
+        try:
+            return list(json.loads(info.read_text()).get("splits", []))
+        except (OSError, json.JSONDecodeError):
+            return None
+    return None
+
+
+def _default_split(source: str) -> str | None:
+    """'test' when the source is a saved DatasetDict that has a test split, else None (loader's choice)."""
+    return "test" if "test" in (_saved_splits(source) or []) else None
+
+
+def load_eval_dataset(cfg: Any, template: str):
+    """The canonical evaluation dataset (prompt, answer, task, ...) for `r1kit evaluate`'s options `cfg`,
+    rendered with `template` (already resolved from 'auto'); R1kitError if unusable."""
+    from r1kit.data import prepare_dataset
+
+    split = cfg.split if cfg.split is not None else _default_split(cfg.data)
+    ds = prepare_dataset(
+        cfg.data, task=cfg.task or None, split=split, prompt_field=cfg.prompt_field or None,
+        answer_field=cfg.answer_field or None, template=template, system_prompt=cfg.system_prompt or None,
+        limit=cfg.limit or None, seed=cfg.seed,
+    )
+    if len(ds) == 0:
+        raise R1kitError(f"{cfg.data} has no rows to evaluate")
+    if cfg.few_shot:
+        ds = add_few_shot(ds, cfg)
+    return ds
+
+
+def add_few_shot(ds, cfg: Any):
+    """Rewrite `prompt` as the few-shot prompt (r1kit.data.templates.render_few_shot) with the first
+    --few-shot solved rows of --few-shot-data (else the data's train split), skipping evaluated questions."""
+    from r1kit.data import load_dataset_any
+    from r1kit.data.templates import few_shot_examples, render_few_shot
+
+    source, split = cfg.few_shot_data, None
+    if not source:
+        source, split = cfg.data, "train"
+        if "train" not in (_saved_splits(cfg.data) or []):  # a single file has no separate train rows
+            raise R1kitError(f"--few-shot needs solved examples: {cfg.data} has no train split; pass "
+                             "--few-shot-data FILE (e.g. ../shared/data/gsm8k_train.jsonl)")
+    pool = load_dataset_any(source, split=split)
+    field = cfg.prompt_field if cfg.prompt_field and cfg.prompt_field in pool.column_names else None
+    examples = few_shot_examples(pool, cfg.few_shot, exclude=ds["question"], question_field=field)
+    return ds.map(lambda row: {"prompt": render_few_shot(examples, row["question"])}, keep_in_memory=True,
+                  desc=f"{cfg.few_shot}-shot prompts")

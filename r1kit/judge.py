@@ -605,11 +605,6 @@ def judge_many(rows: Sequence[Mapping[str, Any]], *, extract: str = "auto", pref
 
 # --------------------------------------------------------------------------- reporting exclusions
 
-def unscorable_ids(rows: Sequence[Mapping[str, Any]], key: str = "prompt_index") -> list:
-    """The ids (`key` of the rows) of rows judged unscorable (correct None), sorted, once each."""
-    return sorted({r.get(key) for r in rows if r.get("correct") is None}, key=lambda x: (str(type(x)), x))
-
-
 def exclusion_summary(ids: Sequence) -> dict[str, Any]:
     """What every stage reports about rows left out for an unscorable gold (rule 5)."""
     ids = list(ids)

@@ -191,18 +191,9 @@ def _unique(items) -> list[str]:
 
 
 def _records(stage_dir: Path) -> list[dict[str, Any]]:
-    path = stage_dir / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict):
-            out.append(record)
-    return out
+    from r1kit.outputs import read_metrics
+
+    return read_metrics(stage_dir)
 
 
 def _is_number(value: Any) -> bool:

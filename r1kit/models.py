@@ -24,7 +24,6 @@ runs before every real-model run.
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import re
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from r1kit.errors import R1kitError
+from r1kit.lookup import lookup
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -274,11 +274,7 @@ def _torch_dtype(dtype: str | None):
 
     if dtype is None or dtype == "auto":
         return dtype
-    if dtype not in DTYPES:
-        close = difflib.get_close_matches(str(dtype), DTYPES, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise R1kitError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}.{hint}")
-    return getattr(torch, dtype)
+    return getattr(torch, lookup(dict(zip(DTYPES, DTYPES)), dtype, "dtype"))
 
 
 def _device(device: str | None) -> str:
@@ -303,6 +299,15 @@ def _hub_error(spec: str, err: Exception) -> R1kitError:
     return R1kitError(f"could not load {spec!r} from the hub: {type(err).__name__}: {str(err).splitlines()[0]}")
 
 
+def _load_error(spec: str, ref: CheckpointRef, err: Exception, what: str) -> Exception:
+    """What to raise when transformers cannot load `spec`: one line (R1kitError) for the user."""
+    if isinstance(err, R1kitError):
+        return err
+    if ref.kind == "hub":
+        return _hub_error(spec, err)
+    return R1kitError(f"could not load {what} {spec}: {type(err).__name__}: {err}")
+
+
 def load_tokenizer(spec: str) -> PreTrainedTokenizerBase:
     """The tokenizer for a model spec (see the module docstring); pad falls back to eos."""
     ref = resolve_checkpoint(spec)
@@ -321,12 +326,8 @@ def load_tokenizer(spec: str) -> PreTrainedTokenizerBase:
             tok = _load_dir_tokenizer(ref.path)
         else:
             tok = AutoTokenizer.from_pretrained(spec)
-    except R1kitError:
-        raise
     except Exception as err:
-        if ref.kind == "hub":
-            raise _hub_error(spec, err) from err
-        raise R1kitError(f"could not load the tokenizer of {spec}: {type(err).__name__}: {err}") from err
+        raise _load_error(spec, ref, err, "the tokenizer of") from err
     return _with_pad(tok)
 
 
@@ -452,12 +453,8 @@ def load_model(
             model = AutoModelForCausalLM.from_pretrained(str(ref.path), **kwargs)
         else:
             model = AutoModelForCausalLM.from_pretrained(spec, **kwargs)
-    except R1kitError:
-        raise
     except Exception as err:
-        if ref.kind == "hub":
-            raise _hub_error(spec, err) from err
-        raise R1kitError(f"could not load the model {spec}: {type(err).__name__}: {err}") from err
+        raise _load_error(spec, ref, err, "the model") from err
     return model.to(_device(device))
 
 
@@ -475,13 +472,19 @@ def load_model_and_tokenizer(
     """`(load_model(spec, ...), load_tokenizer(spec))`, with the model's generation ids filled in."""
     tokenizer = load_tokenizer(spec)
     model = load_model(spec, dtype=dtype, device=device, seed=seed)
-    gen = model.generation_config
+    fill_generation_ids(model, tokenizer)
+    return model, tokenizer
+
+
+def fill_generation_ids(model: Any, tokenizer: Any) -> None:
+    """Give the model's generation config the tokenizer's pad and EOS ids where it has none, so that
+    generation stops at EOS and pads batches (a 'tiny' model or a converted checkpoint may lack them)."""
+    gen = getattr(model, "generation_config", None)
     if gen is not None:
         if gen.pad_token_id is None:
             gen.pad_token_id = tokenizer.pad_token_id
         if gen.eos_token_id is None:
             gen.eos_token_id = tokenizer.eos_token_id
-    return model, tokenizer
 
 
 def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, path: str | os.PathLike) -> Path:

@@ -547,7 +547,17 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+    """The records of a stage folder's metrics.jsonl ([] without one). A line that is not a JSON
+    object (one cut off by an interruption) is skipped."""
     p = Path(path) / METRICS
-    if not p.exists():
+    if not p.is_file():
         return []
-    return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+    records = []
+    for line in p.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records

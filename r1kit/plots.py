@@ -45,18 +45,10 @@ def _panel_of(key: str) -> str | None:
 
 
 def _step_records(run_dir: Path) -> list[dict]:
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    records = []
-    for line in path.read_text().splitlines():
-        try:
-            r = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(r, dict) and isinstance(r.get("step"), int) and "event" not in r and "train_runtime" not in r:
-            records.append(r)
-    return records
+    from r1kit.outputs import read_metrics
+
+    return [r for r in read_metrics(run_dir)
+            if isinstance(r.get("step"), int) and "event" not in r and "train_runtime" not in r]
 
 
 def curves(run_dir: str | Path) -> dict[str, dict[str, list[tuple[int, float]]]]:

@@ -2,10 +2,10 @@
 
 `rejection-sample`, `distill` and `dpo-shorten` all start from the same table: one row per
 (prompt, sample) with the completion text, its token count, the chosen rewards and a `correct`
-flag. This module builds that table (`generate_samples`, `score_samples`), selects from it (the
-keep policies of R1 rejection sampling and Kimi's shortest rejection sampling, `select`),
-summarises it (`pass_rates`) and turns it into DPO preference pairs (Kimi long2short,
-`build_pairs`). Nothing here writes files; the stages do.
+flag. This module builds that table (`sample_and_score`: a model's backend, `generate_samples`,
+then `score_samples`), selects from it (the keep policies of R1 rejection sampling and Kimi's
+shortest rejection sampling, `select`), summarises it (`pass_rates`) and turns it into DPO
+preference pairs (Kimi long2short, `build_pairs`). Nothing here writes files; the stages do.
 
 Correctness comes from the judge (r1kit.judge, the one place that decides it, also behind the
 accuracy and code rewards and `r1kit evaluate`): it reads the template's prefill + the completion,
@@ -54,6 +54,46 @@ def generate_samples(backend: Any, dataset: Any, params: Any, prefill: str = "")
                 **{col: example[col] for col in carried},
                 "completion": c.text, "num_tokens": int(c.num_tokens), "truncated": bool(c.truncated),
             })
+    return rows
+
+
+def sample_and_score(cfg: Any, dataset: Any, tokenizer: Any, template: str, *, model: Any = None,
+                     model_spec: str | None = None, out: Any = None) -> list[dict[str, Any]]:
+    """cfg.num_samples samples per prompt of `dataset`, decoded by cfg.backend, then scored with
+    cfg.reward (`correct` is the judge's verdict). One row per sample (see `generate_samples`).
+
+    cfg holds the options of r1kit.options SamplingOptions, RewardOptions and ModelOptions.
+    `model`: a loaded model to sample (dpo-shorten samples the model it is about to train); else
+    `model_spec` (default cfg.model) is loaded here and released before scoring, or handed to vLLM.
+    `out`: a StageOutput whose timings get "generate" and "score".
+    """
+    from contextlib import nullcontext
+
+    from r1kit.data.prompts import reply_prefill
+    from r1kit.generation import get_backend
+    from r1kit.judge import stage_prefill
+    from r1kit.models import fill_generation_ids, load_model, resolve_checkpoint_dir
+
+    def timed(name: str):
+        return out.timed(name) if out is not None else nullcontext()
+
+    spec = model_spec or cfg.model
+    prefill = reply_prefill(cfg, template)
+    with timed("generate"):
+        if cfg.backend == "vllm":
+            backend = get_backend("vllm", str(resolve_checkpoint_dir(spec) or spec), tokenizer, dtype=cfg.dtype,
+                                  seed=cfg.seed)
+        else:
+            if model is None:
+                model = load_model(spec, dtype=None if cfg.dtype == "auto" else cfg.dtype, seed=cfg.seed)
+            fill_generation_ids(model, tokenizer)
+            backend = get_backend(cfg.backend, model, tokenizer, static_cache=cfg.static_cache, progress=True)
+        rows = generate_samples(backend, dataset, cfg.sampling_params(), prefill)
+        del backend, model  # a model loaded here is freed before the rewards run
+    with timed("score"):
+        # the judge reads what the chat template pre-fills too (an R1 distill's "<think>\n")
+        chat = len(dataset) > 0 and not isinstance(dataset[0]["prompt"], str)
+        score_samples(rows, cfg.reward, reward_params(cfg, stage_prefill(tokenizer, prefill, chat)))
     return rows
 
 

@@ -1,10 +1,12 @@
 """Pieces every training stage shares: device choice, trainer arguments, resume, metrics.
 
 r1kit trains with trl's trainers. This module holds what would otherwise be
-repeated in each stage: the arguments that depend on the hardware (CPU runs
-need `use_cpu=True, bf16=False`), where trainer checkpoints live, how
-`--resume` finds one, and the callback that mirrors trainer logs into the
-stage's `metrics.jsonl` and a progress line (r1kit/progress.py).
+repeated in each stage: the trainer arguments every stage sets alike
+(`trainer_args`, from r1kit.options.TrainerOptions; those that depend on the
+hardware: CPU runs need `use_cpu=True, bf16=False`), where trainer checkpoints
+live, how `--resume` finds one, the end of training (`train_and_save`: train,
+save once from rank 0, log the summary) and the callback that mirrors trainer
+logs into the stage's `metrics.jsonl` and a progress line (r1kit/progress.py).
 """
 
 from __future__ import annotations
@@ -12,17 +14,12 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from r1kit.errors import R1kitError
 from r1kit.progress import fmt_duration
-
-
-def has_cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def hardware_args() -> dict[str, Any]:
@@ -160,6 +157,75 @@ def training_args(cls, **kwargs):
     except ValueError as err:
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise R1kitError(f"trainer arguments refused by {cls.__name__}: {first}") from err
+
+
+def trainer_args(cls, cfg: Any, output_dir: str, **specific: Any):
+    """trl's `cls` (SFTConfig, DPOConfig, GRPOConfig) from the options of r1kit.options.TrainerOptions
+    (and OfflineTrainingOptions' grad_accum where the stage has it), plus the stage's own `specific`
+    arguments, which win. One place for what every training stage sets alike: the schedule ("cosine"
+    decays to --min-lr-ratio of the peak), checkpoints (every --save-steps, else only the final one
+    with --keep-checkpoints, so a later --resume can continue), logging and the hardware."""
+    cosine_floor = cfg.lr_scheduler == "cosine" and cfg.min_lr_ratio > 0
+    common = dict(
+        output_dir=output_dir,
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=getattr(cfg, "grad_accum", 1),
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type="cosine_with_min_lr" if cosine_floor else cfg.lr_scheduler,
+        lr_scheduler_kwargs={"min_lr_rate": cfg.min_lr_ratio} if cosine_floor else {},
+        warmup_steps=cfg.warmup_ratio,  # transformers 5 reads a float < 1 as a share of the steps
+        weight_decay=cfg.weight_decay,
+        max_grad_norm=cfg.max_grad_norm,
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        logging_steps=cfg.logging_steps,
+        # transformers saves the last step under the "steps" strategy: with --keep-checkpoints and no
+        # --save-steps, that final checkpoint is the only one
+        save_strategy="steps" if cfg.save_steps or cfg.keep_checkpoints else "no",
+        save_steps=cfg.save_steps or 10**9,
+        report_to=cfg.report_to,
+        seed=cfg.seed,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+        **hardware_args(),
+    )
+    return training_args(cls, **{**common, **specific})
+
+
+def save_trained(trainer: Any, tokenizer: Any, path: Path, *, lora: bool, merge: bool) -> None:
+    """Write the trained model to `path` once, from rank 0: LoRA merged into the base (the next
+    stage loads a plain model) or the adapter alone, sharded weights (ZeRO-3, FSDP) gathered by
+    trl's save_model, which writes on rank 0 only."""
+    from r1kit.models import save_model
+    from r1kit.outputs import is_main_process
+
+    if lora and merge:
+        if is_main_process():
+            save_model(trainer.model.merge_and_unload(), tokenizer, path)
+    elif lora or trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled:
+        trainer.save_model(str(path))
+    elif is_main_process():
+        save_model(trainer.accelerator.unwrap_model(trainer.model), tokenizer, path)
+
+
+def train_and_save(trainer: Any, cfg: Any, out: Any, tokenizer: Any, *,
+                   summary: dict[str, Any] | Callable[[], dict[str, Any]] | None = None):
+    """The end every training stage shares (sft, grpo, dpo-shorten): train, resuming per --resume;
+    save from rank 0 (`save_trained`); log the summary (trainer metrics + `summary`, called after
+    training when it is a function: e.g. the warnings raised during it) to metrics.jsonl and the
+    step count to the manifest. Interruptions keep the checkpoints (r1kit.outputs.stage_output).
+    Returns trl's TrainOutput."""
+    from transformers import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)  # r1kit's progress lines and metrics.jsonl replace its prints
+    with out.timed("train"):
+        result = trainer.train(resume_from_checkpoint=resolve_resume(cfg.resume, out.checkpoints_dir))
+    save_trained(trainer, tokenizer, out.model_dir, lora=cfg.lora, merge=cfg.merge_lora)
+    extra = summary() if callable(summary) else summary
+    out.log({"event": "summary", **result.metrics, **(extra or {})})
+    out.extra["global_step"] = trainer.state.global_step
+    return result
 
 
 def make_metrics_callback(out, *, total_steps: int | None = None, title: str = "training"):

@@ -53,7 +53,7 @@ read -r -a eval_extra <<<"${EVAL_ARGS:-}"
 # 1. Teacher traces -> filtered, correct-only SFT data -> student SFT (OUT/distill/model).
 run_stage "$OUT/distill" distill --teacher "$TEACHER" --student "$STUDENT" --data "$DATA" --task "$TRAIN_TASK" \
   --template "$TEMPLATE" --limit "$LIMIT" --num-samples "$SAMPLES" --max-new-tokens "$MAX_LEN" \
-  --policy all-correct --epochs "$EPOCHS" --max-steps "$STEPS" --learning-rate "$LR" \
+  --keep all-correct --epochs "$EPOCHS" --max-steps "$STEPS" --learning-rate "$LR" \
   --batch-size "$BATCH" --grad-accum "$GRAD_ACCUM" --max-length "$((MAX_LEN + 512))" "${distill_extra[@]}"
 
 # 2. Teacher vs the student before and after distillation.

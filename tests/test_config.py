@@ -72,7 +72,7 @@ def test_presets_sit_between_defaults_and_yaml(tmp_path):
     # the preset's list is a copy: a second build starts from the table again
     build_config(WithPresets, None, {"output": "o", "preset": "fast"}).rewards.append("x")
     assert WithPresets.PRESETS["fast"]["rewards"] == ["format"]
-    with pytest.raises(R1kitError, match=r"unknown preset 'fats' \(did you mean 'fast'\?\); choose one of fast, slow"):
+    with pytest.raises(R1kitError, match=r"unknown preset 'fats'. Did you mean 'fast'\? Valid: fast, slow"):
         build_config(WithPresets, None, {"output": "o", "preset": "fats"})
 
 
@@ -105,3 +105,24 @@ def test_failed_stage_leaves_nothing_and_existing_output_is_refused(tmp_path):
     with stage_output(cfg, "demo") as out:
         out.log({"a": 1})
     assert json.loads((tmp_path / "run" / "manifest.json").read_text())["stage"] == "demo"
+
+
+def test_an_alias_is_another_name_without_a_notice(tmp_path, capsys):
+    """trl's names can be accepted beside r1kit's (metadata "aliases"): in YAML, as flags, via the CLI."""
+    import dataclasses
+
+    from r1kit.config import other_names
+
+    @dataclasses.dataclass
+    class Aliased(StageConfig):
+        epochs: float = option(1.0, "Passes over the data.", aliases=("num_train_epochs",))
+
+    assert other_names(Aliased) == {"num_train_epochs": "epochs"}
+    cfg = build_config(Aliased, None, {"output": "o", "num_train_epochs": 3})
+    assert cfg.epochs == 3.0
+    yml = tmp_path / "c.yaml"
+    yml.write_text("num_train_epochs: 2\n")
+    assert build_config(Aliased, str(yml), {"output": "o"}).epochs == 2.0
+    assert capsys.readouterr().err == ""  # an alias is not deprecated
+    with pytest.raises(R1kitError, match="given twice"):
+        build_config(Aliased, None, {"output": "o", "num_train_epochs": 3, "epochs": 2})

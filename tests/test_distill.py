@@ -87,9 +87,13 @@ def test_teacher_without_chat_template_is_refused_before_generation(teacher, tmp
     data, model = teacher
     bare = _tokenizer_without_chat_template(model, tmp_path / "bare")
     out = tmp_path / "out"
-    res = cli("distill", "--teacher", bare, "--data", data, "--output", out)
+    res = cli("distill", "--teacher", bare, "--data", data, "--template", "chat", "--output", out)
     assert res.returncode == 2
     assert "--teacher" in res.stderr and "no chat template" in res.stderr
     assert not out.exists() and not (tmp_path / ".out.partial").exists()
+    res = cli("distill", "--teacher", model, "--data", data, "--output", out, "--keep", "all")
+    assert res.returncode == 2 and "--keep 'all'" in res.stderr
+    # the old name of --keep still works for one release, with a notice
     res = cli("distill", "--teacher", model, "--data", data, "--output", out, "--policy", "all")
-    assert res.returncode == 2 and "--policy 'all'" in res.stderr
+    assert res.returncode == 2 and "--keep 'all'" in res.stderr
+    assert "r1kit: --policy is deprecated; use --keep" in res.stderr

@@ -120,7 +120,7 @@ def test_evaluate_model_scoring_by_hand():
     from datasets import Dataset
 
     from r1kit.generation import SamplingParams
-    from r1kit.stages.evaluate import evaluate_model
+    from r1kit.evaluation import evaluate_model
 
     ds = Dataset.from_list([
         {"prompt": "p0", "answer": "1/2", "task": "numeric"},
@@ -156,7 +156,7 @@ def test_evaluate_model_scoring_by_hand():
 def test_code_rows_run_their_tests(shared_data):
     from r1kit.data import prepare_dataset
     from r1kit.generation import SamplingParams
-    from r1kit.stages.evaluate import evaluate_model
+    from r1kit.evaluation import evaluate_model
 
     src = shared_data / "humaneval.jsonl"
     rows = [json.loads(line) for line in src.read_text().splitlines()[:2]]
@@ -174,6 +174,7 @@ def test_default_split_is_test_and_limit(tmp_path):
     from datasets import Dataset, DatasetDict
 
     from r1kit.config import build_config
+    from r1kit.evaluation import load_eval_dataset
     from r1kit.stages.evaluate import Config
 
     dd = DatasetDict({
@@ -182,8 +183,8 @@ def test_default_split_is_test_and_limit(tmp_path):
     })
     dd.save_to_disk(str(tmp_path / "dd"))
     cfg = build_config(Config, None, {"data": str(tmp_path / "dd"), "output": str(tmp_path / "out"), "limit": 3})
-    ds = cfg._dataset
+    ds = load_eval_dataset(cfg, "raw")
     assert len(ds) == 3 and all(q.startswith("test ") for q in ds["prompt"])
     cfg = build_config(Config, None, {"data": str(tmp_path / "dd"), "output": str(tmp_path / "out"), "split": "train"})
-    assert len(cfg._dataset) == 5
+    assert len(load_eval_dataset(cfg, "raw")) == 5
     assert not (tmp_path / "out").exists()

@@ -137,7 +137,7 @@ def test_fast_backend_refuses_an_unsupported_model():
     model.config.model_type = "gpt2"
     with pytest.raises(R1kitError, match="fast generation backend cannot drive this model.*use --backend hf"):
         get_backend("fast", model, tok)
-    with pytest.raises(R1kitError, match=r"unknown generation backend 'fats' \(did you mean 'fast'\?\)"):
+    with pytest.raises(R1kitError, match=r"unknown generation backend .fats.\. Did you mean .fast.\?"):
         get_backend("fats", model, tok)
 
 

@@ -124,7 +124,7 @@ def test_seeded_call_leaves_the_global_rng_and_train_mode_alone(tiny):
 
 def test_bad_params_and_backend_names(tiny):
     model, tok = tiny
-    with pytest.raises(R1kitError, match=r"did you mean 'vllm'"):
+    with pytest.raises(R1kitError, match=r"Did you mean 'vllm'"):
         get_backend("vlm", model, tok)
     with pytest.raises(R1kitError, match="temperature"):
         SamplingParams(temperature=0.0)

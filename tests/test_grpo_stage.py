@@ -169,7 +169,7 @@ BAD = {
     "not_div_g": (["--generation-batch-size", "10"], "--generation-batch-size (10) must be divisible by --num-generations (4)"),
     "micro": (["--batch-size", "3"], "a step's batch of 8 completions (2 prompts × G=4) must be divisible by --batch-size (3)"),
     "reward": (["--reward", "acuracy"], "unknown reward 'acuracy'. Did you mean 'accuracy'?"),
-    "preset": (["--preset", "r1zero"], "unknown preset 'r1zero' (did you mean 'r1-zero'?)"),
+    "preset": (["--preset", "r1zero"], "unknown preset 'r1zero'. Did you mean 'r1-zero'?"),
     "columns": (["--reward", "code"], "reward 'code' needs column(s) tests"),
     "answer": (["--data", "QUESTIONS"], "reward 'accuracy' needs a gold answer column"),
     "too_few": (["--prompts-per-step", "9"], "has 8 prompts but one step needs 9 distinct prompts"),

@@ -138,7 +138,8 @@ def _distill_like_model(path: Path) -> Path:
 
 def test_grpo_reads_the_chat_template_prefill_and_screens_golds(tmp_path):
     from r1kit.config import build_config
-    from r1kit.stages.grpo import Config, prepare_inputs
+    from r1kit.rl.inputs import prepare_inputs
+    from r1kit.stages.grpo import Config
 
     data = tmp_path / "q.jsonl"
     golds = ["204", "\\frac{", "7", "", "0"]
@@ -179,7 +180,8 @@ def test_grpo_cli_reports_unscorable_golds(tmp_path):
     # nothing scorable at all is a user mistake, found before any model loads
     from r1kit.config import build_config
     from r1kit.errors import R1kitError
-    from r1kit.stages.grpo import Config, prepare_inputs
+    from r1kit.rl.inputs import prepare_inputs
+    from r1kit.stages.grpo import Config
 
     bad = tmp_path / "bad.jsonl"
     bad.write_text("".join(json.dumps({"question": f"Q{i}", "answer": "\\frac{"}) + "\n" for i in range(4)))

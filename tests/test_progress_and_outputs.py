@@ -72,7 +72,7 @@ def runs(tmp_path_factory):
                             "--max-steps", 2, "--batch-size", 2, "--logging-steps", 1, "--output", "dpo"),
         # one sample per prompt at the default T 0.6: not a greedy run
         "eval": r1kit_to_log(root, "eval.log", "evaluate", "--model", "sft", "--model", "grpo", "--data", "data",
-                             "--template", "chat", "--limit", 4, "--max-new-tokens", 12, "--batch-size", 2,
+                             "--template", "chat", "--limit", 4, "--max-new-tokens", 12, "--sample-batch-size", 2,
                              "--output", "eval"),
     }
     return root, logs

@@ -203,8 +203,9 @@ def test_bad_inputs_exit_2_and_write_nothing(teacher, tmp_path):
               "--num-samples", 2, "--max-new-tokens", 8)
     assert_refused(res, out, "no prompt had a correct sample among k=2", "easier split")
     no_template = _tokenizer_without_chat_template(model, tmp_path / "no-template")
-    res = cli("rejection-sample", "--model", no_template, "--data", data, "--output", out, "--limit", 4)
-    assert_refused(res, out, "no chat template")
+    res = cli("rejection-sample", "--model", no_template, "--data", data, "--output", out, "--limit", 4,
+              "--template", "chat")  # --template auto would take raw for this tokenizer
+    assert_refused(res, out, "--template chat renders chat messages", "no chat template")
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"question": "What is 1+1?"}) + "\n")
     res = cli("rejection-sample", "--model", model, "--data", bad, "--output", out, "--prompt-field", "question",

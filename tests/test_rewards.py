@@ -12,7 +12,6 @@ from r1kit.errors import R1kitError
 from r1kit.rewards import (
     REWARDS,
     accuracy_reward,
-    combine_rewards,
     format_reward,
     kimi_length_rewards,
     make_accuracy_reward,
@@ -261,19 +260,6 @@ def test_required_columns():
     assert required_columns("my.module:fn") == set()
     with pytest.raises(R1kitError, match="Did you mean 'format'"):
         required_columns("formatt")
-
-
-def test_combine_rewards_weights_and_none():
-    specs = [resolve_reward("accuracy=1"), resolve_reward("format=0.5")]
-    combined = combine_rewards(specs)
-    comps = ["<think>x</think><answer>4</answer>", "<think>x</think><answer>5</answer>", "<answer>4</answer>"]
-    out = combined(prompts=["q"] * 3, completions=comps, answer=["4", "4", None], **TRL_EXTRAS)
-    assert out.per_reward == {"accuracy": [1.0, 0.0, None], "format": [1.0, 1.0, 0.0]}
-    assert out.total == [1.5, 0.5, 0.0]  # None is left out of the sum, as trl's nansum does
-    only_acc = combine_rewards([resolve_reward("accuracy")])
-    assert only_acc(prompts=["q"], completions=["<answer>1</answer>"], answer=[None]).total == [None]
-    with pytest.raises(R1kitError, match="repeat"):
-        combine_rewards([resolve_reward("format"), resolve_reward("format=2")])
 
 
 # ----------------------------------------------------------------------------- reward model

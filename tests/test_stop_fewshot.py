@@ -118,14 +118,14 @@ def test_few_shot_examples_take_the_first_rows_and_skip_evaluated_questions():
 
 
 def test_evaluate_builds_few_shot_prompts_from_the_train_file(shared_data, tmp_path):
+    from r1kit.evaluation import load_eval_dataset
     from r1kit.stages.evaluate import Config
 
     train = shared_data / "gsm8k_train.jsonl"
     cfg = Config(model=["tiny"], data=str(shared_data / "gsm8k_test.jsonl"), task="gsm8k", limit=3, few_shot=2,
                  few_shot_data=str(train), stop=["Question:"], extract="last_number", greedy=True,
                  output=str(tmp_path / "out"))
-    cfg.validate()
-    ds = cfg._dataset
+    ds = load_eval_dataset(cfg, "raw")
     first = json.loads(train.open().readline())
     head = (f"Question: {first['question']}\nAnswer: Natalia sold 48/2 = 24 clips in May. Natalia sold 48+24 = 72 "
             "clips altogether in April and May. The answer is 72.\n\n")
@@ -134,14 +134,13 @@ def test_evaluate_builds_few_shot_prompts_from_the_train_file(shared_data, tmp_p
         assert row["prompt"].endswith(f"Question: {row['question']}\nAnswer:")
         assert row["prompt"].count("Question: ") == 3 and "<<" not in row["prompt"]
 
-    bad = Config(model=["tiny"], data=str(shared_data / "gsm8k_test.jsonl"), few_shot=2, template="chat",
-                 output=str(tmp_path / "o2"))
-    with pytest.raises(R1kitError, match="drop --template chat"):
-        bad.validate()
+    with pytest.raises(R1kitError, match="drop --template chat"):  # a Config built in Python is validated
+        Config(model=["tiny"], data=str(shared_data / "gsm8k_test.jsonl"), few_shot=2, template="chat",
+               output=str(tmp_path / "o2"))
     no_train = Config(model=["tiny"], data=str(shared_data / "gsm8k_test.jsonl"), few_shot=2, limit=2,
                       output=str(tmp_path / "o3"))
     with pytest.raises(R1kitError, match="no train split"):
-        no_train.validate()
+        load_eval_dataset(no_train, "raw")
 
 
 # ----------------------------------------------------------------------------- last number

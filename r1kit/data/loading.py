@@ -214,13 +214,14 @@ def load_dataset_any(source: str | os.PathLike, split: str | None = None) -> Dat
     return ds
 
 
-def require_columns(ds: Dataset, cols, source: str) -> None:
-    """Raise R1kitError naming the missing columns and the available ones."""
+def require_columns(ds: Dataset, cols, source: str, hint: str = "") -> None:
+    """Raise R1kitError naming the missing columns, the available ones and `hint` (how the caller's
+    stage fixes it: only flags that stage has)."""
     missing = [c for c in cols if c not in ds.column_names]
     if missing:
         raise R1kitError(
             f"{source} is missing column(s) {', '.join(map(repr, missing))}; available columns: "
-            f"{', '.join(ds.column_names)} (map them with --prompt-field/--answer-field or choose a --task)"
+            f"{', '.join(ds.column_names)}" + (f" ({hint})" if hint else "")
         )
 
 
@@ -249,10 +250,10 @@ def is_messages(value) -> bool:
     )
 
 
-def rename_columns(ds: Dataset, mapping: dict[str, str], source: str = "the dataset") -> Dataset:
+def rename_columns(ds: Dataset, mapping: dict[str, str], source: str = "the dataset", hint: str = "") -> Dataset:
     """Rename old -> new; an existing column called `new` is replaced by the renamed one."""
     mapping = {old: new for old, new in mapping.items() if old and new and old != new}
-    require_columns(ds, list(mapping), source)
+    require_columns(ds, list(mapping), source, hint)
     clash = [new for new in mapping.values() if new in ds.column_names and new not in mapping]
     if clash:
         ds = ds.remove_columns(clash)

@@ -16,13 +16,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from r1kit.data.loading import load_dataset_any, rename_columns, require_columns
-from r1kit.data.templates import get_template, lookup
+from r1kit.data.templates import get_template
 from r1kit.errors import R1kitError
+from r1kit.lookup import check_name, lookup
 
 if TYPE_CHECKING:
     from datasets import Dataset
 
 TASK_TYPES = ("math", "numeric", "code")
+# What the user of a prompt stage can do about a missing column (its options map columns and adapters).
+MAP_COLUMNS = "map them with --prompt-field/--answer-field or choose a --task"
 OPTIONAL_FIELDS = ("lang", "tests", "entry_point", "difficulty")
 # generic: the first of these present is the question / the gold answer
 PROMPT_FIELDS = ("question", "prompt", "problem", "input", "instruction")
@@ -194,7 +197,7 @@ def detect_task(ds: Dataset) -> str:
 
 
 def get_task(name: str) -> TaskAdapter:
-    adapter = lookup(TASKS, name, "task")
+    adapter = lookup(TASKS, name, "task", dotted=True)
     return adapter if isinstance(adapter, TaskAdapter) else TaskAdapter(adapter)
 
 
@@ -237,11 +240,8 @@ def prepare_dataset(
     `task` column of the generic adapter ("math" by default).
     """
     render = get_template(template)  # fail on a bad template before loading anything
-    if task_type is not None and task_type not in TASK_TYPES:
-        from r1kit.config import did_you_mean
-
-        raise R1kitError(f"unknown task type {task_type!r}{did_you_mean(task_type, TASK_TYPES)}; "
-                         f"choose one of {', '.join(TASK_TYPES)}")
+    if task_type is not None:
+        check_name(task_type, TASK_TYPES, "task type")
     if limit is not None and limit < 1:
         raise R1kitError(f"limit ({limit}) must be >= 1")
     adapter = get_task(task) if task else None
@@ -252,8 +252,8 @@ def prepare_dataset(
     else:
         adapter = adapter or get_task(name)
         renames = {prompt_field: adapter.prompt_col, answer_field: adapter.answer_col}
-        ds = rename_columns(ds, {old: new for old, new in renames.items() if old and new}, source)
-    require_columns(ds, adapter.columns, source)
+        ds = rename_columns(ds, {old: new for old, new in renames.items() if old and new}, source, MAP_COLUMNS)
+    require_columns(ds, adapter.columns, source, MAP_COLUMNS)
     if limit is not None and limit < len(ds):
         ds = ds.shuffle(seed=seed, keep_in_memory=True).select(range(limit), keep_in_memory=True)
 

@@ -24,13 +24,11 @@ plain-string ones.
 
 from __future__ import annotations
 
-import difflib
-import importlib
 import re
 from collections.abc import Callable
-from typing import Any
 
 from r1kit.errors import R1kitError
+from r1kit.lookup import lookup
 
 R1_ZERO_TEMPLATE = (
     "A conversation between User and Assistant. The user asks a question, and the Assistant solves it. "
@@ -139,28 +137,8 @@ TEMPLATES: dict[str, Callable[..., Prompt]] = {
 TEMPLATE_PREFILL: dict[str, str] = {"chat-think": "<think>\n"}
 
 
-def lookup(registry: dict[str, Any], name: str, what: str) -> Any:
-    """registry[name], or the object at a dotted import path ("pkg.mod:obj" or "pkg.mod.obj").
-
-    Unknown names raise R1kitError with a did-you-mean hint and the valid names.
-    """
-    if name in registry:
-        return registry[name]
-    if ":" in name or "." in name:
-        module_name, _, attr = name.partition(":") if ":" in name else name.rpartition(".")
-        try:
-            return getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as err:
-            raise R1kitError(f"cannot import {what} {name!r}: {err}") from err
-    close = difflib.get_close_matches(name, list(registry), n=1, cutoff=0.5)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    raise R1kitError(
-        f"unknown {what} {name!r}.{hint} Valid: {', '.join(registry)} (or a dotted path such as mypkg.mod:fn)"
-    )
-
-
 def get_template(name: str) -> Callable[..., Prompt]:
-    return lookup(TEMPLATES, name, "template")
+    return lookup(TEMPLATES, name, "template", dotted=True)
 
 
 def render_prompt(template: str, question: str, system_prompt: str | None = None) -> Prompt:

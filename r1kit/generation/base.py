@@ -35,13 +35,11 @@ This module imports nothing heavy; backends import torch / vllm themselves.
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from r1kit.config import did_you_mean
 from r1kit.errors import R1kitError
+from r1kit.lookup import check_name, lookup
 
 Prompt = str | list  # a string, or chat messages [{"role": ..., "content": ...}, ...]
 
@@ -216,14 +214,6 @@ BACKENDS: dict[str, str] = {
 BACKEND_CHOICES = ("auto", "fast", "hf", "vllm")
 
 
-def _import(target: str) -> Callable[..., GenerationBackend]:
-    module, _, attr = target.partition(":")
-    try:
-        return getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as err:
-        raise R1kitError(f"cannot import generation backend {target!r}: {err}") from err
-
-
 def choose_backend(model: Any) -> tuple[str, str]:
     """What "auto" means for a loaded model: ("fast", why) on a CUDA GPU for an architecture r1kit's
     decode loop supports, else ("hf", why not)."""
@@ -248,11 +238,5 @@ def get_backend(name: str | None, model: Any, tokenizer: Any = None, **kwargs: A
         name, why = choose_backend(model)
         label = "fast (r1kit decode loop)" if name == "fast" else "hf (transformers generate)"
         print(f"generation backend: {label}; auto: {why}", flush=True)
-    if name in BACKENDS:
-        return _import(BACKENDS[name])(model, tokenizer, **kwargs)
-    if ":" in name:
-        return _import(name)(model, tokenizer, **kwargs)
-    raise R1kitError(
-        f"unknown generation backend {name!r}{did_you_mean(name, BACKEND_CHOICES)}; "
-        f"choose one of {', '.join(BACKEND_CHOICES)}"
-    )
+    check_name(name, BACKEND_CHOICES, "generation backend", dotted=True)
+    return lookup(BACKENDS, name, "generation backend", dotted=True, load=True)(model, tokenizer, **kwargs)

@@ -12,21 +12,18 @@ from r1kit.rewards.length import kimi_length_rewards, make_length_reward
 from r1kit.rewards.overlong import make_overlong_reward, overlong_penalty
 from r1kit.rewards.registry import (
     REWARDS,
-    CombinedRewards,
     RewardSpec,
-    combine_rewards,
     required_columns,
     resolve_reward,
-    reward_names,
 )
 from r1kit.rewards.repetition import make_repetition_reward, repetition_rate
 from r1kit.rewards.reward_model import make_reward_model_reward
 
 __all__ = [
-    "REWARDS", "CombinedRewards", "RewardSpec", "accuracy_reward", "combine_rewards", "completion_text",
+    "REWARDS", "RewardSpec", "accuracy_reward", "completion_text",
     "cot_text", "detect_think_prefill", "format_reward", "kimi_length_rewards", "language_reward",
     "language_share", "make_accuracy_reward", "make_language_reward", "make_length_reward",
     "make_overlong_reward", "make_repetition_reward", "make_reward_model_reward", "overlong_penalty",
-    "repetition_rate", "required_columns", "resolve_reward", "reward_names", "tag_count_reward",
+    "repetition_rate", "required_columns", "resolve_reward", "tag_count_reward",
     "think_format_reward",
 ]

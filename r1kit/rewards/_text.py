@@ -112,14 +112,6 @@ def token_lengths(completions: Sequence, completion_ids: Sequence | None, kwargs
     return [len(completion_text(c)) for c in completions], "chars"
 
 
-def apply_prefill(text: str, prompt: Any = None, prefill: Any = None) -> str:
-    """Put back what the chat template wrote into the prompt (e.g. DeepSeek-R1-Distill's "<think>\\n"):
-    the text the judge reads (r1kit.judge.judged_text, whose docstring gives the rule)."""
-    from r1kit.judge import judged_text
-
-    return judged_text(text, prompt, prefill)
-
-
 def detect_think_prefill(tokenizer: Any) -> str:
     """What the tokenizer's chat template writes after the generation prompt, if it opens <think>.
 

@@ -325,23 +325,26 @@ def _score(verdict: Verdict | None, attr: str) -> float | None:
 
 
 def code_reward(prompts, completions, completion_ids=None, *, tests=None, entry_point=None, max_workers=None,
-                timeout_s=None, cpu_s=None, memory_mb=None, max_procs=None, max_output_bytes=None,
                 **kwargs) -> list[float | None]:
-    """1.0 when the completion's code passes all of the row's tests, else 0.0; None for rows without tests."""
-    limits = {"timeout_s": timeout_s, "cpu_s": cpu_s, "memory_mb": memory_mb, "max_procs": max_procs,
-              "max_output_bytes": max_output_bytes}
-    verdicts = _score_all("code", prompts, completions, tests, entry_point, max_workers, limits, kwargs)
-    return [_score(v, "passed") for v in verdicts]
+    """1.0 when the completion's code passes all of the row's tests, else 0.0; None for rows without tests.
+    Sandbox limits by keyword: timeout_s, cpu_s, memory_mb, max_procs, max_output_bytes."""
+    return _scores("code", "passed", prompts, completions, tests, entry_point, max_workers, kwargs)
 
 
 def code_pass_rate(prompts, completions, completion_ids=None, *, tests=None, entry_point=None, max_workers=None,
-                   timeout_s=None, cpu_s=None, memory_mb=None, max_procs=None, max_output_bytes=None,
                    **kwargs) -> list[float | None]:
-    """Share of the row's test cases (MBPP asserts; HumanEval's one check()) passed; None without tests."""
-    limits = {"timeout_s": timeout_s, "cpu_s": cpu_s, "memory_mb": memory_mb, "max_procs": max_procs,
-              "max_output_bytes": max_output_bytes}
-    verdicts = _score_all("code_pass_rate", prompts, completions, tests, entry_point, max_workers, limits, kwargs)
-    return [_score(v, "pass_rate") for v in verdicts]
+    """Share of the row's test cases (MBPP asserts; HumanEval's one check()) passed; None without tests.
+    Sandbox limits as for `code_reward`."""
+    return _scores("code_pass_rate", "pass_rate", prompts, completions, tests, entry_point, max_workers, kwargs)
+
+
+_LIMIT_KEYS = ("timeout_s", "cpu_s", "memory_mb", "max_procs", "max_output_bytes")
+
+
+def _scores(name, attr, prompts, completions, tests, entry_point, max_workers, kwargs) -> list[float | None]:
+    limits = {key: kwargs.pop(key, None) for key in _LIMIT_KEYS}
+    verdicts = _score_all(name, prompts, completions, tests, entry_point, max_workers, limits, kwargs)
+    return [_score(v, attr) for v in verdicts]
 
 
 def _time_bound(n: int, kwargs: dict) -> float:

@@ -25,15 +25,13 @@ takes the keys it knows and ignores the rest:
 
 from __future__ import annotations
 
-import difflib
-import importlib
 import inspect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from r1kit.errors import R1kitError
+from r1kit.lookup import check_name, import_object, lookup
 from r1kit.rewards.guard import guard, timeout_from
 
 
@@ -80,13 +78,6 @@ REWARDS: dict[str, RewardEntry] = {
 _PREFILL_REWARDS = {"format", "think_format", "tag_count"}
 
 
-def _unknown(name: str) -> R1kitError:
-    close = difflib.get_close_matches(name, REWARDS, n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    return R1kitError(f"unknown reward {name!r}.{hint} Valid names: {', '.join(REWARDS)}, "
-                      f"or a dotted path such as my_pkg.rewards:my_reward")
-
-
 def _split_spec(spec: str) -> tuple[str, float]:
     name, sep, weight_text = spec.strip().partition("=")
     name = name.strip()
@@ -103,22 +94,8 @@ def _split_spec(spec: str) -> tuple[str, float]:
     return name, weight
 
 
-def _import(target: str, what: str) -> Any:
-    module_name, _, attr = target.partition(":") if ":" in target else target.rpartition(".")
-    if not module_name or not attr:
-        raise R1kitError(f"{what}: {target!r} is not a dotted path; write pkg.module:function")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as e:
-        raise R1kitError(f"{what}: cannot import {module_name!r} ({e})") from e
-    try:
-        return getattr(module, attr)
-    except AttributeError:
-        raise R1kitError(f"{what}: module {module_name!r} has no attribute {attr!r}") from None
-
-
 def _build(name: str, entry: RewardEntry, params: dict) -> Callable:
-    obj = _import(entry.target, f"reward {name!r}")
+    obj = import_object(entry.target, "reward")
     if entry.factory:
         missing = [p for p in entry.required if params.get(p) is None]
         if missing:
@@ -150,13 +127,20 @@ def resolve_reward(spec: str, params: dict | None = None) -> RewardSpec:
     timeout_s = timeout_from(params)
     if name in REWARDS:
         return RewardSpec(name, guard(_build(name, REWARDS[name], params), name, timeout_s), weight)
-    if ":" in name or "." in name:
-        fn = _import(name, f"reward {name!r}")
-        if not callable(fn):
-            raise R1kitError(f"reward {name!r} is not callable")
-        label = getattr(fn, "__name__", name)
-        return RewardSpec(label, guard(fn, label, timeout_s), weight)
-    raise _unknown(name)
+    fn = lookup(REWARDS, name, "reward", dotted=True)  # a user's function; an unknown name raises
+    if not callable(fn):
+        raise R1kitError(f"reward {name!r} is not callable")
+    label = getattr(fn, "__name__", name)
+    return RewardSpec(label, guard(fn, label, timeout_s), weight)
+
+
+def check_specs(specs: list[str]) -> None:
+    """R1kitError unless `specs` (as on the command line) name at least one reward, each a known name
+    or a dotted path; nothing is imported."""
+    if not specs:
+        raise R1kitError("--reward needs at least one reward (e.g. --reward accuracy)")
+    for spec in specs:
+        check_name(_split_spec(spec)[0], REWARDS, "reward", dotted=True)
 
 
 def required_columns(name: str, params: dict | None = None) -> set[str]:
@@ -164,51 +148,11 @@ def required_columns(name: str, params: dict | None = None) -> set[str]:
     name = _split_spec(name)[0]
     params = params or {}
     if name not in REWARDS:
-        if ":" in name or "." in name:
-            return set()
-        raise _unknown(name)
+        check_name(name, REWARDS, "reward", dotted=True)
+        return set()  # a user's reward: its columns are its own business
     columns = set(REWARDS[name].columns)
     if name == "language" and params.get("lang"):
         columns.discard("lang")
     if name == "length" and params.get("correctness") == "column":
         columns = {"correct"}
     return columns
-
-
-@dataclass
-class CombinedRewards:
-    total: list[float | None]  # weighted sum per completion; None when every reward gave None
-    per_reward: dict[str, list[float | None]]
-
-
-def combine_rewards(specs: list[RewardSpec]) -> Callable[..., CombinedRewards]:
-    """One callable that runs every reward and sums them with their weights.
-
-    None follows trl: trl turns it into NaN and sums with nansum, so a None reward is left out of
-    the sum for that completion; here too, and the total is None only when all rewards are None.
-    """
-    if not specs:
-        raise R1kitError("no rewards given; pass at least one, e.g. --reward accuracy")
-    names = [s.name for s in specs]
-    if len(set(names)) != len(names):
-        raise R1kitError(f"reward names repeat in {names}; each reward may be given once")
-
-    def combined(prompts=None, completions=(), completion_ids=None, **kwargs) -> CombinedRewards:
-        per = {}
-        for s in specs:
-            values = list(s.fn(prompts=prompts, completions=completions, completion_ids=completion_ids, **kwargs))
-            if len(values) != len(completions):
-                raise R1kitError(f"reward {s.name!r} returned {len(values)} values for {len(completions)} completions")
-            per[s.name] = [None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v) for v in values]
-        total = []
-        for i in range(len(completions)):
-            parts = [s.weight * per[s.name][i] for s in specs if per[s.name][i] is not None]
-            total.append(sum(parts) if parts else None)
-        return CombinedRewards(total, per)
-
-    combined.__name__ = "combined"
-    return combined
-
-
-def reward_names() -> list[str]:
-    return list(REWARDS)

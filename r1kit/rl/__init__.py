@@ -6,6 +6,7 @@
 - samplers.py  Kimi curriculum and prioritized prompt samplers (trl RepeatSampler contract)
 - dynamic.py   DAPO dynamic sampling (zero-variance groups: mask or refill)
 - trl_args.py  r1kit grpo's options -> trl's GRPOConfig (loss_type, epsilon_high, scale_rewards, ...)
+- inputs.py    the prompts, rewards and golds of a run, checked before a model loads
 - trainer.py   R1GRPOTrainer: trl's GRPOTrainer with the above plugged in; TRL_CONTRACT lists
                the trl internals it relies on
 - callbacks.py metrics.jsonl records, rich live view, KL blow-up / reward-hacking warnings

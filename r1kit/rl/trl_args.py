@@ -31,7 +31,7 @@ def grpo_args(cfg, output_dir: str, use_vllm: bool, reward_weights: list[float])
     import torch
     from trl import GRPOConfig
 
-    from r1kit.training import hardware_args, training_args
+    from r1kit.training import trainer_args
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     per_step = cfg.completions_per_step
@@ -44,22 +44,17 @@ def grpo_args(cfg, output_dir: str, use_vllm: bool, reward_weights: list[float])
         extra = {"use_vllm": True, "vllm_mode": "colocate", "vllm_gpu_memory_utilization": cfg.vllm_gpu_memory}
     elif torch.cuda.is_available():
         extra = {"cache_implementation": "static"}  # static KV cache: the fast transformers rollout path
-    return training_args(
-        GRPOConfig,
-        output_dir=output_dir,
+    # the options every training stage shares (schedule, checkpoints, logging, hardware) come from
+    # r1kit.training.trainer_args; what follows is GRPO's
+    return trainer_args(
+        GRPOConfig, cfg, output_dir,
         per_device_train_batch_size=micro,
         gradient_accumulation_steps=accum,
         num_generations=cfg.num_generations,
         max_completion_length=cfg.max_completion_length,
         temperature=cfg.temperature,
         top_p=cfg.top_p,
-        learning_rate=cfg.learning_rate,
-        lr_scheduler_type=cfg.lr_scheduler,
-        warmup_steps=cfg.warmup_ratio,  # transformers 5: a value below 1 is a fraction of the steps
-        weight_decay=cfg.weight_decay,
-        max_grad_norm=cfg.max_grad_norm,
-        max_steps=cfg.max_steps,
-        num_train_epochs=cfg.epochs,
+        top_k=cfg.top_k,
         num_iterations=cfg.num_iterations,
         beta=cfg.beta,
         # DeepSeekMath eq. 3-4: β·KL_k3 is added to the loss as is. trl 1.16 defaults to weighting it by
@@ -79,19 +74,8 @@ def grpo_args(cfg, output_dir: str, use_vllm: bool, reward_weights: list[float])
         ref_model_sync_steps=cfg.ref_reset_steps or 512,
         ref_model_mixup_alpha=1.0,  # a reset: the reference becomes a copy of the policy (R1)
         reward_weights=reward_weights,
-        gradient_checkpointing=cfg.gradient_checkpointing,
-        logging_steps=cfg.logging_steps,
-        # with --keep-checkpoints and no --save-steps, only the final step is saved (transformers
-        # saves at the last step under the "steps" strategy), so a later --resume can continue
-        save_strategy="steps" if cfg.save_steps or cfg.keep_checkpoints else "no",
-        save_steps=cfg.save_steps or 10**9,
-        report_to=cfg.report_to,
-        seed=cfg.seed,
-        dataloader_num_workers=0,
-        disable_tqdm=True,
         log_completions=False,
         **extra,
-        **hardware_args(),
     )
 
 

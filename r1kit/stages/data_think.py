@@ -33,34 +33,24 @@ from dataclasses import dataclass
 
 from r1kit.config import StageConfig, option
 from r1kit.errors import R1kitError
+from r1kit.options import DataOptions, restate
 
 TEMPLATES = ("r1-zero", "chat", "raw")  # r1kit.data.think.THINK_TEMPLATES (literal: --help imports nothing)
 
 
 @dataclass
-class Config(StageConfig):
-    data: str = option("", "Worked-answer dataset: a save_to_disk folder, an r1kit stage output, a .jsonl/.json/"
-                       ".parquet/.csv file or a hub id (required).")
-    split: str | None = option(None, "Split to convert (default: train, else the only one); written under the "
-                               "same name (train for single files).")
+class Config(DataOptions, StageConfig):
+    DATA_REQUIRED = "the dataset with worked solutions"
+    data: str = restate("data", note="Worked answers to convert (required).")
+    split: str | None = restate("split", None, "data think: default train, else the only one; "
+                                "written under the same name (train for single files).")
     question_field: str = option("question", "Column holding the question.")
     solution_field: str = option("answer", "Column holding the worked solution (GSM8K: 'answer', steps then "
                                  "'#### N').")
     answer_field: str | None = option(None, "Column holding the final answer (default: read after the last '####' "
                                       "of the solution).")
-    template: str = option("r1-zero", "Prompt template: r1-zero, raw, or chat (adds a messages column).",
-                           choices=TEMPLATES)
-    limit: int = option(0, "Convert the first N rows only (0 = all).")
-
-    def validate(self) -> None:
-        super().validate()
-        from r1kit.outputs import check_output_free
-
-        check_output_free(self.output, self.overwrite)
-        if not self.data:
-            raise R1kitError("--data is required: the dataset with worked solutions")
-        if self.limit < 0:
-            raise R1kitError(f"--limit ({self.limit}) must be >= 0 (0 = all)")
+    template: str = option("r1-zero", "Prompt template written into the data (no tokenizer here, so no 'auto'): "
+                           "r1-zero, raw, or chat (adds a messages column).", choices=TEMPLATES)
 
 
 def run(cfg: Config):
@@ -68,8 +58,9 @@ def run(cfg: Config):
 
     from r1kit.data import load_dataset_any
     from r1kit.data.think import think_record
-    from r1kit.outputs import stage_output
+    from r1kit.outputs import check_output_free, stage_output
 
+    check_output_free(cfg.output, cfg.overwrite)
     source = load_dataset_any(cfg.data, split=cfg.split)
     columns = [cfg.question_field, cfg.solution_field] + ([cfg.answer_field] if cfg.answer_field else [])
     missing = [c for c in columns if c not in source.column_names]
@@ -77,8 +68,8 @@ def run(cfg: Config):
         raise R1kitError(f"{cfg.data} has no column(s) {', '.join(map(repr, missing))}; its columns: "
                          f"{', '.join(source.column_names)} (name them with --question-field, --solution-field, "
                          "--answer-field)")
-    if cfg.limit:
-        source = source.select(range(min(cfg.limit, len(source))))
+    if cfg.limit and cfg.limit < len(source):
+        source = source.shuffle(seed=cfg.seed, keep_in_memory=True).select(range(cfg.limit), keep_in_memory=True)
     records, skipped = [], 0
     for row in source:
         rec = think_record(str(row[cfg.question_field]), str(row[cfg.solution_field] or ""),

@@ -36,9 +36,6 @@ class Config(StageConfig):
         super().validate()
         if not self.run:
             raise R1kitError("--run is required: a training stage output to plot (repeat for several)")
-        from r1kit.plots import curves
-
-        self._curves = {_name(r, self.run): curves(r) for r in self.run}  # before anything is written
 
 
 def _name(run: str, runs: list[str]) -> str:
@@ -51,7 +48,7 @@ def run(cfg: Config):
     from r1kit.outputs import stage_output
     from r1kit.plots import curves, plot_curves
 
-    data = getattr(cfg, "_curves", None) or {_name(r, cfg.run): curves(r) for r in cfg.run}
+    data = {_name(r, cfg.run): curves(r) for r in cfg.run}  # unreadable runs fail here, before anything is written
     with stage_output(cfg, "plot", {"run": list(cfg.run)}) as out:
         plot_curves(data, out.path / "curves.png", smooth=cfg.smooth)
         (out.path / "curves.json").write_text(json.dumps(data) + "\n")

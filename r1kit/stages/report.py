@@ -45,24 +45,17 @@ class Config(StageConfig):
             base, _, new = pair.partition(":")
             if not base or not new:
                 raise R1kitError(f"--compare {pair!r}: write BASE:NEW, e.g. --compare sft:grpo")
-        from r1kit.report import build_table
 
-        self._table = build_table(self.eval)  # unreadable inputs fail here, before anything is written
-        self.comparisons()  # and unknown model names in --compare
 
-    def comparisons(self) -> list[dict]:
-        from r1kit.report import compare
+def comparisons(cfg: Config, table) -> list[dict]:
+    """The --compare verdicts (R1kitError for a model name the table does not have)."""
+    from r1kit.report import compare
 
-        table = getattr(self, "_table", None)
-        if table is None:
-            from r1kit.report import build_table
-
-            table = self._table = build_table(self.eval)
-        out = []
-        for pair in self.compare:
-            base, _, new = pair.partition(":")
-            out += compare(table, base, new, sigmas=self.sigmas)
-        return out
+    out = []
+    for pair in cfg.compare:
+        base, _, new = pair.partition(":")
+        out += compare(table, base, new, sigmas=cfg.sigmas)
+    return out
 
 
 def run(cfg: Config):
@@ -72,16 +65,17 @@ def run(cfg: Config):
     from r1kit.outputs import stage_output
     from r1kit.report import build_table, describe, to_markdown
 
-    table = getattr(cfg, "_table", None) or build_table(cfg.eval)
-    comparisons = cfg.comparisons()
+    # unreadable inputs and unknown --compare names fail here, before anything is written
+    table = build_table(cfg.eval)
+    verdicts = comparisons(cfg, table)
     with stage_output(cfg, "report", {"eval": list(cfg.eval)}) as out:
         text = "# Evaluation report\n\n" + to_markdown(table.header, table.rows)
-        if comparisons:
-            text += "\n## Comparisons\n\n" + "".join(f"- {describe(c)}\n" for c in comparisons)
+        if verdicts:
+            text += "\n## Comparisons\n\n" + "".join(f"- {describe(c)}\n" for c in verdicts)
         (out.path / "report.md").write_text(text)
         data = {"header": table.header, "rows": table.rows,
                 "evaluations": [{"path": e.path, "label": e.label, "settings": e.settings} for e in table.evaluations],
-                "models": table.names, "comparisons": comparisons}
+                "models": table.names, "comparisons": verdicts}
         (out.path / "report.json").write_text(json.dumps(data, indent=2) + "\n")
         out.extra.update(evaluations=[e.label for e in table.evaluations], models=list(table.names))
     view = Table(title="r1kit report: pass@1 ± standard error over prompts, by evaluation")
@@ -91,7 +85,7 @@ def run(cfg: Config):
         view.add_row(*row)
     console = Console(width=max(100, 24 * len(table.header)))
     console.print(view)
-    for c in comparisons:
+    for c in verdicts:
         console.print(describe(c), soft_wrap=True)
     print(f"wrote {out.final}")
     return out.final
