@@ -73,7 +73,7 @@ mkdir -p "$OUT"
 
 BASE_MODEL=$(base_model)
 say "base model: $BASE_MODEL; deadline in $(left_s) s; eval dtype $EVAL_DTYPE"
-eval_args=(--backend auto --dtype "$EVAL_DTYPE" --batch-size "$EVAL_BATCH" --greedy)
+eval_args=(--backend auto --dtype "$EVAL_DTYPE" --sample-batch-size "$EVAL_BATCH" --greedy)
 
 if [[ "$PARTS" == *a* ]]; then
   step 60 "$OUT/a_data" "data arithmetic" --digits "$A_DIGITS" --train-size "$A_TRAIN" --test-size "$A_TEST" \

@@ -252,3 +252,83 @@ def test_smoke_form_runs_end_to_end_on_the_tiny_model(example, tmp_path, shared_
     assert [r["step"] for r in steps if "reward" in r and isinstance(r.get("step"), int)] == [1, 2]
     # the summary table came last, with a row per evaluated model
     assert "greedy" in res.stdout and "GRPO run" in res.stdout
+
+
+@pytest.mark.slow
+def test_device_driver_runs_in_two_calls_and_returns_at_most_eight_files(tmp_path, shared_data):
+    """bench/gemma3_device.sh in its CPU form: part 1 with a budget too short for everything, part 2
+    finishes, skipping what part 1 finished; what comes back fits the device tool's limits."""
+    root, out = tmp_path / "runs", tmp_path / "out"
+    env = script_env(
+        SMOKE="1", MODEL="tiny", PY=sys.executable, ROOT=str(root), OUT=str(out), DATA=str(shared_data)
+    )
+    first = subprocess.run(
+        ["bash", str(REPO / "bench" / "gemma3_device.sh"), "--part", "1", "--budget", "150"],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=900,
+    )
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert (
+        "STOPPED"
+        in (root / "gsm8k" / "stopped.txt").read_text() + (root / "arith" / "stopped.txt").read_text()
+    )
+    done_in_part_1 = {p.parent.name: p.stat().st_mtime for p in root.glob("*/*/manifest.json")}
+    assert done_in_part_1  # part 1 finished some steps
+    second = subprocess.run(
+        ["bash", str(REPO / "bench" / "gemma3_device.sh"), "--part", "2", "--budget", "1500"],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=1800,
+    )
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    for p in root.glob("*/*/manifest.json"):  # part 2 skipped what part 1 had finished
+        if p.parent.name in done_in_part_1:
+            assert p.stat().st_mtime == done_in_part_1[p.parent.name], p
+    for name in ("a_eval_grpo", "b_eval_grpo"):
+        assert (root / "arith" / name / "results.json").is_file()
+    for name in ("eval_base_sampled", "eval_sft_sampled", "eval_grpo_sampled"):
+        assert (root / "gsm8k" / name / "results.json").is_file()
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert len(files) <= 8 and all(re.fullmatch(r"[A-Za-z0-9._-]+", p.name) for p in files)
+    assert {
+        "gemma3_summary.json",
+        "gemma3_summary.md",
+        "arith_a_curves.png",
+        "arith_b_curves.png",
+        "gsm8k_curves.png",
+        "gsm8k_part2.log",
+        "arith_part2.log",
+    } <= {p.name for p in files}
+    summary = json.loads((out / "gemma3_summary.json").read_text())
+    assert summary["gsm8k"]["models"]["grpo"]["sampled"]["num_prompts"] == 6
+    assert second.stdout.rstrip().endswith("```")  # the summary (tables, then the commands) is printed last
+
+
+def test_convert_refuses_a_model_that_fails_the_sanity_check_and_writes_nothing(tmp_path):
+    # the random-weight tiny model scores an absurd perplexity on plain English, like a bad GGUF load
+    res = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "examples" / "gemma3_data.py"),
+            "convert",
+            "--model",
+            "tiny",
+            "--out",
+            str(tmp_path / "base"),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=script_env(PYTHONPATH=str(REPO)),
+        timeout=300,
+    )
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert "fails the sanity check" in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "base").exists() and not (tmp_path / "base.partial").exists()
