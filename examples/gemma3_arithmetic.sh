@@ -12,9 +12,14 @@
 #     in that form: 1 of 60 greedy, 3% of samples at temperature 1, and 28% of problems have a right
 #     answer among 16 samples, so about a quarter of GRPO's groups of 16 carry a signal. Three-digit
 #     sums: 0 of 24 greedy, so (a) uses two digits (examples/gemma3_data.py has the measurement).
-# (b) Cold start, then RL: SFT of the base model on the task's <think> traces (3-digit column
-#     additions, rewritten into the R1-Zero answer format by `r1kit data think`, prompt = the r1-zero
-#     template), then GRPO with the r1-zero template, accuracy + format rewards.
+# (b) Cold start, then RL: SFT of the base model on the task's <think> traces (3-digit additions and
+#     subtractions, column by column, rewritten into the R1-Zero answer format by `r1kit data think`,
+#     prompt = the r1-zero template), then GRPO with the r1-zero template, accuracy + format rewards.
+#     The SFT is short on purpose, so that RL has room to show what it adds (as in the quickstart).
+#     Measured on CPU (batch 8, lr 5e-5): after 16 steps (128 traces) the model writes the format
+#     on 30 of 30 held-out problems but gets none right (token accuracy 91%: the column sums are the
+#     hard part), so B_SFT_STEPS 100 x 32 traces should leave it between those ends; subtraction
+#     (B_OPS "+-") keeps the task from being learnt whole by SFT alone.
 # Both: held-out greedy accuracy and format rate before and after each stage (`r1kit evaluate`,
 # --backend auto: r1kit's fast decode loop on a GPU), reward / length curves (`r1kit plot`), GRPO
 # step times (metrics.jsonl); bench/gemma3_summary.py turns the folders into one table.
@@ -24,16 +29,18 @@
 # 1.97 s of generation at 64 rows (16.6k tok/s; 76k tok/s at 512 rows) + 1.17 s of training; Gemma
 # 3 270M costs about half the FLOPs per token of that model (~100M body + a 168M-parameter output
 # layer over 262k tokens vs ~360M + 136M) with 18 layers instead of 24):
-#   (a) 64 prompts x G 16 = 1,024 completions of <= 8 tokens per step: prefill of ~1,024 x 110 prompt
-#       tokens and 5-8 decode steps (~1 s with the per-step graph capture), training on ~115k tokens
-#       in 4 micro-batches of 256 (~1.5-2 s), 1,024 rewards (~0.3 s): ~3-4 s a step, ~80-100 steps
-#       in A_MINUTES 5; lr 1e-5 (the answers are 2-4 tokens: a small policy change per step).
-#   (b) SFT: B_SFT_STEPS 150 x 32 examples of ~160 tokens (~0.1-0.2 s a step: ~30 s); GRPO: 32 prompts
-#       x G 16 = 512 completions of ~65 tokens (<= B_LEN 128): ~1-1.5 s generation + ~2 s training in 4
-#       micro-batches of 128 + rewards: ~4 s a step, ~70 steps in B_MINUTES 5; lr 5e-6.
+#   (a) 64 prompts x G 16 = 1,024 completions of <= 8 tokens per step (G 16: 28% of problems have a
+#       right answer among 16 samples): prefill of ~1,024 x 110 prompt tokens and 5-8 decode steps
+#       (~1 s with the per-step graph capture), training on ~115k tokens in 4 micro-batches of 256
+#       (~1.5-2 s), 1,024 rewards (~0.3 s): ~3-4 s a step alone on the GPU, ~45-60 steps in
+#       A_MINUTES 3; lr 1e-5 (answers of 2-4 tokens, few steps: a larger rate than R1's 3e-6).
+#   (b) SFT: 100 steps x 32 traces of ~160 tokens (~0.2 s a step: ~20 s + loading and saving);
+#       GRPO: 32 prompts x G 16 = 512 completions of ~65 tokens (<= B_LEN 128): ~1-1.5 s generation +
+#       ~2 s training in 8 micro-batches of 64 + rewards: ~4 s a step, ~45 steps in B_MINUTES 3.
 #   Evaluations: 500 held-out problems, greedy, batch 512: ~10-20 s each plus ~15 s of start-up.
-#   --max-minutes bounds each GRPO run whatever the real step time; step times land in metrics.jsonl.
-# Total on one GPU: about 14 minutes ((a) ~7, (b) ~7), over two device calls (DEADLINE, below).
+#   --max-minutes bounds each GRPO run whatever the real step time (fewer steps when other processes
+#   share the GPU, as in bench/gemma3_device.sh); step times land in metrics.jsonl.
+# Total: (a) ~5 min, (b) ~6 min of one GPU, run side by side by bench/gemma3_device.sh.
 #
 # Commands (from the repository root):
 #   bash examples/gemma3_arithmetic.sh                              # GPU; MODEL unset: PyPI GGUF
@@ -44,7 +51,8 @@
 # DEADLINE=<epoch seconds> makes the script stop cleanly before a step that would not fit (exit 0;
 # rerun to continue): bench/gemma3_device.sh sets it for each device call. Every step is skipped
 # once its output folder is finished. Variables (SMOKE=1 changes the sizes): OUT [runs/gemma3_arith],
-# MODEL, BASE [$OUT/base: where a .gguf is converted], A_* / B_* below, EVAL_BATCH [512],
+# MODEL, BASE [$OUT/base: where a .gguf is converted], PARTS [ab], A_* / B_* below (B_OPS [+-],
+# B_SFT_STEPS [100], A_MINUTES / B_MINUTES [3], A_LR / B_LR [1e-5], ...), EVAL_BATCH [512],
 # EVAL_DTYPE [bfloat16 on a GPU], R1KIT, PYTHON.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/gemma3_common.sh"
@@ -63,8 +71,8 @@ A_DIGITS=${A_DIGITS:-2} A_TRAIN=${A_TRAIN:-8000} A_TEST=${A_TEST:-500} A_SHOTS=$
 A_PROMPTS=${A_PROMPTS:-64} A_G=${A_G:-16} A_LEN=${A_LEN:-8} A_LR=${A_LR:-1e-5} A_TEMP=${A_TEMP:-1.0}
 A_MINUTES=${A_MINUTES:-3} A_STEPS=${A_STEPS:-400} A_BATCH=${A_BATCH:-256}
 # (b) cold-start SFT on <think> traces, then GRPO with the r1-zero template
-B_DIGITS=${B_DIGITS:-3} B_TRAIN=${B_TRAIN:-8000} B_TEST=${B_TEST:-500}
-B_SFT_STEPS=${B_SFT_STEPS:-150} B_SFT_BATCH=${B_SFT_BATCH:-32} B_SFT_LR=${B_SFT_LR:-5e-5} B_SFT_MAX_LEN=${B_SFT_MAX_LEN:-256}
+B_DIGITS=${B_DIGITS:-3} B_OPS=${B_OPS:-+-} B_TRAIN=${B_TRAIN:-8000} B_TEST=${B_TEST:-500}
+B_SFT_STEPS=${B_SFT_STEPS:-100} B_SFT_BATCH=${B_SFT_BATCH:-32} B_SFT_LR=${B_SFT_LR:-5e-5} B_SFT_MAX_LEN=${B_SFT_MAX_LEN:-256}
 B_PROMPTS=${B_PROMPTS:-32} B_G=${B_G:-16} B_LEN=${B_LEN:-128} B_LR=${B_LR:-1e-5} B_TEMP=${B_TEMP:-1.0}
 B_MINUTES=${B_MINUTES:-3} B_STEPS=${B_STEPS:-400} B_BATCH=${B_BATCH:-64} B_EVAL_LEN=${B_EVAL_LEN:-160}
 B_FORMAT_WEIGHT=${B_FORMAT_WEIGHT:-0.5}
@@ -80,7 +88,7 @@ if [[ "$PARTS" == *a* ]]; then
     --max-checks 0
   pyhelper 30 "$OUT/a_prompts/test.jsonl" equations --data "$OUT/a_data" --out "$OUT/a_prompts" --shots "$A_SHOTS"
   a_eval() {  # a_eval MODEL OUT: greedy on the held-out equations, answer = the last number of the line
-    step 90 "$2" evaluate --model "$1" --data "$OUT/a_prompts/test.jsonl" --task arithmetic --template raw \
+    step 60 "$2" evaluate --model "$1" --data "$OUT/a_prompts/test.jsonl" --task arithmetic --template raw \
       --stop $'\n' --extract last_number --max-new-tokens "$A_LEN" "${eval_args[@]}"
   }
   a_eval "$BASE_MODEL" "$OUT/a_eval_base"
@@ -94,16 +102,16 @@ if [[ "$PARTS" == *a* ]]; then
 fi
 
 if [[ "$PARTS" == *b* ]]; then
-  step 60 "$OUT/b_data" "data arithmetic" --digits "$B_DIGITS" --train-size "$B_TRAIN" --test-size "$B_TEST" \
-    --max-checks 0
+  step 60 "$OUT/b_data" "data arithmetic" --digits "$B_DIGITS" --ops "$B_OPS" --train-size "$B_TRAIN" \
+    --test-size "$B_TEST" --max-checks 0
   pyhelper 30 "$OUT/b_traces.jsonl" traces --data "$OUT/b_data" --out "$OUT/b_traces.jsonl"
   step 60 "$OUT/b_think" "data think" --data "$OUT/b_traces.jsonl" --solution-field steps --answer-field answer
   b_eval() {  # b_eval MODEL OUT: greedy under the r1-zero template; format rate = the judge's R1 format flag
-    step 90 "$2" evaluate --model "$1" --data "$OUT/b_data" --task arithmetic --template r1-zero \
+    step 60 "$2" evaluate --model "$1" --data "$OUT/b_data" --task arithmetic --template r1-zero \
       --max-new-tokens "$B_EVAL_LEN" "${eval_args[@]}"
   }
   b_eval "$BASE_MODEL" "$OUT/b_eval_base"
-  step 240 "$OUT/b_sft" sft --model "$BASE_MODEL" --data "$OUT/b_think" --max-steps "$B_SFT_STEPS" \
+  step 150 "$OUT/b_sft" sft --model "$BASE_MODEL" --data "$OUT/b_think" --max-steps "$B_SFT_STEPS" \
     --batch-size "$B_SFT_BATCH" --learning-rate "$B_SFT_LR" --lr-scheduler constant --warmup-ratio 0.05 \
     --max-length "$B_SFT_MAX_LEN" --logging-steps "${SFT_LOG:-10}"
   b_eval "$OUT/b_sft" "$OUT/b_eval_sft"
