@@ -30,8 +30,15 @@ Measured (held-out greedy accuracy on 200 test prompts):
 What this shows is that RL learns from a verifier's 0/1 signal; it does not show that RL beats
 more SFT (on this task more SFT learns faster).
 
+Partial rollouts (`--compare-budget T`, issue 18): each seed's GRPO runs twice from the same
+cold start, for the same time, once as above and once with `--rollout-token-budget T` (Kimi
+k1.5's partial rollouts: at most T new tokens per trajectory per step, the rest continued in later
+steps, the loss on each trajectory's newest segment only); both end with the held-out greedy
+accuracy. bench/RESULTS.md has the measured pairs.
+
 Usage:
     python bench/learning_check.py --seeds 0 1 --output learning_check.json
+    python bench/learning_check.py --seeds 0 1 --compare-budget 48 --output partial_check.json
 """
 
 from __future__ import annotations
@@ -73,11 +80,21 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--rollout", default="hf", choices=("fast", "hf"),
                    help="GRPO rollouts: transformers generate (hf) or r1kit's decode loop (fast; "
                         "~1.3x the steps per minute here, but no larger gains in two runs).")
+    p.add_argument("--grpo-steps", type=int, default=0,
+                   help="Run GRPO for this many steps instead of --grpo-minutes (the same for every run compared).")
     p.add_argument("--grpo-lr", type=float, default=1e-4)
     p.add_argument("--prompts", type=int, default=8)
     p.add_argument("--generations", type=int, default=8)
     p.add_argument("--max-completion-length", type=int, default=96)
     p.add_argument("--min-gain", type=float, default=0.20)
+    p.add_argument("--cold-start", default="",
+                   help="Reuse cold-start checkpoints instead of running SFT: a path with {seed}, e.g. "
+                        "work/sft-s{seed}-435 (their held-out accuracy is measured again).")
+    p.add_argument("--partial-loss", default="segment", choices=("segment", "trajectory"),
+                   help="--partial-loss of the --compare-budget runs.")
+    p.add_argument("--compare-budget", type=int, default=0,
+                   help="Also run each seed's GRPO with --rollout-token-budget T (partial rollouts) from the same "
+                        "cold start, for the same time, and report both accuracies (0 = off).")
     return p.parse_args(argv)
 
 
@@ -120,21 +137,34 @@ def cold_start(args, data: Path, work: Path, seed: int, test) -> tuple[Path, flo
     raise RuntimeError(f"SFT did not reach {args.low:.0%} held-out accuracy in {args.sft_max_steps} steps")
 
 
-def grpo(args, sft_dir: Path, data: Path, out: Path, seed: int) -> dict:
+def grpo(args, sft_dir: Path, data: Path, out: Path, seed: int, extra: tuple[str, ...] = ()) -> dict:
     cmd = [sys.executable, "-m", "r1kit", "grpo", "--model", str(sft_dir), "--data", str(data),
            "--output", str(out), "--overwrite", "--seed", str(seed), "--reward", "accuracy=1",
            "--num-generations", str(args.generations), "--prompts-per-step", str(args.prompts),
            "--max-completion-length", str(args.max_completion_length), "--temperature", "1.0",
-           "--learning-rate", str(args.grpo_lr), "--beta", "0", "--max-steps", "100000",
-           "--max-minutes", str(args.grpo_minutes), "--rollout", args.rollout, "--no-live"]
+           "--learning-rate", str(args.grpo_lr), "--beta", "0", "--rollout", args.rollout, "--no-live", *extra]
+    if args.grpo_steps:
+        cmd += ["--max-steps", str(args.grpo_steps)]
+    else:
+        cmd += ["--max-steps", "100000", "--max-minutes", str(args.grpo_minutes)]
     t0 = time.time()
     res = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if res.returncode != 0:
         raise RuntimeError(f"r1kit grpo failed:\n{res.stderr[-4000:]}")
-    steps = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    steps = [r for r in steps if "reward" in r and "step" in r]
-    return {"wall_s": round(time.time() - t0, 1), "steps": len(steps),
-            "reward_curve": [[r["step"], round(r["reward"], 4)] for r in steps]}
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    logged = [r for r in records if "loss" in r and "step" in r]
+    steps = [r for r in logged if r.get("reward") is not None]  # steps that trained groups
+    run = {"wall_s": round(time.time() - t0, 1), "steps": len(logged),
+           "reward_curve": [[r["step"], round(r["reward"], 4)] for r in steps]}
+    if any("partial/trained_groups" in r for r in logged):
+        run["trained_groups"] = int(sum(r["partial/trained_groups"] for r in logged))
+        run["generated_tokens"] = int(sum(r["partial/new_tokens"] for r in logged))
+        run["continued"] = int(sum(r["partial/continued"] for r in logged))
+        run["stale_rows"] = int(sum(r["partial/stale_rows"] for r in logged))
+        run["trained_rows"] = int(sum(r["partial/trained_rows"] for r in logged))
+    else:
+        run["trained_groups"] = len(logged) * args.prompts
+    return run
 
 
 def main(argv=None) -> dict:
@@ -151,28 +181,49 @@ def main(argv=None) -> dict:
     results = {"config": vars(args), "seeds": {}}
     for seed in args.seeds:
         t0 = time.time()
-        sft_dir, pre, sft_steps, history = cold_start(args, data, work, seed, test)
+        if args.cold_start:
+            sft_dir = Path(args.cold_start.format(seed=seed))
+            pre, sft_steps, history = greedy_accuracy(sft_dir, test, args.max_completion_length), None, []
+        else:
+            sft_dir, pre, sft_steps, history = cold_start(args, data, work, seed, test)
         t_sft = time.time() - t0
         run = grpo(args, sft_dir, data, work / f"grpo-s{seed}", seed)
         post = greedy_accuracy(work / f"grpo-s{seed}", test, args.max_completion_length)
         results["seeds"][str(seed)] = {
             "pre_accuracy": pre, "post_accuracy": post, "gain": round(post - pre, 4), "sft_steps": sft_steps,
             "sft_history": history, "sft_wall_s": round(t_sft, 1), "grpo_steps": run["steps"],
-            "grpo_wall_s": run["wall_s"], "seed_wall_s": round(time.time() - t0, 1),
-            "reward_curve": run["reward_curve"],
+            "grpo_wall_s": run["wall_s"], "trained_groups": run["trained_groups"],
+            "seed_wall_s": round(time.time() - t0, 1), "reward_curve": run["reward_curve"],
         }
         print(f"[seed {seed}] held-out greedy accuracy {pre:.3f} -> {post:.3f} ({post - pre:+.3f}) "
               f"after {run['steps']} GRPO steps", flush=True)
+        if args.compare_budget:
+            out = work / f"grpo-s{seed}-budget{args.compare_budget}"
+            part = grpo(args, sft_dir, data, out, seed, ("--rollout-token-budget", str(args.compare_budget),
+                                                         "--partial-loss", args.partial_loss))
+            post_p = greedy_accuracy(out, test, args.max_completion_length)
+            results["seeds"][str(seed)]["partial"] = {
+                "budget": args.compare_budget, "partial_loss": args.partial_loss, "post_accuracy": post_p, "gain": round(post_p - pre, 4),
+                "grpo_steps": part["steps"], "grpo_wall_s": part["wall_s"],
+                **{k: part[k] for k in ("trained_groups", "trained_rows", "stale_rows", "continued",
+                                        "generated_tokens")},
+                "reward_curve": part["reward_curve"],
+            }
+            print(f"[seed {seed}] with --rollout-token-budget {args.compare_budget}: {pre:.3f} -> {post_p:.3f} "
+                  f"({post_p - pre:+.3f}) after {part['steps']} GRPO steps, {part['trained_groups']} groups trained "
+                  f"(without: {run['trained_groups']})", flush=True)
         if args.output:  # after every seed, so an interrupted run keeps what it measured
             Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
     results["total_wall_s"] = round(time.time() - t_start, 1)
-    results["passed"] = all(s["gain"] >= args.min_gain for s in results["seeds"].values())
+    results["passed"] = all(s["gain"] >= args.min_gain and s.get("partial", s)["gain"] >= args.min_gain
+                            for s in results["seeds"].values())
     if args.output:
         Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
     if not args.work:
         shutil.rmtree(work, ignore_errors=True)
     print(json.dumps({k: v for k, v in results.items() if k != "config"} | {
-        "seeds": {k: {kk: vv for kk, vv in v.items() if kk != "reward_curve"} for k, v in results["seeds"].items()}},
+        "seeds": {k: {kk: ({a: b for a, b in vv.items() if a != "reward_curve"} if kk == "partial" else vv)
+                      for kk, vv in v.items() if kk != "reward_curve"} for k, v in results["seeds"].items()}},
         indent=1))
     return results
 

@@ -67,11 +67,12 @@ RANGES: dict[str, Range] = {
     "seed": Range(0, 2**32 - 1),  # numpy's seed range (transformers.set_seed seeds numpy too)
     "limit": COUNT, "top_k": COUNT, "max_pairs_per_prompt": COUNT, "few_shot": COUNT, "overlong_cache": COUNT,
     "length_warmup_steps": COUNT, "ref_reset_steps": COUNT, "generation_batch_size": COUNT, "save_steps": COUNT,
-    "max_checks": COUNT, "refill_tries": COUNT,
+    "max_checks": COUNT, "refill_tries": COUNT, "rollout_token_budget": COUNT, "rollout_max_age": COUNT,
+    "repeat_stop": COUNT,  # grpo: 0 = off, else a window of >= 2 tokens (checked in its validate)
     "batch_size": COUNT,  # grpo: 0 = the whole step; the other stages require >= 1 in their validate
     # sizes and periods: at least one
     "train_size": AT_LEAST_ONE, "test_size": AT_LEAST_ONE, "prompts_per_step": AT_LEAST_ONE,
-    "num_iterations": AT_LEAST_ONE, "max_completion_length": AT_LEAST_ONE, "max_new_tokens": AT_LEAST_ONE,
+    "num_iterations": AT_LEAST_ONE, "updates_per_rollout": AT_LEAST_ONE, "max_completion_length": AT_LEAST_ONE, "max_new_tokens": AT_LEAST_ONE,
     "max_length": AT_LEAST_ONE, "num_samples": AT_LEAST_ONE, "sample_batch_size": AT_LEAST_ONE,
     "grad_accum": AT_LEAST_ONE, "logging_steps": AT_LEAST_ONE, "lora_r": AT_LEAST_ONE, "lora_alpha": AT_LEAST_ONE,
     "hacking_window": AT_LEAST_ONE, "max_paragraph": AT_LEAST_ONE, "pass_k": AT_LEAST_ONE,
@@ -92,7 +93,7 @@ RANGES: dict[str, Range] = {
     "temperature": NON_NEGATIVE,  # > 0 when sampling: each sampling stage checks (evaluate allows 0 with --greedy)
     "length_ratio": Range(1),
     "min_repetition_reward": Range(-1, 0),  # the repetition reward is a penalty in [-1, 0]
-    "weight": NON_NEGATIVE,
+    "weight": NON_NEGATIVE, "repeat_penalty": NON_NEGATIVE,
     "sigmas": POSITIVE,  # report: standard errors a pass@1 difference must exceed
 }
 

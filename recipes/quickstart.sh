@@ -93,8 +93,11 @@ stop_after sft
 #    in SFT, weighs a quarter; 8 completions per prompt; no KL; lr 1e-4 (the preset's 3e-6 suits
 #    billion-parameter models, not a 1M-parameter one); sampling temperature 0.7 instead of R1's 1.0:
 #    at 1.0 the tiny model garbled the hesitation lines often enough that GRPO dropped them, and
-#    learned less (sampled pass@1 17 -> 53% vs 17 -> 67% at 0.7, bench/RESULTS.md).
+#    learned less (sampled pass@1 17 -> 53% vs 17 -> 67% at 0.7, bench/RESULTS.md); one update per
+#    rollout batch instead of R1's 16 minibatches (the measured runs; a 16-step rollout batch needs
+#    16 x 8 distinct prompts).
 run_stage "$OUT/grpo" grpo --model "$OUT/sft" --data "$OUT/data" --preset r1-zero --template chat \
+  --updates-per-rollout 1 \
   --reward accuracy=1 --reward format=0.25 --learning-rate 1e-4 --beta 0 --num-generations 8 \
   --temperature 0.7 --prompts-per-step 8 --max-completion-length 160 --max-steps 100000 --max-minutes "$GRPO_MINUTES" --no-live
 stop_after grpo

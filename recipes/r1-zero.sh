@@ -28,6 +28,7 @@
 #     (e.g. TRAIN_TASK=gsm8k EVAL_DATA=.../math500_test.jsonl EVAL_TASK=math500)
 #   OUT* [runs/r1-zero]   where every stage writes
 #   STEPS* [500]  PROMPTS_PER_STEP* [32]  NUM_GEN* [16]  MAX_LEN* [1024]  MICRO_BATCH* [16]
+#   UPDATES* [16: optimizer steps per rollout batch, R1's minibatches]
 #   LIMIT* [0 = all prompts]  EVAL_LIMIT* [0]  EVAL_SAMPLES* [16]  EVAL_MAX_TOKENS* [1024]
 #   GRPO_ARGS, EVAL_ARGS: extra flags for those stages; R1KIT, R1KIT_TRAIN: see common.sh
 set -euo pipefail
@@ -38,13 +39,13 @@ if [[ "${SMOKE:-0}" == 1 ]]; then
   smoke_data
   # Pure RL needs no correct answers to run, so the untrained tiny model is the base here.
   : "${MODEL:=tiny}" "${DATA:=$SMOKE_DIR/data}" "${EVAL_DATA:=$SMOKE_DIR/data}" "${TASK:=arithmetic}"
-  : "${STEPS:=2}" "${PROMPTS_PER_STEP:=2}" "${NUM_GEN:=2}" "${MAX_LEN:=32}" "${MICRO_BATCH:=0}"
+  : "${STEPS:=2}" "${PROMPTS_PER_STEP:=2}" "${NUM_GEN:=2}" "${MAX_LEN:=32}" "${MICRO_BATCH:=0}" "${UPDATES:=1}"
   : "${LIMIT:=8}" "${EVAL_LIMIT:=4}" "${EVAL_SAMPLES:=2}" "${EVAL_MAX_TOKENS:=48}"
 fi
 : "${MODEL:=Qwen/Qwen2.5-Math-1.5B}" "${OUT:=runs/r1-zero}"
 : "${DATA:=$SHARED_DATA/gsm8k_train.jsonl}" "${EVAL_DATA:=$SHARED_DATA/gsm8k_test.jsonl}" "${TASK:=gsm8k}"
 : "${TRAIN_TASK:=$TASK}" "${EVAL_TASK:=$TASK}"  # e.g. TRAIN_TASK=gsm8k EVAL_TASK=math500
-: "${STEPS:=500}" "${PROMPTS_PER_STEP:=32}" "${NUM_GEN:=16}" "${MAX_LEN:=1024}" "${MICRO_BATCH:=16}"
+: "${STEPS:=500}" "${PROMPTS_PER_STEP:=32}" "${NUM_GEN:=16}" "${MAX_LEN:=1024}" "${MICRO_BATCH:=16}" "${UPDATES:=16}"
 : "${LIMIT:=0}" "${EVAL_LIMIT:=0}" "${EVAL_SAMPLES:=16}" "${EVAL_MAX_TOKENS:=1024}"
 read -r -a grpo_extra <<<"${GRPO_ARGS:-}"
 read -r -a eval_extra <<<"${EVAL_ARGS:-}"
@@ -53,7 +54,7 @@ read -r -a eval_extra <<<"${EVAL_ARGS:-}"
 run_stage "$OUT/grpo" grpo --preset r1-zero --model "$MODEL" --data "$DATA" --task "$TRAIN_TASK" \
   --limit "$LIMIT" --max-steps "$STEPS" --prompts-per-step "$PROMPTS_PER_STEP" \
   --num-generations "$NUM_GEN" --max-completion-length "$MAX_LEN" --batch-size "$MICRO_BATCH" \
-  "${grpo_extra[@]}"
+  --updates-per-rollout "$UPDATES" "${grpo_extra[@]}"
 
 # 2. Base vs RL on held-out problems, R1's sampling (temperature 0.6, top-p 0.95, k samples).
 run_stage "$OUT/eval" evaluate --model "$MODEL" --model "$OUT/grpo" --data "$EVAL_DATA" --task "$EVAL_TASK" \

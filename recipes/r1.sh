@@ -41,6 +41,7 @@
 #   RM* [required, or none]  RM_WEIGHT [1]  MIX_DATA [none]  TARGET_LANG [en]  OUT* [runs/r1]
 #   SFT_STEPS* [-1 = 2 epochs]  SFT_LR [5e-5]  SFT_MAX_LEN* [4096]  SFT_BATCH* [16]
 #   STEPS* [400]  PROMPTS_PER_STEP* [32]  NUM_GEN* [16]  MAX_LEN* [2048]  MICRO_BATCH* [16]
+#   UPDATES* [16: optimizer steps per rollout batch, R1's minibatches]
 #   LIMIT* [0 = all]  RS_SAMPLES* [4]  RS_LIMIT* [0 = all]
 #   EVAL_LIMIT* [0]  EVAL_SAMPLES* [16]  EVAL_MAX_TOKENS* [4096]
 #   SFT_ARGS, GRPO_ARGS, RS_ARGS, EVAL_ARGS: extra flags;  R1KIT, R1KIT_TRAIN: see common.sh
@@ -56,7 +57,7 @@ if [[ "${SMOKE:-0}" == 1 ]]; then
   : "${TEMPLATE:=chat}"
   tiny_reward_model "$RM"
   : "${SFT_STEPS:=2}" "${SFT_MAX_LEN:=256}" "${SFT_BATCH:=8}"
-  : "${STEPS:=2}" "${PROMPTS_PER_STEP:=2}" "${NUM_GEN:=2}" "${MAX_LEN:=32}" "${MICRO_BATCH:=0}" "${LIMIT:=8}"
+  : "${STEPS:=2}" "${PROMPTS_PER_STEP:=2}" "${NUM_GEN:=2}" "${MAX_LEN:=32}" "${MICRO_BATCH:=0}" "${LIMIT:=8}" "${UPDATES:=1}"
   : "${RS_SAMPLES:=8}" "${RS_LIMIT:=16}" "${RS_MAX_TOKENS:=96}"
   : "${EVAL_LIMIT:=4}" "${EVAL_SAMPLES:=2}" "${EVAL_MAX_TOKENS:=64}"
 fi
@@ -65,7 +66,7 @@ fi
 : "${TRAIN_TASK:=$TASK}" "${EVAL_TASK:=$TASK}"  # e.g. TRAIN_TASK=gsm8k EVAL_TASK=math500
 : "${RL2_DATA:=$DATA}" "${RM_WEIGHT:=1}" "${MIX_DATA:=}" "${TARGET_LANG:=en}" "${TEMPLATE:=chat-think}"
 : "${SFT_STEPS:=-1}" "${SFT_LR:=5e-5}" "${SFT_MAX_LEN:=4096}" "${SFT_BATCH:=16}"
-: "${STEPS:=400}" "${PROMPTS_PER_STEP:=32}" "${NUM_GEN:=16}" "${MAX_LEN:=2048}" "${MICRO_BATCH:=16}"
+: "${STEPS:=400}" "${PROMPTS_PER_STEP:=32}" "${NUM_GEN:=16}" "${MAX_LEN:=2048}" "${MICRO_BATCH:=16}" "${UPDATES:=16}"
 : "${LIMIT:=0}"
 : "${RS_SAMPLES:=4}" "${RS_LIMIT:=0}" "${RS_MAX_TOKENS:=$MAX_LEN}"
 : "${EVAL_LIMIT:=0}" "${EVAL_SAMPLES:=16}" "${EVAL_MAX_TOKENS:=4096}"
@@ -79,7 +80,8 @@ read -r -a grpo_extra <<<"${GRPO_ARGS:-}"
 read -r -a rs_extra <<<"${RS_ARGS:-}"
 read -r -a eval_extra <<<"${EVAL_ARGS:-}"
 rl_shape=(--template "$TEMPLATE" --limit "$LIMIT" --max-steps "$STEPS" --prompts-per-step "$PROMPTS_PER_STEP"
-  --num-generations "$NUM_GEN" --max-completion-length "$MAX_LEN" --batch-size "$MICRO_BATCH")
+  --num-generations "$NUM_GEN" --max-completion-length "$MAX_LEN" --batch-size "$MICRO_BATCH"
+  --updates-per-rollout "$UPDATES")
 sft_shape=(--epochs 2 --max-steps "$SFT_STEPS" --learning-rate "$SFT_LR" --min-lr-ratio 0.1
   --max-length "$SFT_MAX_LEN" --batch-size "$SFT_BATCH")
 

@@ -170,7 +170,9 @@ def test_custom_reward_outside_the_repository_root_is_a_one_line_error(tmp_path)
         cwd=tmp_path,
     )
     assert res.returncode == 2
-    assert "cannot import 'examples.custom_reward'" in res.stderr and "Traceback" not in res.stderr
+    assert "cannot import reward 'examples.custom_reward:digit_credit'" in res.stderr
+    assert "module 'examples.custom_reward' not found" in res.stderr and "Traceback" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "grpo").exists()
 
 

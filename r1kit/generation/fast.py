@@ -38,6 +38,12 @@ Stop conditions beyond EOS (`stop=`, e.g. stop strings): every `check_every` ste
 gets the tokens each live row has generated so far and names the rows that are done; those rows
 end there (`GenOut.stopped`, `token_ids` = everything generated up to that check, no EOS).
 
+Repeat detection (`repeat_window=N`, Kimi k1.5's early stop of repeating rollouts): at the same
+checks, a live row whose last N generated tokens repeat a pattern of at most N/2 tokens ends there
+(`GenOut.stopped`), compared on the device. A prompt prefix (a continued partial rollout) is not
+part of the window; r1kit/rl/partial.py re-checks the whole trajectory and cuts it at the first
+repeating token, so both rollout paths end a repeat at the same place.
+
 Dtypes: the KV cache holds the compute dtype: the weights' dtype, or the autocast dtype when
 `generate` runs under torch.autocast (GRPO trains fp32 weights, e.g. a dequantized GGUF, under
 bf16 autocast): K and V are cast to it when written, so an fp32 cache never meets bf16
@@ -458,12 +464,14 @@ class FastGenerator:
         seed: int | None = 0,
         return_logprobs: bool = False,
         stop: Callable[[list[list[int]]], list[bool]] | None = None,
+        repeat_window: int = 0,
     ) -> list[GenOut]:
         """Sample one completion per prompt (token-id lists, no padding); outputs in input order.
 
         seed=None continues the generator's random stream (successive calls differ). stop: called
         every `check_every` steps with the tokens generated so far by each live row; a row for which
-        it returns True ends there (GenOut.stopped)."""
+        it returns True ends there (GenOut.stopped). repeat_window: N > 0 ends a row likewise once its
+        last N tokens repeat a pattern of at most N/2 tokens (checked every `check_every` steps)."""
         import torch
 
         if not prompt_ids:
@@ -494,6 +502,7 @@ class FastGenerator:
             "greedy": greedy,
             "min_new_tokens": min_new_tokens,
             "logprobs": return_logprobs,
+            "repeat_window": int(repeat_window),
         }
         self.stats = GenStats(mode=self.mode)
         t0 = time.perf_counter()
@@ -575,6 +584,8 @@ class FastGenerator:
             if (t + 1) % self.check_every == 0 and t + 1 < max_new:
                 if stop is not None:
                     finished = self._apply_stop(stop, finished, row_ids, out_tok, t + 1, stopped)
+                if p["repeat_window"] >= 2 and t + 1 >= p["repeat_window"]:
+                    finished = self._stop_repeats(p["repeat_window"], finished, row_ids, out_tok, t + 1, stopped)
                 live = int((~finished).sum())  # the one host sync per check_every steps
                 if live == 0:
                     break
@@ -599,6 +610,20 @@ class FastGenerator:
         for k in hit:
             stopped[int(rows[k])] = steps
         return finished
+
+    def _stop_repeats(self, window: int, finished, row_ids, out_tok, steps: int, stopped: dict[int, int]):
+        """Mark live rows whose last `window` tokens repeat with a period p <= window // 2 finished."""
+        import torch
+
+        last = out_tok.index_select(0, row_ids)[:, steps - window:steps]
+        hit = torch.zeros_like(finished)
+        for p in range(1, window // 2 + 1):
+            hit |= (last[:, p:] == last[:, :-p]).all(dim=1)
+        hit &= ~finished
+        idx = hit.nonzero()[:, 0].tolist()
+        for k in idx:
+            stopped[int(row_ids[k])] = steps
+        return finished | hit if idx else finished
 
     def _compact(self, b: _Bucket, row_ids, finished, filled: int, trash: int):
         """Move the live rows of `b` into the smallest bucket that holds them."""

@@ -72,6 +72,8 @@ class FastRolloutMixin:
     fast_rollout_kv_block: attended-length granularity of the captured decode graphs (FastGenerator
     kv_block; 0 = one graph over the whole cache). None: 128 when the cache is kept, else a
     quarter of the cache length (at most 4 captures per bucket per step).
+    fast_rollout_repeat_window: N > 0 stops a row on the GPU once its last N tokens repeat a pattern
+    of at most N/2 tokens (Kimi's repeat detection, `--repeat-stop`; r1kit/rl/partial.py).
     """
 
     fast_rollout: str = "auto"
@@ -81,6 +83,7 @@ class FastRolloutMixin:
     fast_rollout_stop: tuple[str, ...] = ()
     fast_rollout_min_bucket: int = 8
     fast_rollout_kv_block: int | None = None
+    fast_rollout_repeat_window: int = 0
     fast_rollout_log: list[dict]
     _fast_gen: Any = None
     _fast_warned: bool = False
@@ -185,6 +188,7 @@ class FastRolloutMixin:
                 seed=None,
                 return_logprobs=self.fast_rollout_logprobs,
                 stop=stop,
+                repeat_window=self.fast_rollout_repeat_window,
             )
         seconds = time.perf_counter() - t0
         leftover = 0

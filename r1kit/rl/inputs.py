@@ -58,8 +58,14 @@ def prepare_inputs(cfg):
     if cfg.sampler == "curriculum":
         ds = _attach_difficulty(ds, cfg)  # before screening: it may align columns of the raw data by row
     ds = _screen_golds(cfg, ds, {c for cols in needs.values() for c in cols})
-    prompts_needed = cfg.completions_per_step // cfg.num_generations
+    prompts_needed = cfg.completions_per_rollout // cfg.num_generations
     if len(ds) < prompts_needed:
+        if cfg.updates_per_rollout > 1:
+            preset = cfg.PRESETS.get(cfg.preset, {}).get("updates_per_rollout") == cfg.updates_per_rollout
+            source = f" (from --preset {cfg.preset})" if preset else ""
+            raise R1kitError(f"{cfg.data} has {len(ds)} prompts but one rollout batch needs {prompts_needed} distinct "
+                             f"prompts (--prompts-per-step {cfg.prompts_per_step} × --updates-per-rollout "
+                             f"{cfg.updates_per_rollout}{source}); lower either")
         raise R1kitError(f"{cfg.data} has {len(ds)} prompts but one step needs {prompts_needed} distinct prompts "
                          f"({cfg.completions_per_step} completions / G={cfg.num_generations}); lower --prompts-per-step")
     if prefill:

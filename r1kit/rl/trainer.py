@@ -27,6 +27,14 @@ r1kit adds:
 - stop strings for rollouts (`stop`, grpo's --stop; trl has none for its own generate): on every
   rollout path the completion ends after the token that completed the stop string, and the
   rewards read its text before the stop string.
+- several optimizer steps per rollout batch (R1 / DeepSeekMath minibatches): trl's own
+  `steps_per_generation` (r1kit/rl/trl_args.py), π_old being the policy that sampled the batch;
+- Kimi k1.5's optimizer reset (`reset_optimizer`): the optimizer state is emptied whenever a new
+  rollout batch is generated, the start of a mirror-descent iteration;
+- Kimi k1.5's partial rollouts and repeat detection (`PartialRollouts`, r1kit/rl/partial.py): the
+  batch's rows are planned (buffered groups first), each trajectory gets at most a token budget per
+  iteration, rows of incomplete groups get no reward and leave the loss, and for the others the loss
+  mask (trl's `tool_mask`) covers only the segment generated in this iteration.
 
 The private trl methods and attributes this relies on are listed in `TRL_CONTRACT`, which
 tests/test_trl_contract.py checks against the installed trl.
@@ -37,6 +45,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,9 +54,11 @@ from accelerate.utils import gather_object
 from transformers import TrainerCallback
 from trl import GRPOTrainer
 
+from r1kit.errors import R1kitError
 from r1kit.rl.dynamic import choose_groups, keep_mask, zero_variance_groups
 from r1kit.rl.fast_rollout import FastRolloutMixin, cut_at_stop_strings, stop_text
 from r1kit.rl.losses import group_advantages, group_mean_baseline, kimi_loss, masked_mean
+from r1kit.rl.partial import PartialRollouts
 from r1kit.rl.samplers import CurriculumSampler, PrioritizedSampler
 
 INDEX_COLUMN = "r1kit_index"
@@ -77,9 +88,9 @@ TRL_CONTRACT: dict[str, Any] = {
                                                "batch_size", "compute_entropy"),
     },
     "private_attributes": ("_metrics", "_tokenizer", "_is_vlm"),
-    "attributes": ("eos_token_ids", "generation_kwargs", "max_completion_length", "num_generations", "num_iterations",
-                   "reward_func_names", "reward_weights", "scale_rewards", "use_vllm",
-                   "use_transformers_continuous_batching"),
+    "attributes": ("eos_token_ids", "generation_config", "generation_kwargs", "max_completion_length",
+                   "num_generations", "num_iterations", "reward_func_names", "reward_weights", "scale_rewards",
+                   "use_vllm", "use_transformers_continuous_batching", "optimizer"),
 }
 
 
@@ -100,6 +111,11 @@ class R1Options:
     fast_rollout: str | None = None    # auto | on | off (FastRolloutMixin); None: the class's setting
     fast_rollout_keep_cache: bool | None = None
     stop: tuple[str, ...] = ()         # rollouts end at these strings (FastRolloutMixin docstring)
+    reset_optimizer: bool = False      # Kimi: empty the optimizer state at each new rollout batch
+    rollout_token_budget: int = 0      # Kimi partial rollouts: new tokens per trajectory per iteration
+    rollout_max_age: int = 0           # continuations before a trajectory ends as truncated (0 = no limit)
+    repeat_stop: int = 0               # Kimi repeat detection window N (0 = off)
+    partial_loss: str = "segment"      # segment (newest segment only) | trajectory (every token)
 
 
 class R1GRPOTrainer(FastRolloutMixin, GRPOTrainer):
@@ -114,12 +130,19 @@ class R1GRPOTrainer(FastRolloutMixin, GRPOTrainer):
         self._r1_last: tuple[torch.Tensor, list[int]] | None = None
         self._r1_refill_gen = torch.Generator().manual_seed(12345)
         self._r1_pending_sampler_state: dict | None = None
+        self._r1_rollouts: PartialRollouts | None = None
+        self._r1_step_tokens: torch.Tensor | float = 0.0
         super().__init__(*args, **kwargs)
         if self.r1.dynamic_sampling == "refill" and self.accelerator.num_processes > 1:
             raise ValueError("dynamic sampling 'refill' runs on one process only; use 'mask' with several")
+        if self.r1.rollout_token_budget or self.r1.repeat_stop:
+            self._r1_rollouts = self._partial_rollouts()
+        if self.r1.reset_optimizer and self.is_deepspeed_enabled:
+            raise R1kitError("--reset-optimizer cannot empty DeepSpeed's sharded optimizer state; use DDP or FSDP")
         names = list(self.reward_func_names)
         self._r1_success_col = names.index(self.r1.success_reward) if self.r1.success_reward in names else None
         self.add_callback(_SamplerStateSaver(self))
+        self.add_callback(_SkipEmptySteps(self))
 
     # ---- prompt sampling -------------------------------------------------------------------
     def _get_train_sampler(self, dataset=None):
@@ -144,6 +167,20 @@ class R1GRPOTrainer(FastRolloutMixin, GRPOTrainer):
 
     # ---- rollouts and rewards --------------------------------------------------------------
     def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
+        rollouts = self._r1_rollouts if self.model.training else None
+        if rollouts is None:
+            return self._r1_timed_generate(prompt_ids, images, multimodal_fields, num_generations, has_tool_images)
+
+        def sample(prefixes, max_new_tokens):
+            with self._r1_max_new_tokens(max_new_tokens):
+                ids, _ = self._r1_timed_generate(prefixes, images, multimodal_fields, num_generations,
+                                                 has_tool_images)
+            return ids
+
+        # no sampling log-probs: a continued trajectory's earlier segments came from older policies
+        return rollouts.generate(prompt_ids, sample), None
+
+    def _r1_timed_generate(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images):
         t0 = time.perf_counter()
         completion_ids, logprobs = super()._generate_single_turn(prompt_ids, images, multimodal_fields,
                                                                  num_generations, has_tool_images)
@@ -158,10 +195,47 @@ class R1GRPOTrainer(FastRolloutMixin, GRPOTrainer):
         self._metrics[mode]["rollout/tokens_per_s"].append(tokens / max(seconds, 1e-9))
         return completion_ids, logprobs
 
+    @contextmanager
+    def _r1_max_new_tokens(self, n: int):
+        """Both rollout paths read the length limit here: FastRolloutMixin from generation_kwargs,
+        trl's transformers path from generation_config."""
+        config = getattr(self, "generation_config", None)
+        saved = (self.generation_kwargs.get("max_new_tokens"), getattr(config, "max_new_tokens", None))
+        self.generation_kwargs["max_new_tokens"] = n
+        if config is not None:
+            config.max_new_tokens = n
+        try:
+            yield
+        finally:
+            self.generation_kwargs["max_new_tokens"] = saved[0]
+            if config is not None:
+                config.max_new_tokens = saved[1]
+
+    def _partial_rollouts(self) -> PartialRollouts:
+        if self.use_vllm or getattr(self, "use_transformers_continuous_batching", False):
+            raise R1kitError("partial rollouts and --repeat-stop run on r1kit's decode loop or transformers' "
+                             "generate, not on vLLM / continuous batching; set --use-vllm off")
+        if self.r1.dynamic_sampling == "refill":
+            raise R1kitError("partial rollouts keep the rollout batch's shape: use --dynamic-sampling mask, not refill")
+        local = self.args.generation_batch_size // self.accelerator.num_processes
+        if local % self.num_generations:
+            raise R1kitError(f"partial rollouts need whole groups on each process: {local} completions per process "
+                             f"is not a multiple of G={self.num_generations}")
+        budget = self.r1.rollout_token_budget or self.max_completion_length
+        self.fast_rollout_repeat_window = self.r1.repeat_stop
+        return PartialRollouts(self.num_generations, min(budget, self.max_completion_length),
+                               self.max_completion_length, eos_ids=list(self.eos_token_ids),
+                               max_age=self.r1.rollout_max_age, repeat_window=self.r1.repeat_stop,
+                               loss=self.r1.partial_loss)
+
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         if self.r1.stop:  # the rewards read the text before the stop string, as `evaluate --stop` does
             completions = [stop_text(c, self.r1.stop) for c in completions]
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        if self._r1_rollouts is not None and self.model.training:
+            # rows of groups still running hold a placeholder: no reward, so no advantage, no metrics
+            scored = torch.tensor(gather_object(self._r1_rollouts.scored()), device=rewards_per_func.device)
+            rewards_per_func[~scored] = torch.nan
         indices = gather_object([int(x.get(INDEX_COLUMN, -1)) for x in inputs])
         self._r1_last = (rewards_per_func, indices)
         return rewards_per_func
@@ -174,8 +248,14 @@ class R1GRPOTrainer(FastRolloutMixin, GRPOTrainer):
         return total
 
     def _generate_and_score_completions(self, inputs):
+        training = self.model.training
+        rollouts = self._r1_rollouts if training else None
+        if rollouts is not None:
+            inputs = rollouts.plan(inputs)  # buffered groups first, then fresh prompts
+        if training and self.r1.reset_optimizer:
+            self._r1_reset_optimizer()
         out = super()._generate_and_score_completions(inputs)  # trl's rollouts, rewards and advantages
-        if not self.model.training:
+        if not training:
             return out
         G = self.num_generations
         rewards_per_func, indices = self._r1_last
@@ -183,26 +263,86 @@ class R1GRPOTrainer(FastRolloutMixin, GRPOTrainer):
         self._update_success(rewards_per_func, indices)
         if self._r1_success_col is not None:
             self._metrics["train"]["accuracy"].append(torch.nanmean(rewards_per_func[:, self._r1_success_col]).item())
+        scored = ~torch.isnan(rewards).view(-1, G).all(dim=1)  # groups scored in this batch
         zero = zero_variance_groups(rewards, G)
-        self._metrics["train"]["zero_std_fraction"].append(zero.float().mean().item())
+        self._metrics["train"]["zero_std_fraction"].append(zero[scored].float().mean().item() if scored.any()
+                                                            else float("nan"))
 
+        keep = self._partial_masks(out, rollouts) if rollouts is not None else None
         if self.r1.dynamic_sampling == "refill" and zero.any():
             out, rewards = self._refill(out, rewards, inputs)
         if self.r1.dynamic_sampling != "off":
-            self._drop_flat_groups(out, rewards)
+            self._drop_flat_groups(out, rewards, keep)
+        elif keep is not None:
+            self._mask_rows(out, keep)
         if self.r1.loss == "kimi":
             self._kimi_inputs(out, rewards)
         return out
+
+    def _r1_reset_optimizer(self) -> None:
+        """Kimi k1.5: a new rollout batch starts policy iteration i of the mirror descent, whose
+        surrogate is optimised from scratch, so Adam's moments and step count start over (the
+        learning-rate schedule does not). Called before the batch's first micro-step."""
+        optimizer = getattr(self, "optimizer", None)
+        if optimizer is None:
+            return
+        inner = getattr(optimizer, "optimizer", optimizer)  # accelerate wraps the torch optimizer
+        inner.state.clear()  # a defaultdict: torch re-initialises each parameter's state at its next step
+        self._metrics["train"]["optimizer/resets"].append(1.0)
+
+    def _partial_masks(self, out: dict, rollouts: PartialRollouts) -> torch.Tensor:
+        """Loss mask of the current segments (trl's tool_mask, which its loss, normalisers and clip
+        metrics honour) and the rows that stay in the loss, over all processes."""
+        mask = out["completion_mask"]
+        spans = rollouts.spans()
+        segment = torch.zeros_like(mask)
+        for row, span in enumerate(spans):
+            if span is not None:
+                segment[row, span[0]:span[1]] = 1
+        out["tool_mask"] = segment * out["tool_mask"] if "tool_mask" in out else segment
+        keep = torch.tensor(gather_object([span is not None for span in spans]), dtype=torch.bool)
+        metrics = self._metrics["train"]
+        totals = torch.tensor([[rollouts.stats[k] for k in _PARTIAL_SUMS]], dtype=torch.float64, device=mask.device)
+        for key, value in zip(_PARTIAL_SUMS, self.accelerator.gather(totals).sum(dim=0).tolist()):
+            metrics[f"partial/{key}"].append(value)
+        self._partial_length_metrics(rollouts)
+        return keep
+
+    def _partial_length_metrics(self, rollouts: PartialRollouts) -> None:
+        """trl logged the lengths of what it was handed, placeholders included; replace them by the
+        lengths of the trajectories trained in this iteration (whole trajectories, all segments)."""
+        pairs = gather_object(rollouts.lengths())
+        lengths = [float(n) for n, _ in pairs]
+        ended = [float(n) for n, eos in pairs if eos]
+        nan = float("nan")
+        values = {
+            "mean_length": sum(lengths) / len(lengths) if lengths else nan,
+            "min_length": min(lengths, default=nan), "max_length": max(lengths, default=nan),
+            "clipped_ratio": 1 - len(ended) / len(lengths) if lengths else nan,
+            "mean_terminated_length": sum(ended) / len(ended) if ended else nan,
+            "min_terminated_length": min(ended, default=nan), "max_terminated_length": max(ended, default=nan),
+        }
+        metrics = self._metrics["train"]
+        for key, value in values.items():
+            if metrics.get(f"completions/{key}"):
+                metrics[f"completions/{key}"][-1] = value
 
     def _local(self, n_local: int) -> slice:
         """This process's rows of a tensor gathered over all processes."""
         start = self.accelerator.process_index * n_local
         return slice(start, start + n_local)
 
-    def _drop_flat_groups(self, out: dict, rewards: torch.Tensor) -> None:
-        """DAPO dynamic sampling: zero-variance groups leave the loss and its normalisers."""
+    def _drop_flat_groups(self, out: dict, rewards: torch.Tensor, keep_also: torch.Tensor | None = None) -> None:
+        """DAPO dynamic sampling: zero-variance groups leave the loss and its normalisers (and so
+        do the rows `keep_also` marks False: partial rollouts' incomplete groups)."""
         keep = keep_mask(rewards, self.num_generations)
-        self._metrics["train"]["dynamic/kept_fraction"].append(keep.float().mean().item())
+        scored = ~torch.isnan(rewards)
+        self._metrics["train"]["dynamic/kept_fraction"].append(keep[scored].float().mean().item() if scored.any()
+                                                               else float("nan"))
+        self._mask_rows(out, keep if keep_also is None else keep & keep_also)
+
+    def _mask_rows(self, out: dict, keep: torch.Tensor) -> None:
+        """Rows (over all processes) with keep False leave the loss; the normalisers count the rest."""
         mask = out["completion_mask"]
         keep_local = keep[self._local(mask.size(0))].to(mask.device)
         out["completion_mask"] = mask * keep_local.unsqueeze(1).to(mask.dtype)
@@ -271,6 +411,10 @@ class R1GRPOTrainer(FastRolloutMixin, GRPOTrainer):
 
     # ---- loss ------------------------------------------------------------------------------
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self.model.training:  # for _SkipEmptySteps: does this optimizer step have any loss token?
+            mask = inputs["completion_mask"]
+            mask = mask * inputs["tool_mask"] if "tool_mask" in inputs else mask
+            self._r1_step_tokens = getattr(self, "_r1_step_tokens", 0.0) + mask.sum().detach()
         if self.r1.loss == "kimi":
             return self._kimi_loss(model, inputs)
         loss = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)  # trl's loss_type
@@ -315,6 +459,35 @@ class R1GRPOTrainer(FastRolloutMixin, GRPOTrainer):
             with open(path) as fh:
                 self._r1_pending_sampler_state = json.load(fh)  # read when the sampler is built
         return super().train(resume_from_checkpoint, *args, **kwargs)
+
+
+# partial-rollout counts summed over processes into metrics.jsonl as partial/<name> (r1kit/rl/partial.py)
+_PARTIAL_SUMS = ("new_tokens", "continued", "trained_groups", "buffered_groups", "skipped_groups", "trained_rows",
+                 "stale_rows", "ended_eos", "ended_length", "ended_stop", "ended_repeat", "ended_age")
+
+
+class _SkipEmptySteps(TrainerCallback):
+    """An optimizer step none of whose micro-batches has a loss token (every row masked: partial
+    rollouts' groups not yet complete, or DAPO's flat groups) leaves the weights alone. Its gradient
+    is zero, but AdamW would still move the weights by its momentum and the weight decay, with no
+    data behind the move; with the gradients set to None torch's optimizers skip the parameters.
+    Counted over all processes, so every rank decides the same (`optimizer/skipped_steps`)."""
+
+    def __init__(self, trainer: R1GRPOTrainer):
+        self.trainer = trainer
+
+    def on_pre_optimizer_step(self, args, state, control, **kwargs):
+        trainer = self.trainer
+        tokens, trainer._r1_step_tokens = trainer._r1_step_tokens, 0.0
+        if trainer.is_deepspeed_enabled:  # DeepSpeed steps its own optimizer on its own gradients
+            return
+        device = trainer.accelerator.device
+        total = trainer.accelerator.reduce(torch.as_tensor(tokens, dtype=torch.float32, device=device).reshape(1),
+                                           reduction="sum")
+        if float(total.sum()) == 0.0:
+            for param in trainer.model.parameters():
+                param.grad = None
+            trainer._metrics["train"]["optimizer/skipped_steps"].append(1.0)
 
 
 class _SamplerStateSaver(TrainerCallback):

@@ -37,6 +37,9 @@ def grpo_args(cfg, output_dir: str, use_vllm: bool, reward_weights: list[float])
     per_step = cfg.completions_per_step
     micro = cfg.batch_size or per_step // world
     accum = per_step // (micro * world)
+    # R1 / DeepSeekMath minibatches: one rollout batch of N optimizer steps' worth of completions,
+    # sampled once; trl splits it into N × accum micro-batches and, since steps_per_generation >
+    # gradient_accumulation_steps, keeps the sampling policy's log-probs as π_old for all of them.
     extra = {}
     if cfg.vllm_server:
         extra = {"use_vllm": True, "vllm_mode": "server", "vllm_server_base_url": cfg.vllm_server}
@@ -50,6 +53,7 @@ def grpo_args(cfg, output_dir: str, use_vllm: bool, reward_weights: list[float])
         GRPOConfig, cfg, output_dir,
         per_device_train_batch_size=micro,
         gradient_accumulation_steps=accum,
+        steps_per_generation=accum * cfg.updates_per_rollout,
         num_generations=cfg.num_generations,
         max_completion_length=cfg.max_completion_length,
         temperature=cfg.temperature,

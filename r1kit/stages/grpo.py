@@ -12,12 +12,59 @@ curriculum and prioritized sampling, and a reference-model reset every N steps (
 The prompts and rewards are prepared by r1kit/rl/inputs.py; the end of training (resume, saving
 from rank 0, the summary) is r1kit.training.train_and_save, shared with sft and dpo-shorten.
 
-Where r1kit differs from the papers: batches, rollout lengths and step counts are whatever you
-ask for (R1 used 512 samples of up to 32768 tokens per step); the reference reset copies the
-policy into the reference model (trl's sync with α = 1), and a resumed run restarts with the
-initial policy as reference; `--loss kimi` replaces the paper's τ·log Z by the group mean
-reward, as Kimi does, and is scaled by 1/(2τ); DAPO refill runs on one process only
-(`--dynamic-sampling mask` works everywhere).
+Policy iterations as the papers run them: `--updates-per-rollout N` samples one rollout batch of
+prompts-per-step × G × N completions with π_old and takes N optimizer steps over its minibatches
+(R1: 8192 outputs per rollout, 16 minibatches of 512); `--num-iterations μ` passes over the batch
+μ times. `--reset-optimizer` empties the optimizer state at each new rollout batch (Kimi k1.5).
+`--rollout-token-budget T` runs Kimi's partial rollouts (r1kit/rl/partial.py): at most T new
+tokens per trajectory per iteration, unfinished ones continued in later iterations from a replay
+buffer, the loss on each trajectory's newest segment (`--partial-loss segment`) or on all of it
+(`trajectory`); `--repeat-stop N` ends a rollout whose last N tokens repeat and `--repeat-penalty
+P` adds −P to its reward.
+
+Where r1kit differs from the papers:
+
+(1) Scale: batches, rollout lengths and step counts are whatever you ask for (R1: 32 prompts × 16
+samples of up to 32768 tokens per step; DeepSeekMath: batch 1024, 64 samples per question);
+R1's later switches (temperature 0.7 in its second stage, 65536 tokens after 8.2k steps) are not
+scheduled, and R1's clip ε, reported as 10 and unverified, stays 0.2.
+
+(2) Advantages divide by the group's sample std + 1e-4 (trl), not by the std alone.
+
+(3) The reference reset copies the policy into the reference model (trl's sync with α = 1); a
+resumed run restarts with the initial policy as reference. DeepSeekMath's iterative RL, which
+also retrains the reward model between iterations, is not run.
+
+(4) `--loss kimi` replaces τ·log Z by the group's mean reward, as Kimi does, and is scaled by
+1/(2τ); its per-token gradient is |o|·(std + 1e-4) times GRPO's, so learning rates do not carry
+over. Kimi's τ, samples per problem, updates per iteration, length-reward warm-up, token budget
+and repeat window are unreported: the kimi presets keep τ 0.1 and one update per rollout (with
+the reset, each step is then Adam's first: about lr·sign(g)), warm the length reward up for 20
+steps, and use a 256-token budget and a 64-token repeat window.
+
+(5) Partial rollouts are synchronous (Kimi's rollout workers run asynchronously) and keep the
+rollout batch's shape: a group is scored and trained when its last member finishes; until then
+its slots hold placeholders that leave the loss (a step with no complete group changes no weight);
+buffered groups displace fresh prompts, which are skipped until a later epoch. With
+`--partial-loss segment` (the default) every earlier segment is context and a member that finished
+in an earlier iteration counts in its group's mean and std but adds no loss term; Kimi trains
+earlier segments and excludes only "certain segments", which `--partial-loss trajectory` (the kimi
+preset) approximates by training every token as if the current policy had sampled it, with no
+importance correction. With a budget below the typical length, segment mode lost accuracy on the
+CPU learning check and trajectory mode did not (bench/RESULTS.md). The buffer is not saved with
+checkpoints (a resumed run starts with it empty), and vLLM rollouts do not support it.
+`--rollout-max-age A` ends a trajectory as truncated after A continuations.
+
+(6) Repeat detection checks every 16 decoding steps on r1kit's loop and at segment ends on
+transformers' generate, and cuts the trajectory back to its first repeating token on both; the
+penalty's size is r1kit's choice (Kimi: "additional penalties").
+
+(7) Kimi's curriculum difficulty comes from a column you provide (e.g. the pass_rate of `r1kit
+rejection-sample` over 10 SFT samples); prioritized sampling keeps solved prompts at
+--priority-floor instead of 0; Kimi's filter of prompts answered without reasoning is not built in.
+
+(8) DAPO refill runs on one process only (`--dynamic-sampling mask` works everywhere), and not
+with partial rollouts. Multimodal inputs (Kimi's vision data) are not supported.
 
 Example:
 
@@ -65,8 +112,9 @@ class Config(TrainingOptions, RewardOptions, DecodingOptions, PromptOptions, Mod
     preset: str = option("", f"Paper settings in one flag ({', '.join(PRESETS)}); flags and --config win over it.")
     num_generations: int = option(8, "G: completions sampled per prompt (R1 16).")
     prompts_per_step: int = option(8, "Distinct prompts per optimizer step; the step's batch is prompts × G completions.")
-    generation_batch_size: int = option(0, "Completions per step (trl's generation_batch_size; must be divisible by "
-                                        "G). 0 = prompts-per-step × G.")
+    generation_batch_size: int = option(0, "Completions per rollout batch (trl's generation_batch_size; divisible by "
+                                        "G and by --updates-per-rollout). 0 = prompts-per-step × G × "
+                                        "updates-per-rollout.")
     batch_size: int = restate("batch_size", 0, "grpo: completions; 0 = the whole step's batch per "
                               "device, a smaller value accumulates gradients.")
     max_completion_length: int = option(1024, "Longest completion in tokens.")
@@ -128,6 +176,26 @@ class Config(TrainingOptions, RewardOptions, DecodingOptions, PromptOptions, Mod
     hacking_window: int = option(10, "Logs over which 'format reward up, accuracy down' raises a reward-hacking "
                                  "warning.")
     live: bool = option(True, "Show the rich live metrics view.")
+    # Policy iterations as the papers run them (R1 / DeepSeekMath minibatches; Kimi k1.5 §2.6.2:
+    # optimizer reset, partial rollouts, repeat detection): r1kit/rl/trainer.py, r1kit/rl/partial.py
+    updates_per_rollout: int = option(1, "N optimizer steps per rollout batch (R1: 16 minibatches): prompts-per-step "
+                                      "× G × N completions are sampled once by π_old and split into N minibatches, "
+                                      "one step each; the ratio π/π_old and the clip act from the second.")
+    reset_optimizer: bool = option(False, "Kimi k1.5: empty the optimizer state (Adam's moments and step) at each new "
+                                   "rollout batch, the start of a mirror-descent iteration; with "
+                                   "--updates-per-rollout 1 every step is then Adam's first (≈ lr·sign(g)).")
+    rollout_token_budget: int = option(0, "Kimi partial rollouts: at most T new tokens per trajectory per iteration; "
+                                       "an unfinished one waits in a replay buffer and continues next iteration "
+                                       "(0 = off).")
+    rollout_max_age: int = option(0, "Partial rollouts: continue a trajectory in at most A later iterations, then end "
+                                  "it as truncated (0 = only --max-completion-length ends it).")
+    partial_loss: str = option("segment", "Partial rollouts' loss: segment (each trajectory's newest segment, "
+                               "generated by the current policy; earlier segments are context) or trajectory (every "
+                               "token, earlier segments trained as if on-policy).", choices=("segment", "trajectory"))
+    repeat_stop: int = option(0, "Kimi repeat detection: stop a rollout once its last N tokens repeat a pattern of at "
+                              "most N/2 tokens (0 = off).")
+    repeat_penalty: float = option(1.0, "Reward −P (the 'repeat_stop' reward) for a rollout --repeat-stop ended (0 = "
+                                   "stop only).")
 
     def __post_init__(self) -> None:
         if self.epsilon_high is None:  # trl's rule: no clip-higher unless asked for
@@ -137,23 +205,33 @@ class Config(TrainingOptions, RewardOptions, DecodingOptions, PromptOptions, Mod
     @classmethod
     def fit_preset(cls, preset: dict, given: dict) -> dict:
         """Preset values that cannot apply to this run step aside (the same values given explicitly
-        are errors in `validate`): a KL weight next to --loss kimi (its KL term is τ's), and a
-        reference reset without a reference model (β = 0) or with LoRA (the reference is the base)."""
+        are errors in `validate`): a KL weight next to --loss kimi (its KL term is τ's), a reference
+        reset without a reference model (β = 0) or with LoRA (the reference is the base), and
+        partial rollouts / repeat detection next to DAPO refill or vLLM rollouts."""
         preset = dict(preset)
         if given.get("loss", preset.get("loss")) == "kimi" and "beta" not in given:
             preset.pop("beta", None)
         beta = given.get("beta", preset.get("beta", cls.beta))
         if (beta == 0 or given.get("lora")) and "ref_reset_steps" not in given:
             preset.pop("ref_reset_steps", None)
+        if given.get("dynamic_sampling") == "refill" or given.get("vllm_server") or given.get("use_vllm") == "on":
+            for key in ("rollout_token_budget", "repeat_stop"):  # partial rollouts need r1kit's fixed-shape rollouts
+                if key not in given:
+                    preset.pop(key, None)
         return preset
 
     @property
+    def completions_per_rollout(self) -> int:
+        """One rollout batch (trl's generation_batch_size): N optimizer steps' completions."""
+        return self.generation_batch_size or self.prompts_per_step * self.num_generations * self.updates_per_rollout
+
+    @property
     def completions_per_step(self) -> int:
-        return self.generation_batch_size or self.prompts_per_step * self.num_generations
+        return self.completions_per_rollout // self.updates_per_rollout
 
     def validate(self) -> None:
         super().validate()
-        for check in (_check_batch, _check_optimiser, _check_reference, _check_sampling):
+        for check in (_check_batch, _check_optimiser, _check_reference, _check_sampling, _check_iterations):
             check(self)
         if self.use_vllm == "on":
             from r1kit.training import require_extras
@@ -190,6 +268,9 @@ def _check_batch(cfg: Config) -> None:
     if cfg.generation_batch_size and cfg.generation_batch_size % G:
         raise R1kitError(f"--generation-batch-size ({cfg.generation_batch_size}) must be divisible by "
                          f"--num-generations ({G}) so that every prompt's group is complete")
+    if cfg.generation_batch_size % cfg.updates_per_rollout:
+        raise R1kitError(f"--generation-batch-size ({cfg.generation_batch_size}) must be divisible by "
+                         f"--updates-per-rollout ({cfg.updates_per_rollout}): the rollout batch splits into that many steps")
     per_step = cfg.completions_per_step
     micro = cfg.batch_size or per_step // world
     if micro < 1 or per_step % (micro * world):
@@ -235,13 +316,36 @@ def _check_sampling(cfg: Config) -> None:
                          "(trl sees no EOS at its end); drop one of them")
 
 
+def _check_iterations(cfg: Config) -> None:
+    """Minibatch updates, the optimizer reset, partial rollouts and repeat detection."""
+    if cfg.repeat_stop == 1:
+        raise R1kitError("--repeat-stop 1 cannot see a repeat: give a window of N >= 2 tokens (e.g. 64) or 0 (off)")
+    if cfg.rollout_max_age and not cfg.rollout_token_budget:
+        raise R1kitError(f"--rollout-max-age {cfg.rollout_max_age} limits partial rollouts: "
+                         "set --rollout-token-budget too")
+    if (cfg.rollout_token_budget or cfg.repeat_stop) and cfg.dynamic_sampling == "refill":
+        raise R1kitError("partial rollouts and --repeat-stop keep the rollout batch's shape: "
+                         "use --dynamic-sampling mask with them, not refill")
+    if (cfg.rollout_token_budget or cfg.repeat_stop) and (cfg.vllm_server or cfg.use_vllm == "on"):
+        raise R1kitError("partial rollouts and --repeat-stop run on r1kit's decode loop or transformers' generate, "
+                         "not on vLLM: set --use-vllm off")
+    if (cfg.rollout_token_budget or cfg.repeat_stop) and cfg.stop:
+        raise R1kitError("--stop strings and partial rollouts / --repeat-stop do not combine yet (a trajectory "
+                         "ended by a stop string would be continued): drop --stop or the partial-rollout options")
+    world, G = _world(), cfg.num_generations
+    if (cfg.rollout_token_budget or cfg.repeat_stop) and (cfg.completions_per_rollout // world) % G:
+        raise R1kitError(f"partial rollouts need whole groups on each process: {cfg.completions_per_rollout} "
+                         f"completions / {world} processes is not a multiple of G={G}; "
+                         f"make --prompts-per-step a multiple of {world}")
+
+
 def _check_rewards(cfg: Config, names: list[str]) -> None:
     """What the resolved rewards ask of the run."""
     if len(set(names)) != len(names):
         raise R1kitError(f"a reward is given twice in --reward {' '.join(cfg.reward)}")
-    per_step, world, G = cfg.completions_per_step, _world(), cfg.num_generations
+    per_step, world, G = cfg.completions_per_rollout, _world(), cfg.num_generations
     if "length" in names and world > 1 and (per_step // world) % G:
-        # trl scores each process's slice of the step; the length reward needs whole groups there
+        # trl scores each process's slice of the rollout batch; the length reward needs whole groups there
         raise R1kitError(
             f"--reward length needs each process to hold whole groups: {per_step} completions / {world} processes "
             f"= {per_step // world} per process is not a multiple of G={G}; make --prompts-per-step a multiple of {world}")
@@ -265,7 +369,8 @@ def run(cfg: Config):
     from r1kit.rl.trl_args import use_vllm
 
     tokenizer, ds, template, specs = prepare_inputs(cfg)
-    vllm = use_vllm(cfg)
+    # partial rollouts and repeat detection drive r1kit's loop or transformers' generate: vLLM "auto" yields
+    vllm = use_vllm(cfg) and not (cfg.use_vllm == "auto" and (cfg.rollout_token_budget or cfg.repeat_stop))
 
     import shutil
 
@@ -287,7 +392,15 @@ def run(cfg: Config):
         initial_success=ds["pass_rate"] if cfg.sampler == "prioritized" and "pass_rate" in ds.column_names else None,
         fast_rollout={"auto": "auto", "fast": "on", "hf": "off"}[cfg.rollout],
         fast_rollout_keep_cache=cfg.rollout_cache == "keep", stop=tuple(cfg.stop),
+        reset_optimizer=cfg.reset_optimizer, rollout_token_budget=cfg.rollout_token_budget,
+        rollout_max_age=cfg.rollout_max_age, repeat_stop=cfg.repeat_stop, partial_loss=cfg.partial_loss,
     )
+    weights = [spec.weight for spec in specs]
+    if cfg.repeat_stop and cfg.repeat_penalty:
+        from r1kit.rl.partial import repeat_stop_reward
+
+        rewards.append(_named(repeat_stop_reward(cfg.repeat_stop), "repeat_stop"))
+        weights.append(cfg.repeat_penalty)
     torch.manual_seed(cfg.seed)
     inputs = {"model": cfg.model, "data": cfg.data, "preset": cfg.preset or None, "template": template}
     with stage_output(cfg, "grpo", inputs, keep_checkpoints=cfg.keep_checkpoints, resume=bool(cfg.resume)) as out:
@@ -306,7 +419,7 @@ def run(cfg: Config):
         # before GRPOConfig starts the process group: once it is up, save_pretrained writes on
         # rank 0 only and the other ranks would find an empty reference folder
         ref_snapshot = reference_snapshot(cfg, model, tokenizer)
-        args = grpo_args(cfg, str(out.checkpoints_dir), vllm, [spec.weight for spec in specs])
+        args = grpo_args(cfg, str(out.checkpoints_dir), vllm, weights)
         callback = GRPOMetricsCallback(out, kl_threshold=cfg.kl_warn, window=cfg.hacking_window,
                                        live=cfg.live and is_main_process(), max_minutes=cfg.max_minutes)
         try:
