@@ -29,7 +29,7 @@
 #      per example: gsm8k_partN.log, arith_partN.log); and prints the table last.
 # Exit status: 0 when every lane ended normally (finished, or stopped for time), else 1.
 #
-# Environment: ROOT [runs/gemma3], GGUF, DATA [.data: gsm8k_train.jsonl, gsm8k_test.jsonl], SITE
+# Environment: CUDA_VISIBLE_DEVICES (the GPUs the lanes may use, e.g. 1 to leave GPU 0 to another job), ROOT [runs/gemma3], GGUF, DATA [.data: gsm8k_train.jsonl, gsm8k_test.jsonl], SITE
 # [/tmp/site], PY [python3], MODEL (tiny or a checkpoint folder: no conversion; CPU checks with
 # SMOKE=1), and any variable of the two examples (e.g. GRPO_MINUTES, A_MINUTES, RS, SMOKE).
 set -uo pipefail
@@ -86,8 +86,11 @@ elif [[ ! -f "$ROOT/base/config.json" ]]; then
   log "converting $GGUF -> $ROOT/base"
   "$PY" examples/gemma3_data.py convert --model "$GGUF" --out "$ROOT/base" || { log "conversion refused"; exit 1; }
 fi
+# lanes index the GPUs this call may use: CUDA_VISIBLE_DEVICES's entries when it is set (e.g. 1, to leave
+# GPU 0 to another benchmark), else 0 and 1
+IFS=, read -r -a GPU_IDS <<<"${CUDA_VISIBLE_DEVICES:-0,1}"
 if [[ -z "${MODEL:-}" && ! -f "$ROOT/base_check.json" ]]; then
-  CUDA_VISIBLE_DEVICES=0 "$PY" bench/real_model_check.py --model "$ROOT/base" --device cuda --dtype bfloat16 \
+  CUDA_VISIBLE_DEVICES=${GPU_IDS[0]} "$PY" bench/real_model_check.py --model "$ROOT/base" --device cuda --dtype bfloat16 \
     --out "$ROOT/base_check.json" || { log "real_model_check failed on CUDA: stopping"; exit 1; }
 fi
 
@@ -97,7 +100,7 @@ GPUS=${GPUS:-$((visible >= 2 ? 2 : 1))}
 ((visible >= GPUS || visible == 0)) || { log "--gpus $GPUS but $visible GPU(s) visible"; exit 1; }
 second=$((GPUS - 1))
 export DEADLINE=$((END - 40))
-log "part $PART: gsm8k lanes on GPU 0, arithmetic lanes on GPU $second; deadline in $((DEADLINE - $(date +%s))) s"
+log "part $PART: gsm8k lanes on GPU ${GPU_IDS[0]}, arithmetic lanes on GPU ${GPU_IDS[$second]:-$second}; deadline in $((DEADLINE - $(date +%s))) s"
 # four processes (lanes): the GSM8K base and SFT evaluations beside the SFT -> GRPO chain (they wait
 # for its SFT checkpoint), and the arithmetic (a) and (b) runs; each a plain run of its example script
 export PYTORCH_CUDA_ALLOC_CONF=${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True} OMP_NUM_THREADS=${OMP_NUM_THREADS:-4}
@@ -107,7 +110,7 @@ pids=() names=()
 for lane in "${lanes[@]}"; do
   read -r name gpu example setting <<<"$lane"
   out=$ROOT/${example/arithmetic/arith}
-  env CUDA_VISIBLE_DEVICES="$gpu" OUT="$out" MODEL="$BASE" DATA="$DATA" "$setting" \
+  env CUDA_VISIBLE_DEVICES="${GPU_IDS[$gpu]:-$gpu}" OUT="$out" MODEL="$BASE" DATA="$DATA" "$setting" \
     bash "examples/gemma3_$example.sh" >"$ROOT/logs/${name}_part$PART.log" 2>&1 &
   pids+=($!) names+=("$name")
 done
