@@ -8,6 +8,7 @@ rank 0, the summary) is r1kit.training.train_and_save, shared with grpo and dpo-
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,6 +87,14 @@ def finetune(cfg: FinetuneConfig, out: Any, ds: Any) -> Any:
                         completion_only_loss=True)
     trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tokenizer,
                          peft_config=cfg.lora_config(model), callbacks=[make_metrics_callback(out, title="sft")])
+    kept = len(trainer.train_dataset)
+    if not cfg.packing and kept < len(ds):  # trl drops the rows that truncation to max_length left no completion
+        if kept == 0:
+            raise R1kitError(f"every one of the {len(ds)} rows of {cfg.data} has its prompt fill --max-length "
+                             f"({cfg.max_length} tokens), leaving no completion to train on; raise --max-length")
+        out.log({"event": "dropped_overlong", "rows": len(ds) - kept, "kept": kept})
+        print(f"r1kit: {len(ds) - kept} of {len(ds)} rows dropped: their prompt fills --max-length "
+              f"({cfg.max_length} tokens)", file=sys.stderr)
     result = train_and_save(trainer, cfg, out, tokenizer, summary={"train_rows": len(ds)})
     out.extra["train_rows"] = len(ds)
     return result

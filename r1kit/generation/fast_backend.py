@@ -118,23 +118,28 @@ class FastBackend(GenerationBackend):
 
     def _stop_check(self, stop: list[str]):
         """The loop's stop callback: True for rows whose text so far holds a stop string."""
-        # A stop string of L characters spans at most L tokens (each token's text is non-empty);
-        # the tail also covers every token since the last check.
-        tail = self.check_every + max(map(len, stop)) + 4
-        tokenizer = self.tokenizer
-
-        def check(rows: list[list[int]]) -> list[bool]:
-            texts = tokenizer.batch_decode([r[-tail:] for r in rows], skip_special_tokens=True)
-            flags = []
-            for ids, text in zip(rows, texts):
-                hit = cut_at_stop(text, stop)[1] is not None
-                # confirm on the whole text: a tail can decode differently from the same tokens in context
-                flags.append(hit and cut_at_stop(tokenizer.decode(ids, skip_special_tokens=True), stop)[1] is not None)
-            return flags
-
-        return check
+        return stop_check(self.tokenizer, stop, self.check_every)
 
     def _progress(self, total: int):
         from r1kit.generation.hf import progress_bar
 
         return progress_bar(total, self.progress)
+
+
+def stop_check(tokenizer: Any, stop: list[str], check_every: int):
+    """A FastGenerator `stop` callback: True for the rows whose text so far holds a stop string
+    (used by this backend and by GRPO rollouts, r1kit/rl/fast_rollout.py)."""
+    # A stop string of L characters spans at most L tokens (each token's text is non-empty);
+    # the tail also covers every token since the last check.
+    tail = check_every + max(map(len, stop)) + 4
+
+    def check(rows: list[list[int]]) -> list[bool]:
+        texts = tokenizer.batch_decode([r[-tail:] for r in rows], skip_special_tokens=True)
+        flags = []
+        for ids, text in zip(rows, texts):
+            hit = cut_at_stop(text, stop)[1] is not None
+            # confirm on the whole text: a tail can decode differently from the same tokens in context
+            flags.append(hit and cut_at_stop(tokenizer.decode(ids, skip_special_tokens=True), stop)[1] is not None)
+        return flags
+
+    return check

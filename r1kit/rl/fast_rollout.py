@@ -25,6 +25,13 @@ foreach add_/mul_/addcdiv_ ops; the tensors are never replaced), so captured gra
 the current weights. LoRA (peft) layers are called like any other submodule, so adapters work;
 if any parameter's storage moves (model.to(), a reload), the generator notices and re-captures.
 DeepSpeed ZeRO-3 and FSDP shard the weights, hence the fall back to trl there.
+
+Stop strings (`fast_rollout_stop`, grpo's `--stop`): the loop ends a row once its text holds one
+(checked every `check_every` decode steps, so a row may run a few tokens past it). Whatever path
+generated them, `cut_at_stop_strings` then cuts every completion after the token that completed
+the stop string (the tokens the model produced up to there are trained, as vLLM counts them; the
+EOS that trl's own path may have generated later is gone), and `stop_text` cuts the text the rewards
+see before the stop string, as `r1kit evaluate --stop` does (r1kit.generation.base).
 """
 
 from __future__ import annotations
@@ -73,6 +80,7 @@ class FastRolloutMixin:
     fast_rollout_mode: str | bool = "auto"
     fast_rollout_keep_cache: bool = False
     fast_rollout_logprobs: bool = False
+    fast_rollout_stop: tuple[str, ...] = ()
     fast_rollout_min_bucket: int = 8
     fast_rollout_kv_block: int | None = None
     fast_rollout_repeat_window: int = 0
@@ -157,6 +165,11 @@ class FastRolloutMixin:
         gen = self._fast_generator(model, len(prompt_ids), max(map(len, prompt_ids)) + max_new)
         import torch
 
+        stop = None
+        if self.fast_rollout_stop:
+            from r1kit.generation.fast_backend import stop_check
+
+            stop = stop_check(self._tokenizer, list(self.fast_rollout_stop), gen.check_every)
         track = gen.on_cuda and not self.fast_rollout_keep_cache  # what a released rollout leaves behind
         before = torch.cuda.memory_allocated(gen.device) if track else 0
         t0 = time.perf_counter()
@@ -174,6 +187,7 @@ class FastRolloutMixin:
                 min_new_tokens=int(kw.get("min_new_tokens") or 0),
                 seed=None,
                 return_logprobs=self.fast_rollout_logprobs,
+                stop=stop,
                 repeat_window=self.fast_rollout_repeat_window,
             )
         seconds = time.perf_counter() - t0
@@ -204,3 +218,37 @@ class FastRolloutMixin:
         completion_ids = [o.token_ids for o in outs]
         logprobs = [o.logprobs for o in outs] if self.fast_rollout_logprobs else None
         return completion_ids, logprobs
+
+
+def cut_at_stop_strings(tokenizer: Any, completion_ids: list, logprobs: list | None, stop: list[str] | tuple):
+    """Each completion cut after the token that completed its first stop string (and its sampling
+    log-probs with it); completions without one are returned as they are. Returns (ids, logprobs,
+    stopped: one flag per completion)."""
+    from r1kit.generation.base import cut_at_stop, tokens_to_stop
+
+    stop = list(stop)
+    texts = tokenizer.batch_decode([list(map(int, ids)) for ids in completion_ids], skip_special_tokens=True)
+    out_ids, out_lp, stopped = [], None if logprobs is None else [], []
+    for k, (ids, text) in enumerate(zip(completion_ids, texts)):
+        ids = list(map(int, ids))
+        stopped.append(cut_at_stop(text, stop)[1] is not None)
+        keep = tokens_to_stop(tokenizer, ids, stop) if stopped[-1] else len(ids)
+        out_ids.append(ids[:keep])
+        if out_lp is not None:
+            out_lp.append(logprobs[k][:keep] if logprobs[k] is not None else None)
+    return out_ids, out_lp, stopped
+
+
+def stop_text(completion: Any, stop: list[str] | tuple) -> Any:
+    """A completion as the rewards should see it: its text cut before the first stop string (a
+    plain string, or trl's chat form [{"role": "assistant", "content": ...}])."""
+    from r1kit.generation.base import cut_at_stop
+
+    if isinstance(completion, str):
+        return cut_at_stop(completion, list(stop))[0]
+    if isinstance(completion, list) and completion and isinstance(completion[-1], dict):
+        last = dict(completion[-1])
+        if isinstance(last.get("content"), str):
+            last["content"] = cut_at_stop(last["content"], list(stop))[0]
+        return [*completion[:-1], last]
+    return completion

@@ -24,6 +24,9 @@ r1kit adds:
   prioritized success rates updated from every batch of rollouts and saved with checkpoints;
 - rollouts through r1kit's CUDA-graph decode loop on a GPU (FastRolloutMixin,
   r1kit/rl/fast_rollout.py), and `rollout/tokens_per_s` in the metrics;
+- stop strings for rollouts (`stop`, grpo's --stop; trl has none for its own generate): on every
+  rollout path the completion ends after the token that completed the stop string, and the
+  rewards read its text before the stop string.
 - several optimizer steps per rollout batch (R1 / DeepSeekMath minibatches): trl's own
   `steps_per_generation` (r1kit/rl/trl_args.py), π_old being the policy that sampled the batch;
 - Kimi k1.5's optimizer reset (`reset_optimizer`): the optimizer state is emptied whenever a new
@@ -53,7 +56,7 @@ from trl import GRPOTrainer
 
 from r1kit.errors import R1kitError
 from r1kit.rl.dynamic import choose_groups, keep_mask, zero_variance_groups
-from r1kit.rl.fast_rollout import FastRolloutMixin
+from r1kit.rl.fast_rollout import FastRolloutMixin, cut_at_stop_strings, stop_text
 from r1kit.rl.losses import group_advantages, group_mean_baseline, kimi_loss, masked_mean
 from r1kit.rl.partial import PartialRollouts
 from r1kit.rl.samplers import CurriculumSampler, PrioritizedSampler
@@ -107,6 +110,7 @@ class R1Options:
     success_reward: str = "accuracy"   # reward whose value is a prompt's success (prioritized)
     fast_rollout: str | None = None    # auto | on | off (FastRolloutMixin); None: the class's setting
     fast_rollout_keep_cache: bool | None = None
+    stop: tuple[str, ...] = ()         # rollouts end at these strings (FastRolloutMixin docstring)
     reset_optimizer: bool = False      # Kimi: empty the optimizer state at each new rollout batch
     rollout_token_budget: int = 0      # Kimi partial rollouts: new tokens per trajectory per iteration
     rollout_max_age: int = 0           # continuations before a trajectory ends as truncated (0 = no limit)
@@ -121,6 +125,7 @@ class R1GRPOTrainer(FastRolloutMixin, GRPOTrainer):
             self.fast_rollout = self.r1.fast_rollout
         if self.r1.fast_rollout_keep_cache is not None:
             self.fast_rollout_keep_cache = self.r1.fast_rollout_keep_cache
+        self.fast_rollout_stop = tuple(self.r1.stop)
         self._r1_sampler: PrioritizedSampler | CurriculumSampler | None = None
         self._r1_last: tuple[torch.Tensor, list[int]] | None = None
         self._r1_refill_gen = torch.Generator().manual_seed(12345)
@@ -179,8 +184,13 @@ class R1GRPOTrainer(FastRolloutMixin, GRPOTrainer):
         t0 = time.perf_counter()
         completion_ids, logprobs = super()._generate_single_turn(prompt_ids, images, multimodal_fields,
                                                                  num_generations, has_tool_images)
-        seconds = time.perf_counter() - t0
         mode = "train" if self.model.training else "eval"
+        if self.r1.stop:  # every path (r1kit's loop, trl's generate, vLLM) ends at the stop strings
+            completion_ids, logprobs, stopped = cut_at_stop_strings(self._tokenizer, completion_ids, logprobs,
+                                                                    self.r1.stop)
+            # trl's completions/clipped_ratio counts these too (no EOS at their end)
+            self._metrics[mode]["completions/stopped_ratio"].append(sum(stopped) / max(len(stopped), 1))
+        seconds = time.perf_counter() - t0
         tokens = sum(len(ids) for ids in completion_ids)
         self._metrics[mode]["rollout/tokens_per_s"].append(tokens / max(seconds, 1e-9))
         return completion_ids, logprobs
@@ -219,6 +229,8 @@ class R1GRPOTrainer(FastRolloutMixin, GRPOTrainer):
                                loss=self.r1.partial_loss)
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        if self.r1.stop:  # the rewards read the text before the stop string, as `evaluate --stop` does
+            completions = [stop_text(c, self.r1.stop) for c in completions]
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         if self._r1_rollouts is not None and self.model.training:
             # rows of groups still running hold a placeholder: no reward, so no advantage, no metrics

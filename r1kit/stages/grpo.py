@@ -119,6 +119,11 @@ class Config(TrainingOptions, RewardOptions, DecodingOptions, PromptOptions, Mod
                               "device, a smaller value accumulates gradients.")
     max_completion_length: int = option(1024, "Longest completion in tokens.")
     top_p: float = restate("top_p", 1.0, "grpo: 1.0, so that rollouts are samples of the policy.")
+    stop: list[str] = option([], "Stop string for rollouts (repeatable; e.g. 'Question:' or a newline after few-shot "
+                             "prompts of a base model): a completion ends where it first writes one; the rewards read "
+                             "the text before it, and training keeps the tokens up to the one that completed it. "
+                             "Logged as completions/stopped_ratio (trl's clipped_ratio counts them too: no EOS).",
+                             metavar="TEXT")
     loss: str = option("grpo", "Loss: grpo (per-sequence mean, the paper), dapo (token-level), dr_grpo "
                        "(Σ/(B×max length)), kimi (Kimi k1.5 mirror descent).", choices=LOSSES)
     tau: float = option(0.1, "Kimi τ: weight of the KL to the previous policy in --loss kimi.")
@@ -296,13 +301,19 @@ def _check_reference(cfg: Config) -> None:
 
 
 def _check_sampling(cfg: Config) -> None:
-    """DAPO dynamic sampling, the Kimi prompt samplers and the vLLM server client."""
+    """DAPO dynamic sampling, the Kimi prompt samplers, the vLLM server client and rollout stop strings."""
     if cfg.vllm_server and importlib.util.find_spec("vllm") is None:  # trl's client needs vllm too
         raise R1kitError(f"--vllm-server {cfg.vllm_server} needs the vllm package here too (pip install 'r1kit[vllm]')")
     if cfg.dynamic_sampling == "refill" and _world() > 1:
         raise R1kitError(f"--dynamic-sampling refill runs on one process (found {_world()}); use --dynamic-sampling mask")
     if cfg.dynamic_sampling == "refill" and cfg.refill_tries < 1:
         raise R1kitError(f"--refill-tries ({cfg.refill_tries}) must be >= 1")
+    if any(not s for s in cfg.stop):
+        raise R1kitError("--stop needs a non-empty string")
+    if cfg.stop and cfg.mask_truncated:
+        # trl counts a completion without a final EOS as truncated, and one ended by a stop string has none
+        raise R1kitError("--mask-truncated would leave every completion ended by a --stop string out of the loss "
+                         "(trl sees no EOS at its end); drop one of them")
 
 
 def _check_iterations(cfg: Config) -> None:
@@ -318,6 +329,9 @@ def _check_iterations(cfg: Config) -> None:
     if (cfg.rollout_token_budget or cfg.repeat_stop) and (cfg.vllm_server or cfg.use_vllm == "on"):
         raise R1kitError("partial rollouts and --repeat-stop run on r1kit's decode loop or transformers' generate, "
                          "not on vLLM: set --use-vllm off")
+    if (cfg.rollout_token_budget or cfg.repeat_stop) and cfg.stop:
+        raise R1kitError("--stop strings and partial rollouts / --repeat-stop do not combine yet (a trajectory "
+                         "ended by a stop string would be continued): drop --stop or the partial-rollout options")
     world, G = _world(), cfg.num_generations
     if (cfg.rollout_token_budget or cfg.repeat_stop) and (cfg.completions_per_rollout // world) % G:
         raise R1kitError(f"partial rollouts need whole groups on each process: {cfg.completions_per_rollout} "
@@ -377,7 +391,7 @@ def run(cfg: Config):
         priority_floor=cfg.priority_floor, success_reward=cfg.success_reward,
         initial_success=ds["pass_rate"] if cfg.sampler == "prioritized" and "pass_rate" in ds.column_names else None,
         fast_rollout={"auto": "auto", "fast": "on", "hf": "off"}[cfg.rollout],
-        fast_rollout_keep_cache=cfg.rollout_cache == "keep",
+        fast_rollout_keep_cache=cfg.rollout_cache == "keep", stop=tuple(cfg.stop),
         reset_optimizer=cfg.reset_optimizer, rollout_token_budget=cfg.rollout_token_budget,
         rollout_max_age=cfg.rollout_max_age, repeat_stop=cfg.repeat_stop, partial_loss=cfg.partial_loss,
     )
