@@ -33,6 +33,7 @@ SHARED_OUTSIDE_GROUPS = {
     "beta": "the KL coefficient to the reference model (grpo's k3 term, DPO's beta)",
     "samples": "a saved samples table used instead of generating (evaluate, dpo-shorten)",
     "loss": "the loss function (grpo: grpo/dapo/dr_grpo/kimi; dpo-shorten: trl's DPO loss types)",
+    "stop": "stop strings: a completion ends where it first writes one (grpo's rollouts, evaluate's samples)",
 }
 
 
