@@ -14,7 +14,10 @@ which keeps `--help` fast.
 
 Errors: a user's mistake (R1kitError) and a failure of the user's disk or paths
 (full disk, file-size limit, permission denied, read-only) print one line and
-exit with status 2; anything else is a bug and keeps its traceback. SIGTERM is
+exit with status 2, and so does a flag the stage does not have, or a value of the
+wrong type (`StageCommand`: the nearest flag of the stage, or the one that means
+what another stage's name for it means); anything else is a bug and keeps its
+traceback. SIGTERM is
 handled like Ctrl-C (exit 128 + signal): a stage keeps its trainer checkpoints
 and prints the command that resumes. R1KIT_DEBUG=1 shows every traceback.
 """
@@ -33,10 +36,15 @@ import typing
 from typing import Any
 
 import typer
+from typer.core import TyperCommand
 
 from r1kit import __version__, trl_names
 from r1kit.config import base_type, build_config, field_types, flag_name, other_names
 from r1kit.errors import R1kitError
+from r1kit.lookup import close_match
+
+# The click typer runs on: its own vendored copy (typer >= 0.2x) or the click package (older typer).
+click_errors = importlib.import_module(TyperCommand.__mro__[1].__module__.rpartition(".")[0] + ".exceptions")
 
 # command name -> module. A command is registered once its stage exists.
 STAGES: dict[str, str] = {
@@ -232,6 +240,58 @@ def verbatim_blocks(doc: str) -> str:
     return "\n".join(out)
 
 
+class StageCommand(TyperCommand):
+    """A stage's command: a mistake on the command line itself (a flag the stage lacks, a missing
+    value, a value of the wrong type) is one line and exit 2, like every other user mistake, instead
+    of click's usage block, whose "Possible options" is the nearest string, not the nearest meaning
+    (`rejection-sample --policy` suggested --split)."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click_errors.UsageError as exc:
+            if os.environ.get("R1KIT_DEBUG") == "1":
+                raise
+            stage = self.name if self.name in STAGES else f"{ctx.parent.info_name} {self.name}"
+            if isinstance(exc, click_errors.NoSuchOption):
+                line = unknown_flag(stage, exc.option_name)
+            else:
+                line = " ".join(exc.format_message().split()).rstrip(".")
+            print(f"r1kit: error: {line}; `r1kit {stage} --help` lists its options", file=sys.stderr)
+            raise typer.Exit(2) from None
+
+
+def _flags(cls: type, hidden: bool = True) -> dict[str, str]:
+    """flag -> the field it sets, for a stage's Config: its fields, and with hidden=True also their
+    other names (old names, trl's) and trl's translated keys (which set no single field: "")."""
+    fields = [f.name for f in dataclasses.fields(cls)]
+    flags = {flag_name(n): n for n in fields}
+    if hidden:
+        flags.update({flag_name(old): new for old, new in other_names(cls).items()})
+        flags.update({flag_name(key): "" for key in trl_names.flag_types(set(fields))})
+    return flags
+
+
+def unknown_flag(stage: str, flag: str) -> str:
+    """What to say about `flag`, which `stage` lacks: another stage's other name of one of this
+    stage's options (distill's old --policy is --keep), else the stage's nearest flag, else the
+    stages that have it."""
+    name = flag.lstrip("-").replace("_", "-")
+    configs = {s: importlib.import_module(m).Config for s, m in STAGES.items()}
+    own = _flags(configs[stage], hidden=False)
+    said = f"{stage} has no option {flag}"
+    for other, cls in configs.items():
+        target = _flags(cls).get(name)
+        if target and flag_name(target) in own and flag_name(target) != name:
+            kind = "old" if name.replace("-", "_") in getattr(cls, "DEPRECATED", {}) else "other"
+            return f"{said} (did you mean --{flag_name(target)}? {flag} is {other}'s {kind} name for it)"
+    close = close_match(name, own, cutoff=0.7)
+    if close:
+        return f"{said} (did you mean --{close}?)"
+    having = [other for other, cls in configs.items() if name in _flags(cls)]
+    return f"{said} (an option of {', '.join(having)})" if having else said
+
+
 def _register() -> None:
     for name, module_name in STAGES.items():
         parts = name.split()
@@ -241,7 +301,7 @@ def _register() -> None:
                 _groups[parts[0]] = typer.Typer(help=f"Support commands: {parts[0]}.", no_args_is_help=True)
                 app.add_typer(_groups[parts[0]], name=parts[0])
             target = _groups[parts[0]]
-        target.command(parts[-1])(_make_command(module_name))
+        target.command(parts[-1], cls=StageCommand)(_make_command(module_name))
 
 
 def _version_callback(value: bool) -> None:
