@@ -10,7 +10,7 @@ import shutil
 
 import pytest
 from conftest import run_cli
-from test_partial_rollouts import EOS, Script, full, rows, step
+from test_partial_rollouts import EOS, Script, rows, step
 
 from r1kit.rl.partial import Group, PartialRollouts, Trajectory, check_row, merge_states
 
