@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -219,6 +220,7 @@ def train_and_save(trainer: Any, cfg: Any, out: Any, tokenizer: Any, *,
     from transformers import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)  # r1kit's progress lines and metrics.jsonl replace its prints
+    warn_lost_updates(trainer, out)
     with out.timed("train"):
         result = trainer.train(resume_from_checkpoint=resolve_resume(cfg.resume, out.checkpoints_dir))
     save_trained(trainer, tokenizer, out.model_dir, lora=cfg.lora, merge=cfg.merge_lora)
@@ -226,6 +228,52 @@ def train_and_save(trainer: Any, cfg: Any, out: Any, tokenizer: Any, *,
     out.log({"event": "summary", **result.metrics, **(extra or {})})
     out.extra["global_step"] = trainer.state.global_step
     return result
+
+
+def lost_update_fraction(params, learning_rate: float) -> tuple[float, str | None]:
+    """Share of the trainable half-precision weights that a step of size `learning_rate` leaves
+    unchanged, and their dtype (None when no trainable weight is bf16 / fp16).
+
+    Adam moves each weight by about the learning rate per step. A bf16 weight w holds 8 significant
+    bits, so its spacing is 2^(floor(log2|w|) - 7) (fp16: - 10), and adding less than half of it
+    rounds back to w: the update is lost. Trained directly in bf16 (a bf16 checkpoint loaded with
+    --dtype auto, no fp32 master copy), RL's small learning rates (R1: 3e-6) can leave most weights
+    frozen. Estimated on up to ~200k weights taken at even strides.
+    """
+    import torch
+
+    mantissa = {torch.bfloat16: 7, torch.float16: 10}
+    half = [p for p in params if p.requires_grad and p.dtype in mantissa]
+    if not half:
+        return 0.0, None
+    total = sum(p.numel() for p in half)
+    stride = max(1, total // 200_000)
+    lost = seen = 0
+    for p in half:
+        w = p.detach().flatten()[::stride].float().abs()
+        w = w[w > 0]
+        spacing = torch.exp2(torch.floor(torch.log2(w)) - mantissa[p.dtype])
+        lost += int((learning_rate < spacing / 2).sum())
+        seen += w.numel()
+    return lost / max(seen, 1), str(half[0].dtype).removeprefix("torch.")
+
+
+def warn_lost_updates(trainer: Any, out: Any) -> None:
+    """One warning line (rank 0) and a metrics.jsonl event when most trainable weights are half
+    precision values the learning rate cannot move (`lost_update_fraction`). Not under DeepSpeed
+    or FSDP, which keep fp32 master weights, nor with LoRA, whose adapters peft keeps in fp32."""
+    if getattr(trainer, "is_deepspeed_enabled", False) or getattr(trainer, "is_fsdp_enabled", False):
+        return
+    lr = float(trainer.args.learning_rate)
+    fraction, dtype = lost_update_fraction(trainer.model.parameters(), lr)
+    if dtype is None or fraction < 0.5:
+        return
+    out.log({"event": "lost_updates", "fraction": round(fraction, 4), "dtype": dtype, "learning_rate": lr})
+    if trainer.is_world_process_zero():
+        print(f"r1kit: warning: {fraction:.0%} of the trainable weights are {dtype} values that a step of "
+              f"--learning-rate {lr:g} cannot change (less than half of their {dtype} spacing); train them in "
+              "float32 with --dtype float32 (mixed precision stays on), or use --lora, FSDP or DeepSpeed "
+              "(fp32 master weights)", file=sys.stderr, flush=True)
 
 
 def make_metrics_callback(out, *, total_steps: int | None = None, title: str = "training"):

@@ -42,7 +42,13 @@ by `--repeat-penalty`), so repeating costs reward as well as tokens.
 
 Counting: every generated token belongs to exactly one segment (`Trajectory.segments` sums to
 the trajectory's length); `partial/new_tokens` counts each token once, in the iteration that
-generated it. The buffer is not saved with checkpoints: a resumed run starts with an empty one.
+generated it.
+
+Checkpoints: `state_dict()` is the buffer (every waiting group's rows, tokens, segments and ends)
+and the iteration counter, as JSON; R1GRPOTrainer writes one file per process into each
+checkpoint folder and `--resume` loads it, so a resumed run continues the buffered trajectories
+from their saved tokens, as the uninterrupted run would have. Dataset rows travel in it as they
+are: JSON values only (tuples become lists); `check_row` refuses anything else up front.
 """
 
 from __future__ import annotations
@@ -50,9 +56,11 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 ENDS = ("eos", "length", "stop", "repeat", "age")
 LOSS_SPANS = ("segment", "trajectory")
+STATE_VERSION = 1
 
 
 @dataclass
@@ -115,6 +123,38 @@ class PartialRollouts:
 
     def rows(self) -> list[Trajectory]:
         return [t for g in self.groups for t in g.members]
+
+    def state_dict(self) -> dict:
+        """What the next iteration needs, as JSON values: the iteration counter (segments are
+        tagged with it) and the buffered groups. The current batch (`groups`) is not kept: its
+        complete groups are trained in this iteration and its incomplete ones are in the buffer."""
+        return {
+            "version": STATE_VERSION, "iteration": self.iteration, "group_size": self.group_size,
+            "buffer": [{"born": g.born, "members": [
+                {"row": check_row(t.row), "tokens": list(t.tokens), "segments": [list(s) for s in t.segments],
+                 "end": t.end} for t in g.members]} for g in self.buffer],
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore `state_dict()`'s buffer and iteration; ValueError when it cannot continue under
+        this run's settings (another G, or a trajectory already at --max-completion-length)."""
+        if state.get("version") != STATE_VERSION:
+            raise ValueError(f"partial-rollout state version {state.get('version')!r}, expected {STATE_VERSION}")
+        buffer = []
+        for g in state["buffer"]:
+            members = [Trajectory(dict(m["row"]), [int(x) for x in m["tokens"]],
+                                  [(int(i), int(n)) for i, n in m["segments"]], str(m["end"])) for m in g["members"]]
+            if len(members) != self.group_size:
+                raise ValueError(f"a buffered group has {len(members)} trajectories, this run's G is {self.group_size}")
+            for t in members:
+                if t.end not in ("", *ENDS) or sum(n for _, n in t.segments) != len(t.tokens):
+                    raise ValueError(f"a buffered trajectory is inconsistent (end {t.end!r}, {len(t.tokens)} tokens, "
+                                     f"segments {t.segments})")
+                if not t.finished and len(t.tokens) >= self.max_length:
+                    raise ValueError(f"a buffered trajectory already has {len(t.tokens)} tokens, not below this "
+                                     f"run's max length {self.max_length}")
+            buffer.append(Group(members, int(g["born"])))
+        self.iteration, self.buffer, self.groups, self.stats = int(state["iteration"]), buffer, [], {}
 
     def plan(self, rows: Sequence[dict]) -> list[dict]:
         """This iteration's batch: buffered groups first (oldest first), then the fresh groups of
@@ -203,6 +243,40 @@ class PartialRollouts:
     def lengths(self) -> list[tuple[int, bool]]:
         """(length, ended with EOS) of every trajectory trained this iteration."""
         return [(len(t.tokens), t.end == "eos") for g in self.groups if g.complete for t in g.members]
+
+
+def check_row(row: dict) -> dict:
+    """`row` as JSON values (tuples become lists), so a buffered trajectory's dataset row can be
+    saved with a checkpoint and read back equal; ValueError naming the column for anything else
+    (bytes, images, numpy values, non-string keys), which JSON would refuse or silently change."""
+
+    def plain(value: Any, where: str) -> Any:
+        if value is None or isinstance(value, (bool, int, float, str)):
+            return value
+        if isinstance(value, (list, tuple)):
+            return [plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        if isinstance(value, dict):
+            bad = [k for k in value if not isinstance(k, str)]
+            if bad:
+                raise ValueError(f"column {where!r} holds a mapping with a non-string key {bad[0]!r}")
+            return {k: plain(v, f"{where}.{k}") for k, v in value.items()}
+        raise ValueError(f"column {where!r} holds a {type(value).__name__}, not a JSON value")
+
+    return {str(k): plain(v, str(k)) for k, v in row.items()}
+
+
+def merge_states(states: Sequence[dict], processes: int) -> list[dict]:
+    """Deal the buffers of a checkpoint written by len(states) processes out to `processes` ones:
+    all buffered groups, oldest first (then by writing rank), go round-robin, so each process
+    continues its share oldest first. A group carries its own rows, so any process can continue it;
+    every process counts iterations in step, so the counters agree."""
+    iterations = {int(s["iteration"]) for s in states}
+    if len(iterations) != 1:
+        raise ValueError(f"the processes' partial-rollout states disagree on the iteration: {sorted(iterations)}")
+    groups = sorted(((g["born"], rank, k, g) for rank, s in enumerate(states) for k, g in enumerate(s["buffer"])),
+                    key=lambda x: x[:3])
+    base = {k: v for k, v in states[0].items() if k != "buffer"}
+    return [{**base, "buffer": [g for *_, g in groups[p::processes]]} for p in range(processes)]
 
 
 def first_repeat_end(tokens: Sequence[int], window: int, start: int = 0) -> int | None:

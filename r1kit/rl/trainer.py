@@ -34,7 +34,8 @@ r1kit adds:
 - Kimi k1.5's partial rollouts and repeat detection (`PartialRollouts`, r1kit/rl/partial.py): the
   batch's rows are planned (buffered groups first), each trajectory gets at most a token budget per
   iteration, rows of incomplete groups get no reward and leave the loss, and for the others the loss
-  mask (trl's `tool_mask`) covers only the segment generated in this iteration.
+  mask (trl's `tool_mask`) covers only the segment generated in this iteration; the replay buffer
+  is saved into every checkpoint (one file per process) and restored by `--resume`.
 
 The private trl methods and attributes this relies on are listed in `TRL_CONTRACT`, which
 tests/test_trl_contract.py checks against the installed trl.
@@ -42,6 +43,7 @@ tests/test_trl_contract.py checks against the installed trl.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import time
@@ -58,11 +60,12 @@ from r1kit.errors import R1kitError
 from r1kit.rl.dynamic import choose_groups, keep_mask, zero_variance_groups
 from r1kit.rl.fast_rollout import FastRolloutMixin, cut_at_stop_strings, stop_text
 from r1kit.rl.losses import group_advantages, group_mean_baseline, kimi_loss, masked_mean
-from r1kit.rl.partial import PartialRollouts
+from r1kit.rl.partial import PartialRollouts, check_row, merge_states
 from r1kit.rl.samplers import CurriculumSampler, PrioritizedSampler
 
 INDEX_COLUMN = "r1kit_index"
 SAMPLER_STATE = "r1kit_sampler.json"
+PARTIAL_STATE = "r1kit_partial_rank{rank}.json"  # one per process: each holds its own replay buffer
 _LEFT_PADDED = ("prompt_ids", "prompt_mask")
 _RIGHT_PADDED = ("completion_ids", "completion_mask", "old_per_token_logps", "ref_per_token_logps",
                  "sampling_per_token_logps", "importance_sampling_ratio")
@@ -142,6 +145,7 @@ class R1GRPOTrainer(FastRolloutMixin, GRPOTrainer):
         names = list(self.reward_func_names)
         self._r1_success_col = names.index(self.r1.success_reward) if self.r1.success_reward in names else None
         self.add_callback(_SamplerStateSaver(self))
+        self.add_callback(_PartialStateSaver(self))
         self.add_callback(_SkipEmptySteps(self))
 
     # ---- prompt sampling -------------------------------------------------------------------
@@ -221,6 +225,12 @@ class R1GRPOTrainer(FastRolloutMixin, GRPOTrainer):
         if local % self.num_generations:
             raise R1kitError(f"partial rollouts need whole groups on each process: {local} completions per process "
                              f"is not a multiple of G={self.num_generations}")
+        if self.args.save_strategy != "no" and self.train_dataset is not None and len(self.train_dataset):
+            try:  # the buffer's rows go into every checkpoint: refuse before training, not at the first save
+                check_row(dict(self.train_dataset[0]))
+            except ValueError as err:
+                raise R1kitError(f"partial rollouts save the buffered prompts' rows with each checkpoint, and {err}; "
+                                 "drop that column from --data or turn checkpoints off") from None
         budget = self.r1.rollout_token_budget or self.max_completion_length
         self.fast_rollout_repeat_window = self.r1.repeat_stop
         return PartialRollouts(self.num_generations, min(budget, self.max_completion_length),
@@ -458,7 +468,35 @@ class R1GRPOTrainer(FastRolloutMixin, GRPOTrainer):
         if path and os.path.exists(path):
             with open(path) as fh:
                 self._r1_pending_sampler_state = json.load(fh)  # read when the sampler is built
+        if resume_from_checkpoint and self._r1_rollouts is not None:
+            self._r1_load_partial(resume_from_checkpoint)
         return super().train(resume_from_checkpoint, *args, **kwargs)
+
+    def _r1_load_partial(self, folder: str) -> None:
+        """Restore this process's replay buffer from the checkpoint. Written by another number of
+        processes, the buffers of all of them are dealt out over this run's (`merge_states`)."""
+        states = []
+        while os.path.exists(path := os.path.join(folder, PARTIAL_STATE.format(rank=len(states)))):
+            with open(path) as fh:
+                states.append(json.load(fh))
+        present = len(glob.glob(os.path.join(folder, PARTIAL_STATE.format(rank="*"))))
+        if not present:
+            import warnings
+
+            warnings.warn(f"{folder} holds no partial-rollout buffer (saved without --rollout-token-budget or by "
+                          "an older r1kit): the resumed run starts with an empty one", stacklevel=2)
+            return
+        written = {int(s.get("processes", -1)) for s in states}
+        if written != {len(states)} or present != len(states):
+            raise R1kitError(f"{folder} holds {present} partial-rollout buffer file(s), ranks 0..{len(states) - 1} in a "
+                             f"row, written by {sorted(written)} process(es): the checkpoint is incomplete; resume "
+                             "from another")
+        n = self.accelerator.num_processes
+        mine = states if len(states) == n else merge_states(states, n)
+        try:
+            self._r1_rollouts.load_state_dict(mine[self.accelerator.process_index])
+        except ValueError as err:
+            raise R1kitError(f"cannot continue the partial rollouts saved in {folder}: {err}") from None
 
 
 # partial-rollout counts summed over processes into metrics.jsonl as partial/<name> (r1kit/rl/partial.py)
@@ -502,6 +540,26 @@ class _SamplerStateSaver(TrainerCallback):
             folder = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
             with open(os.path.join(folder, SAMPLER_STATE), "w") as fh:
                 json.dump(sampler.state_dict(), fh)
+
+
+class _PartialStateSaver(TrainerCallback):
+    """Writes each process's partial-rollout replay buffer into each checkpoint folder (every
+    rank: the buffers differ), through a temporary file so that a cut-short save leaves none."""
+
+    def __init__(self, trainer: R1GRPOTrainer):
+        self.trainer = trainer
+
+    def on_save(self, args, state, control, **kwargs):
+        rollouts = self.trainer._r1_rollouts
+        if rollouts is None:
+            return
+        accelerator = self.trainer.accelerator
+        folder = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
+        os.makedirs(folder, exist_ok=True)
+        path = os.path.join(folder, PARTIAL_STATE.format(rank=accelerator.process_index))
+        with open(path + ".tmp", "w") as fh:
+            json.dump({**rollouts.state_dict(), "processes": accelerator.num_processes}, fh)
+        os.replace(path + ".tmp", path)
 
 
 def _concat_outputs(outs: list[dict]) -> dict:

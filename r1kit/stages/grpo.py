@@ -51,8 +51,10 @@ in an earlier iteration counts in its group's mean and std but adds no loss term
 earlier segments and excludes only "certain segments", which `--partial-loss trajectory` (the kimi
 preset) approximates by training every token as if the current policy had sampled it, with no
 importance correction. With a budget below the typical length, segment mode lost accuracy on the
-CPU learning check and trajectory mode did not (bench/RESULTS.md). The buffer is not saved with
-checkpoints (a resumed run starts with it empty), and vLLM rollouts do not support it.
+CPU learning check and trajectory mode did not (bench/RESULTS.md). The buffer is saved with every
+checkpoint, one file per process, and `--resume` continues its trajectories (resumed with another
+number of processes, all the buffered groups are dealt out over the new ones, oldest first); vLLM
+rollouts do not support it.
 `--rollout-max-age A` ends a trajectory as truncated after A continuations.
 
 (6) Repeat detection checks every 16 decoding steps on r1kit's loop and at segment ends on
@@ -185,8 +187,8 @@ class Config(TrainingOptions, RewardOptions, DecodingOptions, PromptOptions, Mod
                                    "rollout batch, the start of a mirror-descent iteration; with "
                                    "--updates-per-rollout 1 every step is then Adam's first (≈ lr·sign(g)).")
     rollout_token_budget: int = option(0, "Kimi partial rollouts: at most T new tokens per trajectory per iteration; "
-                                       "an unfinished one waits in a replay buffer and continues next iteration "
-                                       "(0 = off).")
+                                       "an unfinished one waits in a replay buffer (saved with checkpoints) and "
+                                       "continues next iteration (0 = off).")
     rollout_max_age: int = option(0, "Partial rollouts: continue a trajectory in at most A later iterations, then end "
                                   "it as truncated (0 = only --max-completion-length ends it).")
     partial_loss: str = option("segment", "Partial rollouts' loss: segment (each trajectory's newest segment, "
