@@ -5,11 +5,19 @@ the option groups of r1kit/options.py: the single source of defaults and help
 text), a `run(config)` function and a docstring whose first line is the
 command's summary. The flags of a command are built from the dataclass fields
 here, so nothing about a stage's options is written twice; a renamed option's
-old name (r1kit.config.other_names) is a hidden flag that still works. Stage modules import torch only inside `run`, which keeps `--help` fast.
+old name and the other names of an option (trl's, r1kit.config.other_names) are
+hidden flags that still work, and every flag may be written with underscores
+(`--learning_rate`, as trl's command lines do) as well as dashes. A stage's
+`--help` shows the indented blocks of its docstring (the example commands) as
+written, so that they paste. Stage modules import torch only inside `run`,
+which keeps `--help` fast.
 
 Errors: a user's mistake (R1kitError) and a failure of the user's disk or paths
 (full disk, file-size limit, permission denied, read-only) print one line and
-exit with status 2; anything else is a bug and keeps its traceback. SIGTERM is
+exit with status 2, and so does a flag the stage does not have, or a value of the
+wrong type (`StageCommand`: the nearest flag of the stage, or the one that means
+what another stage's name for it means); anything else is a bug and keeps its
+traceback. SIGTERM is
 handled like Ctrl-C (exit 128 + signal): a stage keeps its trainer checkpoints
 and prints the command that resumes. R1KIT_DEBUG=1 shows every traceback.
 """
@@ -25,13 +33,18 @@ import re
 import signal
 import sys
 import typing
-from typing import Any, Optional
+from typing import Any
 
 import typer
+from typer.core import TyperCommand
 
-from r1kit import __version__
+from r1kit import __version__, trl_names
 from r1kit.config import base_type, build_config, field_types, flag_name, other_names
 from r1kit.errors import R1kitError
+from r1kit.lookup import close_match
+
+# The click typer runs on: its own vendored copy (typer >= 0.2x) or the click package (older typer).
+click_errors = importlib.import_module(TyperCommand.__mro__[1].__module__.rpartition(".")[0] + ".exceptions")
 
 # command name -> module. A command is registered once its stage exists.
 STAGES: dict[str, str] = {
@@ -103,7 +116,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    # trl's and open-r1's command lines write flags with underscores (--learning_rate): click compares
+    # every option name (and command name) after this, so both spellings reach the same option
+    context_settings={"help_option_names": ["-h", "--help"], "token_normalize_func": lambda name: name.replace("_", "-")},
 )
 _groups: dict[str, typer.Typer] = {}
 
@@ -127,22 +142,29 @@ def _param_for(field: dataclasses.Field, tp: Any, name_override: str | None = No
         help_text += f" [default: {default}]"
     name = "--" + flag_name(field.name)
     if inner is bool:
-        annotation: Any = Optional[bool]
+        annotation: Any = bool | None
         opt = typer.Option(None, f"{name}/--no-{flag_name(field.name)}", help=help_text, show_default=False)
     elif typing.get_origin(inner) is list:
         (item,) = typing.get_args(inner) or (str,)
-        annotation = Optional[list[item]]  # type: ignore[valid-type]
+        annotation = list[item] | None  # type: ignore[valid-type]
         metavar = {int: "INT", float: "FLOAT"}.get(item, "TEXT")
         opt = typer.Option(None, name, help=help_text + " Repeat the flag for several values.", show_default=False,
                            metavar=metavar)
     elif typing.get_origin(inner) is dict:
-        annotation = Optional[str]
+        annotation = str | None
         opt = typer.Option(None, name, help=help_text + " (YAML mapping; set it in --config)", hidden=True)
     else:
-        annotation = Optional[inner]
+        annotation = inner | None
         metavar = field.metadata.get("metavar") or {int: "INT", float: "FLOAT"}.get(inner, "TEXT")
         opt = typer.Option(None, name, help=help_text, show_default=False, metavar=metavar)
     return inspect.Parameter(field.name, inspect.Parameter.KEYWORD_ONLY, default=opt, annotation=annotation)
+
+
+def _trl_param(key: str, tp: Any) -> inspect.Parameter:
+    """A hidden flag for a trl key that r1kit translates (r1kit.trl_names.FLAG_TYPES), e.g.
+    --reward_funcs accuracy --reward_funcs format --reward_weights 1 --reward_weights 0.5."""
+    opt = typer.Option(None, "--" + flag_name(key), hidden=True, show_default=False)
+    return inspect.Parameter(key, inspect.Parameter.KEYWORD_ONLY, default=opt, annotation=tp | None)
 
 
 def _make_command(module_name: str):
@@ -154,13 +176,14 @@ def _make_command(module_name: str):
             "config",
             inspect.Parameter.KEYWORD_ONLY,
             default=typer.Option(None, "--config", help="YAML file of options; flags override it.", metavar="PATH"),
-            annotation=Optional[str],
+            annotation=str | None,
         )
     ]
     fields = {f.name: f for f in dataclasses.fields(cls) if typing.get_origin(base_type(hints[f.name])[0]) is not dict}
     params += [_param_for(f, hints[name]) for name, f in fields.items()]
     params += [_param_for(fields[target], hints[target], old) for old, target in other_names(cls).items()
                if target in fields and old not in fields]
+    params += [_trl_param(key, tp) for key, tp in trl_names.flag_types(set(fields)).items()]
 
     def command(**kwargs: Any) -> None:
         from r1kit import outputs
@@ -194,8 +217,79 @@ def _make_command(module_name: str):
             raise typer.Exit(2) from None
 
     command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
-    command.__doc__ = module.__doc__
+    command.__doc__ = verbatim_blocks(module.__doc__ or "")
     return command
+
+
+def verbatim_blocks(doc: str) -> str:
+    """`doc` with click's no-rewrap marker (a line holding only \\b) before every indented paragraph.
+
+    click re-wraps each paragraph of a command's help to the terminal's width, which breaks an
+    example command (its `\\` continuations land mid-line and the words of one flag split over two
+    lines); a paragraph after a \\b line keeps its lines as written. Indented paragraphs are the
+    docstrings' examples, formulas and lists, which are all laid out by hand."""
+    lines = inspect.cleandoc(doc).splitlines()
+    out: list[str] = []
+    for i, line in enumerate(lines):
+        starts_paragraph = line.strip() and (i == 0 or not lines[i - 1].strip())
+        if starts_paragraph and line.startswith(" ") and (not out or out[-1] != "\b"):
+            if out and out[-1].strip():
+                out.append("")
+            out.append("\b")
+        out.append(line)
+    return "\n".join(out)
+
+
+class StageCommand(TyperCommand):
+    """A stage's command: a mistake on the command line itself (a flag the stage lacks, a missing
+    value, a value of the wrong type) is one line and exit 2, like every other user mistake, instead
+    of click's usage block, whose "Possible options" is the nearest string, not the nearest meaning
+    (`rejection-sample --policy` suggested --split)."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click_errors.UsageError as exc:
+            if os.environ.get("R1KIT_DEBUG") == "1":
+                raise
+            stage = self.name if self.name in STAGES else f"{ctx.parent.info_name} {self.name}"
+            if isinstance(exc, click_errors.NoSuchOption):
+                line = unknown_flag(stage, exc.option_name)
+            else:
+                line = " ".join(exc.format_message().split()).rstrip(".")
+            print(f"r1kit: error: {line}; `r1kit {stage} --help` lists its options", file=sys.stderr)
+            raise typer.Exit(2) from None
+
+
+def _flags(cls: type, hidden: bool = True) -> dict[str, str]:
+    """flag -> the field it sets, for a stage's Config: its fields, and with hidden=True also their
+    other names (old names, trl's) and trl's translated keys (which set no single field: "")."""
+    fields = [f.name for f in dataclasses.fields(cls)]
+    flags = {flag_name(n): n for n in fields}
+    if hidden:
+        flags.update({flag_name(old): new for old, new in other_names(cls).items()})
+        flags.update({flag_name(key): "" for key in trl_names.flag_types(set(fields))})
+    return flags
+
+
+def unknown_flag(stage: str, flag: str) -> str:
+    """What to say about `flag`, which `stage` lacks: another stage's other name of one of this
+    stage's options (distill's old --policy is --keep), else the stage's nearest flag, else the
+    stages that have it."""
+    name = flag.lstrip("-").replace("_", "-")
+    configs = {s: importlib.import_module(m).Config for s, m in STAGES.items()}
+    own = _flags(configs[stage], hidden=False)
+    said = f"{stage} has no option {flag}"
+    for other, cls in configs.items():
+        target = _flags(cls).get(name)
+        if target and flag_name(target) in own and flag_name(target) != name:
+            kind = "old" if name.replace("-", "_") in getattr(cls, "DEPRECATED", {}) else "other"
+            return f"{said} (did you mean --{flag_name(target)}? {flag} is {other}'s {kind} name for it)"
+    close = close_match(name, own, cutoff=0.7)
+    if close:
+        return f"{said} (did you mean --{close}?)"
+    having = [other for other, cls in configs.items() if name in _flags(cls)]
+    return f"{said} (an option of {', '.join(having)})" if having else said
 
 
 def _register() -> None:
@@ -207,7 +301,7 @@ def _register() -> None:
                 _groups[parts[0]] = typer.Typer(help=f"Support commands: {parts[0]}.", no_args_is_help=True)
                 app.add_typer(_groups[parts[0]], name=parts[0])
             target = _groups[parts[0]]
-        target.command(parts[-1])(_make_command(module_name))
+        target.command(parts[-1], cls=StageCommand)(_make_command(module_name))
 
 
 def _version_callback(value: bool) -> None:

@@ -13,8 +13,10 @@ built-in default, and `--help` shows the true defaults.
 Unknown keys in a YAML file are an error, never silently ignored. A renamed
 option keeps its old name for one release: a stage's DEPRECATED maps old names
 to new ones, and the old name (a flag or a YAML key) works with a one-line
-notice on stderr. Field metadata may also carry "aliases" (other names for the
-same option, e.g. trl's), accepted silently. The CLI
+notice on stderr. Other names of an option are accepted silently: field
+metadata "aliases", and trl's / open-r1's names (r1kit/trl_names.py, which also
+translates the trl keys r1kit spells differently, such as reward_funcs and
+reward_weights, and names the open-r1 keys it ignores in one notice). The CLI
 builds its flags from these fields (r1kit/cli.py), so a field added here
 appears on the command line with its help text and nothing else to edit.
 This module must stay light: `r1kit --help` imports it without torch.
@@ -101,19 +103,26 @@ def flag_name(field_name: str) -> str:
 
 
 def other_names(cls: type) -> dict[str, str]:
-    """Every other name a field of `cls` answers to -> the field: its metadata's "aliases", and
-    the stage's DEPRECATED names."""
+    """Every other name a field of `cls` answers to -> the field: its metadata's "aliases", trl's
+    names for it (r1kit.trl_names.ALIASES) and the stage's DEPRECATED names. A name that is itself
+    a field of `cls` is that field."""
+    from r1kit.trl_names import aliases
+
+    fields = {f.name for f in dataclasses.fields(cls)}
     names = {alias: f.name for f in dataclasses.fields(cls) for alias in f.metadata.get("aliases", ())}
-    return {**names, **getattr(cls, "DEPRECATED", {})}
+    names = {**getattr(cls, "DEPRECATED", {}), **names, **aliases(fields)}  # a trl name is never deprecated
+    return {name: target for name, target in names.items() if name not in fields}
 
 
 def canonical_name(cls: type, key: str, config_file: str | None = None) -> str:
     """The field `key` names in `cls` (itself, an alias or a deprecated name); a deprecated name,
     as a flag or as a key of `config_file`, prints a one-line notice on stderr."""
+    from r1kit.trl_names import aliases
+
     target = other_names(cls).get(key)
     if target is None:
         return key
-    if key in getattr(cls, "DEPRECATED", {}):
+    if key in getattr(cls, "DEPRECATED", {}) and key not in aliases({f.name for f in dataclasses.fields(cls)}):
         import sys
 
         old, new = ((f"key {key!r} in {config_file}", repr(target)) if config_file
@@ -210,29 +219,60 @@ def preset_layer(cls: type, given: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_config(cls: type, config_file: str | None = None, flags: dict[str, Any] | None = None):
-    """Resolve a stage config: defaults < preset < YAML file < flags (None means 'not given')."""
-    hints = field_types(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
+    """Resolve a stage config: defaults < preset < YAML file < flags (None means 'not given').
+
+    Each layer may use r1kit's names, their aliases and trl's / open-r1's vocabulary
+    (r1kit.trl_names); a layer that names one option twice is refused."""
+    from r1kit import trl_names
+
     values: dict[str, Any] = {}
-    seen_yaml: dict[str, str] = {}
+    extras: dict[str, Any] = {}
     if config_file:
-        for key, value in read_yaml(config_file).items():
-            key = _once(seen_yaml, canonical_name(cls, key, config_file), key)
-            if key not in names:
-                raise R1kitError(
-                    f"unknown key {key!r} in {config_file}{did_you_mean(key, names)}; "
-                    f"valid keys: {', '.join(names)}"
-                )
-            values[key] = coerce(key, value, hints[key])
-    seen_flags: dict[str, str] = {}
-    for key, value in (flags or {}).items():
-        if value is None or value == [] or value == ():
-            continue  # not given
-        key = _once(seen_flags, canonical_name(cls, key), key)
-        if key not in names:
-            raise R1kitError(f"unknown option {flag_name(key)!r}{did_you_mean(key, names)}")
-        values[key] = coerce(key, value, hints[key])
+        layer, more = _layer(cls, read_yaml(config_file), config_file)
+        values.update(layer)
+        extras.update(more)
+    given = {k: v for k, v in (flags or {}).items() if not (v is None or v == [] or v == ())}  # None: not given
+    layer, more = _layer(cls, given, None)
+    values.update(layer)
+    extras.update(more)
+    values = trl_names.finish(cls, values, extras, {f.name for f in dataclasses.fields(cls)})
+    hints = field_types(cls)
+    values = {key: coerce(key, value, hints[key]) for key, value in values.items()}
     return cls(**{**preset_layer(cls, values), **values})  # validated by __post_init__
+
+
+def _layer(cls: type, given: dict[str, Any], config_file: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One layer (a YAML file's keys, or the flags) as r1kit options, each checked against its type, and
+    the trl keys r1kit.trl_names.finish reads once every layer is known."""
+    from r1kit import trl_names
+
+    hints = field_types(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    seen: dict[str, str] = {}
+    values: dict[str, Any] = {}
+    rest: dict[str, Any] = {}
+    for key, value in given.items():
+        target = canonical_name(cls, key, config_file)
+        if target in fields:
+            values[_once(seen, target, key)] = trl_names.value_form(target, value)
+        else:
+            rest[key] = value
+    translated, extras, ignored, unknown = trl_names.translate(cls, rest, fields, set(values))
+    if unknown:
+        key = unknown[0]
+        near = did_you_mean(key, sorted(fields | set(other_names(cls)) | trl_names.known_names(fields)))
+        if config_file:
+            valid = [f.name for f in dataclasses.fields(cls)]
+            raise R1kitError(f"unknown key {key!r} in {config_file}{near}; valid keys: {', '.join(valid)}")
+        raise R1kitError(f"unknown option {flag_name(key)!r}{near}")
+    for target, value, key in translated:
+        values[_once(seen, target, key)] = value
+    if ignored:
+        where = f"in {config_file}" if config_file else "among the flags"
+        trl_names.notice(f"ignoring trl/open-r1 keys {where} that change nothing r1kit computes (r1kit/trl_names.py "
+                         f"says why): {', '.join(ignored)}")
+    return {key: value if value is trl_names.PUSH_TO_OUTPUT_NAME else coerce(key, value, hints[key])
+            for key, value in values.items()}, extras
 
 
 def _once(seen: dict[str, str], key: str, given: str) -> str:

@@ -95,6 +95,7 @@ class DataOptions(OptionGroup):
     """The dataset a stage reads."""
 
     DATA_REQUIRED: ClassVar[str] = "the dataset this stage reads"  # what --data is, in its error message
+    TRL_SPLIT: ClassVar[str] = "dataset_train_split"  # trl's name for --split here (r1kit.trl_names)
 
     data: str = option("", f"Dataset: {DATA_SPEC}.")
     split: str = option("train", "Split to read when the dataset has several.")
@@ -302,6 +303,25 @@ class OfflineTrainingOptions(OptionGroup):
             raise R1kitError(f"--max-length ({self.max_length}) is too small (>= 8 tokens)")
 
 
+@dataclass
+class HubOptions(OptionGroup):
+    """Sharing the trained model: the output's model folder, with its model card, on the Hugging Face hub."""
+
+    push_to_hub: str = option("", "At the end, upload the output's model folder (weights, tokenizer, model card) to "
+                              "this hub repo (USER/NAME, or NAME in your namespace), from rank 0. Checked before "
+                              "training: offline (HF_HUB_OFFLINE=1), without a token or unreachable, the run stops "
+                              "at once.", metavar="REPO")
+    hub_private: bool = option(False, "Create the --push-to-hub repo as private (an existing repo keeps its "
+                               "visibility).")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.push_to_hub:
+            from r1kit.hub import check_push
+
+            check_push(self.push_to_hub)  # the repo id, offline mode and a token: no network
+
+
 # Groups that go together in several stages.
 
 
@@ -312,9 +332,9 @@ class ScoredSamplingOptions(RewardOptions, SamplingOptions, PromptOptions):
 
 
 @dataclass
-class TrainingOptions(LoraOptions, CheckpointOptions, TrainerOptions):
-    """What a stage that trains with a trl trainer takes: optimiser, schedule, checkpoints, LoRA."""
+class TrainingOptions(HubOptions, LoraOptions, CheckpointOptions, TrainerOptions):
+    """What a stage that trains with a trl trainer takes: optimiser, schedule, checkpoints, LoRA, the hub."""
 
 
 GROUPS = (ModelOptions, DataOptions, PromptOptions, DecodingOptions, SamplingOptions, RewardOptions,
-          SelectionOptions, LoraOptions, TrainerOptions, CheckpointOptions, OfflineTrainingOptions)
+          SelectionOptions, LoraOptions, TrainerOptions, CheckpointOptions, OfflineTrainingOptions, HubOptions)

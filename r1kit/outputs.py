@@ -450,6 +450,9 @@ def stage_output(
         barrier()  # lets rank 0 publish only after this rank's last write (e.g. its rng_state_N.pth)
         return
     check_output(cfg)
+    # --push-to-hub: the repo is opened now, before any model loads, and the model pushed once the
+    # output is complete; only by the outermost output (distill's student run is a part of distill's)
+    repo = _open_hub_repo(cfg) if not _OPEN else None
     if out.path.exists() and has_trainer_checkpoint(out.path) and _resumes_partial(cfg):
         out._set_aside_metrics()
     elif out.path.exists():
@@ -458,6 +461,7 @@ def stage_output(
             print(f"r1kit: --overwrite: discarding {len(kept)} trainer checkpoint(s) of an interrupted run in "
                   f"{out.path}", file=sys.stderr)
         shutil.rmtree(out.path)
+    _OPEN.append(stage)
     try:
         out.path.mkdir(parents=True, exist_ok=True)
         write_yaml(cfg, out.path / RESOLVED_CONFIG)
@@ -476,6 +480,34 @@ def stage_output(
         else:
             shutil.rmtree(out.path, ignore_errors=True)
         raise
+    finally:
+        _OPEN.pop()
+    if repo:
+        _push(out, repo)
+
+
+# The stage outputs open in this process, outermost first (a stage may write another inside its own).
+_OPEN: list[str] = []
+
+
+def _open_hub_repo(cfg: StageConfig) -> str | None:
+    """The hub repo this stage pushes to (created or found now, before training), or None."""
+    if not getattr(cfg, "push_to_hub", ""):
+        return None
+    from r1kit.hub import open_repo
+
+    return open_repo(cfg.push_to_hub, private=bool(getattr(cfg, "hub_private", False)))
+
+
+def _push(out: StageOutput, repo: str) -> None:
+    """Upload the complete output's model folder (with its model card) to `repo` (r1kit/hub.py)."""
+    from r1kit.hub import push_model
+
+    model = out.final / "model"
+    if not model.is_dir():
+        raise R1kitError(f"--push-to-hub: {out.final} holds no model folder to upload")
+    url = push_model(model, repo, out.stage, out.final)
+    print(f"pushed {model} to {repo} ({url})")
 
 
 def _stopped(exc: BaseException) -> str:

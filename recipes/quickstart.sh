@@ -9,14 +9,14 @@
 # tokens; `r1kit report`), a PNG of the training curves (`r1kit plot`), and at the end whether GRPO
 # beat SFT and whether long2short shortened the answers, read from that table.
 #
-# Hardware: 2 CPU cores; measured 673 s (bench/RESULTS.md has the table).
+# Hardware: 2 CPU cores; measured 535-627 s over three runs (bench/RESULTS.md has earlier tables).
 # Command:  make quickstart        (or: OUT=runs/qs bash recipes/quickstart.sh once r1kit is installed)
 # Rerunning reuses finished stages (a stage folder with manifest.json is skipped).
 #
-# What it shows: RL learns from a verifier's 0/1 signal (GRPO 26.5% -> 73.5% greedy); DPO-shorten
-# cuts sampled length by ~9% at similar accuracy and the merge by ~5% at higher accuracy. Not shown:
-# that RL beats more SFT (on this task more SFT learns faster), or a shorter greedy answer (greedy
-# decoding writes one hesitation line in every RL-trained model).
+# What it shows (three runs; GRPO's 2.5 minutes gave 85-116 steps): RL learns from a verifier's 0/1
+# signal (greedy 11.0% after SFT -> 55.0-73.5% after GRPO); DPO-shorten cuts sampled length by 27-32%
+# and the merge by 16-19%, at pass@1 within noise of GRPO's or above it. Not shown: that RL beats more
+# SFT (on this task more SFT learns faster).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 

@@ -41,5 +41,41 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> subpro
     env.pop("R1KIT_DEBUG", None)
     return subprocess.run(
         [sys.executable, "-m", "r1kit", *map(str, args)],
-        capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout,
+        capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout, check=False,
     )
+
+
+def chats(path: Path, n: int = 8) -> None:
+    """A tiny chat SFT dataset (.jsonl): n one-digit sums answered in the R1-Zero format."""
+    import json
+
+    path.write_text("".join(json.dumps({"messages": [
+        {"role": "user", "content": f"What is {a}+{a + 1}?"},
+        {"role": "assistant", "content": f"<think>{a}+{a + 1}={2 * a + 1}</think><answer>{2 * a + 1}</answer>"}]})
+        + "\n" for a in range(1, n + 1)))
+
+
+def cli_config(*args: str, cwd: Path | None = None):
+    """(Config, result): the config the real command line builds for `r1kit ARGS` (flags, --config,
+    validation, the output checks), with the stage's `run` replaced by a recorder, so nothing runs.
+    Config is None when the command stopped before `run` (result holds its exit code and stderr)."""
+    import importlib
+
+    from typer.testing import CliRunner
+
+    from r1kit.cli import STAGES, app
+
+    words = [str(a) for a in args]
+    stage = " ".join(words[:2]) if words[0] == "data" else words[0]
+    module = importlib.import_module(STAGES[stage.replace("_", "-")])
+    seen: list = []
+    original, module.run = module.run, seen.append
+    here = os.getcwd()
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        result = CliRunner().invoke(app, words)
+    finally:
+        module.run = original
+        os.chdir(here)
+    return (seen[0] if seen else None), result

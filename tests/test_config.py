@@ -108,21 +108,22 @@ def test_failed_stage_leaves_nothing_and_existing_output_is_refused(tmp_path):
 
 
 def test_an_alias_is_another_name_without_a_notice(tmp_path, capsys):
-    """trl's names can be accepted beside r1kit's (metadata "aliases"): in YAML, as flags, via the CLI."""
+    """Other names of a field (metadata "aliases", and trl's from r1kit.trl_names) are accepted beside
+    r1kit's: in YAML and as flags, without a notice."""
     import dataclasses
 
     from r1kit.config import other_names
 
     @dataclasses.dataclass
     class Aliased(StageConfig):
-        epochs: float = option(1.0, "Passes over the data.", aliases=("num_train_epochs",))
+        epochs: float = option(1.0, "Passes over the data.", aliases=("passes",))
 
-    assert other_names(Aliased) == {"num_train_epochs": "epochs"}
-    cfg = build_config(Aliased, None, {"output": "o", "num_train_epochs": 3})
+    assert other_names(Aliased) == {"passes": "epochs", "num_train_epochs": "epochs", "output_dir": "output"}
+    cfg = build_config(Aliased, None, {"output": "o", "passes": 3})
     assert cfg.epochs == 3.0
     yml = tmp_path / "c.yaml"
     yml.write_text("num_train_epochs: 2\n")
     assert build_config(Aliased, str(yml), {"output": "o"}).epochs == 2.0
     assert capsys.readouterr().err == ""  # an alias is not deprecated
     with pytest.raises(R1kitError, match="given twice"):
-        build_config(Aliased, None, {"output": "o", "num_train_epochs": 3, "epochs": 2})
+        build_config(Aliased, None, {"output": "o", "passes": 3, "epochs": 2})

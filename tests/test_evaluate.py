@@ -119,8 +119,8 @@ class FakeBackend:
 def test_evaluate_model_scoring_by_hand():
     from datasets import Dataset
 
-    from r1kit.generation import SamplingParams
     from r1kit.evaluation import evaluate_model
+    from r1kit.generation import SamplingParams
 
     ds = Dataset.from_list([
         {"prompt": "p0", "answer": "1/2", "task": "numeric"},
@@ -155,8 +155,8 @@ def test_evaluate_model_scoring_by_hand():
 
 def test_code_rows_run_their_tests(shared_data):
     from r1kit.data import prepare_dataset
-    from r1kit.generation import SamplingParams
     from r1kit.evaluation import evaluate_model
+    from r1kit.generation import SamplingParams
 
     src = shared_data / "humaneval.jsonl"
     rows = [json.loads(line) for line in src.read_text().splitlines()[:2]]
@@ -188,3 +188,24 @@ def test_default_split_is_test_and_limit(tmp_path):
     cfg = build_config(Config, None, {"data": str(tmp_path / "dd"), "output": str(tmp_path / "out"), "split": "train"})
     assert len(load_eval_dataset(cfg, "raw")) == 5
     assert not (tmp_path / "out").exists()
+
+
+def test_system_prompt_reaches_every_prompt_it_evaluates(tmp_path, problems):
+    """`evaluate --system-prompt` (R1 evaluates with none; distilled models often need theirs): a system
+    message before every chat prompt, a leading paragraph before a raw one (trl's --system_prompt too)."""
+    from datasets import load_from_disk
+
+    system = "You are a careful calculator. Answer with a number."
+    for template, flag in (("chat", "--system-prompt"), ("raw", "--system_prompt")):
+        out = tmp_path / f"eval-{template}"
+        res = run_cli("evaluate", "--model", "tiny", "--data", problems, "--template", template, flag, system,
+                      "--greedy", "--max-new-tokens", "4", "--output", out)
+        assert res.returncode == 0, res.stderr[-3000:]
+        prompts = load_from_disk(str(out / "data"))["prompt"]
+        questions = [q for q, _ in PROBLEMS]
+        if template == "chat":
+            assert prompts == [[{"role": "system", "content": system}, {"role": "user", "content": q}]
+                               for q in questions]
+        else:
+            assert prompts == [f"{system}\n\n{q}" for q in questions]
+        assert f"system_prompt: {system}" in (out / "resolved_config.yaml").read_text()

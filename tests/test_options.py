@@ -17,6 +17,7 @@ from r1kit import options
 from r1kit.cli import STAGES, app
 from r1kit.config import build_config, flag_name, other_names
 from r1kit.errors import R1kitError
+from r1kit.trl_names import flag_types
 
 ROOT = Path(__file__).resolve().parents[1]
 GROUP_FIELDS = {f.name: (g, f) for g in reversed(options.GROUPS) for f in dataclasses.fields(g)}
@@ -32,6 +33,7 @@ SHARED_OUTSIDE_GROUPS = {
     "beta": "the KL coefficient to the reference model (grpo's k3 term, DPO's beta)",
     "samples": "a saved samples table used instead of generating (evaluate, dpo-shorten)",
     "loss": "the loss function (grpo: grpo/dapo/dr_grpo/kimi; dpo-shorten: trl's DPO loss types)",
+    "stop": "stop strings: a completion ends where it first writes one (grpo's rollouts, evaluate's samples)",
 }
 
 
@@ -152,7 +154,6 @@ RENAMED = [
     ("evaluate", "batch_size", "sample_batch_size", 7),
     ("rejection-sample", "batch_size", "sample_batch_size", 7),
     ("distill", "policy", "keep", "shortest-correct"),
-    ("dpo-shorten", "loss_type", "loss", "ipo"),
 ]
 
 
@@ -173,6 +174,13 @@ def test_deprecated_names_work_with_a_notice(stage, old, new, value, tmp_path, c
     assert f"key '{old}' in {config} is deprecated; use '{new}'" in capsys.readouterr().err
     with pytest.raises(R1kitError, match="given twice"):
         build_config(cls, None, {**base, old: value, new: value})
+
+
+def test_trls_name_is_not_deprecated(tmp_path, capsys):
+    """dpo-shorten's --loss was --loss-type, which is trl's DPOConfig name: accepted for good, silently."""
+    cls = configs()["dpo-shorten"]
+    cfg = build_config(cls, None, {"output": str(tmp_path / "out"), "data": "d.jsonl", "loss_type": "ipo"})
+    assert cfg.loss == "ipo" and capsys.readouterr().err == ""
 
 
 def test_deprecated_flag_through_the_real_cli(tmp_path):
@@ -230,7 +238,7 @@ def test_the_import_check_sees_every_form(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # Every hint names only flags the stage has
 
-FLAG = re.compile(r"(?<![\w-])--([a-z][a-z0-9-]*)")
+FLAG = re.compile(r"(?<![\w-])--([a-z][a-z0-9_-]*)")  # a hint may spell a flag trl's way: --learning_rate
 COMMON_FLAGS = {"help", "config", "version"}
 # Library modules and the stages that run their code (whole module, or module::function).
 LIBRARY_USERS = {
@@ -252,12 +260,40 @@ LIBRARY_USERS = {
     "r1kit/generation/fast_backend.py": ("rejection-sample", "distill", "dpo-shorten", "evaluate"),
     "r1kit/merging.py": ("merge",),
     **{f"r1kit/rl/{p.name}": ("grpo",) for p in (ROOT / "r1kit" / "rl").glob("*.py")},
+    "r1kit/data/arithmetic.py": ("data arithmetic",),
+    "r1kit/data/think.py": ("data think",),
+    "r1kit/data/templates.py": ("grpo", "rejection-sample", "distill", "dpo-shorten", "evaluate", "data think"),
+    "r1kit/data/__init__.py": tuple(STAGES),
+    "r1kit/report.py": ("report",),
+    "r1kit/rewards/registry.py": ("grpo", "rejection-sample", "distill", "dpo-shorten"),
+    "r1kit/config.py": tuple(STAGES),
+    "r1kit/model_card.py": ("sft", "grpo", "dpo-shorten", "distill", "merge"),
+    "r1kit/outputs.py": tuple(STAGES),
+    "r1kit/outputs.py::_check_partial": ("sft", "grpo", "dpo-shorten"),  # only trainer checkpoints are kept
+    "r1kit/outputs.py::resume_command": ("sft", "grpo", "dpo-shorten"),
+    "r1kit/outputs.py::_push": ("sft", "grpo", "dpo-shorten", "distill", "merge"),
+    "r1kit/outputs.py::git_state": (),  # git's own flags (--porcelain), not a hint
+    "r1kit/hub.py": ("sft", "grpo", "dpo-shorten", "distill", "merge"),
+    "r1kit/trl_names.py": tuple(STAGES),
+    "r1kit/trl_names.py::_rewards": ("grpo", "rejection-sample", "distill", "dpo-shorten"),
+    "r1kit/trl_names.py::_scheduler": ("sft", "grpo", "dpo-shorten", "distill"),
+    "r1kit/trl_names.py::_hub_repo": ("sft", "grpo", "dpo-shorten", "distill", "merge"),
+    "r1kit/trl_names.py::_grpo_batches": ("grpo",),
+    "r1kit/trl_names.py::_dataset_config": ("sft", "grpo", "rejection-sample", "distill", "dpo-shorten", "evaluate",
+                                            "data think"),
+}
+# Modules whose hints are checked by another test, or that hold none a user reads.
+HINTS_CHECKED_ELSEWHERE = {
+    "r1kit/cli.py": "its own flags (--config, --help, --version); unknown_flag's hints: "
+                    "test_cli.py::test_every_unknown_flag_hint_names_flags_the_stage_has",
+    "r1kit/options.py": "test_group_hints_name_only_flags_of_every_stage_composing_the_group",
 }
 
 
 def flags_of(stage: str) -> set[str]:
     cls = configs()[stage]
-    names = [f.name for f in dataclasses.fields(cls)] + list(other_names(cls))
+    fields = [f.name for f in dataclasses.fields(cls)]
+    names = fields + list(other_names(cls)) + list(flag_types(set(fields)))  # r1kit's, trl's aliases, trl's rules
     return {flag_name(n) for n in names} | COMMON_FLAGS
 
 
@@ -288,7 +324,7 @@ def mentioned(strings) -> set[str]:
     found = set()
     for _, text in strings:
         for flag in FLAG.findall(text):
-            found.add(flag.removeprefix("no-"))
+            found.add(flag_name(flag).removeprefix("no-"))
     return found
 
 
@@ -323,12 +359,35 @@ def test_group_hints_name_only_flags_of_every_stage_composing_the_group():
     assert not problems, problems
 
 
+def test_every_module_that_names_a_flag_is_checked():
+    """A library module that tells the user about a flag is listed in LIBRARY_USERS with the stages that run
+    it, so that a new module's hints (or a new hint in an unlisted one) cannot go unchecked; the packages a
+    stage is built from (r1kit/rl, r1kit/data) are listed whole."""
+    listed = {key.partition("::")[0] for key in LIBRARY_USERS}
+    unchecked = []
+    for path in sorted((ROOT / "r1kit").rglob("*.py")):
+        rel = path.relative_to(ROOT).as_posix()
+        if rel.startswith("r1kit/stages/") or rel in HINTS_CHECKED_ELSEWHERE or rel in listed:
+            continue
+        if mentioned(hint_strings(path)) or rel.startswith(("r1kit/rl/", "r1kit/data/")):
+            unchecked.append(rel)
+    assert not unchecked, f"add these modules to LIBRARY_USERS with the stages that run them: {unchecked}"
+    for key, stages in LIBRARY_USERS.items():
+        assert set(stages) <= set(STAGES), key
+        assert (ROOT / key.partition("::")[0]).is_file(), key
+
+
 def test_the_hint_check_finds_a_foreign_flag(tmp_path):
     src = tmp_path / "m.py"
     src.write_text('"""--not-checked in a docstring"""\n'
                    'def f():\n    raise ValueError("use --backend hf or --no-filters")\n')
     assert mentioned(hint_strings(src)) == {"backend", "filters"}
     assert "backend" not in flags_of("sft") and "backend" in flags_of("evaluate")
+    # trl's names: a hint may spell them with underscores; an alias or a rule key is a flag only where it applies
+    src.write_text('def f():\n    raise ValueError("lower --per_device_train_batch_size or --reward_funcs")\n')
+    assert mentioned(hint_strings(src)) == {"per-device-train-batch-size", "reward-funcs"}
+    assert {"per-device-train-batch-size", "reward-funcs", "num-train-epochs"} <= flags_of("grpo")
+    assert "reward-funcs" not in flags_of("sft") and "per-device-train-batch-size" not in flags_of("merge")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -44,6 +44,7 @@ from r1kit.errors import R1kitError
 from r1kit.options import (
     KEEP_POLICIES,
     MODEL_SPEC,
+    HubOptions,
     LoraOptions,
     OfflineTrainingOptions,
     ScoredSamplingOptions,
@@ -57,7 +58,8 @@ FILTER_SWITCHES = ("filter_language", "filter_paragraphs", "filter_code_blocks",
 
 
 @dataclass
-class Config(OfflineTrainingOptions, LoraOptions, TrainerOptions, SelectionOptions, ScoredSamplingOptions, StageConfig):
+class Config(HubOptions, OfflineTrainingOptions, LoraOptions, TrainerOptions, SelectionOptions, ScoredSamplingOptions,
+             StageConfig):
     INPUTS = ("teacher", "student", "data", "mix_data")  # checked against --output (r1kit.outputs)
     DEPRECATED: ClassVar = {"policy": "keep"}  # old name -> new (r1kit.config.build_config)
     DATA_REQUIRED = "the prompts the teacher answers"

@@ -41,7 +41,6 @@ from __future__ import annotations
 import copy
 import json
 from dataclasses import dataclass
-from typing import ClassVar
 
 from r1kit.config import StageConfig, option
 from r1kit.errors import R1kitError
@@ -59,7 +58,6 @@ SAMPLE_COLUMNS = ("prompt", "completion", "correct", "num_tokens")
 @dataclass
 class Config(OfflineTrainingOptions, TrainingOptions, ScoredSamplingOptions, ModelOptions, StageConfig):
     INPUTS = ("model", "samples", "data", "resume")  # checked against --output (r1kit.outputs)
-    DEPRECATED: ClassVar = {"loss_type": "loss"}  # old name -> new (r1kit.config.build_config)
     DATA_REQUIRED = "the prompts to sample here (or --samples: an existing samples dataset)"
     model: str = restate("model", note="The policy to shorten and the DPO reference.")
     samples: str = option("", "Existing samples dataset (columns prompt, completion, correct, num_tokens), e.g. "

@@ -67,6 +67,7 @@ class Config(SamplingOptions, PromptOptions, ModelOptions, StageConfig):
     INPUTS = ("model", "data", "few_shot_data", "samples")  # checked against --output (r1kit.outputs)
     DEPRECATED: ClassVar = {"batch_size": "sample_batch_size"}  # old name -> new (r1kit.config.build_config)
     DATA_REQUIRED = "the dataset to evaluate on (or --samples: saved completions)"
+    TRL_SPLIT = "dataset_test_split"  # trl's name for --split here (r1kit.trl_names)
     model: list[str] = restate("model", ["tiny"], "Repeat the flag to evaluate several models on the "
                                "same prompts, in one comparison table.")
     data: str = restate("data", note="Required unless --samples.")

@@ -40,10 +40,11 @@ from pathlib import Path
 
 from r1kit.config import StageConfig, option
 from r1kit.errors import R1kitError
+from r1kit.options import HubOptions
 
 
 @dataclass
-class Config(StageConfig):
+class Config(HubOptions, StageConfig):
     INPUTS = ("model",)  # checked against --output (r1kit.outputs)
     model: list[str] = option(
         [],
