@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: quickstart test test-slow setup clean
+.PHONY: quickstart test test-slow lint setup clean
 
 $(BIN)/r1kit: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,7 +25,12 @@ setup: $(BIN)/r1kit
 quickstart: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash recipes/quickstart.sh
 
-test: setup
+# lint first: ruff's rules and format (pyproject.toml [tool.ruff]); a failure stops before pytest
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
 	$(BIN)/python -m pytest -q
 
 test-slow: setup

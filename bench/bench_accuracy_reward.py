@@ -91,10 +91,14 @@ def main() -> None:
         _, t_warm = score(items, shuffled)
         _math_verdict.cache_clear()
         start = time.perf_counter()
-        batch = accuracy_reward(prompts=["q"] * len(items), completions=[c for c, _ in items], answer=shuffled)
+        batch = accuracy_reward(
+            prompts=["q"] * len(items), completions=[c for c, _ in items], answer=shuffled
+        )
         t_batch = time.perf_counter() - start
         assert batch == wrong
-        odd_hits = [(golds[i], shuffled[i]) for i, v in enumerate(wrong) if v == 1.0 and golds[i] != shuffled[i]]
+        odd_hits = [
+            (golds[i], shuffled[i]) for i, v in enumerate(wrong) if v == 1.0 and golds[i] != shuffled[i]
+        ]
         misses = [golds[i] for i, v in enumerate(own) if v != 1.0]
         results[name] = {
             "rows": len(items),

@@ -61,13 +61,25 @@ def main() -> None:
     from r1kit.rewards.sandbox import network_isolation_mode, privilege_drop_available
 
     he = load(args.data / "humaneval.jsonl", args.limit)
-    he_items = [(fenced(r["prompt"] + r["canonical_solution"]), r["test"] + f"\ncheck({r['entry_point']})\n",
-                 r["entry_point"], r["prompt"]) for r in he]
+    he_items = [
+        (
+            fenced(r["prompt"] + r["canonical_solution"]),
+            r["test"] + f"\ncheck({r['entry_point']})\n",
+            r["entry_point"],
+            r["prompt"],
+        )
+        for r in he
+    ]
     code_reward(["q"], [fenced("def f():\n    return 1")], tests=["assert f() == 1"])  # warm the probe
     out: dict = {"network": network_isolation_mode(), "own_uid": privilege_drop_available()}
     if hasattr(sandbox, "describe_isolation"):
         out["isolation"] = sandbox.describe_isolation()
-    trivial = (fenced("def f(x):\n    return x + 1"), "assert f(1) == 2\nassert f(2) == 3\nassert f(3) == 4", None, None)
+    trivial = (
+        fenced("def f(x):\n    return x + 1"),
+        "assert f(1) == 2\nassert f(2) == 3\nassert f(3) == 4",
+        None,
+        None,
+    )
     times = []
     for _ in range(60):
         start = time.perf_counter()
@@ -82,8 +94,15 @@ def main() -> None:
     out["humaneval_failed"] = [r["task_id"] for r, res in zip(he, results) if not res.passed]
 
     mb = [r for r in load(args.data / "mbpp.jsonl", None) if 11 <= r["task_id"] <= 510][: args.limit]
-    mb_items = [(fenced(r["code"]), (r["test_setup_code"] + "\n" if r["test_setup_code"] else "")
-                 + "\n".join(r["test_list"]), None, r["text"]) for r in mb]
+    mb_items = [
+        (
+            fenced(r["code"]),
+            (r["test_setup_code"] + "\n" if r["test_setup_code"] else "") + "\n".join(r["test_list"]),
+            None,
+            r["text"],
+        )
+        for r in mb
+    ]
     results, wall = timed_runs(mb_items, 2)
     out["mbpp_passed_w2"] = f"{sum(r.passed for r in results)}/{len(results)}"
     out["mbpp_asserts_passed"] = f"{sum(r.n_passed for r in results)}/{sum(r.n_tests for r in results)}"

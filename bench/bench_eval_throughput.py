@@ -40,13 +40,15 @@ def main() -> int:
     rng = random.Random(0)
     # arithmetic questions of varied length, so the batched run pays for its left padding
     prompts = [
-        f"{rng.randint(1, 10 ** rng.randint(1, 6))}+{rng.randint(1, 10 ** rng.randint(1, 6))}=" for _ in range(args.prompts)
+        f"{rng.randint(1, 10 ** rng.randint(1, 6))}+{rng.randint(1, 10 ** rng.randint(1, 6))}="
+        for _ in range(args.prompts)
     ]
     backend = get_backend("hf", model, tok)
 
     def timed(batch: list[str], batch_size: int) -> tuple[float, int]:
-        params = SamplingParams(greedy=True, max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens,
-                                batch_size=batch_size)
+        params = SamplingParams(
+            greedy=True, max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, batch_size=batch_size
+        )
         backend.generate(batch[:2], params)  # warm-up
         t0 = time.perf_counter()
         out = backend.generate(batch, params)

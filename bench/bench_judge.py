@@ -51,6 +51,7 @@ PREFILL = "<think>\n"
 
 # --------------------------------------------------------------------------- data
 
+
 def gsm8k(path: Path, limit: int | None) -> list[dict]:
     rows = []
     for i, line in enumerate(path.read_text().splitlines()[:limit]):
@@ -67,7 +68,14 @@ def math500(path: Path, limit: int | None) -> list[dict]:
     rows = []
     for i, line in enumerate(path.read_text().splitlines()[:limit]):
         r = json.loads(line)
-        rows.append({"dataset": "math500", "idx": i, "gold": r["answer"], "reason": unbox(r["solution"], _matching_braces)})
+        rows.append(
+            {
+                "dataset": "math500",
+                "idx": i,
+                "gold": r["answer"],
+                "reason": unbox(r["solution"], _matching_braces),
+            }
+        )
     return rows
 
 
@@ -81,14 +89,15 @@ def unbox(text: str, matching) -> str:
         close = pairs.get(m.end() - 1)
         if close is None:
             continue
-        out.append(text[i:m.start()])
-        out.append(text[m.end():close])
+        out.append(text[i : m.start()])
+        out.append(text[m.end() : close])
         i = close + 1
     out.append(text[i:])
     return "".join(out)
 
 
 # --------------------------------------------------------------------------- answers
+
 
 def fmt_number(v: Fraction) -> str:
     if v.denominator == 1:
@@ -151,13 +160,18 @@ def wrong_answers(rows: list[dict]) -> None:
             continue
         while True:
             cand = rng.choice(others)
-            if normalize_latex(cand) != normalize_latex(r["gold"]) and parse_number(cand) is None \
-                    and cand.strip() != r["gold"].strip() and not _mv_equal(r["gold"], cand):
+            if (
+                normalize_latex(cand) != normalize_latex(r["gold"])
+                and parse_number(cand) is None
+                and cand.strip() != r["gold"].strip()
+                and not _mv_equal(r["gold"], cand)
+            ):
                 r["wrong"] = cand
                 break
 
 
 # --------------------------------------------------------------------------- styles
+
 
 def _num(r):
     return r["value"] is not None
@@ -165,73 +179,257 @@ def _num(r):
 
 def styles() -> list[tuple[str, bool, object, object]]:
     """(name, expected correct, applies(row) -> bool, build(row) -> (completion, prefilled))."""
+
     def math(a):  # an answer in inline math, as models write LaTeX answers in prose
         return f"${a}$"
 
-    every = (lambda r: True)
+    every = lambda r: True
     think = "<think>\n{reason}\n</think>\n\n"
     out = [
-        ("boxed", True, every, lambda r: (think.format(**r) + f"The answer is $\\boxed{{{r['gold']}}}$.", False)),
-        ("r1zero_tag", True, every, lambda r: (f"<think>{r['reason']}</think> <answer>{r['gold']}</answer>", False)),
-        ("answer_is", True, every, lambda r: (think.format(**r) + f"The answer is {math(r['gold'])}.", False)),
-        ("answer_is_no_period", True, every, lambda r: (think.format(**r) + f"The answer is {math(r['gold'])}", False)),
-        ("final_answer_colon", True, every, lambda r: (think.format(**r) + f"Final Answer: {math(r['gold'])}", False)),
+        (
+            "boxed",
+            True,
+            every,
+            lambda r: (think.format(**r) + f"The answer is $\\boxed{{{r['gold']}}}$.", False),
+        ),
+        (
+            "r1zero_tag",
+            True,
+            every,
+            lambda r: (f"<think>{r['reason']}</think> <answer>{r['gold']}</answer>", False),
+        ),
+        (
+            "answer_is",
+            True,
+            every,
+            lambda r: (think.format(**r) + f"The answer is {math(r['gold'])}.", False),
+        ),
+        (
+            "answer_is_no_period",
+            True,
+            every,
+            lambda r: (think.format(**r) + f"The answer is {math(r['gold'])}", False),
+        ),
+        (
+            "final_answer_colon",
+            True,
+            every,
+            lambda r: (think.format(**r) + f"Final Answer: {math(r['gold'])}", False),
+        ),
         ("bold", True, every, lambda r: (think.format(**r) + f"**Answer:** **{math(r['gold'])}**", False)),
         ("hash_line", True, every, lambda r: (f"{r['reason']}\n#### {r['gold']}", False)),
-        ("boxed_in_statement", True, every,
-         lambda r: (f"{r['reason']}\n\nSo the final answer is $\\boxed{{{r['gold']}}}$.", False)),
-        ("two_boxes_last_right", True, every,
-         lambda r: (think.format(**r) + f"First I got $\\boxed{{{r['wrong']}}}$, but correcting a slip: "
-                                        f"$\\boxed{{{r['gold']}}}$", False)),
-        ("prefilled_think", True, every,
-         lambda r: (f"{r['reason']}\n</think>\n\n$\\boxed{{{r['gold']}}}$", True)),
+        (
+            "boxed_in_statement",
+            True,
+            every,
+            lambda r: (f"{r['reason']}\n\nSo the final answer is $\\boxed{{{r['gold']}}}$.", False),
+        ),
+        (
+            "two_boxes_last_right",
+            True,
+            every,
+            lambda r: (
+                think.format(**r) + f"First I got $\\boxed{{{r['wrong']}}}$, but correcting a slip: "
+                f"$\\boxed{{{r['gold']}}}$",
+                False,
+            ),
+        ),
+        (
+            "prefilled_think",
+            True,
+            every,
+            lambda r: (f"{r['reason']}\n</think>\n\n$\\boxed{{{r['gold']}}}$", True),
+        ),
         ("bare_after_think", True, every, lambda r: (think.format(**r) + math(r["gold"]), False)),
-        ("free_text_statement", True, every,
-         lambda r: (f"{r['reason']}\n\nTherefore, the answer is {math(r['gold'])}.", False)),
-        ("rewritten_latex", True, every, lambda r: (think.format(**r) + f"\\boxed{{{rewritten(r['gold'])}}}", False)),
-        ("llama_final", True, every,
-         lambda r: (think.format(**r) + f"Therefore, the final answer is: $\\boxed{{{r['gold']}}}$. I hope it is correct.",
-                    False)),
-        ("display_box", True, every,
-         lambda r: (think.format(**r) + f"**Final Answer**\n\\[\n\\boxed{{{r['gold']}}}\n\\]", False)),
-        ("raw_latex_statement", True, every, lambda r: (think.format(**r) + f"The answer is {r['gold']}.", False)),
+        (
+            "free_text_statement",
+            True,
+            every,
+            lambda r: (f"{r['reason']}\n\nTherefore, the answer is {math(r['gold'])}.", False),
+        ),
+        (
+            "rewritten_latex",
+            True,
+            every,
+            lambda r: (think.format(**r) + f"\\boxed{{{rewritten(r['gold'])}}}", False),
+        ),
+        (
+            "llama_final",
+            True,
+            every,
+            lambda r: (
+                think.format(**r)
+                + f"Therefore, the final answer is: $\\boxed{{{r['gold']}}}$. I hope it is correct.",
+                False,
+            ),
+        ),
+        (
+            "display_box",
+            True,
+            every,
+            lambda r: (think.format(**r) + f"**Final Answer**\n\\[\n\\boxed{{{r['gold']}}}\n\\]", False),
+        ),
+        (
+            "raw_latex_statement",
+            True,
+            every,
+            lambda r: (think.format(**r) + f"The answer is {r['gold']}.", False),
+        ),
         ("answer_colon_line", True, every, lambda r: (f"{r['reason']}\n\nAnswer: {r['gold']}", False)),
-        ("final_then_verify", True, every,
-         lambda r: (think.format(**r) + f"So, the final answer is {math(r['gold'])}.\n\nLet me verify: 1 + 2 = 3, "
-                    + "and 7 - 4 = 3.", False)),
-        ("tag_inline_math", True, every,
-         lambda r: (f"<think>{r['reason']}</think>\n<answer>\n{math(r['gold'])}\n</answer>", False)),
-        ("dollar_box", True, _num, lambda r: (think.format(**r) + f"\\boxed{{\\${fmt_number(r['value'])}}}", False)),
-        ("text_box", True, _num, lambda r: (think.format(**r) + f"\\boxed{{\\text{{{fmt_number(r['value'])}}}}}", False)),
-        ("unit_words", True, _num, lambda r: (think.format(**r) + f"{fmt_number(r['value'])} minutes", False)),
-        ("dollar_period", True, _num, lambda r: (f"{r['reason']}\nShe pays ${fmt_number(r['value'])}.", False)),
-        ("decimal_or_fraction", True, _num, lambda r: (think.format(**r) + f"\\boxed{{{other_form(r['value'])}}}", False)),
-        ("thousands", True, _num, lambda r: (think.format(**r) + f"The answer is {thousands(r['value'])}.", False)),
-        ("x_equals", True, _num, lambda r: (think.format(**r) + f"\\boxed{{x = {fmt_number(r['value'])}}}", False)),
+        (
+            "final_then_verify",
+            True,
+            every,
+            lambda r: (
+                think.format(**r)
+                + f"So, the final answer is {math(r['gold'])}.\n\nLet me verify: 1 + 2 = 3, "
+                + "and 7 - 4 = 3.",
+                False,
+            ),
+        ),
+        (
+            "tag_inline_math",
+            True,
+            every,
+            lambda r: (f"<think>{r['reason']}</think>\n<answer>\n{math(r['gold'])}\n</answer>", False),
+        ),
+        (
+            "dollar_box",
+            True,
+            _num,
+            lambda r: (think.format(**r) + f"\\boxed{{\\${fmt_number(r['value'])}}}", False),
+        ),
+        (
+            "text_box",
+            True,
+            _num,
+            lambda r: (think.format(**r) + f"\\boxed{{\\text{{{fmt_number(r['value'])}}}}}", False),
+        ),
+        (
+            "unit_words",
+            True,
+            _num,
+            lambda r: (think.format(**r) + f"{fmt_number(r['value'])} minutes", False),
+        ),
+        (
+            "dollar_period",
+            True,
+            _num,
+            lambda r: (f"{r['reason']}\nShe pays ${fmt_number(r['value'])}.", False),
+        ),
+        (
+            "decimal_or_fraction",
+            True,
+            _num,
+            lambda r: (think.format(**r) + f"\\boxed{{{other_form(r['value'])}}}", False),
+        ),
+        (
+            "thousands",
+            True,
+            _num,
+            lambda r: (think.format(**r) + f"The answer is {thousands(r['value'])}.", False),
+        ),
+        (
+            "x_equals",
+            True,
+            _num,
+            lambda r: (think.format(**r) + f"\\boxed{{x = {fmt_number(r['value'])}}}", False),
+        ),
         # wrong, by construction
-        ("boxed_wrong", False, every, lambda r: (think.format(**r) + f"The answer is $\\boxed{{{r['wrong']}}}$.", False)),
-        ("tag_wrong", False, every, lambda r: (f"<think>{r['reason']}</think> <answer>{r['wrong']}</answer>", False)),
-        ("statement_wrong", False, every, lambda r: (think.format(**r) + f"The answer is {math(r['wrong'])}.", False)),
-        ("two_boxes_last_wrong", False, every,
-         lambda r: (think.format(**r) + f"I had $\\boxed{{{r['gold']}}}$, but on reflection $\\boxed{{{r['wrong']}}}$",
-                    False)),
-        ("statement_then_box_wrong", False, every,
-         lambda r: (think.format(**r) + f"The answer is {math(r['gold'])}. "
-                    + f"Rechecking, I get $\\boxed{{{r['wrong']}}}$.", False)),
-        ("hedge", False, every, lambda r: (think.format(**r) + f"The answer is {math(r['gold'])} or {math(r['wrong'])}.",
-                                          False)),
-        ("right_only_in_reasoning", False, every,
-         lambda r: (f"<think>\n{r['reason']}\nSo $\\boxed{{{r['gold']}}}$.\n</think>\n\n"
-                    + f"The answer is {math(r['wrong'])}.", False)),
-        ("cut_in_reasoning", False, every,
-         lambda r: (f"<think>\n{r['reason']}\nSo far: $\\boxed{{{r['gold']}}}$, now let me double-check", False)),
-        ("cut_in_prefilled_reasoning", False, every,
-         lambda r: (f"{r['reason']}\nSo far: $\\boxed{{{r['gold']}}}$, now let me double-check", True)),
-        ("cut_off_box", False, every, lambda r: (think.format(**r) + f"The answer is $\\boxed{{{r['gold']}", False)),
-        ("not_x_but_y", False, every,
-         lambda r: (think.format(**r) + f"The answer is not {math(r['gold'])} but {math(r['wrong'])}.", False)),
-        ("empty_after_think", False, every,
-         lambda r: (f"<think>\n{r['reason']}\nThe answer is $\\boxed{{{r['gold']}}}$.\n</think>\n\n", False)),
+        (
+            "boxed_wrong",
+            False,
+            every,
+            lambda r: (think.format(**r) + f"The answer is $\\boxed{{{r['wrong']}}}$.", False),
+        ),
+        (
+            "tag_wrong",
+            False,
+            every,
+            lambda r: (f"<think>{r['reason']}</think> <answer>{r['wrong']}</answer>", False),
+        ),
+        (
+            "statement_wrong",
+            False,
+            every,
+            lambda r: (think.format(**r) + f"The answer is {math(r['wrong'])}.", False),
+        ),
+        (
+            "two_boxes_last_wrong",
+            False,
+            every,
+            lambda r: (
+                think.format(**r)
+                + f"I had $\\boxed{{{r['gold']}}}$, but on reflection $\\boxed{{{r['wrong']}}}$",
+                False,
+            ),
+        ),
+        (
+            "statement_then_box_wrong",
+            False,
+            every,
+            lambda r: (
+                think.format(**r)
+                + f"The answer is {math(r['gold'])}. "
+                + f"Rechecking, I get $\\boxed{{{r['wrong']}}}$.",
+                False,
+            ),
+        ),
+        (
+            "hedge",
+            False,
+            every,
+            lambda r: (think.format(**r) + f"The answer is {math(r['gold'])} or {math(r['wrong'])}.", False),
+        ),
+        (
+            "right_only_in_reasoning",
+            False,
+            every,
+            lambda r: (
+                f"<think>\n{r['reason']}\nSo $\\boxed{{{r['gold']}}}$.\n</think>\n\n"
+                + f"The answer is {math(r['wrong'])}.",
+                False,
+            ),
+        ),
+        (
+            "cut_in_reasoning",
+            False,
+            every,
+            lambda r: (
+                f"<think>\n{r['reason']}\nSo far: $\\boxed{{{r['gold']}}}$, now let me double-check",
+                False,
+            ),
+        ),
+        (
+            "cut_in_prefilled_reasoning",
+            False,
+            every,
+            lambda r: (f"{r['reason']}\nSo far: $\\boxed{{{r['gold']}}}$, now let me double-check", True),
+        ),
+        (
+            "cut_off_box",
+            False,
+            every,
+            lambda r: (think.format(**r) + f"The answer is $\\boxed{{{r['gold']}", False),
+        ),
+        (
+            "not_x_but_y",
+            False,
+            every,
+            lambda r: (
+                think.format(**r) + f"The answer is not {math(r['gold'])} but {math(r['wrong'])}.",
+                False,
+            ),
+        ),
+        (
+            "empty_after_think",
+            False,
+            every,
+            lambda r: (
+                f"<think>\n{r['reason']}\nThe answer is $\\boxed{{{r['gold']}}}$.\n</think>\n\n",
+                False,
+            ),
+        ),
     ]
     return out
 
@@ -243,12 +441,22 @@ def build(rows: list[dict]) -> list[dict]:
             if not applies(r):
                 continue
             completion, prefilled = make(r)
-            samples.append({"dataset": r["dataset"], "idx": r["idx"], "style": name, "expected": expected,
-                            "gold": r["gold"], "completion": completion, "prefilled": prefilled})
+            samples.append(
+                {
+                    "dataset": r["dataset"],
+                    "idx": r["idx"],
+                    "style": name,
+                    "expected": expected,
+                    "gold": r["gold"],
+                    "completion": completion,
+                    "prefilled": prefilled,
+                }
+            )
     return samples
 
 
 # --------------------------------------------------------------------------- the three judges
+
 
 def _mv_init():
     import logging
@@ -279,12 +487,19 @@ def reward_path(samples: list[dict]) -> list[bool | None]:
     fn = resolve_reward("accuracy", {"prefill": None}).fn
     out: list[bool | None] = []
     for i in range(0, len(samples), 64):
-        batch = samples[i:i + 64]
-        prompts = [("User: solve it.\nAssistant: " + PREFILL) if s["prefilled"] else "User: solve it.\nAssistant:"
-                   for s in batch]
-        scores = fn(prompts=prompts, completions=[s["completion"] for s in batch], completion_ids=None,
-                    answer=[s["gold"] for s in batch], task=["math"] * len(batch),
-                    prefill=[PREFILL if s["prefilled"] else "" for s in batch])
+        batch = samples[i : i + 64]
+        prompts = [
+            ("User: solve it.\nAssistant: " + PREFILL) if s["prefilled"] else "User: solve it.\nAssistant:"
+            for s in batch
+        ]
+        scores = fn(
+            prompts=prompts,
+            completions=[s["completion"] for s in batch],
+            completion_ids=None,
+            answer=[s["gold"] for s in batch],
+            task=["math"] * len(batch),
+            prefill=[PREFILL if s["prefilled"] else "" for s in batch],
+        )
         out.extend(None if v is None else v >= 1.0 for v in scores)
     return out
 
@@ -293,13 +508,21 @@ def evaluate_path(samples: list[dict]) -> list[bool | None]:
     """r1kit.evaluation.score_rows, as `r1kit evaluate` scores samples (prefill already in the text)."""
     from r1kit.evaluation import score_rows
 
-    rows = [{"prompt": "solve it", "answer": s["gold"], "task": "math", "prompt_index": i,
-             "completion": (PREFILL + s["completion"]) if s["prefilled"] else s["completion"]}
-            for i, s in enumerate(samples)]
+    rows = [
+        {
+            "prompt": "solve it",
+            "answer": s["gold"],
+            "task": "math",
+            "prompt_index": i,
+            "completion": (PREFILL + s["completion"]) if s["prefilled"] else s["completion"],
+        }
+        for i, s in enumerate(samples)
+    ]
     return [r["correct"] for r in score_rows(rows)]
 
 
 # --------------------------------------------------------------------------- report
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -312,7 +535,10 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
 
     samples = []
-    for rows in (gsm8k(args.data / "gsm8k_test.jsonl", args.limit), math500(args.data / "math500_test.jsonl", args.limit)):
+    for rows in (
+        gsm8k(args.data / "gsm8k_test.jsonl", args.limit),
+        math500(args.data / "math500_test.jsonl", args.limit),
+    ):
         wrong_answers(rows)
         samples.extend(build(rows))
     print(f"{len(samples)} completions, {len({s['style'] for s in samples})} styles")
@@ -331,9 +557,18 @@ def main() -> None:
     disagreements, judge_wrong = [], []
     for s, m, rw, ev in zip(samples, mv, reward, evaluate):
         if rw is not s["expected"]:
-            judge_wrong.append({"dataset": s["dataset"], "idx": s["idx"], "style": s["style"], "gold": s["gold"],
-                                "expected": s["expected"], "judge": rw, "math_verify": m,
-                                "completion_tail": s["completion"][-160:]})
+            judge_wrong.append(
+                {
+                    "dataset": s["dataset"],
+                    "idx": s["idx"],
+                    "style": s["style"],
+                    "gold": s["gold"],
+                    "expected": s["expected"],
+                    "judge": rw,
+                    "math_verify": m,
+                    "completion_tail": s["completion"][-160:],
+                }
+            )
         key = (s["dataset"], s["style"])
         c = table[key]
         c["n"] += 1
@@ -344,11 +579,21 @@ def main() -> None:
         if rw is not m:
             c["disagree"] += 1
             c["judge_right_in_disagreement"] += rw is s["expected"]
-            disagreements.append({"dataset": s["dataset"], "idx": s["idx"], "style": s["style"], "gold": s["gold"],
-                                  "expected": s["expected"], "judge": rw, "math_verify": m,
-                                  "right": "judge" if rw is s["expected"] else ("math-verify" if m is s["expected"]
-                                                                               else "neither"),
-                                  "completion_tail": s["completion"][-160:]})
+            disagreements.append(
+                {
+                    "dataset": s["dataset"],
+                    "idx": s["idx"],
+                    "style": s["style"],
+                    "gold": s["gold"],
+                    "expected": s["expected"],
+                    "judge": rw,
+                    "math_verify": m,
+                    "right": "judge"
+                    if rw is s["expected"]
+                    else ("math-verify" if m is s["expected"] else "neither"),
+                    "completion_tail": s["completion"][-160:],
+                }
+            )
     with (args.out / "disagreements.jsonl").open("w") as f:
         for d in disagreements:
             f.write(json.dumps(d) + "\n")
@@ -356,10 +601,13 @@ def main() -> None:
     for c in table.values():
         total.update(c)
     summary = {
-        "completions": total["n"], "styles": len({s for _, s in table}),
-        "judge_right": total["judge_right"] / total["n"], "math_verify_right": total["mv_right"] / total["n"],
+        "completions": total["n"],
+        "styles": len({s for _, s in table}),
+        "judge_right": total["judge_right"] / total["n"],
+        "math_verify_right": total["mv_right"] / total["n"],
         "reward_equals_evaluate": total["reward_eq_evaluate"] / total["n"],
-        "unscorable": total["unscorable"], "disagreements": total["disagree"],
+        "unscorable": total["unscorable"],
+        "disagreements": total["disagree"],
         "judge_right_in_disagreements": total["judge_right_in_disagreement"],
         "judge_wrong_overall": total["n"] - total["judge_right"],
         "judge_wrong": judge_wrong[:200],
@@ -369,12 +617,18 @@ def main() -> None:
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps({k: v for k, v in summary.items() if k != "per_style"}, indent=2))
     if args.markdown:
-        print("\n| dataset | style | n | judge right | math-verify right | disagree | judge right there | reward = evaluate |")
+        print(
+            "\n| dataset | style | n | judge right | math-verify right | disagree | judge right there | reward = evaluate |"
+        )
         print("|---|---|---:|---:|---:|---:|---:|---:|")
-        for (d, s), c in sorted(table.items(), key=lambda kv: (kv[0][0], list(dict.fromkeys(
-                x[0] for x in styles())).index(kv[0][1]))):
-            print(f"| {d} | {s} | {c['n']} | {c['judge_right']} | {c['mv_right']} | {c['disagree']} | "
-                  f"{c['judge_right_in_disagreement']} | {c['reward_eq_evaluate']} |")
+        for (d, s), c in sorted(
+            table.items(),
+            key=lambda kv: (kv[0][0], list(dict.fromkeys(x[0] for x in styles())).index(kv[0][1])),
+        ):
+            print(
+                f"| {d} | {s} | {c['n']} | {c['judge_right']} | {c['mv_right']} | {c['disagree']} | "
+                f"{c['judge_right_in_disagreement']} | {c['reward_eq_evaluate']} |"
+            )
 
 
 if __name__ == "__main__":

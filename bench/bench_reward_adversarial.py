@@ -45,11 +45,28 @@ def inputs(size: int) -> dict[str, str]:
 
 
 REWARDS = {
-    "code": ["unclosed ```python fences", "fence pairs", "deep unary (fenced, 100 KB)", "1 MB program",
-             "nested brackets, no fence", "english prose"],
-    "accuracy": ["nested \\boxed{", "digits", "repeated <think>", "nested brackets, no fence", "english prose",
-                 "mixed scripts"],
-    "format": ["repeated <think>", "tags once, whitespace between", "nested brackets, no fence", "english prose"],
+    "code": [
+        "unclosed ```python fences",
+        "fence pairs",
+        "deep unary (fenced, 100 KB)",
+        "1 MB program",
+        "nested brackets, no fence",
+        "english prose",
+    ],
+    "accuracy": [
+        "nested \\boxed{",
+        "digits",
+        "repeated <think>",
+        "nested brackets, no fence",
+        "english prose",
+        "mixed scripts",
+    ],
+    "format": [
+        "repeated <think>",
+        "tags once, whitespace between",
+        "nested brackets, no fence",
+        "english prose",
+    ],
     "think_format": ["repeated <think>", "tags once, whitespace between", "english prose"],
     "language": ["repeated <think>", "english prose", "mixed scripts", "one long word", "digits"],
     "repetition": ["english prose", "mixed scripts", "digits", "one long word", "repeated <think>"],

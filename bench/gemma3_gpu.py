@@ -52,14 +52,22 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default=os.environ.get("GEMMA3_GGUF", ""), help="model spec (the .gguf; env GEMMA3_GGUF)")
+    p.add_argument(
+        "--model", default=os.environ.get("GEMMA3_GGUF", ""), help="model spec (the .gguf; env GEMMA3_GGUF)"
+    )
     p.add_argument("--sections", default=",".join(SECTIONS), help=f"comma list of {', '.join(SECTIONS)}")
-    p.add_argument("--budget-s", type=float, default=540.0, help="stop starting new steps after this many seconds")
-    p.add_argument("--out", default=os.environ.get("OUT", "."), help="folder for gemma3_gpu.json (default $OUT)")
+    p.add_argument(
+        "--budget-s", type=float, default=540.0, help="stop starting new steps after this many seconds"
+    )
+    p.add_argument(
+        "--out", default=os.environ.get("OUT", "."), help="folder for gemma3_gpu.json (default $OUT)"
+    )
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     p.add_argument("--data", default=str(DATA), help="folder with gsm8k_test.jsonl and gsm8k_train.jsonl")
     p.add_argument("--smoke", action="store_true", help="a handful of prompts and few tokens (CPU check)")
-    p.add_argument("--equality-prompts", type=int, default=128, help="prompts per dtype (half GSM8K, half arithmetic)")
+    p.add_argument(
+        "--equality-prompts", type=int, default=128, help="prompts per dtype (half GSM8K, half arithmetic)"
+    )
     p.add_argument("--equality-tokens", type=int, default=128)
     p.add_argument("--equality-dtypes", default="bfloat16,float32")
     p.add_argument("--gsm8k-limit", type=int, default=0, help="GSM8K test problems (0 = all 1,319)")
@@ -67,7 +75,9 @@ def parse_args(argv=None):
     p.add_argument("--gsm8k-tokens", type=int, default=256)
     p.add_argument("--gsm8k-dtype", default="bfloat16")
     p.add_argument("--batch-size", type=int, default=256, help="sequences per batch, both backends")
-    p.add_argument("--chunk-problems", type=int, default=330, help="GSM8K problems per chunk (budget granularity)")
+    p.add_argument(
+        "--chunk-problems", type=int, default=330, help="GSM8K problems per chunk (budget granularity)"
+    )
     p.add_argument("--backends", default="fast,hf", help="gsm8k backends, in this order")
     args = p.parse_args(argv)
     if args.smoke:
@@ -94,7 +104,10 @@ class Run:
         self.out.parent.mkdir(parents=True, exist_ok=True)
         device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.results = {
-            "model": args.model, "device": device, "smoke": args.smoke, "budget_s": args.budget_s,
+            "model": args.model,
+            "device": device,
+            "smoke": args.smoke,
+            "budget_s": args.budget_s,
             "gpu": torch.cuda.get_device_name() if device == "cuda" else None,
             "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
             "sections": {},
@@ -122,8 +135,10 @@ class Run:
             base.eval()
             self.models[str(base.dtype).replace("torch.", "")] = base
             self.results["load_s"] = round(time.perf_counter() - t, 1)
-            print(f"loaded {self.args.model} ({base.config.model_type}, {base.dtype}) in {self.results['load_s']} s",
-                  flush=True)
+            print(
+                f"loaded {self.args.model} ({base.config.model_type}, {base.dtype}) in {self.results['load_s']} s",
+                flush=True,
+            )
         if dtype not in self.models:
             src = next(iter(self.models.values()))
             self.models[dtype] = copy.deepcopy(src).to(getattr(torch, dtype))
@@ -131,6 +146,7 @@ class Run:
 
 
 # --------------------------------------------------------------------------------------- check
+
 
 def section_check(run: Run) -> dict:
     from r1kit.models import sanity_check
@@ -140,12 +156,16 @@ def section_check(run: Run) -> dict:
         rep = sanity_check(run.model(dtype), run.tok)
         rep["ok"] = max(rep["perplexity"]) <= 100
         res[dtype] = rep
-        print(f"check {dtype}: perplexity {[round(p, 2) for p in rep['perplexity']]}, "
-              f"{rep['prompt']!r} -> {rep['continuation']!r}{'' if rep['ok'] else '  <-- ABSURD: bad load'}", flush=True)
+        print(
+            f"check {dtype}: perplexity {[round(p, 2) for p in rep['perplexity']]}, "
+            f"{rep['prompt']!r} -> {rep['continuation']!r}{'' if rep['ok'] else '  <-- ABSURD: bad load'}",
+            flush=True,
+        )
     return res
 
 
 # --------------------------------------------------------------------------------------- equality
+
 
 def gsm8k_rows(path: Path, n: int) -> list[dict]:
     with open(path) as f:
@@ -187,9 +207,17 @@ def hf_greedy_with_logprobs(model, tok, prompt_ids, max_new, eos, pad, batch):
         mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=model.device)
         rec = Record()
         with torch.no_grad():
-            out = model.generate(input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=max_new,
-                                 eos_token_id=eos, pad_token_id=pad, logits_processor=LogitsProcessorList([rec]),
-                                 disable_compile=True, repetition_penalty=1.0)
+            out = model.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                do_sample=False,
+                max_new_tokens=max_new,
+                eos_token_id=eos,
+                pad_token_id=pad,
+                logits_processor=LogitsProcessorList([rec]),
+                disable_compile=True,
+                repetition_penalty=1.0,
+            )
         lp = torch.stack(rec.steps, 1).cpu()
         for r, seq in enumerate(out[:, width:].tolist()):
             end = next((i for i, t in enumerate(seq) if t in eos), None)
@@ -211,10 +239,19 @@ def compare_paths(hf_tok, hf_lp, fast_tok, fast_lp) -> dict:
         gaps += [abs(x - y) for x, y in zip(la[:common], lb[:common])]
     n = len(hf_tok)
     return {
-        "prompts": n, "identical": identical, "identical_frac": identical / n if n else None,
-        "first_divergence": {"min": min(firsts), "median": statistics.median(firsts),
-                             "mean": round(statistics.fmean(firsts), 1), "all": firsts} if firsts else None,
-        "logprob_gap_max": max(gaps) if gaps else None, "logprob_gap_mean": statistics.fmean(gaps) if gaps else None,
+        "prompts": n,
+        "identical": identical,
+        "identical_frac": identical / n if n else None,
+        "first_divergence": {
+            "min": min(firsts),
+            "median": statistics.median(firsts),
+            "mean": round(statistics.fmean(firsts), 1),
+            "all": firsts,
+        }
+        if firsts
+        else None,
+        "logprob_gap_max": max(gaps) if gaps else None,
+        "logprob_gap_mean": statistics.fmean(gaps) if gaps else None,
         "positions_compared": len(gaps),
     }
 
@@ -237,28 +274,44 @@ def section_equality(run: Run) -> dict:
         t = time.perf_counter()
         hf_tok, hf_lp = hf_greedy_with_logprobs(model, run.tok, ids, args.equality_tokens, eos, pad, 64)
         hf_s = time.perf_counter() - t
-        gen = FastGenerator(model, max_batch=min(len(ids), 256), max_len=max(map(len, ids)) + args.equality_tokens,
-                            eos_token_ids=eos, pad_token_id=pad)
+        gen = FastGenerator(
+            model,
+            max_batch=min(len(ids), 256),
+            max_len=max(map(len, ids)) + args.equality_tokens,
+            eos_token_ids=eos,
+            pad_token_id=pad,
+        )
         t = time.perf_counter()
-        outs = gen.generate(ids, max_new_tokens=args.equality_tokens, greedy=True, temperature=1.0,
-                            return_logprobs=True)
+        outs = gen.generate(
+            ids, max_new_tokens=args.equality_tokens, greedy=True, temperature=1.0, return_logprobs=True
+        )
         fast_s = time.perf_counter() - t
         gen.release()
         r = compare_paths(hf_tok, hf_lp, [o.token_ids for o in outs], [o.logprobs for o in outs])
         n_gsm = len(prompts) // 2
         r["gsm8k_identical"] = sum(a == o.token_ids for a, o in zip(hf_tok[:n_gsm], outs[:n_gsm]))
         r["arithmetic_identical"] = sum(a == o.token_ids for a, o in zip(hf_tok[n_gsm:], outs[n_gsm:]))
-        r.update(hf_s=round(hf_s, 2), fast_s=round(fast_s, 2), fast_mode=gen.stats.mode, fast_fallback=gen.fallback,
-                 max_new_tokens=args.equality_tokens, example=run.tok.decode(outs[0].token_ids[:60]))
+        r.update(
+            hf_s=round(hf_s, 2),
+            fast_s=round(fast_s, 2),
+            fast_mode=gen.stats.mode,
+            fast_fallback=gen.fallback,
+            max_new_tokens=args.equality_tokens,
+            example=run.tok.decode(outs[0].token_ids[:60]),
+        )
         res[dtype] = r
-        print(f"equality {dtype}: identical {r['identical']}/{r['prompts']}, first divergence "
-              f"{r['first_divergence'] and {k: v for k, v in r['first_divergence'].items() if k != 'all'}}, "
-              f"max |logprob gap| {r['logprob_gap_max']}", flush=True)
+        print(
+            f"equality {dtype}: identical {r['identical']}/{r['prompts']}, first divergence "
+            f"{r['first_divergence'] and {k: v for k, v in r['first_divergence'].items() if k != 'all'}}, "
+            f"max |logprob gap| {r['logprob_gap_max']}",
+            flush=True,
+        )
         run.save()
     return res
 
 
 # --------------------------------------------------------------------------------------- gsm8k
+
 
 def evaluate_model_function():
     """r1kit's `evaluate_model` (sample + score + summarize), from the evaluate stage or the library
@@ -296,18 +349,40 @@ def section_gsm8k(run: Run) -> dict:
     args = run.args
     evaluate_model = evaluate_model_function()
     data = Path(args.data)
-    cfg = Config(model=[args.model], data=str(data / "gsm8k_test.jsonl"), task="gsm8k", few_shot=4,
-                 few_shot_data=str(data / "gsm8k_train.jsonl"), stop=["Question:"], extract="last_number",
-                 num_samples=args.gsm8k_samples, temperature=0.6, top_p=0.95, max_new_tokens=args.gsm8k_tokens,
-                 sample_batch_size=args.batch_size, output=str(Path(args.out) / "unused"))
+    cfg = Config(
+        model=[args.model],
+        data=str(data / "gsm8k_test.jsonl"),
+        task="gsm8k",
+        few_shot=4,
+        few_shot_data=str(data / "gsm8k_train.jsonl"),
+        stop=["Question:"],
+        extract="last_number",
+        num_samples=args.gsm8k_samples,
+        temperature=0.6,
+        top_p=0.95,
+        max_new_tokens=args.gsm8k_tokens,
+        sample_batch_size=args.batch_size,
+        output=str(Path(args.out) / "unused"),
+    )
     dataset = load_eval_dataset(cfg, "raw")  # few-shot prompts are plain text
     if args.gsm8k_limit:
         dataset = dataset.select(range(min(args.gsm8k_limit, len(dataset))))
     params = cfg.sampling_params()
     model = run.model(args.gsm8k_dtype)
-    res = {"settings": {"problems": len(dataset), "samples": args.gsm8k_samples, "temperature": 0.6, "top_p": 0.95,
-                        "max_new_tokens": args.gsm8k_tokens, "batch_size": args.batch_size, "dtype": args.gsm8k_dtype,
-                        "shots": 4, "stop": ["Question:"], "extract": "last_number"}}
+    res = {
+        "settings": {
+            "problems": len(dataset),
+            "samples": args.gsm8k_samples,
+            "temperature": 0.6,
+            "top_p": 0.95,
+            "max_new_tokens": args.gsm8k_tokens,
+            "batch_size": args.batch_size,
+            "dtype": args.gsm8k_dtype,
+            "shots": 4,
+            "stop": ["Question:"],
+            "extract": "last_number",
+        }
+    }
     all_rows: dict[str, list[dict]] = {}
     for name in args.backends.split(","):
         backend = get_backend(name, model, run.tok)
@@ -317,8 +392,16 @@ def section_gsm8k(run: Run) -> dict:
             if done and wall / done * len(chunk) > run.left():  # the next chunk would not fit
                 break
             t = time.perf_counter()
-            _, chunk_rows = evaluate_model(model, run.tok, chunk, params, pass_k=(1,), extract="last_number",
-                                           backend=backend, model_name=name)
+            _, chunk_rows = evaluate_model(
+                model,
+                run.tok,
+                chunk,
+                params,
+                pass_k=(1,),
+                extract="last_number",
+                backend=backend,
+                model_name=name,
+            )
             wall += time.perf_counter() - t
             for r in chunk_rows:
                 r["prompt_index"] += c0
@@ -331,14 +414,24 @@ def section_gsm8k(run: Run) -> dict:
         p1, se, n = pass1_se(rows)
         tokens = sum(r["num_tokens"] for r in rows)
         res[name] = {
-            "problems": done, "samples": len(rows), "wall_s": round(wall, 1), "tokens": tokens,
-            "tok_per_s": round(tokens / wall, 1) if wall else None, "pass@1": p1, "pass@1_se": se, "scored": n,
-            "pass@k_any": _any_correct(rows), "mean_tokens": tokens / len(rows) if rows else None,
+            "problems": done,
+            "samples": len(rows),
+            "wall_s": round(wall, 1),
+            "tokens": tokens,
+            "tok_per_s": round(tokens / wall, 1) if wall else None,
+            "pass@1": p1,
+            "pass@1_se": se,
+            "scored": n,
+            "pass@k_any": _any_correct(rows),
+            "mean_tokens": tokens / len(rows) if rows else None,
             "truncation_rate": sum(r["truncated"] for r in rows) / len(rows) if rows else None,
             "examples": [r["completion"][:300] for r in rows[:2]],
         }
-        print(f"gsm8k {name}: {done} problems x {args.gsm8k_samples} in {wall:.1f} s, "
-              f"{res[name]['tok_per_s']} tok/s, pass@1 {100 * p1:.2f} +- {100 * se:.2f} %", flush=True)
+        print(
+            f"gsm8k {name}: {done} problems x {args.gsm8k_samples} in {wall:.1f} s, "
+            f"{res[name]['tok_per_s']} tok/s, pass@1 {100 * p1:.2f} +- {100 * se:.2f} %",
+            flush=True,
+        )
         run.save()
     names = list(all_rows)
     if len(names) == 2:  # like for like: the first backend on the problems the second finished
@@ -362,25 +455,32 @@ def _any_correct(rows: list[dict]) -> float | None:
 
 # --------------------------------------------------------------------------------------- main
 
+
 def table(results: dict) -> str:
     lines = ["| section | what | result |", "|---|---|---|"]
     s = results["sections"]
     for dtype, r in (s.get("check") or {}).items():
         if isinstance(r, dict) and "perplexity" in r:
-            lines.append(f"| check | {dtype} perplexity / continuation | "
-                         f"{', '.join(f'{p:.2f}' for p in r['perplexity'])} / {r['continuation']!r} |")
+            lines.append(
+                f"| check | {dtype} perplexity / continuation | "
+                f"{', '.join(f'{p:.2f}' for p in r['perplexity'])} / {r['continuation']!r} |"
+            )
     for dtype, r in (s.get("equality") or {}).items():
         if isinstance(r, dict) and "identical" in r:
             fd = r["first_divergence"]
-            lines.append(f"| equality | {dtype}: identical greedy paths; first divergence median; max/mean lp gap | "
-                         f"{r['identical']}/{r['prompts']}; {fd['median'] if fd else '-'}; "
-                         f"{r['logprob_gap_max']:.3g}/{r['logprob_gap_mean']:.3g} |")
+            lines.append(
+                f"| equality | {dtype}: identical greedy paths; first divergence median; max/mean lp gap | "
+                f"{r['identical']}/{r['prompts']}; {fd['median'] if fd else '-'}; "
+                f"{r['logprob_gap_max']:.3g}/{r['logprob_gap_mean']:.3g} |"
+            )
     g = s.get("gsm8k") or {}
     for name in ("fast", "hf"):
         r = g.get(name)
         if isinstance(r, dict) and "wall_s" in r:
-            lines.append(f"| gsm8k | {name}: problems, wall s, tok/s, pass@1 % +- se | {r['problems']}, {r['wall_s']}, "
-                         f"{r['tok_per_s']}, {100 * r['pass@1']:.2f} +- {100 * r['pass@1_se']:.2f} |")
+            lines.append(
+                f"| gsm8k | {name}: problems, wall s, tok/s, pass@1 % +- se | {r['problems']}, {r['wall_s']}, "
+                f"{r['tok_per_s']}, {100 * r['pass@1']:.2f} +- {100 * r['pass@1_se']:.2f} |"
+            )
     if "speedup_tok_per_s" in g:
         lines.append(f"| gsm8k | fast / hf tokens per second | {g['speedup_tok_per_s']}x |")
     for name, r in s.items():
@@ -405,8 +505,10 @@ def main(argv=None) -> int:
         except Exception as err:  # noqa: BLE001 - record it and go on with the next section
             import traceback
 
-            run.results["sections"][name] = {"error": f"{type(err).__name__}: {err}",
-                                             "traceback": traceback.format_exc()[-3000:]}
+            run.results["sections"][name] = {
+                "error": f"{type(err).__name__}: {err}",
+                "traceback": traceback.format_exc()[-3000:],
+            }
             print(f"section {name} failed: {type(err).__name__}: {err}", flush=True)
         run.results["sections"][name + "_s"] = round(time.perf_counter() - t, 1)
         run.save()

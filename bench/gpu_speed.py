@@ -407,8 +407,14 @@ class Bench:
                     bench.sync()
                     self.__dict__.setdefault("gen_times", []).append(time.perf_counter() - t0)
                     if bench.cuda:
-                        phases.append({"train_peak_before": train_peak, "gen_start": before,
-                                       "gen_peak": bench.peak_gib(), "gen_end": bench.alloc_gib()})
+                        phases.append(
+                            {
+                                "train_peak_before": train_peak,
+                                "gen_start": before,
+                                "gen_peak": bench.peak_gib(),
+                                "gen_end": bench.alloc_gib(),
+                            }
+                        )
                         torch.cuda.reset_peak_memory_stats()
                     return out
 
@@ -491,7 +497,9 @@ class Bench:
                 if self.cuda and phases:
                     res["mem_phases_gib"] = phases
                     res["peak_gen_gib"] = max(p["gen_peak"] for p in phases)
-                    res["peak_train_gib"] = max([p["train_peak_before"] for p in phases[1:]] + [self.peak_gib()])
+                    res["peak_train_gib"] = max(
+                        [p["train_peak_before"] for p in phases[1:]] + [self.peak_gib()]
+                    )
                     res["peak_gib"] = max(res["peak_gen_gib"], res["peak_train_gib"])
                 if kind != "trl":
                     flog = trainer.__dict__.get("fast_rollout_log", [])
@@ -572,7 +580,9 @@ def main() -> None:
     p.add_argument(
         "--steps", type=int, default=None, help="GRPO steps per variant (default 5; 1.5B: 3; smoke 2)"
     )
-    p.add_argument("--only", default="", help="comma-separated variant names to run, in any section (default: all)")
+    p.add_argument(
+        "--only", default="", help="comma-separated variant names to run, in any section (default: all)"
+    )
     args = p.parse_args()
     args.budget = args.budget or (600 if args.smoke else 450)
     bench = Bench(args)

@@ -33,10 +33,35 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # determinism and speed on 2 shar
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-COMMON = ["--num-generations", "4", "--prompts-per-step", "4", "--batch-size", "8", "--max-completion-length", "48",
-          "--learning-rate", "1e-4", "--temperature", "1.0", "--num-iterations", "2", "--max-steps", "3",
-          "--template", "chat", "--reward", "accuracy=1", "--reward", "format=0.25", "--reward", "repetition=0.5",
-          "--seed", "0", "--no-live"]
+COMMON = [
+    "--num-generations",
+    "4",
+    "--prompts-per-step",
+    "4",
+    "--batch-size",
+    "8",
+    "--max-completion-length",
+    "48",
+    "--learning-rate",
+    "1e-4",
+    "--temperature",
+    "1.0",
+    "--num-iterations",
+    "2",
+    "--max-steps",
+    "3",
+    "--template",
+    "chat",
+    "--reward",
+    "accuracy=1",
+    "--reward",
+    "format=0.25",
+    "--reward",
+    "repetition=0.5",
+    "--seed",
+    "0",
+    "--no-live",
+]
 # case -> extra flags; every loss type, with beta > 0 and reference reset for grpo and the DAPO switches
 CASES: dict[str, list[str]] = {
     "grpo": ["--loss", "grpo"],
@@ -56,8 +81,14 @@ KEYS = ("loss", "grad_norm")
 
 def r1kit(repo: Path, *args: str) -> None:
     env = {**os.environ, "PYTHONPATH": str(repo)}
-    res = subprocess.run([sys.executable, "-m", "r1kit", *map(str, args)], cwd=repo, env=env, check=False,
-                         capture_output=True, text=True)
+    res = subprocess.run(
+        [sys.executable, "-m", "r1kit", *map(str, args)],
+        cwd=repo,
+        env=env,
+        check=False,
+        capture_output=True,
+        text=True,
+    )
     if res.returncode:
         raise SystemExit(f"r1kit {' '.join(map(str, args[:2]))} failed:\n{res.stderr[-3000:]}")
 
@@ -65,12 +96,48 @@ def r1kit(repo: Path, *args: str) -> None:
 def prepare(repo: Path, work: Path) -> tuple[Path, Path]:
     data, sft = work / "data", work / "sft"
     if not (data / "manifest.json").exists():
-        r1kit(repo, "data", "arithmetic", "--output", data, "--train-size", "400", "--test-size", "8",
-              "--digits", "2", "--max-checks", "0", "--seed", "0")
+        r1kit(
+            repo,
+            "data",
+            "arithmetic",
+            "--output",
+            data,
+            "--train-size",
+            "400",
+            "--test-size",
+            "8",
+            "--digits",
+            "2",
+            "--max-checks",
+            "0",
+            "--seed",
+            "0",
+        )
     if not (sft / "manifest.json").exists():
-        r1kit(repo, "sft", "--model", "tiny", "--data", data, "--output", sft, "--max-steps", "300",
-              "--learning-rate", "2e-3", "--lr-scheduler", "constant", "--warmup-ratio", "0", "--batch-size", "32",
-              "--logging-steps", "50", "--seed", "0")
+        r1kit(
+            repo,
+            "sft",
+            "--model",
+            "tiny",
+            "--data",
+            data,
+            "--output",
+            sft,
+            "--max-steps",
+            "300",
+            "--learning-rate",
+            "2e-3",
+            "--lr-scheduler",
+            "constant",
+            "--warmup-ratio",
+            "0",
+            "--batch-size",
+            "32",
+            "--logging-steps",
+            "50",
+            "--seed",
+            "0",
+        )
     return data, sft
 
 
@@ -80,7 +147,19 @@ def logged(repo: Path, work: Path, cases: list[str]) -> dict[str, dict[str, list
     found = {}
     for case in cases:
         out = work / f"run-{case}"
-        r1kit(repo, "grpo", "--model", sft, "--data", data, "--output", out, "--overwrite", *COMMON, *CASES[case])
+        r1kit(
+            repo,
+            "grpo",
+            "--model",
+            sft,
+            "--data",
+            data,
+            "--output",
+            out,
+            "--overwrite",
+            *COMMON,
+            *CASES[case],
+        )
         records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
         steps = [r for r in records if "loss" in r and "grad_norm" in r]
         found[case] = {key: [r[key] for r in steps] for key in KEYS}
@@ -112,11 +191,17 @@ def compare(before: dict, after: dict, atol: float, rtol: float) -> bool:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repo", default=".", help="Checkout whose r1kit runs (PYTHONPATH).")
-    p.add_argument("--work", default="/tmp/r1kit-loss-equality", help="Folder for the data, SFT model and runs.")
+    p.add_argument(
+        "--work", default="/tmp/r1kit-loss-equality", help="Folder for the data, SFT model and runs."
+    )
     p.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     p.add_argument("--json", default="", help="Write {case: [loss per step]} here.")
-    p.add_argument("--compare", nargs=2, metavar=("BEFORE", "AFTER"), help="Compare two --json files and exit.")
-    p.add_argument("--atol", type=float, default=1e-6, help="Absolute part of the tolerance (see RESULTS.md).")
+    p.add_argument(
+        "--compare", nargs=2, metavar=("BEFORE", "AFTER"), help="Compare two --json files and exit."
+    )
+    p.add_argument(
+        "--atol", type=float, default=1e-6, help="Absolute part of the tolerance (see RESULTS.md)."
+    )
     p.add_argument("--rtol", type=float, default=1e-5, help="Relative part of the tolerance.")
     args = p.parse_args(argv)
     if args.compare:

@@ -64,7 +64,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 def parse(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    p.add_argument("--work", default="", help="Working folder (default: a temporary one, removed at the end).")
+    p.add_argument(
+        "--work", default="", help="Working folder (default: a temporary one, removed at the end)."
+    )
     p.add_argument("--output", default="", help="Write the results as JSON here.")
     p.add_argument("--train-size", type=int, default=4000)
     p.add_argument("--test-size", type=int, default=200)
@@ -77,24 +79,43 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--low", type=float, default=0.30)
     p.add_argument("--high", type=float, default=0.45)
     p.add_argument("--grpo-minutes", type=float, default=2.5)
-    p.add_argument("--rollout", default="hf", choices=("fast", "hf"),
-                   help="GRPO rollouts: transformers generate (hf) or r1kit's decode loop (fast; "
-                        "~1.3x the steps per minute here, but no larger gains in two runs).")
-    p.add_argument("--grpo-steps", type=int, default=0,
-                   help="Run GRPO for this many steps instead of --grpo-minutes (the same for every run compared).")
+    p.add_argument(
+        "--rollout",
+        default="hf",
+        choices=("fast", "hf"),
+        help="GRPO rollouts: transformers generate (hf) or r1kit's decode loop (fast; "
+        "~1.3x the steps per minute here, but no larger gains in two runs).",
+    )
+    p.add_argument(
+        "--grpo-steps",
+        type=int,
+        default=0,
+        help="Run GRPO for this many steps instead of --grpo-minutes (the same for every run compared).",
+    )
     p.add_argument("--grpo-lr", type=float, default=1e-4)
     p.add_argument("--prompts", type=int, default=8)
     p.add_argument("--generations", type=int, default=8)
     p.add_argument("--max-completion-length", type=int, default=96)
     p.add_argument("--min-gain", type=float, default=0.20)
-    p.add_argument("--cold-start", default="",
-                   help="Reuse cold-start checkpoints instead of running SFT: a path with {seed}, e.g. "
-                        "work/sft-s{seed}-435 (their held-out accuracy is measured again).")
-    p.add_argument("--partial-loss", default="segment", choices=("segment", "trajectory"),
-                   help="--partial-loss of the --compare-budget runs.")
-    p.add_argument("--compare-budget", type=int, default=0,
-                   help="Also run each seed's GRPO with --rollout-token-budget T (partial rollouts) from the same "
-                        "cold start, for the same time, and report both accuracies (0 = off).")
+    p.add_argument(
+        "--cold-start",
+        default="",
+        help="Reuse cold-start checkpoints instead of running SFT: a path with {seed}, e.g. "
+        "work/sft-s{seed}-435 (their held-out accuracy is measured again).",
+    )
+    p.add_argument(
+        "--partial-loss",
+        default="segment",
+        choices=("segment", "trajectory"),
+        help="--partial-loss of the --compare-budget runs.",
+    )
+    p.add_argument(
+        "--compare-budget",
+        type=int,
+        default=0,
+        help="Also run each seed's GRPO with --rollout-token-budget T (partial rollouts) from the same "
+        "cold start, for the same time, and report both accuracies (0 = off).",
+    )
     return p.parse_args(argv)
 
 
@@ -118,10 +139,21 @@ def cold_start(args, data: Path, work: Path, seed: int, test) -> tuple[Path, flo
         target = done + chunk
         out = work / f"sft-s{seed}-{target}"
         shutil.rmtree(out, ignore_errors=True)
-        flags = {"model": "tiny", "data": str(data), "output": str(out), "seed": seed, "max_steps": target,
-                     "batch_size": args.sft_batch, "learning_rate": args.sft_lr, "lr_scheduler": "constant",
-                     "warmup_ratio": 0.0, "keep_checkpoints": True, "save_steps": target, "logging_steps": 1000,
-                     "resume": str(prev / "checkpoints") if prev else ""}
+        flags = {
+            "model": "tiny",
+            "data": str(data),
+            "output": str(out),
+            "seed": seed,
+            "max_steps": target,
+            "batch_size": args.sft_batch,
+            "learning_rate": args.sft_lr,
+            "lr_scheduler": "constant",
+            "warmup_ratio": 0.0,
+            "keep_checkpoints": True,
+            "save_steps": target,
+            "logging_steps": 1000,
+            "resume": str(prev / "checkpoints") if prev else "",
+        }
         sft.run(build_config(sft.Config, None, flags))
         acc = greedy_accuracy(out, test, args.max_completion_length)
         history.append({"sft_steps": target, "accuracy": acc})
@@ -138,11 +170,39 @@ def cold_start(args, data: Path, work: Path, seed: int, test) -> tuple[Path, flo
 
 
 def grpo(args, sft_dir: Path, data: Path, out: Path, seed: int, extra: tuple[str, ...] = ()) -> dict:
-    cmd = [sys.executable, "-m", "r1kit", "grpo", "--model", str(sft_dir), "--data", str(data),
-           "--output", str(out), "--overwrite", "--seed", str(seed), "--reward", "accuracy=1",
-           "--num-generations", str(args.generations), "--prompts-per-step", str(args.prompts),
-           "--max-completion-length", str(args.max_completion_length), "--temperature", "1.0",
-           "--learning-rate", str(args.grpo_lr), "--beta", "0", "--rollout", args.rollout, "--no-live", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "r1kit",
+        "grpo",
+        "--model",
+        str(sft_dir),
+        "--data",
+        str(data),
+        "--output",
+        str(out),
+        "--overwrite",
+        "--seed",
+        str(seed),
+        "--reward",
+        "accuracy=1",
+        "--num-generations",
+        str(args.generations),
+        "--prompts-per-step",
+        str(args.prompts),
+        "--max-completion-length",
+        str(args.max_completion_length),
+        "--temperature",
+        "1.0",
+        "--learning-rate",
+        str(args.grpo_lr),
+        "--beta",
+        "0",
+        "--rollout",
+        args.rollout,
+        "--no-live",
+        *extra,
+    ]
     if args.grpo_steps:
         cmd += ["--max-steps", str(args.grpo_steps)]
     else:
@@ -154,8 +214,11 @@ def grpo(args, sft_dir: Path, data: Path, out: Path, seed: int, extra: tuple[str
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     logged = [r for r in records if "loss" in r and "step" in r]
     steps = [r for r in logged if r.get("reward") is not None]  # steps that trained groups
-    run = {"wall_s": round(time.time() - t0, 1), "steps": len(logged),
-           "reward_curve": [[r["step"], round(r["reward"], 4)] for r in steps]}
+    run = {
+        "wall_s": round(time.time() - t0, 1),
+        "steps": len(logged),
+        "reward_curve": [[r["step"], round(r["reward"], 4)] for r in steps],
+    }
     if any("partial/trained_groups" in r for r in logged):
         run["trained_groups"] = int(sum(r["partial/trained_groups"] for r in logged))
         run["generated_tokens"] = int(sum(r["partial/new_tokens"] for r in logged))
@@ -190,41 +253,80 @@ def main(argv=None) -> dict:
         run = grpo(args, sft_dir, data, work / f"grpo-s{seed}", seed)
         post = greedy_accuracy(work / f"grpo-s{seed}", test, args.max_completion_length)
         results["seeds"][str(seed)] = {
-            "pre_accuracy": pre, "post_accuracy": post, "gain": round(post - pre, 4), "sft_steps": sft_steps,
-            "sft_history": history, "sft_wall_s": round(t_sft, 1), "grpo_steps": run["steps"],
-            "grpo_wall_s": run["wall_s"], "trained_groups": run["trained_groups"],
-            "seed_wall_s": round(time.time() - t0, 1), "reward_curve": run["reward_curve"],
+            "pre_accuracy": pre,
+            "post_accuracy": post,
+            "gain": round(post - pre, 4),
+            "sft_steps": sft_steps,
+            "sft_history": history,
+            "sft_wall_s": round(t_sft, 1),
+            "grpo_steps": run["steps"],
+            "grpo_wall_s": run["wall_s"],
+            "trained_groups": run["trained_groups"],
+            "seed_wall_s": round(time.time() - t0, 1),
+            "reward_curve": run["reward_curve"],
         }
-        print(f"[seed {seed}] held-out greedy accuracy {pre:.3f} -> {post:.3f} ({post - pre:+.3f}) "
-              f"after {run['steps']} GRPO steps", flush=True)
+        print(
+            f"[seed {seed}] held-out greedy accuracy {pre:.3f} -> {post:.3f} ({post - pre:+.3f}) "
+            f"after {run['steps']} GRPO steps",
+            flush=True,
+        )
         if args.compare_budget:
             out = work / f"grpo-s{seed}-budget{args.compare_budget}"
-            part = grpo(args, sft_dir, data, out, seed, ("--rollout-token-budget", str(args.compare_budget),
-                                                         "--partial-loss", args.partial_loss))
+            part = grpo(
+                args,
+                sft_dir,
+                data,
+                out,
+                seed,
+                ("--rollout-token-budget", str(args.compare_budget), "--partial-loss", args.partial_loss),
+            )
             post_p = greedy_accuracy(out, test, args.max_completion_length)
             results["seeds"][str(seed)]["partial"] = {
-                "budget": args.compare_budget, "partial_loss": args.partial_loss, "post_accuracy": post_p, "gain": round(post_p - pre, 4),
-                "grpo_steps": part["steps"], "grpo_wall_s": part["wall_s"],
-                **{k: part[k] for k in ("trained_groups", "trained_rows", "stale_rows", "continued",
-                                        "generated_tokens")},
+                "budget": args.compare_budget,
+                "partial_loss": args.partial_loss,
+                "post_accuracy": post_p,
+                "gain": round(post_p - pre, 4),
+                "grpo_steps": part["steps"],
+                "grpo_wall_s": part["wall_s"],
+                **{
+                    k: part[k]
+                    for k in ("trained_groups", "trained_rows", "stale_rows", "continued", "generated_tokens")
+                },
                 "reward_curve": part["reward_curve"],
             }
-            print(f"[seed {seed}] with --rollout-token-budget {args.compare_budget}: {pre:.3f} -> {post_p:.3f} "
-                  f"({post_p - pre:+.3f}) after {part['steps']} GRPO steps, {part['trained_groups']} groups trained "
-                  f"(without: {run['trained_groups']})", flush=True)
+            print(
+                f"[seed {seed}] with --rollout-token-budget {args.compare_budget}: {pre:.3f} -> {post_p:.3f} "
+                f"({post_p - pre:+.3f}) after {part['steps']} GRPO steps, {part['trained_groups']} groups trained "
+                f"(without: {run['trained_groups']})",
+                flush=True,
+            )
         if args.output:  # after every seed, so an interrupted run keeps what it measured
             Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
     results["total_wall_s"] = round(time.time() - t_start, 1)
-    results["passed"] = all(s["gain"] >= args.min_gain and s.get("partial", s)["gain"] >= args.min_gain
-                            for s in results["seeds"].values())
+    results["passed"] = all(
+        s["gain"] >= args.min_gain and s.get("partial", s)["gain"] >= args.min_gain
+        for s in results["seeds"].values()
+    )
     if args.output:
         Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
     if not args.work:
         shutil.rmtree(work, ignore_errors=True)
-    print(json.dumps({k: v for k, v in results.items() if k != "config"} | {
-        "seeds": {k: {kk: ({a: b for a, b in vv.items() if a != "reward_curve"} if kk == "partial" else vv)
-                      for kk, vv in v.items() if kk != "reward_curve"} for k, v in results["seeds"].items()}},
-        indent=1))
+    print(
+        json.dumps(
+            {k: v for k, v in results.items() if k != "config"}
+            | {
+                "seeds": {
+                    k: {
+                        kk: ({a: b for a, b in vv.items() if a != "reward_curve"} if kk == "partial" else vv)
+                        for kk, vv in v.items()
+                        if kk != "reward_curve"
+                    }
+                    for k, v in results["seeds"].items()
+                }
+            },
+            indent=1,
+        )
+    )
     return results
 
 

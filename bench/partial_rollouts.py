@@ -58,9 +58,13 @@ def run_variant(bench: Bench, cfg: dict, budget: int) -> dict:
     model, tok = bench.model(cfg["shape"])
     vocab = SHAPES[cfg["shape"]]["vocab_size"]
     eos = bench.eos_set(vocab, cfg["mean_len"])
-    model.generation_config.eos_token_id = eos  # trl stops a completion at any of them (and so does r1kit's loop)
-    texts = [" ".join(f"t{i}" for i in p)
-             for p in bench.prompts(cfg["prompts"] * (cfg["steps"] + 2), 48, 48, vocab, 7)]
+    model.generation_config.eos_token_id = (
+        eos  # trl stops a completion at any of them (and so does r1kit's loop)
+    )
+    texts = [
+        " ".join(f"t{i}" for i in p)
+        for p in bench.prompts(cfg["prompts"] * (cfg["steps"] + 2), 48, 48, vocab, 7)
+    ]
     data = Dataset.from_dict({"prompt": texts})
 
     class Timer(TrainerCallback):
@@ -91,15 +95,35 @@ def run_variant(bench: Bench, cfg: dict, budget: int) -> dict:
         return [float(len(ids) % 5) for ids in completion_ids]
 
     args = GRPOConfig(
-        output_dir=tempfile.mkdtemp(prefix="r1kit-partial-"), per_device_train_batch_size=cfg["gens"],
-        gradient_accumulation_steps=cfg["prompts"], num_generations=cfg["gens"],
-        max_completion_length=cfg["max_len"], max_steps=cfg["steps"], learning_rate=1e-6, logging_steps=1,
-        report_to=[], save_strategy="no", seed=0, disable_tqdm=True, bf16=bench.cuda, use_cpu=not bench.cuda,
-        gradient_checkpointing=bench.cuda, temperature=1.0, beta=0.0, loss_type="grpo",
+        output_dir=tempfile.mkdtemp(prefix="r1kit-partial-"),
+        per_device_train_batch_size=cfg["gens"],
+        gradient_accumulation_steps=cfg["prompts"],
+        num_generations=cfg["gens"],
+        max_completion_length=cfg["max_len"],
+        max_steps=cfg["steps"],
+        learning_rate=1e-6,
+        logging_steps=1,
+        report_to=[],
+        save_strategy="no",
+        seed=0,
+        disable_tqdm=True,
+        bf16=bench.cuda,
+        use_cpu=not bench.cuda,
+        gradient_checkpointing=bench.cuda,
+        temperature=1.0,
+        beta=0.0,
+        loss_type="grpo",
     )
     timer = Timer()
-    trainer = Timed(model=model, reward_funcs=reward, args=args, train_dataset=data, processing_class=tok,
-                    callbacks=[timer], r1=R1Options(fast_rollout="on", rollout_token_budget=budget))
+    trainer = Timed(
+        model=model,
+        reward_funcs=reward,
+        args=args,
+        train_dataset=data,
+        processing_class=tok,
+        callbacks=[timer],
+        r1=R1Options(fast_rollout="on", rollout_token_budget=budget),
+    )
     trainer.remove_callback(PrinterCallback)
     if bench.cuda:
         torch.cuda.reset_peak_memory_stats()
@@ -122,9 +146,13 @@ def run_variant(bench: Bench, cfg: dict, budget: int) -> dict:
     res["median_step_s"] = round(statistics.median(later), 3)
     res["median_gen_s"] = round(statistics.median(gen[1:] or gen), 3) if gen else None
     # tokens of the trajectories trained per second of wall time, after the first step
-    trained_tokens = [(g or 0) * cfg["gens"] * (m or 0) for g, m in zip(res["trained_groups"], res["mean_length"])]
+    trained_tokens = [
+        (g or 0) * cfg["gens"] * (m or 0) for g, m in zip(res["trained_groups"], res["mean_length"])
+    ]
     res["trained_tokens_per_s"] = round(sum(trained_tokens[1:]) / max(sum(later), 1e-9), 1)
-    res["trained_groups_per_s"] = round(sum(g or 0 for g in res["trained_groups"][1:]) / max(sum(later), 1e-9), 3)
+    res["trained_groups_per_s"] = round(
+        sum(g or 0 for g in res["trained_groups"][1:]) / max(sum(later), 1e-9), 3
+    )
     flog = trainer.__dict__.get("fast_rollout_log", [])
     res["fast_rollout_calls"] = len(flog)
     res["decode_steps"] = [f["decode_steps"] for f in flog]
@@ -136,18 +164,27 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--smoke", action="store_true", help="tiny shapes, few steps; runs on CPU")
     p.add_argument("--out", default=None, help="output folder (default: $OUT, else .)")
-    p.add_argument("--budget", type=float, default=None, help="seconds for the whole run (default 240; smoke 600)")
-    p.add_argument("--token-budget", type=int, nargs="+", default=None,
-                   help="T of the budget variants, run in this order after the first (default 256 512; smoke 16 32)")
+    p.add_argument(
+        "--budget", type=float, default=None, help="seconds for the whole run (default 240; smoke 600)"
+    )
+    p.add_argument(
+        "--token-budget",
+        type=int,
+        nargs="+",
+        default=None,
+        help="T of the budget variants, run in this order after the first (default 256 512; smoke 16 32)",
+    )
     p.add_argument("--steps", type=int, default=None, help="GRPO steps per variant (default 10; smoke 4)")
     args = p.parse_args()
     args.budget = args.budget or (600 if args.smoke else 240)
     # gpu_speed.Bench wants these fields too
     args.only, args.sections = "", ""
     bench = Bench(args)
-    cfg = ({"shape": "smoke", "prompts": 2, "gens": 4, "max_len": 96, "mean_len": 12, "steps": 4}
-           if args.smoke else {"shape": "0.5b", "prompts": 16, "gens": 8, "max_len": 2048, "mean_len": 128,
-                               "steps": 10})
+    cfg = (
+        {"shape": "smoke", "prompts": 2, "gens": 4, "max_len": 96, "mean_len": 12, "steps": 4}
+        if args.smoke
+        else {"shape": "0.5b", "prompts": 16, "gens": 8, "max_len": 2048, "mean_len": 128, "steps": 10}
+    )
     if args.steps:
         cfg["steps"] = args.steps
     budgets = args.token_budget or ([16, 32] if args.smoke else [256, 512])
@@ -176,10 +213,16 @@ def main() -> None:
     base = results["variants"].get("no_budget", {})
     if "median_step_s" in base:
         results["summary"] = {
-            name: {"median_step_s": row["median_step_s"], "step_speedup": round(base["median_step_s"] / row["median_step_s"], 2),
-                   "trained_tokens_per_s": row["trained_tokens_per_s"],
-                   "throughput_ratio": round(row["trained_tokens_per_s"] / max(base["trained_tokens_per_s"], 1e-9), 2)}
-            for name, row in results["variants"].items() if "median_step_s" in row
+            name: {
+                "median_step_s": row["median_step_s"],
+                "step_speedup": round(base["median_step_s"] / row["median_step_s"], 2),
+                "trained_tokens_per_s": row["trained_tokens_per_s"],
+                "throughput_ratio": round(
+                    row["trained_tokens_per_s"] / max(base["trained_tokens_per_s"], 1e-9), 2
+                ),
+            }
+            for name, row in results["variants"].items()
+            if "median_step_s" in row
         }
         log("summary " + json.dumps(results["summary"]))
     results["meta"]["total_s"] = round(time.time() - T0, 1)

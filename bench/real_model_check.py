@@ -29,7 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True, help="model spec: a .gguf file, a checkpoint folder, 'tiny', ...")
+    parser.add_argument(
+        "--model", required=True, help="model spec: a .gguf file, a checkpoint folder, 'tiny', ..."
+    )
     parser.add_argument("--dtype", default=None, choices=("float32", "bfloat16", "float16"))
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--max-perplexity", type=float, default=100.0)
@@ -51,7 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     load_s = time.perf_counter() - t0
     report = sanity_check(model, tokenizer)
     report.update(
-        model=args.model, transformers=transformers.__version__, torch=torch.__version__, load_s=round(load_s, 1),
+        model=args.model,
+        transformers=transformers.__version__,
+        torch=torch.__version__,
+        load_s=round(load_s, 1),
         max_perplexity=args.max_perplexity,
     )
     try:
@@ -69,7 +74,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"SANITY CHECK FAILED: {report['error']}", file=sys.stderr, flush=True)
         return 1
     ppl = ", ".join(f"{p:.2f}" for p in report["perplexity"])
-    print(f"sanity check passed: perplexity {ppl}; {report['prompt']!r} -> {report['continuation']!r}", flush=True)
+    print(
+        f"sanity check passed: perplexity {ppl}; {report['prompt']!r} -> {report['continuation']!r}",
+        flush=True,
+    )
     return 0
 
 

@@ -42,8 +42,9 @@ def _serve(rfd: int, wfd: int) -> None:
     configs = [LatexExtractionConfig(), ExprExtractionConfig()]
 
     def parse_all(s: str, fallback: bool) -> list:
-        return parse(s, configs, fallback_mode="first_match" if fallback else "no_fallback",
-                     parsing_timeout=None)
+        return parse(
+            s, configs, fallback_mode="first_match" if fallback else "no_fallback", parsing_timeout=None
+        )
 
     @functools.lru_cache(maxsize=4096)
     def parse_gold(gold: str) -> list:
@@ -91,8 +92,12 @@ class _Helper:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p or os.getcwd() for p in sys.path)
         code = f"from r1kit._mathverify import _serve; _serve({to_child_r}, {from_child_w})"
-        self.proc = subprocess.Popen([sys.executable, "-c", code], pass_fds=(to_child_r, from_child_w),
-                                     env=env, stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", code],
+            pass_fds=(to_child_r, from_child_w),
+            env=env,
+            stdin=subprocess.DEVNULL,
+        )
         os.close(to_child_r)
         os.close(from_child_w)
         self.send_conn = Connection(to_child_w, readable=False)
@@ -100,7 +105,11 @@ class _Helper:
         self.ready = False
 
     def _wait_ready(self) -> None:
-        reply = self.recv_conn.recv() if self.recv_conn.poll(120) else ("error", "math-verify helper did not start")
+        reply = (
+            self.recv_conn.recv()
+            if self.recv_conn.poll(120)
+            else ("error", "math-verify helper did not start")
+        )
         if reply != "ready":
             self.kill()
             raise R1kitError(reply[1] if isinstance(reply, tuple) else str(reply))

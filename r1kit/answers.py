@@ -65,7 +65,7 @@ def boxes(text: str) -> tuple[tuple[int, str] | None, bool]:
         for m in reversed(braced):
             close = pairs.get(m.end() - 1)
             if close is not None:
-                best = (m.start(), text[m.end():close].strip())
+                best = (m.start(), text[m.end() : close].strip())
                 break
             last_open = max(last_open, m.start())
     for m in _BOX_BARE_RE.finditer(text):  # "\boxed 5"
@@ -90,7 +90,7 @@ def answer_tag(text: str) -> tuple[str | None, bool]:
     cut = text.rfind("<answer>") > end
     if start < 0:
         return None, cut
-    return text[start + len("<answer>"):end].strip() or None, cut
+    return text[start + len("<answer>") : end].strip() or None, cut
 
 
 def _answer_tag(text: str) -> str | None:
@@ -102,7 +102,7 @@ def _after_think(text: str) -> str | None:
     idx = text.rfind("</think>")
     if idx < 0:
         return None
-    tail = text[idx + len("</think>"):].strip()
+    tail = text[idx + len("</think>") :].strip()
     return (last_boxed(tail) or tail) or None
 
 
@@ -135,7 +135,7 @@ def extract_answer(text: str, mode: str = "auto") -> str | None:
         return last_number_text(text)
     idx = text.rfind("</think>")
     if idx >= 0:
-        region = text[idx + len("</think>"):]
+        region = text[idx + len("</think>") :]
     elif "<think>" in text:
         return None
     else:
@@ -151,11 +151,18 @@ _RATIO_RE = re.compile(r"^([+-]?\d+)/(\d+)$")
 _FRAC_RE = re.compile(r"^([+-]?)\\[dt]?frac\{([+-]?\d+)\}\{([+-]?\d+)\}$")
 _MIXED_RE = re.compile(r"^([+-]?)(\d+)\s*\\[dt]?frac\{(\d+)\}\{(\d+)\}$")
 # "\frac 34", "\frac9{19}", "\frac{270}7": LaTeX lets a one-character argument go without braces
-_FRAC_SHORT_RE = (re.compile(r"\\([dt]?frac)\s*(\d)\s*(\d)"), re.compile(r"\\([dt]?frac)\s*(\d)\s*\{"),
-                  re.compile(r"\\([dt]?frac)\{([^{}]*)\}\s*(\d)"))
+_FRAC_SHORT_RE = (
+    re.compile(r"\\([dt]?frac)\s*(\d)\s*(\d)"),
+    re.compile(r"\\([dt]?frac)\s*(\d)\s*\{"),
+    re.compile(r"\\([dt]?frac)\{([^{}]*)\}\s*(\d)"),
+)
 # A unit written as LaTeX text after a number, with an optional power: "\text{ cm}^2", "\mbox{ inches}"
-_UNIT_RE = re.compile(r"\\(?:text|textrm|mbox|mathrm|textnormal)\s*\{\s*[A-Za-z][A-Za-z .]*\}(?:\s*\^\s*\{?\d\}?)?")
-_TEXT_WRAP_RE = re.compile(r"\\(?:text|textrm|textbf|textnormal|mbox|mathrm|mathbf|boldsymbol)\s*\{([^{}]*)\}")
+_UNIT_RE = re.compile(
+    r"\\(?:text|textrm|mbox|mathrm|textnormal)\s*\{\s*[A-Za-z][A-Za-z .]*\}(?:\s*\^\s*\{?\d\}?)?"
+)
+_TEXT_WRAP_RE = re.compile(
+    r"\\(?:text|textrm|textbf|textnormal|mbox|mathrm|mathbf|boldsymbol)\s*\{([^{}]*)\}"
+)
 _DEGREE_RE = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°|\\degree")
 _MAX_EXPONENT = 400  # Fraction("1e999999999") would build a billion-digit integer
 
@@ -267,13 +274,79 @@ def last_number(text: str) -> Fraction | None:
 # --------------------------------------------------------------------------- words
 
 # Letters that are math, not words, when written without a backslash.
-MATH_NAMES = frozenset({
-    "sin", "cos", "tan", "cot", "sec", "csc", "log", "ln", "exp", "lim", "max", "min", "gcd", "lcm", "mod", "deg",
-    "det", "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh", "sqrt", "pi", "inf", "infty", "ker", "dim"})
+MATH_NAMES = frozenset(
+    {
+        "sin",
+        "cos",
+        "tan",
+        "cot",
+        "sec",
+        "csc",
+        "log",
+        "ln",
+        "exp",
+        "lim",
+        "max",
+        "min",
+        "gcd",
+        "lcm",
+        "mod",
+        "deg",
+        "det",
+        "arcsin",
+        "arccos",
+        "arctan",
+        "sinh",
+        "cosh",
+        "tanh",
+        "sqrt",
+        "pi",
+        "inf",
+        "infty",
+        "ker",
+        "dim",
+    }
+)
 # Two-letter runs that are English or units; other two-letter runs (xy, ab, pq) are products.
-_SHORT_WORDS = frozenset({
-    "is", "or", "no", "so", "it", "at", "in", "on", "of", "to", "be", "by", "an", "as", "if", "am", "we", "he", "me",
-    "my", "do", "up", "us", "cm", "km", "mm", "ft", "kg", "mg", "ml", "hr", "lb", "oz", "yd", "mi"})
+_SHORT_WORDS = frozenset(
+    {
+        "is",
+        "or",
+        "no",
+        "so",
+        "it",
+        "at",
+        "in",
+        "on",
+        "of",
+        "to",
+        "be",
+        "by",
+        "an",
+        "as",
+        "if",
+        "am",
+        "we",
+        "he",
+        "me",
+        "my",
+        "do",
+        "up",
+        "us",
+        "cm",
+        "km",
+        "mm",
+        "ft",
+        "kg",
+        "mg",
+        "ml",
+        "hr",
+        "lb",
+        "oz",
+        "yd",
+        "mi",
+    }
+)
 _LETTERS_RE = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{2,}")
 _OTHER_LETTERS_RE = re.compile(r"[^\W\d_A-Za-z\u0370-\u03ff]+")
 _ENV_RE = re.compile(r"\\(?:begin|end|operatorname)\s*\{[A-Za-z*]*\}")  # \begin{pmatrix}: names, not words
@@ -334,12 +407,14 @@ def math_part(text: str) -> str | None:
         low = m.group(0).lower()
         if low in MATH_NAMES or (len(low) == 2 and low not in _SHORT_WORDS):
             continue
-        pieces.append(text[last:m.start()])
+        pieces.append(text[last : m.start()])
         joins.append(low in _JOIN_WORDS)
         last = m.end()
     pieces.append(text[last:])
-    cleaned = [re.sub("\x00(\\d+)\x01", lambda m: envs[int(m.group(1))], p.strip().strip(",.:;").strip())
-               for p in pieces]
+    cleaned = [
+        re.sub("\x00(\\d+)\x01", lambda m: envs[int(m.group(1))], p.strip().strip(",.:;").strip())
+        for p in pieces
+    ]
     for j, join in enumerate(joins):  # "X or east": a hedge between math and words answers nothing
         if join and not cleaned[j + 1] and j + 1 < len(joins) and not joins[j + 1]:
             return None
@@ -415,6 +490,7 @@ def same_answer(a: str, b: str) -> bool:
 
 # --------------------------------------------------------------------------- checking (the judge decides)
 
+
 def check_answer(completion: str, gold, kind: str = "auto", extract: str = "auto") -> bool | None:
     """Whether the completion's final answer equals the gold, as r1kit.judge decides it.
 
@@ -431,6 +507,7 @@ def check_answer(completion: str, gold, kind: str = "auto", extract: str = "auto
 
 # --------------------------------------------------------------------------- math-verify helpers
 # The helper processes live in r1kit/_mathverify.py.
+
 
 @functools.lru_cache(maxsize=65536)
 def math_gold_ok(gold_text: str) -> bool:

@@ -64,8 +64,18 @@ STAGES: dict[str, str] = {
 # OSErrors that come from the user's disk or paths, not from a bug: reported in one line (exit 2).
 # Others (ENOENT of a file r1kit itself wrote, EBADF, ...) keep their traceback.
 ENVIRONMENT_ERRNOS = {
-    errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR,
-    errno.EISDIR, errno.ENAMETOOLONG, errno.EMFILE, errno.ENFILE, errno.EIO,
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.EFBIG,
+    errno.EROFS,
+    errno.EACCES,
+    errno.EPERM,
+    errno.ENOTDIR,
+    errno.EISDIR,
+    errno.ENAMETOOLONG,
+    errno.EMFILE,
+    errno.ENFILE,
+    errno.EIO,
 }
 
 
@@ -74,8 +84,10 @@ def describe_os_error(exc: OSError) -> str:
     where = f": {exc.filename}" if exc.filename else ""
     text = f"{exc.strerror or exc}{where} (errno {exc.errno})"
     if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-        return (f"writing failed, {text}: the disk (or a quota or file-size limit) is full; free space or choose "
-                "an --output on another disk (the partial output was removed unless it held trainer checkpoints)")
+        return (
+            f"writing failed, {text}: the disk (or a quota or file-size limit) is full; free space or choose "
+            "an --output on another disk (the partial output was removed unless it held trainer checkpoints)"
+        )
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return f"permission denied or read-only, {text}; check the permissions of --output and of the inputs"
     return text
@@ -102,9 +114,11 @@ def environment_failure(exc: BaseException) -> str | None:
             return describe_os_error(OSError(code, os.strerror(code)))
         if isinstance(exc, RuntimeError) and any(s in str(exc) for s in _TORCH_WRITE_FAILED):
             first = str(exc).strip().splitlines()[0]
-            return (f"writing failed: torch could not write a checkpoint file ({first}); the disk (or a quota or "
-                    "file-size limit) is probably full (the partial output was removed unless it held complete "
-                    "trainer checkpoints)")
+            return (
+                f"writing failed: torch could not write a checkpoint file ({first}); the disk (or a quota or "
+                "file-size limit) is probably full (the partial output was removed unless it held complete "
+                "trainer checkpoints)"
+            )
         exc = exc.__cause__ or exc.__context__
     return None
 
@@ -118,7 +132,10 @@ app = typer.Typer(
     rich_markup_mode=None,
     # trl's and open-r1's command lines write flags with underscores (--learning_rate): click compares
     # every option name (and command name) after this, so both spellings reach the same option
-    context_settings={"help_option_names": ["-h", "--help"], "token_normalize_func": lambda name: name.replace("_", "-")},
+    context_settings={
+        "help_option_names": ["-h", "--help"],
+        "token_normalize_func": lambda name: name.replace("_", "-"),
+    },
 )
 _groups: dict[str, typer.Typer] = {}
 
@@ -128,8 +145,9 @@ def _param_for(field: dataclasses.Field, tp: Any, name_override: str | None = No
     (a deprecated name or an alias: r1kit.config.other_names)."""
     if name_override is not None:
         param = _param_for(field, tp)
-        param.default.param_decls = tuple(d.replace(flag_name(field.name), flag_name(name_override))
-                                          for d in param.default.param_decls)
+        param.default.param_decls = tuple(
+            d.replace(flag_name(field.name), flag_name(name_override)) for d in param.default.param_decls
+        )
         param.default.hidden = True
         return param.replace(name=name_override)
     inner, _ = base_type(tp)
@@ -148,8 +166,13 @@ def _param_for(field: dataclasses.Field, tp: Any, name_override: str | None = No
         (item,) = typing.get_args(inner) or (str,)
         annotation = list[item] | None  # type: ignore[valid-type]
         metavar = {int: "INT", float: "FLOAT"}.get(item, "TEXT")
-        opt = typer.Option(None, name, help=help_text + " Repeat the flag for several values.", show_default=False,
-                           metavar=metavar)
+        opt = typer.Option(
+            None,
+            name,
+            help=help_text + " Repeat the flag for several values.",
+            show_default=False,
+            metavar=metavar,
+        )
     elif typing.get_origin(inner) is dict:
         annotation = str | None
         opt = typer.Option(None, name, help=help_text + " (YAML mapping; set it in --config)", hidden=True)
@@ -175,14 +198,23 @@ def _make_command(module_name: str):
         inspect.Parameter(
             "config",
             inspect.Parameter.KEYWORD_ONLY,
-            default=typer.Option(None, "--config", help="YAML file of options; flags override it.", metavar="PATH"),
+            default=typer.Option(
+                None, "--config", help="YAML file of options; flags override it.", metavar="PATH"
+            ),
             annotation=str | None,
         )
     ]
-    fields = {f.name: f for f in dataclasses.fields(cls) if typing.get_origin(base_type(hints[f.name])[0]) is not dict}
+    fields = {
+        f.name: f
+        for f in dataclasses.fields(cls)
+        if typing.get_origin(base_type(hints[f.name])[0]) is not dict
+    }
     params += [_param_for(f, hints[name]) for name, f in fields.items()]
-    params += [_param_for(fields[target], hints[target], old) for old, target in other_names(cls).items()
-               if target in fields and old not in fields]
+    params += [
+        _param_for(fields[target], hints[target], old)
+        for old, target in other_names(cls).items()
+        if target in fields and old not in fields
+    ]
     params += [_trl_param(key, tp) for key, tp in trl_names.flag_types(set(fields)).items()]
 
     def command(**kwargs: Any) -> None:
@@ -206,8 +238,11 @@ def _make_command(module_name: str):
             signum = getattr(exc, "signum", signal.SIGINT)
             reported = getattr(exc, "r1kit_reported", False)  # stage_output said where the checkpoints are
             if not reported and outputs.is_main_process():
-                print(f"r1kit: interrupted by {signal.Signals(signum).name}; nothing was written (no trainer "
-                      "checkpoint to keep)", file=sys.stderr)
+                print(
+                    f"r1kit: interrupted by {signal.Signals(signum).name}; nothing was written (no trainer "
+                    "checkpoint to keep)",
+                    file=sys.stderr,
+                )
             raise typer.Exit(128 + signum) from None
         except Exception as exc:  # only failures of the disk and the paths become one line
             line = None if debug else environment_failure(exc)
@@ -312,7 +347,9 @@ def _version_callback(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool | None = typer.Option(None, "--version", callback=_version_callback, is_eager=True, help="Show the version."),
+    version: bool | None = typer.Option(
+        None, "--version", callback=_version_callback, is_eager=True, help="Show the version."
+    ),
 ) -> None:
     pass
 

@@ -35,11 +35,22 @@ from r1kit.errors import R1kitError
 from r1kit.lookup import did_you_mean, lookup
 
 
-def option(default: Any, help: str, *, choices: tuple[str, ...] | None = None, metavar: str | None = None,
-           aliases: tuple[str, ...] = ()):
+def option(
+    default: Any,
+    help: str,
+    *,
+    choices: tuple[str, ...] | None = None,
+    metavar: str | None = None,
+    aliases: tuple[str, ...] = (),
+):
     """A config field with its default and help text (shown by `--help`); `aliases` are other names
     it answers to in YAML and as (hidden) flags, e.g. trl's, without a notice."""
-    meta = {"help": help, "choices": choices, "metavar": metavar, **({"aliases": tuple(aliases)} if aliases else {})}
+    meta = {
+        "help": help,
+        "choices": choices,
+        "metavar": metavar,
+        **({"aliases": tuple(aliases)} if aliases else {}),
+    }
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda d=default: type(d)(d), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -64,7 +75,9 @@ class StageConfig:
     # Renamed options: old name -> new name, accepted with a notice (build_config, the CLI).
     DEPRECATED: ClassVar[dict[str, str]] = {}
 
-    output: str = option("", "Output directory (written atomically; refused if it exists unless --overwrite).")
+    output: str = option(
+        "", "Output directory (written atomically; refused if it exists unless --overwrite)."
+    )
     overwrite: bool = option(False, "Replace an existing output directory.")
     seed: int = option(0, "Random seed for sampling, shuffling and initialisation.")
 
@@ -122,12 +135,19 @@ def canonical_name(cls: type, key: str, config_file: str | None = None) -> str:
     target = other_names(cls).get(key)
     if target is None:
         return key
-    if key in getattr(cls, "DEPRECATED", {}) and key not in aliases({f.name for f in dataclasses.fields(cls)}):
+    if key in getattr(cls, "DEPRECATED", {}) and key not in aliases(
+        {f.name for f in dataclasses.fields(cls)}
+    ):
         import sys
 
-        old, new = ((f"key {key!r} in {config_file}", repr(target)) if config_file
-                    else (f"--{flag_name(key)}", f"--{flag_name(target)}"))
-        print(f"r1kit: {old} is deprecated; use {new} (the old name goes in the next release)", file=sys.stderr)
+        old, new = (
+            (f"key {key!r} in {config_file}", repr(target))
+            if config_file
+            else (f"--{flag_name(key)}", f"--{flag_name(target)}")
+        )
+        print(
+            f"r1kit: {old} is deprecated; use {new} (the old name goes in the next release)", file=sys.stderr
+        )
     return target
 
 
@@ -183,7 +203,9 @@ def coerce(name: str, value: Any, tp: Any) -> Any:
         if inner is str:
             return str(value)
     except (TypeError, ValueError) as exc:
-        raise R1kitError(f"{flag_name(name)}: cannot read {value!r} as {getattr(inner, '__name__', inner)}") from exc
+        raise R1kitError(
+            f"{flag_name(name)}: cannot read {value!r} as {getattr(inner, '__name__', inner)}"
+        ) from exc
     return value
 
 
@@ -231,7 +253,9 @@ def build_config(cls: type, config_file: str | None = None, flags: dict[str, Any
         layer, more = _layer(cls, read_yaml(config_file), config_file)
         values.update(layer)
         extras.update(more)
-    given = {k: v for k, v in (flags or {}).items() if not (v is None or v == [] or v == ())}  # None: not given
+    given = {
+        k: v for k, v in (flags or {}).items() if not (v is None or v == [] or v == ())
+    }  # None: not given
     layer, more = _layer(cls, given, None)
     values.update(layer)
     extras.update(more)
@@ -241,7 +265,9 @@ def build_config(cls: type, config_file: str | None = None, flags: dict[str, Any
     return cls(**{**preset_layer(cls, values), **values})  # validated by __post_init__
 
 
-def _layer(cls: type, given: dict[str, Any], config_file: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+def _layer(
+    cls: type, given: dict[str, Any], config_file: str | None
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """One layer (a YAML file's keys, or the flags) as r1kit options, each checked against its type, and
     the trl keys r1kit.trl_names.finish reads once every layer is known."""
     from r1kit import trl_names
@@ -269,17 +295,23 @@ def _layer(cls: type, given: dict[str, Any], config_file: str | None) -> tuple[d
         values[_once(seen, target, key)] = value
     if ignored:
         where = f"in {config_file}" if config_file else "among the flags"
-        trl_names.notice(f"ignoring trl/open-r1 keys {where} that change nothing r1kit computes (r1kit/trl_names.py "
-                         f"says why): {', '.join(ignored)}")
-    return {key: value if value is trl_names.PUSH_TO_OUTPUT_NAME else coerce(key, value, hints[key])
-            for key, value in values.items()}, extras
+        trl_names.notice(
+            f"ignoring trl/open-r1 keys {where} that change nothing r1kit computes (r1kit/trl_names.py "
+            f"says why): {', '.join(ignored)}"
+        )
+    return {
+        key: value if value is trl_names.PUSH_TO_OUTPUT_NAME else coerce(key, value, hints[key])
+        for key, value in values.items()
+    }, extras
 
 
 def _once(seen: dict[str, str], key: str, given: str) -> str:
     """`key`; R1kitError when another name of the same option (its old name, an alias) was given too."""
     if seen.setdefault(key, given) != given:
-        raise R1kitError(f"--{flag_name(key)} is given twice, as {flag_name(seen[key])} and as {flag_name(given)}; "
-                         "keep one")
+        raise R1kitError(
+            f"--{flag_name(key)} is given twice, as {flag_name(seen[key])} and as {flag_name(given)}; "
+            "keep one"
+        )
     return key
 
 

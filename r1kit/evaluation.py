@@ -27,13 +27,22 @@ from r1kit.errors import R1kitError
 _CODE_COLUMNS = ("question", "tests", "entry_point")
 
 
-def _judge_rows(rows: list[dict[str, Any]], examples: Sequence[dict[str, Any]], extract: str,
-                prefill: str) -> None:
+def _judge_rows(
+    rows: list[dict[str, Any]], examples: Sequence[dict[str, Any]], extract: str, prefill: str
+) -> None:
     """Fill extracted / correct / format_ok / judge_reason of `rows` (one example per row)."""
     from r1kit.judge import judge_many
 
-    items = [{"completion": r["completion"], "answer": r["answer"], "task": r["task"], "prompt": r["prompt"],
-              **{c: e.get(c) for c in _CODE_COLUMNS}} for r, e in zip(rows, examples)]
+    items = [
+        {
+            "completion": r["completion"],
+            "answer": r["answer"],
+            "task": r["task"],
+            "prompt": r["prompt"],
+            **{c: e.get(c) for c in _CODE_COLUMNS},
+        }
+        for r, e in zip(rows, examples)
+    ]
     for r, v in zip(rows, judge_many(items, extract=extract, prefill=prefill)):
         r.update(extracted=v.answer, correct=v.correct, format_ok=v.format_ok, judge_reason=v.reason)
     # An unscorable gold is a property of the prompt: if any sample's verdict said so, exclude all.
@@ -44,8 +53,13 @@ def _judge_rows(rows: list[dict[str, Any]], examples: Sequence[dict[str, Any]], 
 
 
 def score_samples(
-    dataset, completions: Sequence[Sequence[Any]], *, extract: str = "auto", model_name: str = "model",
-    prefill: str = "", think_prefill: str = "",
+    dataset,
+    completions: Sequence[Sequence[Any]],
+    *,
+    extract: str = "auto",
+    model_name: str = "model",
+    prefill: str = "",
+    think_prefill: str = "",
 ) -> list[dict[str, Any]]:
     """One row per (prompt, sample): the judge's extracted answer, correct (None = unscorable
     gold), format_ok and judge_reason, with the completion, its tokens and truncation.
@@ -62,20 +76,29 @@ def score_samples(
     for p, (example, samples) in enumerate(zip(dataset, completions)):
         gold = example.get("answer")
         for s, c in enumerate(samples):
-            rows.append({
-                "model": model_name, "prompt": example["prompt"], "answer": None if gold is None else str(gold),
-                "task": example.get("task"), "completion": c.text, "num_tokens": c.num_tokens,
-                "truncated": c.truncated, "sample_index": s, "prompt_index": p,
-                **{col: example.get(col) for col in code_cols},
-                **({"question": example.get("question")} if code_cols and "question" in names else {}),
-            })
+            rows.append(
+                {
+                    "model": model_name,
+                    "prompt": example["prompt"],
+                    "answer": None if gold is None else str(gold),
+                    "task": example.get("task"),
+                    "completion": c.text,
+                    "num_tokens": c.num_tokens,
+                    "truncated": c.truncated,
+                    "sample_index": s,
+                    "prompt_index": p,
+                    **{col: example.get(col) for col in code_cols},
+                    **({"question": example.get("question")} if code_cols and "question" in names else {}),
+                }
+            )
             examples.append(example)
     _judge_rows(rows, examples, extract, prefill)
     return rows
 
 
-def score_rows(rows: Sequence[dict[str, Any]], *, extract: str = "auto", prefill: str = "",
-               model_name: str = "model") -> list[dict[str, Any]]:
+def score_rows(
+    rows: Sequence[dict[str, Any]], *, extract: str = "auto", prefill: str = "", model_name: str = "model"
+) -> list[dict[str, Any]]:
     """Judge a table of completions (columns prompt, answer, completion; optional task, question,
     tests, entry_point, num_tokens, truncated, model, prompt_index, sample_index).
 
@@ -92,7 +115,10 @@ def score_rows(rows: Sequence[dict[str, Any]], *, extract: str = "auto", prefill
         if row.get("completion") is None:
             raise R1kitError("every row of a samples table needs a 'completion'")
         model = row.get("model") or model_name
-        key = (model, row["prompt_index"] if row.get("prompt_index") is not None else prompt_key(row.get("prompt")))
+        key = (
+            model,
+            row["prompt_index"] if row.get("prompt_index") is not None else prompt_key(row.get("prompt")),
+        )
         if key not in index:
             index[key] = per_model.get(model, 0)
             per_model[model] = index[key] + 1
@@ -100,13 +126,20 @@ def score_rows(rows: Sequence[dict[str, Any]], *, extract: str = "auto", prefill
         s = seen.get((model, p), 0)
         seen[(model, p)] = s + 1
         gold = row.get("answer")
-        out.append({
-            "model": model, "prompt": row.get("prompt"), "answer": None if gold is None else str(gold),
-            "task": row.get("task"), "completion": row["completion"],
-            "num_tokens": int(row.get("num_tokens") or 0), "truncated": bool(row.get("truncated")),
-            "sample_index": row["sample_index"] if row.get("sample_index") is not None else s,
-            "prompt_index": p, **{c: row.get(c) for c in _CODE_COLUMNS if c in row},
-        })
+        out.append(
+            {
+                "model": model,
+                "prompt": row.get("prompt"),
+                "answer": None if gold is None else str(gold),
+                "task": row.get("task"),
+                "completion": row["completion"],
+                "num_tokens": int(row.get("num_tokens") or 0),
+                "truncated": bool(row.get("truncated")),
+                "sample_index": row["sample_index"] if row.get("sample_index") is not None else s,
+                "prompt_index": p,
+                **{c: row.get(c) for c in _CODE_COLUMNS if c in row},
+            }
+        )
         examples.append(row)
     _judge_rows(out, examples, extract, prefill)
     return out
@@ -121,8 +154,17 @@ def summarize(rows: Sequence[dict[str, Any]], pass_k: Sequence[int] = (1,)) -> d
 
 
 def evaluate_model(
-    model: Any, tokenizer: Any, dataset, params=None, *, pass_k: Sequence[int] = (1,), extract: str = "auto",
-    prefill: str = "", backend: Any = None, model_name: str = "model", progress: bool = False,
+    model: Any,
+    tokenizer: Any,
+    dataset,
+    params=None,
+    *,
+    pass_k: Sequence[int] = (1,),
+    extract: str = "auto",
+    prefill: str = "",
+    backend: Any = None,
+    model_name: str = "model",
+    progress: bool = False,
     static_cache: bool = True,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Sample, score and summarize one model on a canonical dataset (columns prompt, answer, task).
@@ -145,8 +187,13 @@ def evaluate_model(
         backend = get_backend("hf", model, tokenizer, static_cache=static_cache, progress=progress)
     completions = backend.generate(list(dataset["prompt"]), params, prefill)
     chat = len(dataset) > 0 and not isinstance(dataset[0]["prompt"], str)
-    rows = score_samples(dataset, completions, extract=extract, model_name=model_name,
-                         prefill=stage_prefill(tokenizer, prefill, chat))
+    rows = score_samples(
+        dataset,
+        completions,
+        extract=extract,
+        model_name=model_name,
+        prefill=stage_prefill(tokenizer, prefill, chat),
+    )
     return summarize(rows, pass_k), rows
 
 
@@ -185,9 +232,15 @@ def load_eval_dataset(cfg: Any, template: str):
 
     split = cfg.split if cfg.split is not None else _default_split(cfg.data)
     ds = prepare_dataset(
-        cfg.data, task=cfg.task or None, split=split, prompt_field=cfg.prompt_field or None,
-        answer_field=cfg.answer_field or None, template=template, system_prompt=cfg.system_prompt or None,
-        limit=cfg.limit or None, seed=cfg.seed,
+        cfg.data,
+        task=cfg.task or None,
+        split=split,
+        prompt_field=cfg.prompt_field or None,
+        answer_field=cfg.answer_field or None,
+        template=template,
+        system_prompt=cfg.system_prompt or None,
+        limit=cfg.limit or None,
+        seed=cfg.seed,
     )
     if len(ds) == 0:
         raise R1kitError(f"{cfg.data} has no rows to evaluate")
@@ -206,10 +259,15 @@ def add_few_shot(ds, cfg: Any):
     if not source:
         source, split = cfg.data, "train"
         if "train" not in (_saved_splits(cfg.data) or []):  # a single file has no separate train rows
-            raise R1kitError(f"--few-shot needs solved examples: {cfg.data} has no train split; pass "
-                             "--few-shot-data FILE (e.g. ../shared/data/gsm8k_train.jsonl)")
+            raise R1kitError(
+                f"--few-shot needs solved examples: {cfg.data} has no train split; pass "
+                "--few-shot-data FILE (e.g. ../shared/data/gsm8k_train.jsonl)"
+            )
     pool = load_dataset_any(source, split=split)
     field = cfg.prompt_field if cfg.prompt_field and cfg.prompt_field in pool.column_names else None
     examples = few_shot_examples(pool, cfg.few_shot, exclude=ds["question"], question_field=field)
-    return ds.map(lambda row: {"prompt": render_few_shot(examples, row["question"])}, keep_in_memory=True,
-                  desc=f"{cfg.few_shot}-shot prompts")
+    return ds.map(
+        lambda row: {"prompt": render_few_shot(examples, row["question"])},
+        keep_in_memory=True,
+        desc=f"{cfg.few_shot}-shot prompts",
+    )

@@ -55,7 +55,9 @@ class FilterSettings:
         if self.max_paragraph < 1:
             raise R1kitError(f"--max-paragraph ({self.max_paragraph}) must be >= 1")
         if self.paragraph_unit not in PARAGRAPH_UNITS:
-            raise R1kitError(f"--paragraph-unit {self.paragraph_unit!r} is not one of {', '.join(PARAGRAPH_UNITS)}")
+            raise R1kitError(
+                f"--paragraph-unit {self.paragraph_unit!r} is not one of {', '.join(PARAGRAPH_UNITS)}"
+            )
         if self.min_repetition_reward > 0:
             raise R1kitError(
                 f"--min-repetition-reward ({self.min_repetition_reward}) must be <= 0: the repetition reward is a "
@@ -111,10 +113,13 @@ def filter_failures(
         shares = language_shares(completions, target)
         fails["language"] = [s is not None and s < settings.min_language_share for s in shares]
     if settings.paragraph:
-        fails["paragraph"] = [longest_paragraph(c, settings.paragraph_unit) > settings.max_paragraph
-                              for c in completions]
+        fails["paragraph"] = [
+            longest_paragraph(c, settings.paragraph_unit) > settings.max_paragraph for c in completions
+        ]
     if settings.code_block:
-        fails["code_block"] = [str(t).lower() != "code" and has_code_block(c) for c, t in zip(completions, tasks)]
+        fails["code_block"] = [
+            str(t).lower() != "code" and has_code_block(c) for c, t in zip(completions, tasks)
+        ]
     if settings.repetition:
         scores = repetition_scores(completions)
         fails["repetition"] = [s is not None and s < settings.min_repetition_reward for s in scores]

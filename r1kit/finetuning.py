@@ -31,8 +31,9 @@ class FinetuneConfig(OfflineTrainingOptions, TrainingOptions, DataOptions, Model
     batch_size: int = restate("batch_size", 16)
     warmup_ratio: float = restate("warmup_ratio", 0.03)
     messages_field: str = option("messages", "Column of chat messages (the last message is the completion).")
-    prompt_field: str | None = restate("prompt_field", None,
-                                       "sft reads it when there is no messages column (default 'prompt').")
+    prompt_field: str | None = restate(
+        "prompt_field", None, "sft reads it when there is no messages column (default 'prompt')."
+    )
     completion_field: str = option("completion", "Completion column, read when there is no messages column.")
     packing: bool = option(False, "Pack several examples into each sequence (padding-free).")
 
@@ -47,13 +48,20 @@ def to_prompt_completion(ds: Any, cfg: FinetuneConfig) -> Any:
         def split_messages(row):
             msgs = row[cfg.messages_field]
             if not msgs or msgs[-1]["role"] != "assistant":
-                raise R1kitError(f"{cfg.data}: every '{cfg.messages_field}' row must end with an assistant message")
+                raise R1kitError(
+                    f"{cfg.data}: every '{cfg.messages_field}' row must end with an assistant message"
+                )
             return {"prompt": msgs[:-1], "completion": [msgs[-1]]}
 
         return ds.map(split_messages, remove_columns=ds.column_names)
     prompt_field = cfg.prompt_field or "prompt"
-    require_columns(ds, [prompt_field, cfg.completion_field], cfg.data, "give a --messages-field column of chat "
-                    "messages, or name the text columns with --prompt-field and --completion-field")
+    require_columns(
+        ds,
+        [prompt_field, cfg.completion_field],
+        cfg.data,
+        "give a --messages-field column of chat "
+        "messages, or name the text columns with --prompt-field and --completion-field",
+    )
     require_text(ds, [prompt_field, cfg.completion_field], cfg.data)
     ds = ds.select_columns([prompt_field, cfg.completion_field])
     if prompt_field != "prompt" or cfg.completion_field != "completion":
@@ -83,18 +91,37 @@ def finetune(cfg: FinetuneConfig, out: Any, ds: Any) -> Any:
     model, tokenizer = load_model_and_tokenizer(cfg.model, dtype=cfg.dtype, seed=cfg.seed)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    args = trainer_args(SFTConfig, cfg, str(out.checkpoints_dir), max_length=cfg.max_length, packing=cfg.packing,
-                        completion_only_loss=True)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tokenizer,
-                         peft_config=cfg.lora_config(model), callbacks=[make_metrics_callback(out, title="sft")])
+    args = trainer_args(
+        SFTConfig,
+        cfg,
+        str(out.checkpoints_dir),
+        max_length=cfg.max_length,
+        packing=cfg.packing,
+        completion_only_loss=True,
+    )
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=ds,
+        processing_class=tokenizer,
+        peft_config=cfg.lora_config(model),
+        callbacks=[make_metrics_callback(out, title="sft")],
+    )
     kept = len(trainer.train_dataset)
-    if not cfg.packing and kept < len(ds):  # trl drops the rows that truncation to max_length left no completion
+    if not cfg.packing and kept < len(
+        ds
+    ):  # trl drops the rows that truncation to max_length left no completion
         if kept == 0:
-            raise R1kitError(f"every one of the {len(ds)} rows of {cfg.data} has its prompt fill --max-length "
-                             f"({cfg.max_length} tokens), leaving no completion to train on; raise --max-length")
+            raise R1kitError(
+                f"every one of the {len(ds)} rows of {cfg.data} has its prompt fill --max-length "
+                f"({cfg.max_length} tokens), leaving no completion to train on; raise --max-length"
+            )
         out.log({"event": "dropped_overlong", "rows": len(ds) - kept, "kept": kept})
-        print(f"r1kit: {len(ds) - kept} of {len(ds)} rows dropped: their prompt fills --max-length "
-              f"({cfg.max_length} tokens)", file=sys.stderr)
+        print(
+            f"r1kit: {len(ds) - kept} of {len(ds)} rows dropped: their prompt fills --max-length "
+            f"({cfg.max_length} tokens)",
+            file=sys.stderr,
+        )
     result = train_and_save(trainer, cfg, out, tokenizer, summary={"train_rows": len(ds)})
     out.extra["train_rows"] = len(ds)
     return result

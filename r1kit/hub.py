@@ -41,14 +41,20 @@ def check_push(repo: str) -> None:
         validate_repo_id(repo)
     except HFValidationError as err:
         reason = str(err).split(":")[0].strip().rstrip(".")
-        raise R1kitError(f"--push-to-hub {repo!r} is not a hub repo id ({reason}); write NAME or USER/NAME") from None
+        raise R1kitError(
+            f"--push-to-hub {repo!r} is not a hub repo id ({reason}); write NAME or USER/NAME"
+        ) from None
     if offline():
-        raise R1kitError(f"--push-to-hub {repo}: the hub is switched off (HF_HUB_OFFLINE=1), so the trained model could "
-                         "not be uploaded; unset HF_HUB_OFFLINE, or train without --push-to-hub and upload OUT/model "
-                         f"later (hf upload {repo} OUT/model)")
+        raise R1kitError(
+            f"--push-to-hub {repo}: the hub is switched off (HF_HUB_OFFLINE=1), so the trained model could "
+            "not be uploaded; unset HF_HUB_OFFLINE, or train without --push-to-hub and upload OUT/model "
+            f"later (hf upload {repo} OUT/model)"
+        )
     if not get_token():
-        raise R1kitError(f"--push-to-hub {repo}: no Hugging Face token; log in with `hf auth login` (or set HF_TOKEN) "
-                         "with a token that may write, then run again")
+        raise R1kitError(
+            f"--push-to-hub {repo}: no Hugging Face token; log in with `hf auth login` (or set HF_TOKEN) "
+            "with a token that may write, then run again"
+        )
 
 
 def _api() -> Any:
@@ -70,9 +76,10 @@ def open_repo(repo: str, private: bool = False) -> str:
     try:
         url = _api().create_repo(repo, private=private or None, exist_ok=True, repo_type="model")
     except Exception as err:  # whatever the hub or the network raised, the run must not start
-        raise R1kitError(f"--push-to-hub {repo}: cannot create or reach the repo before training ({_reason(err)}); "
-                         "check the network and that the token may write there, or train without --push-to-hub"
-                         ) from err
+        raise R1kitError(
+            f"--push-to-hub {repo}: cannot create or reach the repo before training ({_reason(err)}); "
+            "check the network and that the token may write there, or train without --push-to-hub"
+        ) from err
     return getattr(url, "repo_id", None) or repo
 
 
@@ -81,9 +88,15 @@ def push_model(folder: Path, repo_id: str, stage: str, output: Path) -> str:
 
     The output is complete on disk when this runs: a failure says so and how to upload it by hand."""
     try:
-        info = _api().upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type="model",
-                                    commit_message=f"r1kit {stage}: {output.name}")
+        info = _api().upload_folder(
+            repo_id=repo_id,
+            folder_path=str(folder),
+            repo_type="model",
+            commit_message=f"r1kit {stage}: {output.name}",
+        )
     except Exception as err:  # the model is safe on disk: say how to finish the upload
-        raise R1kitError(f"the output is complete in {output}, but uploading it to {repo_id} failed ({_reason(err)}); "
-                         f"upload it with: hf upload {repo_id} {folder}") from err
+        raise R1kitError(
+            f"the output is complete in {output}, but uploading it to {repo_id} failed ({_reason(err)}); "
+            f"upload it with: hf upload {repo_id} {folder}"
+        ) from err
     return str(getattr(info, "commit_url", "") or f"https://huggingface.co/{repo_id}")

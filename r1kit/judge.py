@@ -116,6 +116,7 @@ class Gold:
 
 # --------------------------------------------------------------------------- the gold
 
+
 def task_kind(task: Any) -> str:
     """code, choice, numeric or auto (every other label, "math" included: the gold decides)."""
     t = "" if task is None else str(task).strip().lower()
@@ -220,6 +221,7 @@ def gold_problem(gold: Any, task: Any = None, tests: Any = None) -> str | None:
 
 # --------------------------------------------------------------------------- the text judged
 
+
 def reply_prefix(prompt: Any = None, prefill: Any = None) -> str:
     """The part of the reply the template wrote (rule 1): the stage's prefill, else the open
     "<think>..." at the end of a prompt string (or of a last assistant message)."""
@@ -231,7 +233,7 @@ def reply_prefix(prompt: Any = None, prefill: Any = None) -> str:
 
     tail = prompt_tail(prompt)
     if tail.rstrip().endswith(THINK_OPEN):
-        return tail[tail.rfind(THINK_OPEN):]
+        return tail[tail.rfind(THINK_OPEN) :]
     return ""
 
 
@@ -267,7 +269,7 @@ def answer_region(text: str) -> str | None:
     close = text.rfind(THINK_CLOSE)
     if text.rfind(THINK_OPEN) > close:
         return None
-    return text[close + len(THINK_CLOSE):] if close >= 0 else text
+    return text[close + len(THINK_CLOSE) :] if close >= 0 else text
 
 
 def format_ok(text: str) -> bool:
@@ -278,6 +280,7 @@ def format_ok(text: str) -> bool:
 
 
 # --------------------------------------------------------------------------- reading the answer
+
 
 @dataclass(frozen=True)
 class Reading:
@@ -292,7 +295,8 @@ _MARKER_RE = re.compile(
     r"(?i)(?:\bfinal\s+answer|\banswer)(?:\s*(?:\*\*|__))?\s*(?:is\b|=)(?:\s*(?:\*\*|__))?:?"
     r"|(?i:\bfinal\s+answer)(?:\s*(?:\*\*|__))?\s*:(?:\s*(?:\*\*|__))?"
     r"|(?im:^[ \t>#*_]*answer)(?:\s*(?:\*\*|__))?\s*:(?:\s*(?:\*\*|__))?"
-    r"|####")
+    r"|####"
+)
 _DELIMITED_RE = re.compile(r"(\$\$?|\\\(|\\\[)(.{1,500}?)(?:(?<!\\)\$\$?|\\\)|\\\])", re.DOTALL)
 _HEDGE_RE = re.compile(r"\s*,?\s*(?:or|and)\b", re.IGNORECASE)
 _SENTENCE_END_RE = re.compile(r"(?<!\\)[.;!?](?=\s|$)|,\s")
@@ -300,7 +304,7 @@ _LEAD_RE = re.compile(r"[A-Za-z]+")
 
 
 def _statement_text(tail: str, start: int) -> str:
-    rest = tail[start:start + 600].lstrip(" \t*_:")
+    rest = tail[start : start + 600].lstrip(" \t*_:")
     if rest.startswith(("\n", "\r")):
         rest = rest.lstrip()
     m = _DELIMITED_RE.match(rest)
@@ -308,14 +312,14 @@ def _statement_text(tail: str, start: int) -> str:
         return m.group(2).strip()
     line = rest.split("\n", 1)[0]  # "$18$ or $19$": the whole hedge, which answers nothing
     if not _starts_with_number_list(line):
-        line = line[:_sentence_end(line)]
+        line = line[: _sentence_end(line)]
     return line.strip(" *_\t")
 
 
 def _sentence_end(line: str) -> int:
     """Where the first sentence of `line` ends, not counting a "." or "," inside $...$."""
     for m in _SENTENCE_END_RE.finditer(line):
-        if len(re.findall(r"(?<!\\)\$", line[:m.start()])) % 2 == 0:
+        if len(re.findall(r"(?<!\\)\$", line[: m.start()])) % 2 == 0:
             return m.start()
     return len(line)
 
@@ -331,7 +335,11 @@ def _answer_like(text: str, kind: str) -> bool:
         return False
     if kind == "text":
         return True
-    s = re.sub(r"(?i)^(?:option|choice)\s+", "", text.lstrip("*_([{ ")) if kind == "choice" else text.lstrip("*_([{ ")
+    s = (
+        re.sub(r"(?i)^(?:option|choice)\s+", "", text.lstrip("*_([{ "))
+        if kind == "choice"
+        else text.lstrip("*_([{ ")
+    )
     lead = _LEAD_RE.match(s)
     return lead is None or not A.words_in(lead.group(0))
 
@@ -380,9 +388,14 @@ def _clean_answer(text: str) -> str:
     s = text.strip().replace("**", "").strip()
     for _ in range(2):
         for a, b in _DELIMS:
-            inner = s[len(a):-len(b)] if len(s) > len(a) + len(b) else ""
-            if s.startswith(a) and s.endswith(b) and inner and not s.startswith("\\$") \
-                    and not re.search(r"(?<!\\)\$", inner):
+            inner = s[len(a) : -len(b)] if len(s) > len(a) + len(b) else ""
+            if (
+                s.startswith(a)
+                and s.endswith(b)
+                and inner
+                and not s.startswith("\\$")
+                and not re.search(r"(?<!\\)\$", inner)
+            ):
                 s = inner.strip()
         s = s.rstrip(".").strip()
     s = re.sub(r"^\\(?:displaystyle|textstyle)\s*", "", s)
@@ -476,8 +489,10 @@ def _compare_choice(gold: Gold, reading: Reading) -> tuple[bool, str | None]:
             # the last thing it names: "(C)", "answer is C", or a piece of math (which may be no letter)
             found = [(m.end(), m.group(1)) for m in re.finditer(r"\(([A-J])\)", c)]
             found += [(m.end(), m.group(1)) for m in _CHOICE_SAID_RE.finditer(c)]
-            found += [(m.end(), A.choice_letter(next(g for g in m.groups() if g is not None)))
-                      for m in _MATH_CHUNK_RE.finditer(c)]
+            found += [
+                (m.end(), A.choice_letter(next(g for g in m.groups() if g is not None)))
+                for m in _MATH_CHUNK_RE.finditer(c)
+            ]
             letter = max(found, key=lambda f: f[0])[1] if found else None
         if letter is None:  # "... so I choose C."
             m = _CHOICE_LAST_RE.search(c[-200:])
@@ -504,8 +519,11 @@ def _compare_text(gold: Gold, reading: Reading) -> tuple[bool, str | None]:
     return any(_norm_words(x) == gold.value for x in candidates), answer[:200] or None
 
 
-_MATH_CHUNK_RE = re.compile(r"(?<!\\)\$\$(.{1,1000}?)\$\$|(?<![\\$])\$(?!\$)(.{1,1000}?)(?<![\\$])\$"
-                            r"|\\\((.{1,1000}?)\\\)|\\\[(.{1,1000}?)\\\]", re.DOTALL)
+_MATH_CHUNK_RE = re.compile(
+    r"(?<!\\)\$\$(.{1,1000}?)\$\$|(?<![\\$])\$(?!\$)(.{1,1000}?)(?<![\\$])\$"
+    r"|\\\((.{1,1000}?)\\\)|\\\[(.{1,1000}?)\\\]",
+    re.DOTALL,
+)
 
 
 def _compare_latex(gold: Gold, reading: Reading) -> tuple[bool, str | None]:
@@ -528,15 +546,31 @@ def _compare_latex(gold: Gold, reading: Reading) -> tuple[bool, str | None]:
     return A.math_extract_equal(gold.text, c), c[:200]
 
 
-_COMPARE = {"number": _compare_number, "base": _compare_base, "choice": _compare_choice, "text": _compare_text,
-            "latex": _compare_latex}
+_COMPARE = {
+    "number": _compare_number,
+    "base": _compare_base,
+    "choice": _compare_choice,
+    "text": _compare_text,
+    "latex": _compare_latex,
+}
 
 
 # --------------------------------------------------------------------------- the verdict
 
-def judge(completion: Any, gold: Any = None, task: Any = None, *, prompt: Any = None, prefill: Any = None,
-          extract: str = "auto", tests: Any = None, entry_point: str | None = None, question: Any = None,
-          limits: Mapping[str, Any] | None = None) -> Verdict:
+
+def judge(
+    completion: Any,
+    gold: Any = None,
+    task: Any = None,
+    *,
+    prompt: Any = None,
+    prefill: Any = None,
+    extract: str = "auto",
+    tests: Any = None,
+    entry_point: str | None = None,
+    question: Any = None,
+    limits: Mapping[str, Any] | None = None,
+) -> Verdict:
     """The verdict on one completion (a string or chat messages) for its row (rules above).
 
     gold: the `answer` column; task: the `task` column (code, numeric, choice, or anything else);
@@ -544,7 +578,9 @@ def judge(completion: Any, gold: Any = None, task: Any = None, *, prompt: Any = 
     tests / entry_point / question (default: prompt): code rows; limits: sandbox limits.
     """
     if extract not in A.EXTRACT_MODES:
-        raise R1kitError(f"unknown answer extraction mode {extract!r}; choose one of {', '.join(A.EXTRACT_MODES)}")
+        raise R1kitError(
+            f"unknown answer extraction mode {extract!r}; choose one of {', '.join(A.EXTRACT_MODES)}"
+        )
     text = judged_text(completion, prompt, prefill)
     g = read_gold(gold, task, tests)
     region = answer_region(text)
@@ -560,8 +596,9 @@ def judge(completion: Any, gold: Any = None, task: Any = None, *, prompt: Any = 
 
         opts = {k: max(v, DEFAULT_LIMITS.get(k, v)) for k, v in CODE_LIMITS.items()}
         opts.update({k: v for k, v in (limits or {}).items() if v is not None})
-        passed, _ = check_code(region, tests, entry_point or None, question if question is not None else prompt,
-                               **opts)
+        passed, _ = check_code(
+            region, tests, entry_point or None, question if question is not None else prompt, **opts
+        )
         return Verdict(bool(passed), None, fmt, "tests passed" if passed else "tests failed")
     reading = read_answer(region, extract, g.kind)
     if reading.text is None:
@@ -570,20 +607,35 @@ def judge(completion: Any, gold: Any = None, task: Any = None, *, prompt: Any = 
     return Verdict(bool(ok), answer, fmt, "correct" if ok else "wrong answer")
 
 
-def judge_many(rows: Sequence[Mapping[str, Any]], *, extract: str = "auto", prefill: Any = None,
-               limits: Mapping[str, Any] | None = None, max_workers: int | None = None) -> list[Verdict]:
+def judge_many(
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    extract: str = "auto",
+    prefill: Any = None,
+    limits: Mapping[str, Any] | None = None,
+    max_workers: int | None = None,
+) -> list[Verdict]:
     """Verdicts for many rows (dicts with completion, answer, task, and where present prompt,
     prefill, question, tests, entry_point). A row's own non-empty `prefill` wins over `prefill`.
 
     Code rows run in parallel sandboxes (max_workers, default the CPU count); the others from as
     many threads as there are math-verify helpers (R1KIT_MATH_WORKERS), which then work in parallel.
     """
+
     def one(row: Mapping[str, Any]) -> Verdict:
         own = row.get("prefill")
-        return judge(row.get("completion"), row.get("answer"), row.get("task"), prompt=row.get("prompt"),
-                     prefill=own if isinstance(own, str) and own else prefill, extract=extract,
-                     tests=row.get("tests"), entry_point=row.get("entry_point"), question=row.get("question"),
-                     limits=limits)
+        return judge(
+            row.get("completion"),
+            row.get("answer"),
+            row.get("task"),
+            prompt=row.get("prompt"),
+            prefill=own if isinstance(own, str) and own else prefill,
+            extract=extract,
+            tests=row.get("tests"),
+            entry_point=row.get("entry_point"),
+            question=row.get("question"),
+            limits=limits,
+        )
 
     n = len(rows)
     out: list[Verdict | None] = [None] * n
@@ -605,14 +657,16 @@ def judge_many(rows: Sequence[Mapping[str, Any]], *, extract: str = "auto", pref
 
 # --------------------------------------------------------------------------- reporting exclusions
 
+
 def exclusion_summary(ids: Sequence) -> dict[str, Any]:
     """What every stage reports about rows left out for an unscorable gold (rule 5)."""
     ids = list(ids)
     return {"unscorable_gold": len(ids), "unscorable_gold_ids": ids}
 
 
-def screen(golds: Sequence[Any], tasks: Sequence[Any] | None = None,
-           tests: Sequence[Any] | None = None) -> dict[int, str]:
+def screen(
+    golds: Sequence[Any], tasks: Sequence[Any] | None = None, tests: Sequence[Any] | None = None
+) -> dict[int, str]:
     """Row index -> why its gold cannot be scored, for the rows of a data set that cannot be."""
     n = len(golds)
     tasks = list(tasks) if tasks is not None else [None] * n

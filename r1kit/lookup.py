@@ -25,7 +25,7 @@ def close_match(name: str, valid: Iterable[str], cutoff: float = 0.6) -> str | N
 
 
 def did_you_mean(name: str, valid: Iterable[str]) -> str:
-    """" (did you mean 'x'?)" for the nearest valid name, or "" when none is near."""
+    """ " (did you mean 'x'?)" for the nearest valid name, or "" when none is near."""
     close = close_match(name, valid)
     return f" (did you mean {close!r}?)" if close else ""
 
@@ -47,7 +47,9 @@ def import_object(path: str, what: str) -> Any:
     try:
         return getattr(module, attr)
     except AttributeError:
-        raise R1kitError(f"cannot import {what} {path!r}: module {module_name!r} has no attribute {attr!r}") from None
+        raise R1kitError(
+            f"cannot import {what} {path!r}: module {module_name!r} has no attribute {attr!r}"
+        ) from None
 
 
 def unknown_name(name: str, valid: Iterable[str], what: str, dotted: bool = False) -> R1kitError:
@@ -59,7 +61,9 @@ def unknown_name(name: str, valid: Iterable[str], what: str, dotted: bool = Fals
     return R1kitError(f"unknown {what} {name!r}.{hint} Valid: {', '.join(map(str, valid))}{escape}")
 
 
-def lookup(registry: Mapping[str, Any], name: str, what: str, *, dotted: bool = False, load: bool = False) -> Any:
+def lookup(
+    registry: Mapping[str, Any], name: str, what: str, *, dotted: bool = False, load: bool = False
+) -> Any:
     """registry[name]; with dotted=True also the object at a dotted import path.
 
     load=True: the registry's values are "pkg.module:attr" strings, imported on first use (what

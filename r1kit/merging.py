@@ -486,7 +486,9 @@ def tokenizer_source(ckpts: list[Checkpoint]) -> Checkpoint:
     )
 
 
-def copy_side_files(src: Path, dst: Path, *, untie_head: bool, tokenizer_src: Path | None = None) -> list[str]:
+def copy_side_files(
+    src: Path, dst: Path, *, untie_head: bool, tokenizer_src: Path | None = None
+) -> list[str]:
     """Copy config and generation config from src, and the tokenizer and chat template files from
     tokenizer_src (default src), to dst; return the copied names."""
     tok = tokenizer_src or src

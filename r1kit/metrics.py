@@ -152,7 +152,9 @@ def summarize_samples(
         # Programs are not voted on: cons@k covers the prompts with a final answer (task != "code").
         voted = [rs for rs in scored.values() if rs[0].get("task") != "code"]
         if k > 1 and voted:
-            votes = [cons_at_k([r["extracted"] for r in rs], [bool(r["correct"]) for r in rs], key) for rs in voted]
+            votes = [
+                cons_at_k([r["extracted"] for r in rs], [bool(r["correct"]) for r in rs], key) for rs in voted
+            ]
             metrics[f"cons@{k}"] = sum(votes) / len(votes)
     else:
         metrics["accuracy"] = metrics["pass@1"] = metrics["pass@1_stderr"] = None

@@ -23,29 +23,58 @@ from typing import Any
 
 # stage -> (what it did, tags, relation to the base model)
 STAGES = {
-    "sft": ("supervised fine-tuning (DeepSeek-R1 cold start, rejection-sampling SFT or distillation student)",
-            ["sft", "trl"], "finetune"),
-    "grpo": ("reinforcement learning with GRPO from rule-based rewards (DeepSeek-R1, Kimi k1.5)",
-             ["grpo", "reinforcement-learning", "trl"], "finetune"),
-    "dpo-shorten": ("long2short DPO towards the shortest correct answer (Kimi k1.5 §2.4)", ["dpo", "long2short", "trl"],
-                    "finetune"),
-    "distill": ("distillation: SFT of a student on a teacher's rejection-sampled traces (DeepSeek-R1 §2.4)",
-                ["distillation", "sft", "trl"], "finetune"),
-    "merge": ("weight averaging of checkpoints (Kimi k1.5 long2short merging)", ["merge", "long2short"], "merge"),
+    "sft": (
+        "supervised fine-tuning (DeepSeek-R1 cold start, rejection-sampling SFT or distillation student)",
+        ["sft", "trl"],
+        "finetune",
+    ),
+    "grpo": (
+        "reinforcement learning with GRPO from rule-based rewards (DeepSeek-R1, Kimi k1.5)",
+        ["grpo", "reinforcement-learning", "trl"],
+        "finetune",
+    ),
+    "dpo-shorten": (
+        "long2short DPO towards the shortest correct answer (Kimi k1.5 §2.4)",
+        ["dpo", "long2short", "trl"],
+        "finetune",
+    ),
+    "distill": (
+        "distillation: SFT of a student on a teacher's rejection-sampled traces (DeepSeek-R1 §2.4)",
+        ["distillation", "sft", "trl"],
+        "finetune",
+    ),
+    "merge": (
+        "weight averaging of checkpoints (Kimi k1.5 long2short merging)",
+        ["merge", "long2short"],
+        "merge",
+    ),
 }
 # the inputs that name the model a stage started from, and the ones that name its data
 MODEL_INPUTS = ("student", "model", "models")
 DATA_INPUTS = ("data", "samples")
 # metrics of the last logged step shown in the card, in this order (rewards/<name>/mean are added)
 CARD_KEYS = (
-    "loss", "learning_rate", "mean_token_accuracy", "reward", "reward_std", "accuracy", "kl", "entropy",
-    "completions/mean_length", "zero_std_fraction", "rewards/accuracies", "rewards/margins", "rewards/chosen",
+    "loss",
+    "learning_rate",
+    "mean_token_accuracy",
+    "reward",
+    "reward_std",
+    "accuracy",
+    "kl",
+    "entropy",
+    "completions/mean_length",
+    "zero_std_fraction",
+    "rewards/accuracies",
+    "rewards/margins",
+    "rewards/chosen",
     "rewards/rejected",
 )
 _FILE_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv", ".gguf", ".txt")
 
 
-def write_model_card(model_dir: Path, manifest: dict[str, Any], command: str, stage_dir: Path, name: str) -> Path:
+def write_model_card(
+    model_dir: Path, manifest: dict[str, Any], command: str, stage_dir: Path, name: str
+) -> Path:
     """Write model_dir/README.md for the output being published in stage_dir (its manifest given) under
     the folder name `name`."""
     card = model_dir / "README.md"
@@ -77,7 +106,17 @@ def render(manifest: dict[str, Any], command: str, stage_dir: Path, name: str) -
     front += "license:  # not set by r1kit: the licenses of the base model and the data decide it\n"
 
     intro = f"{what[0].upper()}{what[1:]}, made with r1kit {manifest.get('r1kit_version', '?')} (stage `{stage}`)."
-    lines = [f"---\n{front}---", "", f"# {name}", "", intro, "", "| | |", "|---|---|", f"| stage | `{stage}` |"]
+    lines = [
+        f"---\n{front}---",
+        "",
+        f"# {name}",
+        "",
+        intro,
+        "",
+        "| | |",
+        "|---|---|",
+        f"| stage | `{stage}` |",
+    ]
     for label, specs in (("base model", models), ("data", data)):
         for spec in specs:
             chain = lineage(spec, MODEL_INPUTS if label == "base model" else DATA_INPUTS)
@@ -94,15 +133,27 @@ def render(manifest: dict[str, Any], command: str, stage_dir: Path, name: str) -
         lines.append("")
     config = stage_dir / "resolved_config.yaml"
     if config.is_file():
-        lines += ["## Configuration", "", "Resolved: built-in defaults < `--config` file < flags.", "", "```yaml",
-                  config.read_text(encoding="utf-8").rstrip(), "```", ""]
+        lines += [
+            "## Configuration",
+            "",
+            "Resolved: built-in defaults < `--config` file < flags.",
+            "",
+            "```yaml",
+            config.read_text(encoding="utf-8").rstrip(),
+            "```",
+            "",
+        ]
     lines += ["## Software and hardware", "", "| | |", "|---|---|"]
     for lib, ver in (manifest.get("versions") or {}).items():
         lines.append(f"| {lib} | {ver or 'not installed'} |")
     commit = manifest.get("git_commit")
     dirty = " (with uncommitted changes)" if manifest.get("git_dirty") else ""
     lines.append(f"| r1kit git commit | {commit + dirty if commit else 'not a git checkout'} |")
-    lines += [f"| device | {manifest.get('device', '?')} |", f"| world size | {manifest.get('world_size', 1)} |", ""]
+    lines += [
+        f"| device | {manifest.get('device', '?')} |",
+        f"| world size | {manifest.get('world_size', 1)} |",
+        "",
+    ]
     warnings = [w for w in (_summary(stage_dir).get("warnings") or []) if isinstance(w, str)]
     if warnings:
         lines += ["## Warnings raised during training", "", *[f"- {w}" for w in warnings], ""]
@@ -115,10 +166,15 @@ def final_metrics(stage_dir: Path) -> dict[str, Any]:
     """The last logged training step's CARD_KEYS and rewards/<name>/mean, then the numbers of the
     stage's summary record. distill's student logs in its sft/ sub-output: read there too."""
     records = _records(stage_dir)
-    steps = [r for r in records if isinstance(r.get("step"), int) and "train_runtime" not in r and "event" not in r]
+    steps = [
+        r for r in records if isinstance(r.get("step"), int) and "train_runtime" not in r and "event" not in r
+    ]
     if not steps and (stage_dir / "sft" / "metrics.jsonl").is_file():
-        steps = [r for r in _records(stage_dir / "sft")
-                 if isinstance(r.get("step"), int) and "train_runtime" not in r and "event" not in r]
+        steps = [
+            r
+            for r in _records(stage_dir / "sft")
+            if isinstance(r.get("step"), int) and "train_runtime" not in r and "event" not in r
+        ]
     out: dict[str, Any] = {}
     if steps:
         last = steps[-1]

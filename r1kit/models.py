@@ -61,13 +61,23 @@ TINY_CHAT_TEMPLATE = (
 TINY_SPECS: dict[str, tuple[str, dict[str, Any]]] = {
     "tiny": (
         "qwen2",
-        {"hidden_size": 128, "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2,
-         "intermediate_size": 384},
+        {
+            "hidden_size": 128,
+            "num_hidden_layers": 4,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "intermediate_size": 384,
+        },
     ),
     "tiny-llama": (
         "llama",
-        {"hidden_size": 96, "num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 2,
-         "intermediate_size": 256},
+        {
+            "hidden_size": 96,
+            "num_hidden_layers": 3,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "intermediate_size": 256,
+        },
     ),
 }
 
@@ -81,8 +91,13 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 # continues "The capital of France is" with " is is is ...". Versions between 5.17 and 5.24 were not
 # tried, so 5.24 is the floor.
 GGUF_MIN_TRANSFORMERS: dict[str, tuple[str, str]] = {
-    "gemma3": ("5.24.0", ("loads the Gemma 3 GGUF tokenizer wrongly (no BOS, words split into pieces: "
-                          "perplexity in the thousands)")),
+    "gemma3": (
+        "5.24.0",
+        (
+            "loads the Gemma 3 GGUF tokenizer wrongly (no BOS, words split into pieces: "
+            "perplexity in the thousands)"
+        ),
+    ),
 }
 # "name" or "org/name"; anything else that does not exist is a mistyped local path.
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
@@ -234,7 +249,9 @@ def build_tiny_tokenizer() -> PreTrainedTokenizerBase:
     return tok
 
 
-def build_tiny_model(tokenizer: PreTrainedTokenizerBase, arch: str = "qwen2", seed: int = 0) -> PreTrainedModel:
+def build_tiny_model(
+    tokenizer: PreTrainedTokenizerBase, arch: str = "qwen2", seed: int = 0
+) -> PreTrainedModel:
     """A randomly initialised small causal LM sized for `tokenizer`; identical weights per seed.
 
     `arch` is a TINY_SPECS name ("tiny", "tiny-llama") or an architecture ("qwen2", "llama").
@@ -245,13 +262,24 @@ def build_tiny_model(tokenizer: PreTrainedTokenizerBase, arch: str = "qwen2", se
     by_arch = {a: name for name, (a, _) in TINY_SPECS.items()}
     name = arch if arch in TINY_SPECS else by_arch.get(arch)
     if name is None:
-        raise R1kitError(f"unknown tiny architecture {arch!r}; choose one of {sorted(TINY_SPECS) + sorted(by_arch)}")
+        raise R1kitError(
+            f"unknown tiny architecture {arch!r}; choose one of {sorted(TINY_SPECS) + sorted(by_arch)}"
+        )
     family, sizes = TINY_SPECS[name]
-    config_cls, model_cls = (Qwen2Config, Qwen2ForCausalLM) if family == "qwen2" else (LlamaConfig, LlamaForCausalLM)
-    ids = {"pad_token_id": tokenizer.pad_token_id, "eos_token_id": tokenizer.eos_token_id, "bos_token_id": None}
+    config_cls, model_cls = (
+        (Qwen2Config, Qwen2ForCausalLM) if family == "qwen2" else (LlamaConfig, LlamaForCausalLM)
+    )
+    ids = {
+        "pad_token_id": tokenizer.pad_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "bos_token_id": None,
+    }
     config = config_cls(
-        vocab_size=len(tokenizer), max_position_embeddings=1024, tie_word_embeddings=True,
-        **sizes, **ids,
+        vocab_size=len(tokenizer),
+        max_position_embeddings=1024,
+        tie_word_embeddings=True,
+        **sizes,
+        **ids,
     )
     # fork_rng: building the model must not move the caller's global RNG stream.
     with torch.random.fork_rng(devices=[]):
@@ -290,13 +318,19 @@ def _device(device: str | None) -> str:
     if not torch.cuda.is_available():
         return "cpu"
     local = os.environ.get("LOCAL_RANK")
-    return f"cuda:{int(local)}" if local and local.isdigit() and int(local) < torch.cuda.device_count() else "cuda"
+    return (
+        f"cuda:{int(local)}"
+        if local and local.isdigit() and int(local) < torch.cuda.device_count()
+        else "cuda"
+    )
 
 
 def _hub_error(spec: str, err: Exception) -> R1kitError:
     if _offline():
         return _offline_error(spec)
-    return R1kitError(f"could not load {spec!r} from the hub: {type(err).__name__}: {str(err).splitlines()[0]}")
+    return R1kitError(
+        f"could not load {spec!r} from the hub: {type(err).__name__}: {str(err).splitlines()[0]}"
+    )
 
 
 def _load_error(spec: str, ref: CheckpointRef, err: Exception, what: str) -> Exception:
@@ -335,7 +369,9 @@ def _load_dir_tokenizer(path: Path):
     from transformers import AutoTokenizer
 
     if not any((path / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")):
-        raise R1kitError(f"{path} has no tokenizer files; save the tokenizer next to the model (r1kit.models.save_model)")
+        raise R1kitError(
+            f"{path} has no tokenizer files; save the tokenizer next to the model (r1kit.models.save_model)"
+        )
     # AutoTokenizer swaps a saved generic tokenizer for the model family's class (for qwen2 it
     # rebuilds the pre-tokenizer and drops the unk token); a folder whose tokenizer was saved as
     # the generic class is loaded as exactly what was saved.
@@ -442,7 +478,9 @@ def load_model(
         if ref.kind == "adapter":
             model = _load_merged_adapter(ref, dtype=dtype, seed=seed)
         elif ref.kind == "gguf":
-            model = AutoModelForCausalLM.from_pretrained(str(ref.path.parent), gguf_file=ref.path.name, **kwargs)
+            model = AutoModelForCausalLM.from_pretrained(
+                str(ref.path.parent), gguf_file=ref.path.name, **kwargs
+            )
             # The weights are dequantized to dense tensors; without this transformers' Trainer still
             # takes the model for a quantized one and refuses to train it.
             model.hf_quantizer = None
@@ -530,15 +568,23 @@ def sanity_check(model: Any, tokenizer: Any, *, max_new_tokens: int = 8) -> dict
                 perplexity.append(math.exp(loss) if loss < 700 else float("inf"))
             ids = torch.tensor([tokenizer(SANITY_PROMPT)["input_ids"]], device=device)
             out = model.generate(
-                input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=max_new_tokens,
-                pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                do_sample=False,
+                max_new_tokens=max_new_tokens,
+                pad_token_id=tokenizer.pad_token_id
+                if tokenizer.pad_token_id is not None
+                else tokenizer.eos_token_id,
             )
         continuation = tokenizer.decode(out[0, ids.shape[1] :].tolist(), skip_special_tokens=True)
     finally:
         model.train(was_training)
     return {
-        "perplexity": perplexity, "sentences": list(SANITY_SENTENCES), "prompt": SANITY_PROMPT,
-        "continuation": continuation, "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
+        "perplexity": perplexity,
+        "sentences": list(SANITY_SENTENCES),
+        "prompt": SANITY_PROMPT,
+        "continuation": continuation,
+        "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
         "device": str(device),
     }
 

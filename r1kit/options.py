@@ -36,8 +36,10 @@ BACKENDS = ("auto", "fast", "hf", "vllm")
 KEEP_POLICIES = ("all-correct", "shortest-correct", "first-correct", "all")
 PARAGRAPH_UNITS = ("chars", "words")
 
-MODEL_SPEC = ("'tiny', 'tiny-llama', a checkpoint folder, an r1kit stage output, a LoRA adapter folder, "
-              "a .gguf file or a hub id")
+MODEL_SPEC = (
+    "'tiny', 'tiny-llama', a checkpoint folder, an r1kit stage output, a LoRA adapter folder, "
+    "a .gguf file or a hub id"
+)
 DATA_SPEC = "a save_to_disk folder, an r1kit stage output, a .jsonl/.json/.parquet/.csv file or a hub id"
 
 _SAME = object()
@@ -99,7 +101,9 @@ class DataOptions(OptionGroup):
 
     data: str = option("", f"Dataset: {DATA_SPEC}.")
     split: str = option("train", "Split to read when the dataset has several.")
-    limit: int = option(0, "Use a seeded random subset of N rows (0 = all; the same --seed gives the same rows).")
+    limit: int = option(
+        0, "Use a seeded random subset of N rows (0 = all; the same --seed gives the same rows)."
+    )
 
     def validate(self) -> None:
         super().validate()
@@ -111,17 +115,27 @@ class DataOptions(OptionGroup):
 class PromptOptions(DataOptions):
     """Prompt datasets: columns mapped by a task adapter, questions rendered by a template."""
 
-    task: str | None = option(None, "Task adapter that maps the dataset's columns (gsm8k, math500, mgsm, "
-                              "humaneval, mbpp, arithmetic, ..., or pkg.mod:fn); default: detected from the columns.")
-    prompt_field: str | None = option(None, "Column holding the question (default: the task's, else detected: "
-                                      "question, problem, prompt, ...).")
-    answer_field: str | None = option(None, "Column holding the gold answer (default: the task's, else detected: "
-                                      "answer, solution, ...).")
-    template: str = option("auto", "Prompt template: auto (chat when the tokenizer has a chat template, else raw), "
-                           "chat, chat-think (R1's evaluation prompt, reply prefilled with '<think>\\n'), r1-zero "
-                           "(R1-Zero's training template), raw, or pkg.mod:fn.")
-    system_prompt: str | None = option(None, "System prompt: a system message for chat templates, a leading "
-                                       "paragraph for the others.")
+    task: str | None = option(
+        None,
+        "Task adapter that maps the dataset's columns (gsm8k, math500, mgsm, "
+        "humaneval, mbpp, arithmetic, ..., or pkg.mod:fn); default: detected from the columns.",
+    )
+    prompt_field: str | None = option(
+        None,
+        "Column holding the question (default: the task's, else detected: question, problem, prompt, ...).",
+    )
+    answer_field: str | None = option(
+        None, "Column holding the gold answer (default: the task's, else detected: answer, solution, ...)."
+    )
+    template: str = option(
+        "auto",
+        "Prompt template: auto (chat when the tokenizer has a chat template, else raw), "
+        "chat, chat-think (R1's evaluation prompt, reply prefilled with '<think>\\n'), r1-zero "
+        "(R1-Zero's training template), raw, or pkg.mod:fn.",
+    )
+    system_prompt: str | None = option(
+        None, "System prompt: a system message for chat templates, a leading paragraph for the others."
+    )
 
     def validate(self) -> None:
         super().validate()
@@ -154,13 +168,21 @@ class SamplingOptions(DecodingOptions):
     """k samples per prompt, decoded in batches by a generation backend (r1kit/generation/)."""
 
     num_samples: int = option(8, "k: samples per prompt.")
-    max_new_tokens: int = option(1024, "Most tokens generated per sample; a longer one is cut and counts as "
-                                 "truncated.")
+    max_new_tokens: int = option(
+        1024, "Most tokens generated per sample; a longer one is cut and counts as truncated."
+    )
     sample_batch_size: int = option(64, "Sequences (prompts x samples) decoded together.")
-    backend: str = option("auto", "Generation backend: auto (fast on a CUDA GPU for a supported model, else hf), "
-                          "fast (r1kit's decode loop), hf (transformers), vllm.", choices=BACKENDS)
-    prefill: str | None = option(None, "Text forced at the start of every reply (default: the template's, "
-                                 "'<think>\\n' for chat-think; '' for none).")
+    backend: str = option(
+        "auto",
+        "Generation backend: auto (fast on a CUDA GPU for a supported model, else hf), "
+        "fast (r1kit's decode loop), hf (transformers), vllm.",
+        choices=BACKENDS,
+    )
+    prefill: str | None = option(
+        None,
+        "Text forced at the start of every reply (default: the template's, "
+        "'<think>\\n' for chat-think; '' for none).",
+    )
     static_cache: bool = option(True, "On CUDA, generate with a compiled static KV cache (hf backend).")
 
     def validate(self) -> None:
@@ -174,20 +196,33 @@ class SamplingOptions(DecodingOptions):
         """r1kit.generation.SamplingParams for these options."""
         from r1kit.generation import SamplingParams
 
-        return SamplingParams(n=self.num_samples if n is None else n, temperature=self.temperature, top_p=self.top_p,
-                              top_k=self.top_k, max_new_tokens=self.max_new_tokens, seed=getattr(self, "seed", 0),
-                              batch_size=self.sample_batch_size, **extra)
+        return SamplingParams(
+            n=self.num_samples if n is None else n,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            top_k=self.top_k,
+            max_new_tokens=self.max_new_tokens,
+            seed=getattr(self, "seed", 0),
+            batch_size=self.sample_batch_size,
+            **extra,
+        )
 
 
 @dataclass
 class RewardOptions(OptionGroup):
     """Rule rewards by name (r1kit/rewards/registry.py) and the target language some of them read."""
 
-    reward: list[str] = option(["accuracy"], "Reward NAME or NAME=WEIGHT, repeatable: accuracy, format, "
-                               "think_format, tag_count, language, length, overlong, repetition, code, "
-                               "code_pass_rate, reward_model, or pkg.mod:fn.")
-    lang: str = option("", "Target language of the chains of thought (e.g. en) for the language reward and "
-                       "filter; empty = each row's 'lang' column.")
+    reward: list[str] = option(
+        ["accuracy"],
+        "Reward NAME or NAME=WEIGHT, repeatable: accuracy, format, "
+        "think_format, tag_count, language, length, overlong, repetition, code, "
+        "code_pass_rate, reward_model, or pkg.mod:fn.",
+    )
+    lang: str = option(
+        "",
+        "Target language of the chains of thought (e.g. en) for the language reward and "
+        "filter; empty = each row's 'lang' column.",
+    )
 
     def validate(self) -> None:
         super().validate()
@@ -200,28 +235,43 @@ class RewardOptions(OptionGroup):
 class SelectionOptions(OptionGroup):
     """Which samples become training data: R1's rejection-sampling filters, the keep policy, the mix."""
 
-    keep: str = option("all-correct", "Keep policy: all-correct (R1), shortest-correct (Kimi), first-correct, "
-                       "or all (every sample, wrong ones too, for dpo-shorten --samples).", choices=KEEP_POLICIES)
+    keep: str = option(
+        "all-correct",
+        "Keep policy: all-correct (R1), shortest-correct (Kimi), first-correct, "
+        "or all (every sample, wrong ones too, for dpo-shorten --samples).",
+        choices=KEEP_POLICIES,
+    )
     filter_language: bool = option(True, "Drop mixed-language chains of thought (needs a target language).")
-    min_language_share: float = option(0.9, "Language filter: least share of target-language words (R1's reward).")
+    min_language_share: float = option(
+        0.9, "Language filter: least share of target-language words (R1's reward)."
+    )
     filter_paragraphs: bool = option(True, "Drop samples with an over-long paragraph.")
     max_paragraph: int = option(4000, "Paragraph filter: longest paragraph allowed, in --paragraph-unit.")
     paragraph_unit: str = option("chars", "Unit of --max-paragraph.", choices=PARAGRAPH_UNITS)
     filter_code_blocks: bool = option(True, "Drop samples with ``` code blocks in non-code tasks.")
     filter_repetition: bool = option(True, "Drop repetitive samples.")
-    min_repetition_reward: float = option(-0.5, "Repetition filter: least repetition reward (a penalty in [-1, 0]).")
+    min_repetition_reward: float = option(
+        -0.5, "Repetition filter: least repetition reward (a penalty in [-1, 0])."
+    )
     mix_data: str = option("", "Non-reasoning SFT data (a 'messages' column) to mix in.")
     mix_split: str = option("train", "Split of --mix-data.")
-    mix_ratio: float = option(0.25, "Share of the output that --mix-data makes up (R1: ~200k of ~800k = 0.25).")
+    mix_ratio: float = option(
+        0.25, "Share of the output that --mix-data makes up (R1: ~200k of ~800k = 0.25)."
+    )
 
     def filter_settings(self):
         """r1kit.filters.FilterSettings for these options."""
         from r1kit.filters import FilterSettings
 
         return FilterSettings(
-            language=self.filter_language, min_language_share=self.min_language_share, lang=getattr(self, "lang", ""),
-            paragraph=self.filter_paragraphs, max_paragraph=self.max_paragraph, paragraph_unit=self.paragraph_unit,
-            code_block=self.filter_code_blocks, repetition=self.filter_repetition,
+            language=self.filter_language,
+            min_language_share=self.min_language_share,
+            lang=getattr(self, "lang", ""),
+            paragraph=self.filter_paragraphs,
+            max_paragraph=self.max_paragraph,
+            paragraph_unit=self.paragraph_unit,
+            code_block=self.filter_code_blocks,
+            repetition=self.filter_repetition,
             min_repetition_reward=self.min_repetition_reward,
         )
 
@@ -239,8 +289,11 @@ class LoraOptions(OptionGroup):
     lora_alpha: int = option(32, "LoRA alpha.")
     lora_dropout: float = option(0.05, "LoRA dropout (trl's default).")
     lora_target: str = option("all-linear", "LoRA target modules: 'all-linear' or comma-separated names.")
-    merge_lora: bool = option(True, "Merge the LoRA adapters into the saved checkpoint, so the next stage loads a "
-                              "plain model (--no-merge-lora saves the adapter folder).")
+    merge_lora: bool = option(
+        True,
+        "Merge the LoRA adapters into the saved checkpoint, so the next stage loads a "
+        "plain model (--no-merge-lora saves the adapter folder).",
+    )
 
     def lora_config(self, model=None):
         """peft's LoraConfig for these options (None without --lora); see r1kit.training.lora_config."""
@@ -256,9 +309,14 @@ class TrainerOptions(OptionGroup):
     """The optimiser, schedule and logging of a trl trainer (sft, grpo, dpo-shorten, distill's student)."""
 
     learning_rate: float = option(5e-5, "Peak learning rate.")
-    lr_scheduler: str = option("cosine", "Learning-rate schedule (a transformers name: cosine, constant, linear, "
-                               "...); cosine decays to --min-lr-ratio x the peak.")
-    min_lr_ratio: float = option(0.1, "Floor of the cosine schedule as a share of the peak (R1: 5e-5 -> 5e-6 = 0.1).")
+    lr_scheduler: str = option(
+        "cosine",
+        "Learning-rate schedule (a transformers name: cosine, constant, linear, "
+        "...); cosine decays to --min-lr-ratio x the peak.",
+    )
+    min_lr_ratio: float = option(
+        0.1, "Floor of the cosine schedule as a share of the peak (R1: 5e-5 -> 5e-6 = 0.1)."
+    )
     warmup_ratio: float = option(0.0, "Share of the steps for linear warm-up.")
     weight_decay: float = option(0.0, "AdamW weight decay.")
     max_grad_norm: float = option(1.0, "Gradient clipping norm.")
@@ -272,19 +330,26 @@ class TrainerOptions(OptionGroup):
     def validate(self) -> None:
         super().validate()
         if self.epochs <= 0 and self.max_steps <= 0:
-            raise R1kitError(f"set --epochs > 0 (got {self.epochs}) or --max-steps > 0 (got {self.max_steps})")
+            raise R1kitError(
+                f"set --epochs > 0 (got {self.epochs}) or --max-steps > 0 (got {self.max_steps})"
+            )
         from r1kit.training import require_extras
 
-        require_extras(self.report_to)  # a missing tracker package: one line now, not a traceback after loading
+        require_extras(
+            self.report_to
+        )  # a missing tracker package: one line now, not a traceback after loading
 
 
 @dataclass
 class CheckpointOptions(OptionGroup):
     """Trainer checkpoints: how often, whether they are kept, and resuming an interrupted run."""
 
-    save_steps: int = option(0, "Save a trainer checkpoint every N steps (0 = only the final one, with "
-                             "--keep-checkpoints).")
-    keep_checkpoints: bool = option(False, "Keep the trainer checkpoints in OUT/checkpoints after a successful run.")
+    save_steps: int = option(
+        0, "Save a trainer checkpoint every N steps (0 = only the final one, with --keep-checkpoints)."
+    )
+    keep_checkpoints: bool = option(
+        False, "Keep the trainer checkpoints in OUT/checkpoints after a successful run."
+    )
     resume: str = option("", "Resume: 'auto' (this output's interrupted run) or a checkpoint folder.")
 
 
@@ -292,7 +357,9 @@ class CheckpointOptions(OptionGroup):
 class OfflineTrainingOptions(OptionGroup):
     """Trainers on a fixed dataset of examples (SFT, DPO), as against GRPO's rollouts."""
 
-    max_length: int = option(1024, "Longest tokenized example (prompt + completion); longer ones are truncated.")
+    max_length: int = option(
+        1024, "Longest tokenized example (prompt + completion); longer ones are truncated."
+    )
     grad_accum: int = option(1, "Gradient accumulation steps: micro-batches per optimizer step.")
 
     def validate(self) -> None:
@@ -307,12 +374,17 @@ class OfflineTrainingOptions(OptionGroup):
 class HubOptions(OptionGroup):
     """Sharing the trained model: the output's model folder, with its model card, on the Hugging Face hub."""
 
-    push_to_hub: str = option("", "At the end, upload the output's model folder (weights, tokenizer, model card) to "
-                              "this hub repo (USER/NAME, or NAME in your namespace), from rank 0. Checked before "
-                              "training: offline (HF_HUB_OFFLINE=1), without a token or unreachable, the run stops "
-                              "at once.", metavar="REPO")
-    hub_private: bool = option(False, "Create the --push-to-hub repo as private (an existing repo keeps its "
-                               "visibility).")
+    push_to_hub: str = option(
+        "",
+        "At the end, upload the output's model folder (weights, tokenizer, model card) to "
+        "this hub repo (USER/NAME, or NAME in your namespace), from rank 0. Checked before "
+        "training: offline (HF_HUB_OFFLINE=1), without a token or unreachable, the run stops "
+        "at once.",
+        metavar="REPO",
+    )
+    hub_private: bool = option(
+        False, "Create the --push-to-hub repo as private (an existing repo keeps its visibility)."
+    )
 
     def validate(self) -> None:
         super().validate()
@@ -336,5 +408,17 @@ class TrainingOptions(HubOptions, LoraOptions, CheckpointOptions, TrainerOptions
     """What a stage that trains with a trl trainer takes: optimiser, schedule, checkpoints, LoRA, the hub."""
 
 
-GROUPS = (ModelOptions, DataOptions, PromptOptions, DecodingOptions, SamplingOptions, RewardOptions,
-          SelectionOptions, LoraOptions, TrainerOptions, CheckpointOptions, OfflineTrainingOptions, HubOptions)
+GROUPS = (
+    ModelOptions,
+    DataOptions,
+    PromptOptions,
+    DecodingOptions,
+    SamplingOptions,
+    RewardOptions,
+    SelectionOptions,
+    LoraOptions,
+    TrainerOptions,
+    CheckpointOptions,
+    OfflineTrainingOptions,
+    HubOptions,
+)

@@ -88,36 +88,50 @@ def check_output_free(output: str | Path, overwrite: bool) -> None:
     if not out.exists() and not out.is_symlink():
         return
     if not overwrite:
-        raise R1kitError(f"output {out} already exists; pass --overwrite to replace it (r1kit replaces only its "
-                         "own stage outputs and empty folders) or choose another --output")
+        raise R1kitError(
+            f"output {out} already exists; pass --overwrite to replace it (r1kit replaces only its "
+            "own stage outputs and empty folders) or choose another --output"
+        )
     if out.is_symlink():
-        raise R1kitError(f"output {out} is a symbolic link; --overwrite replaces only a real folder: pass the folder "
-                         "it points to or choose another --output")
+        raise R1kitError(
+            f"output {out} is a symbolic link; --overwrite replaces only a real folder: pass the folder "
+            "it points to or choose another --output"
+        )
     if not out.is_dir():
-        raise R1kitError(f"output {out} exists and is a file, not a folder; r1kit does not delete it: "
-                         "choose another --output")
+        raise R1kitError(
+            f"output {out} exists and is a file, not a folder; r1kit does not delete it: "
+            "choose another --output"
+        )
     if not is_stage_output(out) and any(out.iterdir()):
-        raise R1kitError(f"--overwrite refused: {out} is not an r1kit stage output (no r1kit manifest.json) and "
-                         "not empty, and r1kit deletes only what it wrote; choose another --output or empty it yourself")
+        raise R1kitError(
+            f"--overwrite refused: {out} is not an r1kit stage output (no r1kit manifest.json) and "
+            "not empty, and r1kit deletes only what it wrote; choose another --output or empty it yourself"
+        )
     for folder in [out, *(p for p in out.rglob("*") if p.is_dir() and not p.is_symlink())]:
         if not os.access(folder, os.W_OK | os.X_OK):
-            raise R1kitError(f"--overwrite cannot replace {out}: {folder} is read-only; make it writable or "
-                             "choose another --output")
+            raise R1kitError(
+                f"--overwrite cannot replace {out}: {folder} is read-only; make it writable or "
+                "choose another --output"
+            )
 
 
 def _check_place(out: Path) -> None:
     """The output names a folder (not '.' or '..': its partial sibling and the final rename need a
     name), and its nearest existing ancestor is a folder r1kit may write in."""
     if out.name in ("", ".", ".."):
-        raise R1kitError(f"--output {out} does not name a folder; give one, e.g. runs/{out.absolute().resolve().name}")
+        raise R1kitError(
+            f"--output {out} does not name a folder; give one, e.g. runs/{out.absolute().resolve().name}"
+        )
     where = out.absolute().parent
     while not where.exists() and where != where.parent:
         where = where.parent
     if not where.is_dir():
         raise R1kitError(f"--output {out}: {where} is a file, not a folder")
     if not os.access(where, os.W_OK | os.X_OK):
-        raise R1kitError(f"--output {out}: cannot write in {where} (read-only or permission denied); "
-                         "choose another --output")
+        raise R1kitError(
+            f"--output {out}: cannot write in {where} (read-only or permission denied); "
+            "choose another --output"
+        )
 
 
 def is_stage_output(path: str | Path) -> bool:
@@ -154,12 +168,18 @@ def _check_partial(cfg: StageConfig) -> None:
             "rerun with --resume auto to continue from it, or add --overwrite to discard them"
         )
     if not _written_by_r1kit(part):
-        raise R1kitError(f"{part} exists and was not written by r1kit (no {RESOLVED_CONFIG}); r1kit does not "
-                         "delete it: move it away or choose another --output")
+        raise R1kitError(
+            f"{part} exists and was not written by r1kit (no {RESOLVED_CONFIG}); r1kit does not "
+            "delete it: move it away or choose another --output"
+        )
 
 
 def _written_by_r1kit(part: Path) -> bool:
-    return part.is_dir() and not part.is_symlink() and ((part / RESOLVED_CONFIG).is_file() or not any(part.iterdir()))
+    return (
+        part.is_dir()
+        and not part.is_symlink()
+        and ((part / RESOLVED_CONFIG).is_file() or not any(part.iterdir()))
+    )
 
 
 def _resumes_partial(cfg: StageConfig) -> bool:
@@ -198,8 +218,10 @@ def check_inputs_apart(cfg: StageConfig, extra_inputs: dict[str, str] | None = N
             relation = "lies inside"
         else:
             continue
-        raise R1kitError(f"--output {cfg.output} {relation} the input {flag} {path}; an output may not be, "
-                         "contain or lie inside an input: choose another --output")
+        raise R1kitError(
+            f"--output {cfg.output} {relation} the input {flag} {path}; an output may not be, "
+            "contain or lie inside an input: choose another --output"
+        )
 
 
 def _input_paths(cfg: StageConfig, extra_inputs: dict[str, str] | None) -> Iterator[tuple[str, str]]:
@@ -360,8 +382,13 @@ def run_environment() -> dict[str, Any]:
         except PackageNotFoundError:
             versions[name] = None
     commit, dirty = git_state()
-    return {"versions": versions, "git_commit": commit, "git_dirty": dirty,
-            "world_size": int(os.environ.get("WORLD_SIZE", "1")), "device": device_name()}
+    return {
+        "versions": versions,
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "world_size": int(os.environ.get("WORLD_SIZE", "1")),
+        "device": device_name(),
+    }
 
 
 def git_state() -> tuple[str | None, bool | None]:
@@ -373,12 +400,22 @@ def git_state() -> tuple[str | None, bool | None]:
     if not (root / ".git").exists():  # a folder in a checkout, a file in a worktree
         return None, None
     try:
-        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
-                              timeout=10, check=False)
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
         if head.returncode != 0:
             return None, None
-        status = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                                capture_output=True, text=True, timeout=10, check=False)
+        status = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
     except (OSError, subprocess.SubprocessError):
         return None, None
     return head.stdout.strip() or None, bool(status.stdout.strip()) if status.returncode == 0 else None
@@ -432,7 +469,11 @@ def has_trainer_checkpoint(path: Path) -> bool:
 
 @contextmanager
 def stage_output(
-    cfg: StageConfig, stage: str, inputs: dict[str, Any] | None = None, *, keep_checkpoints: bool = False,
+    cfg: StageConfig,
+    stage: str,
+    inputs: dict[str, Any] | None = None,
+    *,
+    keep_checkpoints: bool = False,
     resume: bool = False,
 ) -> Iterator[StageOutput]:
     """Create the partial directory, yield it, and publish it atomically on success.
@@ -458,8 +499,11 @@ def stage_output(
     elif out.path.exists():
         kept = trainer_checkpoints(out.path)
         if kept:
-            print(f"r1kit: --overwrite: discarding {len(kept)} trainer checkpoint(s) of an interrupted run in "
-                  f"{out.path}", file=sys.stderr)
+            print(
+                f"r1kit: --overwrite: discarding {len(kept)} trainer checkpoint(s) of an interrupted run in "
+                f"{out.path}",
+                file=sys.stderr,
+            )
         shutil.rmtree(out.path)
     _OPEN.append(stage)
     try:
@@ -471,8 +515,11 @@ def stage_output(
     except BaseException as exc:
         kept = trainer_checkpoints(out.path)
         if kept:
-            print(f"r1kit: {stage} {_stopped(exc)}; {len(kept)} trainer checkpoint(s) kept in {out.path} "
-                  f"(latest {kept[-1].name}); to continue: {resume_command()}", file=sys.stderr)
+            print(
+                f"r1kit: {stage} {_stopped(exc)}; {len(kept)} trainer checkpoint(s) kept in {out.path} "
+                f"(latest {kept[-1].name}); to continue: {resume_command()}",
+                file=sys.stderr,
+            )
             try:
                 exc.r1kit_reported = True  # type: ignore[attr-defined]  # the CLI adds no second line
             except AttributeError:

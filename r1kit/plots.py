@@ -30,8 +30,13 @@ PANELS = {
     "length": ("completions/mean_length",),
     "kl": ("kl",),
 }
-YLABELS = {"loss": "loss", "reward": "reward", "accuracy": "accuracy", "length": "mean completion length (tokens)",
-           "kl": "KL to the reference"}
+YLABELS = {
+    "loss": "loss",
+    "reward": "reward",
+    "accuracy": "accuracy",
+    "length": "mean completion length (tokens)",
+    "kl": "KL to the reference",
+}
 TRAINING_STAGES = ("sft", "grpo", "dpo-shorten", "distill")
 
 
@@ -47,8 +52,11 @@ def _panel_of(key: str) -> str | None:
 def _step_records(run_dir: Path) -> list[dict]:
     from r1kit.outputs import read_metrics
 
-    return [r for r in read_metrics(run_dir)
-            if isinstance(r.get("step"), int) and "event" not in r and "train_runtime" not in r]
+    return [
+        r
+        for r in read_metrics(run_dir)
+        if isinstance(r.get("step"), int) and "event" not in r and "train_runtime" not in r
+    ]
 
 
 def curves(run_dir: str | Path) -> dict[str, dict[str, list[tuple[int, float]]]]:
@@ -60,8 +68,10 @@ def curves(run_dir: str | Path) -> dict[str, dict[str, list[tuple[int, float]]]]
     except (OSError, ValueError, AttributeError):
         pass
     if stage is not None and stage not in TRAINING_STAGES:
-        raise R1kitError(f"{run_dir} is an r1kit {stage} output: it has no training curves; give an "
-                         f"{', '.join(TRAINING_STAGES[:-1])} or {TRAINING_STAGES[-1]} output")
+        raise R1kitError(
+            f"{run_dir} is an r1kit {stage} output: it has no training curves; give an "
+            f"{', '.join(TRAINING_STAGES[:-1])} or {TRAINING_STAGES[-1]} output"
+        )
     records = _step_records(run) or _step_records(run / "sft")  # distill: the student's SFT
     out: dict[str, dict[str, list[tuple[int, float]]]] = {}
     for r in records:
@@ -70,13 +80,16 @@ def curves(run_dir: str | Path) -> dict[str, dict[str, list[tuple[int, float]]]]
             if panel and isinstance(value, (int, float)) and not isinstance(value, bool):
                 out.setdefault(panel, {}).setdefault(key, []).append((r["step"], float(value)))
     if not out:
-        raise R1kitError(f"{run_dir}: no per-step training metrics (metrics.jsonl with step records); give an sft, "
-                         "grpo, dpo-shorten or distill output")
+        raise R1kitError(
+            f"{run_dir}: no per-step training metrics (metrics.jsonl with step records); give an sft, "
+            "grpo, dpo-shorten or distill output"
+        )
     return {panel: out[panel] for panel in PANELS if panel in out}
 
 
-def plot_curves(runs: dict[str, dict[str, dict[str, list[tuple[int, float]]]]], png: str | Path, *,
-                smooth: int = 1) -> Path:
+def plot_curves(
+    runs: dict[str, dict[str, dict[str, list[tuple[int, float]]]]], png: str | Path, *, smooth: int = 1
+) -> Path:
     """One PNG: a panel per quantity any run logged, a line per (run, series), moving average of `smooth`."""
     import matplotlib
 
@@ -92,8 +105,13 @@ def plot_curves(runs: dict[str, dict[str, dict[str, list[tuple[int, float]]]]], 
                 steps, values = zip(*points)
                 label = key if len(runs) == 1 else f"{name}: {key}"
                 # one colour per run (several runs compare at a glance), one line style per series
-                ax.plot(steps, moving_average(values, smooth), label=label,
-                        color=f"C{n if len(runs) == 1 else color}", linestyle="-" if len(runs) == 1 else styles[n % 4])
+                ax.plot(
+                    steps,
+                    moving_average(values, smooth),
+                    label=label,
+                    color=f"C{n if len(runs) == 1 else color}",
+                    linestyle="-" if len(runs) == 1 else styles[n % 4],
+                )
         ax.set_xlabel("step")
         ax.set_ylabel(YLABELS[panel] + (f" (moving average of {smooth})" if smooth > 1 else ""))
         ax.legend(fontsize=7)

@@ -81,7 +81,9 @@ def metrics_text(pairs: Iterable[tuple[str, Any]]) -> str:
     return " ".join(f"{name}={fmt_value(v)}" for name, v in pairs if v is not None)
 
 
-def step_line(title: str, step: int, total: int | None, clock: Clock, pairs: Iterable[tuple[str, Any]]) -> str:
+def step_line(
+    title: str, step: int, total: int | None, clock: Clock, pairs: Iterable[tuple[str, Any]]
+) -> str:
     text = f"{title} step {step}/{total or '?'} | {clock.head(step)}"
     shown = metrics_text(pairs)
     return f"{text} | {shown}" if shown else text
@@ -126,7 +128,10 @@ QUIET_WARNINGS = (
     # transformers 5 renamed gradient checkpointing to activation checkpointing; trl and r1kit's trainer
     # arguments still use the old names (transformers 5.0 has no new ones), e.g. "`is_gradient_checkpointing`
     # is deprecated and will be removed in v6. Use `is_activation_checkpointing` instead."
-    (FutureWarning, r"`(is_)?gradient_checkpointing(_enable|_disable)?` is deprecated and will be removed in v6"),
+    (
+        FutureWarning,
+        r"`(is_)?gradient_checkpointing(_enable|_disable)?` is deprecated and will be removed in v6",
+    ),
 )
 
 

@@ -41,8 +41,10 @@ class Range:
             if not self.low_open and not self.high_open:
                 text = f"between {_num(self.low)} and {_num(self.high)}"
             else:
-                text = (f"in {'(' if self.low_open else '['}{_num(self.low)}, {_num(self.high)}"
-                        f"{')' if self.high_open else ']'}")
+                text = (
+                    f"in {'(' if self.low_open else '['}{_num(self.low)}, {_num(self.high)}"
+                    f"{')' if self.high_open else ']'}"
+                )
         elif self.low is not None:
             text = f"{'>' if self.low_open else '>='} {_num(self.low)}"
         else:
@@ -65,35 +67,68 @@ NON_NEGATIVE = Range(0)
 RANGES: dict[str, Range] = {
     # counts where 0 means off / all / automatic
     "seed": Range(0, 2**32 - 1),  # numpy's seed range (transformers.set_seed seeds numpy too)
-    "limit": COUNT, "top_k": COUNT, "max_pairs_per_prompt": COUNT, "few_shot": COUNT, "overlong_cache": COUNT,
-    "length_warmup_steps": COUNT, "ref_reset_steps": COUNT, "generation_batch_size": COUNT, "save_steps": COUNT,
-    "max_checks": COUNT, "refill_tries": COUNT, "rollout_token_budget": COUNT, "rollout_max_age": COUNT,
+    "limit": COUNT,
+    "top_k": COUNT,
+    "max_pairs_per_prompt": COUNT,
+    "few_shot": COUNT,
+    "overlong_cache": COUNT,
+    "length_warmup_steps": COUNT,
+    "ref_reset_steps": COUNT,
+    "generation_batch_size": COUNT,
+    "save_steps": COUNT,
+    "max_checks": COUNT,
+    "refill_tries": COUNT,
+    "rollout_token_budget": COUNT,
+    "rollout_max_age": COUNT,
     "repeat_stop": COUNT,  # grpo: 0 = off, else a window of >= 2 tokens (checked in its validate)
     "batch_size": COUNT,  # grpo: 0 = the whole step; the other stages require >= 1 in their validate
     # sizes and periods: at least one
-    "train_size": AT_LEAST_ONE, "test_size": AT_LEAST_ONE, "prompts_per_step": AT_LEAST_ONE,
-    "num_iterations": AT_LEAST_ONE, "updates_per_rollout": AT_LEAST_ONE, "max_completion_length": AT_LEAST_ONE, "max_new_tokens": AT_LEAST_ONE,
-    "max_length": AT_LEAST_ONE, "num_samples": AT_LEAST_ONE, "sample_batch_size": AT_LEAST_ONE,
-    "grad_accum": AT_LEAST_ONE, "logging_steps": AT_LEAST_ONE, "lora_r": AT_LEAST_ONE, "lora_alpha": AT_LEAST_ONE,
-    "hacking_window": AT_LEAST_ONE, "max_paragraph": AT_LEAST_ONE, "pass_k": AT_LEAST_ONE,
+    "train_size": AT_LEAST_ONE,
+    "test_size": AT_LEAST_ONE,
+    "prompts_per_step": AT_LEAST_ONE,
+    "num_iterations": AT_LEAST_ONE,
+    "updates_per_rollout": AT_LEAST_ONE,
+    "max_completion_length": AT_LEAST_ONE,
+    "max_new_tokens": AT_LEAST_ONE,
+    "max_length": AT_LEAST_ONE,
+    "num_samples": AT_LEAST_ONE,
+    "sample_batch_size": AT_LEAST_ONE,
+    "grad_accum": AT_LEAST_ONE,
+    "logging_steps": AT_LEAST_ONE,
+    "lora_r": AT_LEAST_ONE,
+    "lora_alpha": AT_LEAST_ONE,
+    "hacking_window": AT_LEAST_ONE,
+    "max_paragraph": AT_LEAST_ONE,
+    "pass_k": AT_LEAST_ONE,
     "smooth": AT_LEAST_ONE,  # plot: moving-average window
     "digits": Range(1, 9),
     "max_steps": Range(1, also=(-1,)),  # -1 = run the epochs; transformers reads 0 and -5 as -1 too
     "epochs": NON_NEGATIVE,  # 0 only together with --max-steps (each training stage checks)
     # shares
     "warmup_ratio": SHARE_BELOW_ONE,  # transformers reads a value >= 1 as a number of steps
-    "lora_dropout": SHARE_BELOW_ONE, "mix_ratio": SHARE_BELOW_ONE,
-    "min_lr_ratio": SHARE, "min_language_share": SHARE,
-    "top_p": POSITIVE_SHARE, "priority_floor": POSITIVE_SHARE, "vllm_gpu_memory": POSITIVE_SHARE,
+    "lora_dropout": SHARE_BELOW_ONE,
+    "mix_ratio": SHARE_BELOW_ONE,
+    "min_lr_ratio": SHARE,
+    "min_language_share": SHARE,
+    "top_p": POSITIVE_SHARE,
+    "priority_floor": POSITIVE_SHARE,
+    "vllm_gpu_memory": POSITIVE_SHARE,
     "epsilon": Range(0, 1, low_open=True, high_open=True),
     # rates, coefficients and limits
-    "learning_rate": POSITIVE, "tau": POSITIVE, "epsilon_high": POSITIVE, "kl_warn": POSITIVE,
-    "weight_decay": NON_NEGATIVE, "max_grad_norm": NON_NEGATIVE, "beta": NON_NEGATIVE, "sft_weight": NON_NEGATIVE,
+    "learning_rate": POSITIVE,
+    "tau": POSITIVE,
+    "epsilon_high": POSITIVE,
+    "kl_warn": POSITIVE,
+    "weight_decay": NON_NEGATIVE,
+    "max_grad_norm": NON_NEGATIVE,
+    "beta": NON_NEGATIVE,
+    "sft_weight": NON_NEGATIVE,
     "max_minutes": NON_NEGATIVE,
     "temperature": NON_NEGATIVE,  # > 0 when sampling: each sampling stage checks (evaluate allows 0 with --greedy)
     "length_ratio": Range(1),
     "min_repetition_reward": Range(-1, 0),  # the repetition reward is a penalty in [-1, 0]
-    "weight": NON_NEGATIVE, "repeat_penalty": NON_NEGATIVE,
+    "weight": NON_NEGATIVE,
+    "repeat_penalty": NON_NEGATIVE,
     "sigmas": POSITIVE,  # report: standard errors a pass@1 difference must exceed
 }
 

@@ -29,8 +29,11 @@ class RejectionConfig(SelectionOptions, ScoredSamplingOptions, ModelOptions, Sta
 
     INPUTS = ("model", "data", "mix_data")  # checked against --output (r1kit.outputs)
     DATA_REQUIRED = "the prompts to sample"
-    reward: list[str] = restate("reward", note="Each gives a reward_<name> column; correctness "
-                                "always comes from the judge (accuracy; code rows: their tests).")
+    reward: list[str] = restate(
+        "reward",
+        note="Each gives a reward_<name> column; correctness "
+        "always comes from the judge (accuracy; code rows: their tests).",
+    )
 
 
 @dataclass
@@ -68,7 +71,9 @@ def load_mix(cfg: RejectionConfig) -> Any:
     return mix
 
 
-def mix_rows(mix, n_reasoning: int, ratio: float, seed: int, text_prompts: bool, tokenizer) -> list[dict[str, Any]]:
+def mix_rows(
+    mix, n_reasoning: int, ratio: float, seed: int, text_prompts: bool, tokenizer
+) -> list[dict[str, Any]]:
     """round(ratio * n / (1 - ratio)) rows of `mix`, drawn with the seed (repeated when it is too small),
     so that they make up `ratio` of the output."""
     want = round(ratio * n_reasoning / (1 - ratio))
@@ -87,8 +92,15 @@ def mix_rows(mix, n_reasoning: int, ratio: float, seed: int, text_prompts: bool,
         if text_prompts:
             prompt = next((m["content"] for m in reversed(msgs[:-1]) if m["role"] == "user"), "")
         completion = msgs[-1]["content"]
-        rows.append({"messages": msgs, "prompt": prompt, "completion": completion, "source": "mix",
-                     "num_tokens": len(tokenizer(completion, add_special_tokens=False)["input_ids"])})
+        rows.append(
+            {
+                "messages": msgs,
+                "prompt": prompt,
+                "completion": completion,
+                "source": "mix",
+                "num_tokens": len(tokenizer(completion, add_special_tokens=False)["input_ids"]),
+            }
+        )
     return rows
 
 
@@ -100,8 +112,14 @@ def survival(rows: list[dict[str, Any]], steps: list[str]) -> list[dict[str, Any
         if step != "generated":
             removed.add(step)
         alive = [r for r in rows if r["dropped_by"] not in removed]
-        report.append({"step": step, "prompts": len({r["prompt_index"] for r in alive}), "samples": len(alive),
-                       "dropped": sum(1 for r in rows if r["dropped_by"] == step)})
+        report.append(
+            {
+                "step": step,
+                "prompts": len({r["prompt_index"] for r in alive}),
+                "samples": len(alive),
+                "dropped": sum(1 for r in rows if r["dropped_by"] == step),
+            }
+        )
     return report
 
 
@@ -110,12 +128,19 @@ def _mark(rows: list[dict[str, Any]], cfg: RejectionConfig) -> None:
     from r1kit.filters import filter_failures, first_failing_filter
     from r1kit.sampling import select
 
-    fails = filter_failures([r["completion"] for r in rows], [r.get("task") for r in rows],
-                            [r.get("lang") for r in rows], cfg.filter_settings())
+    fails = filter_failures(
+        [r["completion"] for r in rows],
+        [r.get("task") for r in rows],
+        [r.get("lang") for r in rows],
+        cfg.filter_settings(),
+    )
     needs_correct = cfg.keep != "all"
     for i, r in enumerate(rows):
-        r["dropped_by"] = "correct" if needs_correct and r["correct"] is not True else (
-            first_failing_filter(fails, i) or "")
+        r["dropped_by"] = (
+            "correct"
+            if needs_correct and r["correct"] is not True
+            else (first_failing_filter(fails, i) or "")
+        )
     kept = select(rows, [r["dropped_by"] == "" for r in rows], cfg.keep)
     for r, k in zip(rows, kept):
         if not k and not r["dropped_by"]:
@@ -153,28 +178,49 @@ def write_rejection_sample(cfg: RejectionConfig, out: Any, prepared: Prepared) -
     report = survival(rows, steps)
     if report[-1]["samples"] == 0:
         raise R1kitError(
-            "every sample was removed by the filters (see the counts: " + ", ".join(
-                f"{s['step']} {s['samples']}" for s in report) + "); loosen the thresholds or disable a filter")
+            "every sample was removed by the filters (see the counts: "
+            + ", ".join(f"{s['step']} {s['samples']}" for s in report)
+            + "); loosen the thresholds or disable a filter"
+        )
 
-    keep_rows = [{"messages": to_messages(r["prompt"], r["completion"]), **_public(r), "source": "sample"}
-                 for r in rows if r["kept"]]
-    mixed = mix_rows(prepared.mix, len(keep_rows), cfg.mix_ratio, cfg.seed, isinstance(rows[0]["prompt"], str),
-                     prepared.tokenizer) if prepared.mix is not None else []
+    keep_rows = [
+        {"messages": to_messages(r["prompt"], r["completion"]), **_public(r), "source": "sample"}
+        for r in rows
+        if r["kept"]
+    ]
+    mixed = (
+        mix_rows(
+            prepared.mix,
+            len(keep_rows),
+            cfg.mix_ratio,
+            cfg.seed,
+            isinstance(rows[0]["prompt"], str),
+            prepared.tokenizer,
+        )
+        if prepared.mix is not None
+        else []
+    )
     data = records_to_dataset(keep_rows + mixed)
     if mixed:
         data = data.shuffle(seed=cfg.seed).flatten_indices()
     data.save_to_disk(str(out.data_dir))
-    records_to_dataset([_public(r) | {"dropped_by": r["dropped_by"], "kept": r["kept"]} for r in rows]) \
-        .save_to_disk(str(out.path / "samples"))
+    records_to_dataset(
+        [_public(r) | {"dropped_by": r["dropped_by"], "kept": r["kept"]} for r in rows]
+    ).save_to_disk(str(out.path / "samples"))
     records_to_dataset(rates).save_to_disk(str(out.path / "pass_rates"))
 
     summary = {
-        "k": cfg.num_samples, "keep": cfg.keep, "prompts": len(rates), "samples": len(rows),
+        "k": cfg.num_samples,
+        "keep": cfg.keep,
+        "prompts": len(rates),
+        "samples": len(rows),
         "unscorable_prompts": len(rates) - len(scorable),
         **unscorable_prompts(rows),
         "mean_pass_rate": sum(scorable) / len(scorable) if scorable else None,
         "prompts_with_correct": sum(1 for x in rates if x["num_correct"]),
-        "reasoning_rows": len(keep_rows), "mix_rows": len(mixed), "output_rows": len(data),
+        "reasoning_rows": len(keep_rows),
+        "mix_rows": len(mixed),
+        "output_rows": len(data),
         "mean_tokens_kept": sum(r["num_tokens"] for r in keep_rows) / len(keep_rows),
         "mean_tokens_correct": _mean([r["num_tokens"] for r in rows if r["correct"]]),
         "steps": report,
@@ -183,8 +229,20 @@ def write_rejection_sample(cfg: RejectionConfig, out: Any, prepared: Prepared) -
     for step in report:
         out.log({"event": "filter", **step})
     out.log({"event": "summary", **{k: v for k, v in summary.items() if k != "steps"}})
-    out.extra.update({k: summary[k] for k in ("prompts", "samples", "reasoning_rows", "mix_rows", "mean_pass_rate",
-                                               "unscorable_gold", "unscorable_gold_ids")})
+    out.extra.update(
+        {
+            k: summary[k]
+            for k in (
+                "prompts",
+                "samples",
+                "reasoning_rows",
+                "mix_rows",
+                "mean_pass_rate",
+                "unscorable_gold",
+                "unscorable_gold_ids",
+            )
+        }
+    )
     return summary
 
 
@@ -200,12 +258,16 @@ def print_report(summary: dict[str, Any]) -> None:
     console = Console()
     console.print(table)
     mean = summary["mean_pass_rate"]
-    console.print(f"mean pass rate {'-' if mean is None else f'{100 * mean:.1f}%'}; "
-                  f"{summary['mix_rows']} mixed-in rows; {summary['output_rows']} rows written")
+    console.print(
+        f"mean pass rate {'-' if mean is None else f'{100 * mean:.1f}%'}; "
+        f"{summary['mix_rows']} mixed-in rows; {summary['output_rows']} rows written"
+    )
     if summary.get("unscorable_gold"):
         ids = summary["unscorable_gold_ids"]
-        console.print(f"{summary['unscorable_gold']} prompt(s) excluded because their gold answer could not be scored "
-                      f"(prompt_index {', '.join(map(str, ids[:20]))}{', ...' if len(ids) > 20 else ''})")
+        console.print(
+            f"{summary['unscorable_gold']} prompt(s) excluded because their gold answer could not be scored "
+            f"(prompt_index {', '.join(map(str, ids[:20]))}{', ...' if len(ids) > 20 else ''})"
+        )
 
 
 def _public(row: dict[str, Any]) -> dict[str, Any]:

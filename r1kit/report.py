@@ -62,8 +62,20 @@ def read_evaluation(path: str | Path) -> Evaluation:
     config = folder / "resolved_config.yaml"
     if config.is_file():
         loaded = yaml.safe_load(config.read_text()) or {}
-        settings = {k: loaded.get(k) for k in ("greedy", "temperature", "top_p", "num_samples", "samples",
-                                               "few_shot", "limit", "max_new_tokens", "template")}
+        settings = {
+            k: loaded.get(k)
+            for k in (
+                "greedy",
+                "temperature",
+                "top_p",
+                "num_samples",
+                "samples",
+                "few_shot",
+                "limit",
+                "max_new_tokens",
+                "template",
+            )
+        }
     k = next(iter(results.values())).get("num_samples")
     settings["samples_per_prompt"] = k
     return Evaluation(str(path), label_of(settings), settings, results)
@@ -94,8 +106,14 @@ def _columns(e: Evaluation) -> list[tuple[str, str]]:
     first = next(iter(e.results.values()))
     k = first.get("num_samples") or 1
     cols = [(f"{e.label}: pass@1", "pass@1")]
-    cols += [(f"{e.label}: pass@{kk}", f"pass@{kk}") for kk in sorted(
-        int(key.split("@")[1]) for key in first if key.startswith("pass@") and key[5:].isdigit() and key != "pass@1")]
+    cols += [
+        (f"{e.label}: pass@{kk}", f"pass@{kk}")
+        for kk in sorted(
+            int(key.split("@")[1])
+            for key in first
+            if key.startswith("pass@") and key[5:].isdigit() and key != "pass@1"
+        )
+    ]
     if f"cons@{k}" in first:
         cols.append((f"{e.label}: cons@{k}", f"cons@{k}"))
     cols.append((f"{e.label}: mean tokens", "mean_tokens"))
@@ -128,8 +146,12 @@ def build_table(eval_dirs: list[str | Path]) -> Table:
         for name in rows:
             spec = next((s for s in e.results if names[s] == name), None)
             rows[name] += [_cell(e.results[spec], key) if spec else "-" for _, key in cols]
-    return Table(header, [[name, *cells] for name, cells in rows.items()], evaluations,
-                 {name: spec for spec, name in names.items()})
+    return Table(
+        header,
+        [[name, *cells] for name, cells in rows.items()],
+        evaluations,
+        {name: spec for spec, name in names.items()},
+    )
 
 
 def compare(table: Table, base: str, new: str, sigmas: float = 2.0) -> list[dict[str, Any]]:
@@ -138,8 +160,10 @@ def compare(table: Table, base: str, new: str, sigmas: float = 2.0) -> list[dict
         if name not in table.names:
             from r1kit.config import did_you_mean
 
-            raise R1kitError(f"--compare {base}:{new}: no model {name!r} in the evaluations"
-                             f"{did_you_mean(name, table.names)}; models: {', '.join(table.names)}")
+            raise R1kitError(
+                f"--compare {base}:{new}: no model {name!r} in the evaluations"
+                f"{did_you_mean(name, table.names)}; models: {', '.join(table.names)}"
+            )
     out = []
     for e in table.evaluations:
         a, b = e.results.get(table.names[base]), e.results.get(table.names[new])
@@ -157,24 +181,47 @@ def compare(table: Table, base: str, new: str, sigmas: float = 2.0) -> list[dict
         else:
             verdict = "within noise"
         ta, tb = a.get("mean_tokens"), b.get("mean_tokens")
-        change = (tb - ta) / ta if isinstance(ta, (int, float)) and isinstance(tb, (int, float)) and ta else None
+        change = (
+            (tb - ta) / ta if isinstance(ta, (int, float)) and isinstance(tb, (int, float)) and ta else None
+        )
         length = "same" if change is None or abs(change) < 1e-9 else ("shorter" if change < 0 else "longer")
-        out.append({"evaluation": e.label, "path": e.path, "base": base, "new": new, "pass@1_base": a["pass@1"],
-                    "pass@1_new": b["pass@1"], "difference": diff, "difference_stderr": se, "sigmas": sigmas,
-                    "accuracy": verdict,
-                    "mean_tokens_base": ta, "mean_tokens_new": tb, "mean_tokens_change": change, "length": length})
+        out.append(
+            {
+                "evaluation": e.label,
+                "path": e.path,
+                "base": base,
+                "new": new,
+                "pass@1_base": a["pass@1"],
+                "pass@1_new": b["pass@1"],
+                "difference": diff,
+                "difference_stderr": se,
+                "sigmas": sigmas,
+                "accuracy": verdict,
+                "mean_tokens_base": ta,
+                "mean_tokens_new": tb,
+                "mean_tokens_change": change,
+                "length": length,
+            }
+        )
     return out
 
 
 def describe(c: dict[str, Any]) -> str:
     """One line for a comparison."""
-    se = ("" if c["difference_stderr"] is None
-          else f", {c['sigmas']:g} SE = {100 * c['sigmas'] * c['difference_stderr']:.1f}")
-    line = (f"{c['new']} vs {c['base']} ({c['evaluation']}): pass@1 {100 * c['pass@1_new']:.1f}% vs "
-            f"{100 * c['pass@1_base']:.1f}% ({100 * c['difference']:+.1f} points{se}): {c['accuracy']}")
+    se = (
+        ""
+        if c["difference_stderr"] is None
+        else f", {c['sigmas']:g} SE = {100 * c['sigmas'] * c['difference_stderr']:.1f}"
+    )
+    line = (
+        f"{c['new']} vs {c['base']} ({c['evaluation']}): pass@1 {100 * c['pass@1_new']:.1f}% vs "
+        f"{100 * c['pass@1_base']:.1f}% ({100 * c['difference']:+.1f} points{se}): {c['accuracy']}"
+    )
     if c["mean_tokens_change"] is not None:
-        line += (f"; mean tokens {c['mean_tokens_new']:.1f} vs {c['mean_tokens_base']:.1f} "
-                 f"({100 * c['mean_tokens_change']:+.1f}%): {c['length']}")
+        line += (
+            f"; mean tokens {c['mean_tokens_new']:.1f} vs {c['mean_tokens_base']:.1f} "
+            f"({100 * c['mean_tokens_change']:+.1f}%): {c['length']}"
+        )
     return line
 
 

@@ -49,16 +49,30 @@ def generate_samples(backend: Any, dataset: Any, params: Any, prefill: str = "")
     rows = []
     for p, (example, samples) in enumerate(zip(dataset, outputs)):
         for s, c in enumerate(samples):
-            rows.append({
-                "prompt_index": p, "sample_index": s, "prompt": example["prompt"],
-                **{col: example[col] for col in carried},
-                "completion": c.text, "num_tokens": int(c.num_tokens), "truncated": bool(c.truncated),
-            })
+            rows.append(
+                {
+                    "prompt_index": p,
+                    "sample_index": s,
+                    "prompt": example["prompt"],
+                    **{col: example[col] for col in carried},
+                    "completion": c.text,
+                    "num_tokens": int(c.num_tokens),
+                    "truncated": bool(c.truncated),
+                }
+            )
     return rows
 
 
-def sample_and_score(cfg: Any, dataset: Any, tokenizer: Any, template: str, *, model: Any = None,
-                     model_spec: str | None = None, out: Any = None) -> list[dict[str, Any]]:
+def sample_and_score(
+    cfg: Any,
+    dataset: Any,
+    tokenizer: Any,
+    template: str,
+    *,
+    model: Any = None,
+    model_spec: str | None = None,
+    out: Any = None,
+) -> list[dict[str, Any]]:
     """cfg.num_samples samples per prompt of `dataset`, decoded by cfg.backend, then scored with
     cfg.reward (`correct` is the judge's verdict). One row per sample (see `generate_samples`).
 
@@ -81,8 +95,9 @@ def sample_and_score(cfg: Any, dataset: Any, tokenizer: Any, template: str, *, m
     prefill = reply_prefill(cfg, template)
     with timed("generate"):
         if cfg.backend == "vllm":
-            backend = get_backend("vllm", str(resolve_checkpoint_dir(spec) or spec), tokenizer, dtype=cfg.dtype,
-                                  seed=cfg.seed)
+            backend = get_backend(
+                "vllm", str(resolve_checkpoint_dir(spec) or spec), tokenizer, dtype=cfg.dtype, seed=cfg.seed
+            )
         else:
             if model is None:
                 model = load_model(spec, dtype=None if cfg.dtype == "auto" else cfg.dtype, seed=cfg.seed)
@@ -105,8 +120,11 @@ def reward_params(cfg: Any, prefill: str = "") -> dict[str, Any]:
 
 def _reward_kwargs(rows: Sequence[dict[str, Any]], prefill: str | None = None) -> dict[str, Any]:
     """trl-style keyword arguments for a reward call over `rows` (dataset columns as lists)."""
-    kwargs: dict[str, Any] = {"prompts": [r["prompt"] for r in rows], "completions": [r["completion"] for r in rows],
-                              "completion_ids": None}
+    kwargs: dict[str, Any] = {
+        "prompts": [r["prompt"] for r in rows],
+        "completions": [r["completion"] for r in rows],
+        "completion_ids": None,
+    }
     for col in (*CARRIED, "num_tokens"):
         if any(col in r for r in rows):
             kwargs[col] = [r.get(col) for r in rows]
@@ -130,7 +148,9 @@ def correctness(rows: Sequence[dict[str, Any]], prefill: str | None = None) -> l
     return [None if r["prompt_index"] in bad else ok for r, ok in zip(rows, out)]
 
 
-def score_samples(rows: list[dict[str, Any]], rewards: Iterable[str], params: dict[str, Any] | None = None) -> list[str]:
+def score_samples(
+    rows: list[dict[str, Any]], rewards: Iterable[str], params: dict[str, Any] | None = None
+) -> list[str]:
     """Add `reward_<name>` per requested reward spec, `reward` (their weighted sum) and `correct`.
 
     rewards: specs as on the command line ("accuracy", "format=0.5", "pkg.mod:fn=0.3"); params:
@@ -150,11 +170,15 @@ def score_samples(rows: list[dict[str, Any]], rewards: Iterable[str], params: di
         if rows:
             scores = list(spec.fn(**_reward_kwargs(rows, params.get("prefill"))))
             if len(scores) != len(rows):
-                raise R1kitError(f"reward {spec.name!r} returned {len(scores)} values for {len(rows)} completions")
+                raise R1kitError(
+                    f"reward {spec.name!r} returned {len(scores)} values for {len(rows)} completions"
+                )
             for r, v in zip(rows, scores):
                 r[col] = None if v is None else float(v)
     for r in rows:
-        parts = [spec.weight * r[f"reward_{spec.name}"] for spec in specs if r[f"reward_{spec.name}"] is not None]
+        parts = [
+            spec.weight * r[f"reward_{spec.name}"] for spec in specs if r[f"reward_{spec.name}"] is not None
+        ]
         r["reward"] = float(sum(parts)) if parts else None
     for r, ok in zip(rows, correctness(rows, params.get("prefill"))):
         r["correct"] = ok
@@ -169,7 +193,9 @@ def unscorable_prompts(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     ids = []
     for n, idx in enumerate(group_by_prompt(rows).values()):
         if any(rows[i].get("correct") is None for i in idx):
-            ids.append(rows[idx[0]].get("prompt_index", n) if rows[idx[0]].get("prompt_index") is not None else n)
+            ids.append(
+                rows[idx[0]].get("prompt_index", n) if rows[idx[0]].get("prompt_index") is not None else n
+            )
     return exclusion_summary(ids)
 
 
@@ -229,9 +255,15 @@ def pass_rates(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         flags = [rows[i].get("correct") for i in idx]
         scorable = all(f is not None for f in flags)
         num_correct = sum(1 for f in flags if f is True)
-        record = {"prompt_index": first.get("prompt_index"), "prompt": first["prompt"], "question": first.get("question"), "answer": first.get("answer"),
-                  "pass_rate": num_correct / len(idx) if scorable else None,
-                  "num_correct": num_correct if scorable else None, "k": len(idx)}
+        record = {
+            "prompt_index": first.get("prompt_index"),
+            "prompt": first["prompt"],
+            "question": first.get("question"),
+            "answer": first.get("answer"),
+            "pass_rate": num_correct / len(idx) if scorable else None,
+            "num_correct": num_correct if scorable else None,
+            "k": len(idx),
+        }
         if "difficulty" in first:
             record["difficulty"] = first["difficulty"]
         out.append(record)
@@ -239,7 +271,10 @@ def pass_rates(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def build_pairs(
-    rows: Sequence[dict[str, Any]], *, length_ratio: float = 1.5, max_pairs_per_prompt: int = 0,
+    rows: Sequence[dict[str, Any]],
+    *,
+    length_ratio: float = 1.5,
+    max_pairs_per_prompt: int = 0,
     wrong_longer_only: bool = False,
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Kimi long2short DPO pairs (k1.5 §2.4): per prompt, chosen = the shortest correct sample;
@@ -250,9 +285,19 @@ def build_pairs(
     that many rejected samples per prompt (in sample order).
     """
     if length_ratio < 1.0:
-        raise R1kitError(f"--length-ratio ({length_ratio}) must be >= 1: a rejected answer is longer than the chosen")
-    stats = {"prompts": 0, "prompts_with_pairs": 0, "skipped_no_correct": 0, "skipped_no_rejected": 0,
-             "skipped_unscorable": 0, "pairs": 0, "pairs_wrong": 0, "pairs_long": 0}
+        raise R1kitError(
+            f"--length-ratio ({length_ratio}) must be >= 1: a rejected answer is longer than the chosen"
+        )
+    stats = {
+        "prompts": 0,
+        "prompts_with_pairs": 0,
+        "skipped_no_correct": 0,
+        "skipped_no_rejected": 0,
+        "skipped_unscorable": 0,
+        "pairs": 0,
+        "pairs_wrong": 0,
+        "pairs_long": 0,
+    }
     pairs: list[dict[str, Any]] = []
     for idx in group_by_prompt(rows).values():
         stats["prompts"] += 1
@@ -279,11 +324,16 @@ def build_pairs(
             continue
         stats["prompts_with_pairs"] += 1
         for r, reason in rejected:
-            pairs.append({
-                "prompt": chosen["prompt"], "chosen": chosen["completion"], "rejected": r["completion"],
-                "chosen_tokens": int(chosen["num_tokens"]), "rejected_tokens": int(r["num_tokens"]),
-                "reason": reason,
-            })
+            pairs.append(
+                {
+                    "prompt": chosen["prompt"],
+                    "chosen": chosen["completion"],
+                    "rejected": r["completion"],
+                    "chosen_tokens": int(chosen["num_tokens"]),
+                    "rejected_tokens": int(r["num_tokens"]),
+                    "reason": reason,
+                }
+            )
             stats["pairs"] += 1
             stats[f"pairs_{reason}"] += 1
     return pairs, stats

@@ -46,14 +46,18 @@ def resolve_resume(resume: str, checkpoints_dir: Path) -> str | None:
         return latest_checkpoint(checkpoints_dir)
     path = Path(resume)
     if not path.exists():
-        raise R1kitError(f"--resume {resume}: no such folder (give a checkpoint-N folder, a folder holding them, or 'auto')")
+        raise R1kitError(
+            f"--resume {resume}: no such folder (give a checkpoint-N folder, a folder holding them, or 'auto')"
+        )
     if (path / "trainer_state.json").is_file():
         return str(path)
     for candidate in (path, path / "checkpoints"):
         found = latest_checkpoint(candidate)
         if found:
             return found
-    raise R1kitError(f"--resume {resume}: no trainer checkpoint (checkpoint-N with trainer_state.json) found there")
+    raise R1kitError(
+        f"--resume {resume}: no trainer checkpoint (checkpoint-N with trainer_state.json) found there"
+    )
 
 
 def latest_checkpoint(folder: Path) -> str | None:
@@ -86,16 +90,24 @@ def lora_config(r: int, alpha: int, dropout: float, target: str, model=None):
     first, so a typo is one line before training rather than peft's error inside the trainer."""
     from peft import LoraConfig
 
-    targets: Any = "all-linear" if target == "all-linear" else [t.strip() for t in target.split(",") if t.strip()]
+    targets: Any = (
+        "all-linear" if target == "all-linear" else [t.strip() for t in target.split(",") if t.strip()]
+    )
     if model is not None and targets != "all-linear":
         names = [name for name, _ in model.named_modules()]
         # peft's rule: a target matches a module named exactly so or ending in "." + target
         missing = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
         if missing or not targets:
-            linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if type(m).__name__ == "Linear"})
-            raise R1kitError(f"--lora-target {target!r}: no module named {', '.join(missing) or '(empty)'} in the model; "
-                             f"its linear modules are {', '.join(linear)} (or use all-linear)")
-    return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, task_type="CAUSAL_LM")
+            linear = sorted(
+                {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if type(m).__name__ == "Linear"}
+            )
+            raise R1kitError(
+                f"--lora-target {target!r}: no module named {', '.join(missing) or '(empty)'} in the model; "
+                f"its linear modules are {', '.join(linear)} (or use all-linear)"
+            )
+    return LoraConfig(
+        r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, task_type="CAUSAL_LM"
+    )
 
 
 # Optional packages behind an option: name in --report-to (or "vllm") -> (module to find, what to install).
@@ -130,8 +142,11 @@ def require_extras(report_to: str = "none", *, vllm: str = "") -> None:
     report_to: the --report-to value (comma-separated; "none" and "all" need nothing).
     vllm: the option that asks for vLLM (e.g. "--backend vllm", "--use-vllm on"), "" when none does.
     """
-    wanted = [(f"--report-to {name}", name) for name in (n.strip() for n in str(report_to or "").split(","))
-              if name and name not in ("none", "all")]
+    wanted = [
+        (f"--report-to {name}", name)
+        for name in (n.strip() for n in str(report_to or "").split(","))
+        if name and name not in ("none", "all")
+    ]
     if vllm:
         wanted.append((vllm, "vllm"))
     for flag, name in wanted:
@@ -139,7 +154,9 @@ def require_extras(report_to: str = "none", *, vllm: str = "") -> None:
             continue  # an unknown tracker is refused by training_args, with transformers' list
         modules, extra = EXTRAS[name]
         if not any(installed(m) for m in modules):
-            raise R1kitError(f"{flag} needs the {modules[0]} package, which is not installed: pip install {extra}")
+            raise R1kitError(
+                f"{flag} needs the {modules[0]} package, which is not installed: pip install {extra}"
+            )
 
 
 def training_args(cls, **kwargs):
@@ -153,7 +170,9 @@ def training_args(cls, **kwargs):
 
     try:
         args = cls(**kwargs)
-        get_reporting_integration_callbacks(args.report_to)  # what the Trainer checks later, after the model loads
+        get_reporting_integration_callbacks(
+            args.report_to
+        )  # what the Trainer checks later, after the model loads
         return args
     except ValueError as err:
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
@@ -210,8 +229,14 @@ def save_trained(trainer: Any, tokenizer: Any, path: Path, *, lora: bool, merge:
         save_model(trainer.accelerator.unwrap_model(trainer.model), tokenizer, path)
 
 
-def train_and_save(trainer: Any, cfg: Any, out: Any, tokenizer: Any, *,
-                   summary: dict[str, Any] | Callable[[], dict[str, Any]] | None = None):
+def train_and_save(
+    trainer: Any,
+    cfg: Any,
+    out: Any,
+    tokenizer: Any,
+    *,
+    summary: dict[str, Any] | Callable[[], dict[str, Any]] | None = None,
+):
     """The end every training stage shares (sft, grpo, dpo-shorten): train, resuming per --resume;
     save from rank 0 (`save_trained`); log the summary (trainer metrics + `summary`, called after
     training when it is a function: e.g. the warnings raised during it) to metrics.jsonl and the
@@ -270,10 +295,14 @@ def warn_lost_updates(trainer: Any, out: Any) -> None:
         return
     out.log({"event": "lost_updates", "fraction": round(fraction, 4), "dtype": dtype, "learning_rate": lr})
     if trainer.is_world_process_zero():
-        print(f"r1kit: warning: {fraction:.0%} of the trainable weights are {dtype} values that a step of "
-              f"--learning-rate {lr:g} cannot change (less than half of their {dtype} spacing); train them in "
-              "float32 with --dtype float32 (mixed precision stays on), or use --lora, FSDP or DeepSpeed "
-              "(fp32 master weights)", file=sys.stderr, flush=True)
+        print(
+            f"r1kit: warning: {fraction:.0%} of the trainable weights are {dtype} values that a step of "
+            f"--learning-rate {lr:g} cannot change (less than half of their {dtype} spacing); train them in "
+            "float32 with --dtype float32 (mixed precision stays on), or use --lora, FSDP or DeepSpeed "
+            "(fp32 master weights)",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def make_metrics_callback(out, *, total_steps: int | None = None, title: str = "training"):
@@ -306,20 +335,39 @@ def make_metrics_callback(out, *, total_steps: int | None = None, title: str = "
             clock = self.clock or Clock(state.max_steps or total_steps)
             total = state.max_steps or total_steps
             if "train_runtime" in record:  # the trainer's closing summary
-                finals = [(k, record.get(k)) for k in ("train_loss", "train_runtime", "train_steps_per_second")]
-                emit(f"{title} done: step {state.global_step}/{total or '?'} | elapsed "
-                     f"{fmt_duration(clock.elapsed())} | {metrics_text(finals)}")
+                finals = [
+                    (k, record.get(k)) for k in ("train_loss", "train_runtime", "train_steps_per_second")
+                ]
+                emit(
+                    f"{title} done: step {state.global_step}/{total or '?'} | elapsed "
+                    f"{fmt_duration(clock.elapsed())} | {metrics_text(finals)}"
+                )
                 return
-            emit(step_line(title, state.global_step, total, clock, [(label, record.get(key)) for key, label in SHOWN_KEYS]))
+            emit(
+                step_line(
+                    title,
+                    state.global_step,
+                    total,
+                    clock,
+                    [(label, record.get(key)) for key, label in SHOWN_KEYS],
+                )
+            )
 
     return _MetricsCallback()
 
 
 # (metrics.jsonl key, label on the progress line), in the order shown
 SHOWN_KEYS = (
-    ("loss", "loss"), ("learning_rate", "lr"), ("grad_norm", "grad_norm"), ("mean_token_accuracy", "token_acc"),
-    ("entropy", "entropy"), ("rewards/accuracies", "pref_acc"), ("rewards/margins", "margin"),
-    ("rewards/chosen", "chosen"), ("rewards/rejected", "rejected"), ("tokens_per_s", "tok/s"),
+    ("loss", "loss"),
+    ("learning_rate", "lr"),
+    ("grad_norm", "grad_norm"),
+    ("mean_token_accuracy", "token_acc"),
+    ("entropy", "entropy"),
+    ("rewards/accuracies", "pref_acc"),
+    ("rewards/margins", "margin"),
+    ("rewards/chosen", "chosen"),
+    ("rewards/rejected", "rejected"),
+    ("tokens_per_s", "tok/s"),
 )
 
 

@@ -79,9 +79,15 @@ RULES: dict[str, tuple[str, ...]] = {
 }
 # The RULES keys that are also (hidden) flags, with their types; the others are YAML only.
 FLAG_TYPES: dict[str, Any] = {
-    "reward_funcs": list[str], "reward_weights": list[float], "lr_scheduler_type": str, "hub_model_id": str,
-    "gradient_accumulation_steps": int, "steps_per_generation": int, "dataset_train_split": str,
-    "dataset_test_split": str, "dataset_config": str,
+    "reward_funcs": list[str],
+    "reward_weights": list[float],
+    "lr_scheduler_type": str,
+    "hub_model_id": str,
+    "gradient_accumulation_steps": int,
+    "steps_per_generation": int,
+    "dataset_train_split": str,
+    "dataset_test_split": str,
+    "dataset_config": str,
 }
 
 # open-r1's reward names -> r1kit's (names not listed are r1kit's own or a dotted path); None: no counterpart.
@@ -90,7 +96,11 @@ OPEN_R1_REWARDS: dict[str, str | None] = {
     "soft_overlong_punishment": "overlong",
     "code": "code_pass_rate",  # open-r1's code reward is the share of tests passed
     "binary_code": "code",
-    "reasoning_steps": None, "cosine": None, "ioi_code": None, "cf_code": None, "code_format": None,
+    "reasoning_steps": None,
+    "cosine": None,
+    "ioi_code": None,
+    "cf_code": None,
+    "code_format": None,
     "soft_format": None,
 }
 
@@ -100,42 +110,93 @@ _SAVE = "checkpoint retention: r1kit saves the final model once; trainer checkpo
 _FAST = "speed and memory only, not the result"
 # key -> why r1kit ignores it (the notice names the keys; this table says why)
 IGNORED: dict[str, str] = {
-    **dict.fromkeys(("do_eval", "eval_strategy", "eval_steps", "per_device_eval_batch_size", "eval_on_start",
-                     "benchmarks", "num_generations_eval"), _EVAL),
-    **dict.fromkeys(("log_level", "log_level_replica", "logging_strategy", "logging_first_step", "log_completions",
-                     "num_completions_to_print", "log_unique_prompts", "wandb_log_unique_prompts", "disable_tqdm"),
-                    _LOG),
+    **dict.fromkeys(
+        (
+            "do_eval",
+            "eval_strategy",
+            "eval_steps",
+            "per_device_eval_batch_size",
+            "eval_on_start",
+            "benchmarks",
+            "num_generations_eval",
+        ),
+        _EVAL,
+    ),
+    **dict.fromkeys(
+        (
+            "log_level",
+            "log_level_replica",
+            "logging_strategy",
+            "logging_first_step",
+            "log_completions",
+            "num_completions_to_print",
+            "log_unique_prompts",
+            "wandb_log_unique_prompts",
+            "disable_tqdm",
+        ),
+        _LOG,
+    ),
     **dict.fromkeys(("save_strategy", "save_total_limit", "save_only_model"), _SAVE),
     "overwrite_output_dir": "an existing output is replaced only with --overwrite (r1kit's outputs are never "
-                            "replaced by a config file)",
-    **dict.fromkeys(("hub_strategy", "callbacks", "push_to_hub_revision", "overwrite_hub_revision"),
-                    "r1kit pushes the final model folder once, at the end (push_to_hub)"),
-    **dict.fromkeys(("bf16", "fp16", "tf32"), "precision follows the hardware: bf16 on a GPU that has it, float32 "
-                    "on a CPU"),
-    **dict.fromkeys(("attn_implementation", "use_liger_kernel", "use_liger", "gradient_checkpointing_kwargs",
-                     "dataset_num_proc", "dataloader_num_workers", "ddp_timeout", "vllm_device",
-                     "ds3_gather_for_generation", "vllm_enable_sleep_mode"), _FAST),
+    "replaced by a config file)",
+    **dict.fromkeys(
+        ("hub_strategy", "callbacks", "push_to_hub_revision", "overwrite_hub_revision"),
+        "r1kit pushes the final model folder once, at the end (push_to_hub)",
+    ),
+    **dict.fromkeys(
+        ("bf16", "fp16", "tf32"),
+        "precision follows the hardware: bf16 on a GPU that has it, float32 on a CPU",
+    ),
+    **dict.fromkeys(
+        (
+            "attn_implementation",
+            "use_liger_kernel",
+            "use_liger",
+            "gradient_checkpointing_kwargs",
+            "dataset_num_proc",
+            "dataloader_num_workers",
+            "ddp_timeout",
+            "vllm_device",
+            "ds3_gather_for_generation",
+            "vllm_enable_sleep_mode",
+        ),
+        _FAST,
+    ),
     "num_processes": "the process count is the launcher's (accelerate launch's num_processes)",
     "max_prompt_length": "r1kit keeps prompts whole (trl 1.x has no max_prompt_length either)",
-    **dict.fromkeys(("run_name", "wandb_entity", "wandb_project", "wandb_run_group"),
-                    "tracker names: set WANDB_PROJECT, WANDB_ENTITY, WANDB_NAME in the environment"),
+    **dict.fromkeys(
+        ("run_name", "wandb_entity", "wandb_project", "wandb_run_group"),
+        "tracker names: set WANDB_PROJECT, WANDB_ENTITY, WANDB_NAME in the environment",
+    ),
 }
 # key -> (values ignored like IGNORED's keys, why any other value is refused and what to do instead)
 IGNORED_AT: dict[str, tuple[tuple[Any, ...], str]] = {
-    "model_revision": (("main", None), ("r1kit loads a hub model's main revision; download the revision "
-                       "(huggingface_hub.snapshot_download(REPO, revision=...)) and pass its folder as the model")),
+    "model_revision": (
+        ("main", None),
+        (
+            "r1kit loads a hub model's main revision; download the revision "
+            "(huggingface_hub.snapshot_download(REPO, revision=...)) and pass its folder as the model"
+        ),
+    ),
     "hub_model_revision": (("main", None), "r1kit pushes to the repo's main branch"),
     "trust_remote_code": ((False, None), "r1kit loads models with transformers' own classes only"),
     "completion_only_loss": ((True, None), "r1kit's SFT always puts the loss on the completions only"),
-    "sync_ref_model": ((False, None), ("r1kit's grpo replaces the reference model by the policy every N steps "
-                       "instead: ref_reset_steps: N (R1: 400; trl's sync with mixup alpha 1)")),
-    "vllm_mode": (("colocate", None), ("for trl's server mode give vllm_server_base_url: http://HOST:PORT (r1kit's "
-                  "grpo: vllm_server)")),
+    "sync_ref_model": (
+        (False, None),
+        (
+            "r1kit's grpo replaces the reference model by the policy every N steps "
+            "instead: ref_reset_steps: N (R1: 400; trl's sync with mixup alpha 1)"
+        ),
+    ),
+    "vllm_mode": (
+        ("colocate", None),
+        ("for trl's server mode give vllm_server_base_url: http://HOST:PORT (r1kit's grpo: vllm_server)"),
+    ),
 }
 REFUSED: dict[str, str] = {
     "chat_template": "r1kit renders prompts with the tokenizer's own chat template (or r1kit's templates); set "
-                     "tokenizer.chat_template, save the model and tokenizer with save_pretrained, and pass that "
-                     "folder as the model",
+    "tokenizer.chat_template, save the model and tokenizer with save_pretrained, and pass that "
+    "folder as the model",
 }
 
 TRUE = ("true", "yes", "on", "1")
@@ -193,8 +254,12 @@ def _push_to_hub(value: Any) -> Any:
 
 # r1kit option -> the function that turns trl's form of its value into r1kit's (r1kit's own forms pass).
 VALUE_FORMS = {
-    "use_vllm": _use_vllm, "scale_rewards": _scale_rewards, "report_to": _report_to, "lora_target": _joined,
-    "resume": _resume, "push_to_hub": _push_to_hub,
+    "use_vllm": _use_vllm,
+    "scale_rewards": _scale_rewards,
+    "report_to": _report_to,
+    "lora_target": _joined,
+    "resume": _resume,
+    "push_to_hub": _push_to_hub,
 }
 
 
@@ -207,8 +272,13 @@ def value_form(option: str, value: Any) -> Any:
 def aliases(fields: set[str]) -> dict[str, str]:
     """trl name -> r1kit option, for a stage whose options are `fields` (a name that is itself one of
     the stage's options stays that option)."""
-    return {alias: option for option, names in ALIASES.items() if option in fields
-            for alias in names if alias not in fields}
+    return {
+        alias: option
+        for option, names in ALIASES.items()
+        if option in fields
+        for alias in names
+        if alias not in fields
+    }
 
 
 def rule_keys(fields: set[str]) -> set[str]:
@@ -262,8 +332,13 @@ def translate(cls: type, given: dict[str, Any], fields: set[str], layer: set[str
                 values.append(("split", ours[key], key))
             else:
                 ignored.append(key)  # the other split: r1kit reads one split per stage
-    for key in ("hub_model_id", "gradient_accumulation_steps", "steps_per_generation", "dataset_config",
-                "dataset_configs"):
+    for key in (
+        "hub_model_id",
+        "gradient_accumulation_steps",
+        "steps_per_generation",
+        "dataset_config",
+        "dataset_configs",
+    ):
         if key in ours:
             extras[key] = ours[key]
     return values, extras, ignored, unknown
@@ -273,25 +348,34 @@ def _rewards(given: dict[str, Any]) -> list[tuple[str, Any, str]]:
     """open-r1's reward_funcs and reward_weights (trl's GRPOConfig) -> r1kit's NAME=WEIGHT specs."""
     if "reward_funcs" not in given:
         if "reward_weights" in given:
-            raise R1kitError("reward_weights needs reward_funcs beside it (one weight per reward); or give "
-                             "--reward NAME=WEIGHT")
+            raise R1kitError(
+                "reward_weights needs reward_funcs beside it (one weight per reward); or give "
+                "--reward NAME=WEIGHT"
+            )
         return []
     funcs = given["reward_funcs"]
     funcs = [funcs] if isinstance(funcs, str) else list(funcs or [])
     weights = given.get("reward_weights")
-    weights = [1.0] * len(funcs) if weights is None else ([weights] if isinstance(weights, (int, float)) else
-                                                          list(weights))
+    weights = (
+        [1.0] * len(funcs)
+        if weights is None
+        else ([weights] if isinstance(weights, (int, float)) else list(weights))
+    )
     if len(weights) != len(funcs):
-        raise R1kitError(f"number of reward_weights ({len(weights)}) must match number of reward_funcs "
-                         f"({len(funcs)}: {', '.join(map(str, funcs))})")
+        raise R1kitError(
+            f"number of reward_weights ({len(weights)}) must match number of reward_funcs "
+            f"({len(funcs)}: {', '.join(map(str, funcs))})"
+        )
     specs = []
     for name, weight in zip(funcs, weights):
         name = str(name)
         if name in OPEN_R1_REWARDS and OPEN_R1_REWARDS[name] is None:
             from r1kit.rewards.registry import REWARDS
 
-            raise R1kitError(f"reward_funcs: open-r1's {name!r} reward has no r1kit counterpart; r1kit's rewards: "
-                             f"{', '.join(REWARDS)} (or pkg.mod:fn, a function with trl's reward signature)")
+            raise R1kitError(
+                f"reward_funcs: open-r1's {name!r} reward has no r1kit counterpart; r1kit's rewards: "
+                f"{', '.join(REWARDS)} (or pkg.mod:fn, a function with trl's reward signature)"
+            )
         try:
             weight = float(weight)
         except (TypeError, ValueError):
@@ -313,13 +397,17 @@ def _scheduler(given: dict[str, Any], layer: set[str]) -> list[tuple[str, Any, s
             raise R1kitError("lr_scheduler_kwargs needs lr_scheduler_type: cosine_with_min_lr beside it")
         return []
     if not isinstance(kwargs, dict) or set(kwargs) - {"min_lr_rate"}:
-        raise R1kitError(f"lr_scheduler_kwargs {kwargs!r}: r1kit takes only min_lr_rate (with cosine_with_min_lr); "
-                         "for a floor in absolute terms give --min-lr-ratio (floor / peak)")
+        raise R1kitError(
+            f"lr_scheduler_kwargs {kwargs!r}: r1kit takes only min_lr_rate (with cosine_with_min_lr); "
+            "for a floor in absolute terms give --min-lr-ratio (floor / peak)"
+        )
     kind = str(kind)
     out = [("lr_scheduler", "cosine" if kind == "cosine_with_min_lr" else kind, "lr_scheduler_type")]
     if kind == "cosine_with_min_lr" and "min_lr_rate" not in kwargs and "min_lr_ratio" not in layer:
-        raise R1kitError("lr_scheduler_type cosine_with_min_lr needs lr_scheduler_kwargs: {min_lr_rate: R} (or "
-                         "--min-lr-ratio R)")
+        raise R1kitError(
+            "lr_scheduler_type cosine_with_min_lr needs lr_scheduler_kwargs: {min_lr_rate: R} (or "
+            "--min-lr-ratio R)"
+        )
     if kind in ("cosine", "cosine_with_min_lr") and "min_lr_ratio" not in layer:
         out.append(("min_lr_ratio", float(kwargs.get("min_lr_rate", 0.0)), "lr_scheduler_type"))
     elif kwargs:
@@ -345,11 +433,14 @@ def _hub_repo(values: dict[str, Any], extras: dict[str, Any]) -> None:
     if values.get("push_to_hub") is PUSH_TO_OUTPUT_NAME:
         values["push_to_hub"] = str(hub_id or Path(str(values.get("output") or "")).name)
     elif hub_id and values.get("push_to_hub") and values["push_to_hub"] != hub_id:
-        raise R1kitError(f"hub_model_id {hub_id!r} and --push-to-hub {values['push_to_hub']!r} name two repos; keep "
-                         "one")
+        raise R1kitError(
+            f"hub_model_id {hub_id!r} and --push-to-hub {values['push_to_hub']!r} name two repos; keep one"
+        )
     elif hub_id and "push_to_hub" not in values:  # (push_to_hub: false says it already)
-        notice(f"hub_model_id {hub_id!r} is set without push_to_hub: nothing is pushed (add --push-to-hub "
-               f"{hub_id}, or push_to_hub: true)")
+        notice(
+            f"hub_model_id {hub_id!r} is set without push_to_hub: nothing is pushed (add --push-to-hub "
+            f"{hub_id}, or push_to_hub: true)"
+        )
 
 
 def _int(key: str, value: Any) -> int:
@@ -368,8 +459,10 @@ def _grpo_batches(values: dict[str, Any], extras: dict[str, Any], fields: set[st
     x processes x steps_per_generation (or generation_batch_size), trained in rollout / step
     optimizer steps: r1kit's --updates-per-rollout."""
     if "prompts_per_step" in values:
-        raise R1kitError("gradient_accumulation_steps / steps_per_generation (trl's) and --prompts-per-step both size "
-                         "GRPO's step; keep one")
+        raise R1kitError(
+            "gradient_accumulation_steps / steps_per_generation (trl's) and --prompts-per-step both size "
+            "GRPO's step; keep one"
+        )
     world = int(os.environ.get("WORLD_SIZE", "1"))
     per_device = values.get("batch_size") or 8  # trl's per_device_train_batch_size default
     values["batch_size"] = per_device
@@ -379,19 +472,27 @@ def _grpo_batches(values: dict[str, Any], extras: dict[str, Any], fields: set[st
         rollout = per_device * world * _int("steps_per_generation", extras["steps_per_generation"])
     else:
         rollout = values.get("generation_batch_size") or step
-    sizes = (f"per_device_train_batch_size ({per_device}) x {world} processes (WORLD_SIZE) x "
-             f"gradient_accumulation_steps ({gas}) = {step}")
+    sizes = (
+        f"per_device_train_batch_size ({per_device}) x {world} processes (WORLD_SIZE) x "
+        f"gradient_accumulation_steps ({gas}) = {step}"
+    )
     if rollout % step:
-        raise R1kitError(f"a generation batch of {rollout} completions is not a whole number of optimizer steps of "
-                         f"{sizes} completions")
+        raise R1kitError(
+            f"a generation batch of {rollout} completions is not a whole number of optimizer steps of "
+            f"{sizes} completions"
+        )
     updates = rollout // step
     if values.setdefault("updates_per_rollout", updates) != updates:
-        raise R1kitError(f"--updates-per-rollout ({values['updates_per_rollout']}) disagrees with trl's batch keys "
-                         f"({rollout} completions per generation / {step} per step = {updates}); keep one")
+        raise R1kitError(
+            f"--updates-per-rollout ({values['updates_per_rollout']}) disagrees with trl's batch keys "
+            f"({rollout} completions per generation / {step} per step = {updates}); keep one"
+        )
     G = values.get("num_generations", 8)
     if rollout % G:
-        raise R1kitError(f"a generation batch of {rollout} completions (from {sizes}) must be divisible by "
-                         f"num_generations ({G}) so that every prompt's group is complete")
+        raise R1kitError(
+            f"a generation batch of {rollout} completions (from {sizes}) must be divisible by "
+            f"num_generations ({G}) so that every prompt's group is complete"
+        )
     values["generation_batch_size"] = rollout
 
 
@@ -406,8 +507,10 @@ def _dataset_config(values: dict[str, Any], extras: dict[str, Any]) -> None:
     if data and Path(data).expanduser().exists():
         notice(f"dataset_config {config!r} ignored: {data} is a local dataset (it has no configurations)")
         return
-    raise R1kitError(f"dataset_config {config!r}: r1kit reads a hub dataset's default configuration; save this one "
-                     f"(datasets.load_dataset({data or 'NAME'!r}, {config!r}).save_to_disk(DIR)) and pass --data DIR")
+    raise R1kitError(
+        f"dataset_config {config!r}: r1kit reads a hub dataset's default configuration; save this one "
+        f"(datasets.load_dataset({data or 'NAME'!r}, {config!r}).save_to_disk(DIR)) and pass --data DIR"
+    )
 
 
 def notice(text: str) -> None:

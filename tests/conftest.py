@@ -41,7 +41,12 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> subpro
     env.pop("R1KIT_DEBUG", None)
     return subprocess.run(
         [sys.executable, "-m", "r1kit", *map(str, args)],
-        capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout, check=False,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=timeout,
+        check=False,
     )
 
 
@@ -49,10 +54,23 @@ def chats(path: Path, n: int = 8) -> None:
     """A tiny chat SFT dataset (.jsonl): n one-digit sums answered in the R1-Zero format."""
     import json
 
-    path.write_text("".join(json.dumps({"messages": [
-        {"role": "user", "content": f"What is {a}+{a + 1}?"},
-        {"role": "assistant", "content": f"<think>{a}+{a + 1}={2 * a + 1}</think><answer>{2 * a + 1}</answer>"}]})
-        + "\n" for a in range(1, n + 1)))
+    path.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "messages": [
+                        {"role": "user", "content": f"What is {a}+{a + 1}?"},
+                        {
+                            "role": "assistant",
+                            "content": f"<think>{a}+{a + 1}={2 * a + 1}</think><answer>{2 * a + 1}</answer>",
+                        },
+                    ]
+                }
+            )
+            + "\n"
+            for a in range(1, n + 1)
+        )
+    )
 
 
 def cli_config(*args: str, cwd: Path | None = None):

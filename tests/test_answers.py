@@ -28,6 +28,7 @@ def _rows(name: str, n: int) -> list[dict]:
 
 # ----------------------------------------------------------------------------- extraction
 
+
 def test_answer_tag_takes_last_complete_tag():
     text = "<think>try <answer>1</answer></think> <answer> 2 </answer> <answer>3"
     assert extract_answer(text, "answer_tag") == "2"
@@ -48,7 +49,10 @@ def test_boxed_nested_braces_and_last_box_wins():
 
 
 def test_after_think_and_auto():
-    assert extract_answer("<think>a \\boxed{1}</think>\n The answer is 12. ", "after_think") == "The answer is 12."
+    assert (
+        extract_answer("<think>a \\boxed{1}</think>\n The answer is 12. ", "after_think")
+        == "The answer is 12."
+    )
     assert extract_answer("<think>a</think> so \\boxed{12}", "after_think") == "12"
     assert extract_answer("<think>no end", "after_think") is None
     # auto looks only after </think>: a box inside the reasoning does not count
@@ -63,7 +67,13 @@ def test_after_think_and_auto():
 
 
 def test_parse_number():
-    assert parse_number("0.5") == parse_number("1/2") == parse_number(".5") == parse_number(r"\frac{1}{2}") == Fraction(1, 2)
+    assert (
+        parse_number("0.5")
+        == parse_number("1/2")
+        == parse_number(".5")
+        == parse_number(r"\frac{1}{2}")
+        == Fraction(1, 2)
+    )
     assert parse_number("2,125") == 2125
     assert parse_number("$1,000.50") == Fraction(200100, 200)
     assert parse_number("50%") == 50
@@ -77,6 +87,7 @@ def test_parse_number():
 
 
 # ----------------------------------------------------------------------------- checking
+
 
 def test_numeric_check():
     c = "<think>...</think><answer>{}</answer>"
@@ -128,8 +139,12 @@ def test_math_verify_gets_gold_first():
 
 
 def test_checks_work_from_threads():
-    cases = [("\\frac{1}{3}", "\\dfrac13", True), ("\\sqrt{2}", "\\sqrt{3}", False),
-             ("x^2-1", "(x-1)(x+1)", True), ("\\pi", "3\\pi/3", True)] * 4
+    cases = [
+        ("\\frac{1}{3}", "\\dfrac13", True),
+        ("\\sqrt{2}", "\\sqrt{3}", False),
+        ("x^2-1", "(x-1)(x+1)", True),
+        ("\\pi", "3\\pi/3", True),
+    ] * 4
     with ThreadPoolExecutor(4) as pool:
         got = list(pool.map(lambda c: check_answer(f"<answer>{c[1]}</answer>", c[0]), cases))
     assert got == [c[2] for c in cases]
@@ -142,8 +157,11 @@ def test_pathological_inputs_are_bounded_and_false(monkeypatch):
     answers.shutdown_math_helpers()
     try:
         assert check_answer("<answer>2</answer>", "\\sqrt{4}") is True  # helper started and warm
-        for completion in ("<answer>9^{9^{9^{9}}}</answer>", "\\boxed{" + "(" * 10000,
-                           "<answer>" + "(" * 10000 + "</answer>"):
+        for completion in (
+            "<answer>9^{9^{9^{9}}}</answer>",
+            "\\boxed{" + "(" * 10000,
+            "<answer>" + "(" * 10000 + "</answer>",
+        ):
             start = time.perf_counter()
             assert check_answer(completion, "\\pi") is False
             assert time.perf_counter() - start < 5.0
@@ -153,7 +171,9 @@ def test_pathological_inputs_are_bounded_and_false(monkeypatch):
 
 
 def test_answer_key_groups_equivalent_answers():
-    assert len({answer_key(a) for a in ["1/2", "0.5", "\\frac{1}{2}", "\\dfrac12", "<answer>.5</answer>"]}) == 1
+    assert (
+        len({answer_key(a) for a in ["1/2", "0.5", "\\frac{1}{2}", "\\dfrac12", "<answer>.5</answer>"]}) == 1
+    )
     assert answer_key("2,125") == answer_key("2125") == "2125"
     assert answer_key("<think>x</think> \\boxed{x = 3}") == answer_key("3")
     assert answer_key("\\left( 1, 2 \\right)") == "(1,2)"
@@ -164,6 +184,7 @@ def test_answer_key_groups_equivalent_answers():
 
 
 # ----------------------------------------------------------------------------- real data
+
 
 def test_gsm8k_reference_answers_check_against_their_gold():
     rows = _rows("gsm8k_test.jsonl", 50)

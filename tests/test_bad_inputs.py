@@ -48,12 +48,16 @@ def assert_one_line_and_nothing_left(res, root: Path, *needles: str, progress: b
     assert code == 2, res.stderr[-3000:]
     lines = res.stderr.strip().splitlines()
     if progress:
-        assert "Traceback" not in res.stderr and sum(x.startswith("r1kit:") for x in lines) == 1, res.stderr[-3000:]
+        assert "Traceback" not in res.stderr and sum(x.startswith("r1kit:") for x in lines) == 1, res.stderr[
+            -3000:
+        ]
         lines = lines[-1:]
     assert len(lines) == 1 and lines[0].startswith("r1kit: error: "), res.stderr[-3000:]
     for needle in needles:
         assert needle in lines[0], lines[0]
-    assert not (root / "out").exists() and not list(root.rglob(".*.partial")) and not list(root.rglob(".out*"))
+    assert (
+        not (root / "out").exists() and not list(root.rglob(".*.partial")) and not list(root.rglob(".out*"))
+    )
     return lines[0]
 
 
@@ -74,8 +78,12 @@ def numeric_fields(stage: str) -> list[tuple[str, type]]:
 def test_every_numeric_option_of_every_stage_has_a_range():
     from r1kit.ranges import RANGES
 
-    missing = {f"{stage}: --{flag_name(name)}" for stage in STAGES for name, _ in numeric_fields(stage)
-               if name not in RANGES}
+    missing = {
+        f"{stage}: --{flag_name(name)}"
+        for stage in STAGES
+        for name, _ in numeric_fields(stage)
+        if name not in RANGES
+    }
     assert not missing, f"add these options to r1kit.ranges.RANGES: {sorted(missing)}"
 
 
@@ -111,10 +119,18 @@ def test_out_of_range_values_are_one_line_errors(stage, tmp_path):
 
 # The issue's silently accepted values, on every stage that has the option, in a real process.
 ISSUE_CASES = [
-    ("sft", "--warmup-ratio", "2"), ("grpo", "--warmup-ratio", "2"), ("distill", "--warmup-ratio", "2"),
-    ("sft", "--save-steps", "-1"), ("grpo", "--save-steps", "-1"), ("dpo-shorten", "--save-steps", "-1"),
-    ("grpo", "--top-p", "0"), ("evaluate", "--top-p", "2"), ("rejection-sample", "--top-p", "0"),
-    ("distill", "--top-p", "2"), ("dpo-shorten", "--top-p", "0"), ("sft", "--limit", "-3"),
+    ("sft", "--warmup-ratio", "2"),
+    ("grpo", "--warmup-ratio", "2"),
+    ("distill", "--warmup-ratio", "2"),
+    ("sft", "--save-steps", "-1"),
+    ("grpo", "--save-steps", "-1"),
+    ("dpo-shorten", "--save-steps", "-1"),
+    ("grpo", "--top-p", "0"),
+    ("evaluate", "--top-p", "2"),
+    ("rejection-sample", "--top-p", "0"),
+    ("distill", "--top-p", "2"),
+    ("dpo-shorten", "--top-p", "0"),
+    ("sft", "--limit", "-3"),
 ]
 
 
@@ -149,9 +165,18 @@ def test_unreadable_data_file_is_one_line(name, tmp_path):
     assert_one_line_and_nothing_left(res, tmp_path, message)
 
 
-@pytest.mark.parametrize("args", [
-    ["sft"], ["grpo"], ["evaluate"], ["rejection-sample"], ["distill", "--teacher", "tiny"], ["dpo-shorten"],
-], ids=lambda a: a[0])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["sft"],
+        ["grpo"],
+        ["evaluate"],
+        ["rejection-sample"],
+        ["distill", "--teacher", "tiny"],
+        ["dpo-shorten"],
+    ],
+    ids=lambda a: a[0],
+)
 def test_every_stage_reports_a_non_utf8_file_in_one_line(args, tmp_path):
     (tmp_path / "d.jsonl").write_bytes(b'{"question": "1+1\xff", "answer": "2"}\n')
     res = invoke(*args, "--data", tmp_path / "d.jsonl", "--output", tmp_path / "out")
@@ -162,17 +187,32 @@ MSG = [{"role": "user", "content": "1+1?"}, {"role": "assistant", "content": "2"
 # (stage args, file rows, message): values of the wrong type inside a well-formed file
 BAD_ROWS = {
     "sft_int_prompt": (["sft"], [{"prompt": 5, "completion": "6"}], "row 0: column 'prompt' must hold text"),
-    "sft_null_completion": (["sft"], [{"prompt": "a", "completion": "b"}, {"prompt": "c", "completion": None}],
-                            ("row 1: column 'completion' must hold text or chat messages (a list of {role, "
-                             "content}), got null")),
+    "sft_null_completion": (
+        ["sft"],
+        [{"prompt": "a", "completion": "b"}, {"prompt": "c", "completion": None}],
+        ("row 1: column 'completion' must hold text or chat messages (a list of {role, content}), got null"),
+    ),
     "sft_messages_text": (["sft"], [{"messages": "hello"}], "column 'messages' must hold chat messages"),
-    "sft_messages_no_role": (["sft"], [{"messages": [{"content": "a"}, {"content": "b"}]}], "not all {role, content}"),
-    "dpo_num_tokens": (["dpo-shorten", "--samples"], [{"prompt": "p", "completion": "c", "correct": True,
-                                                        "num_tokens": "many"}], "'num_tokens' must be a token count"),
-    "dpo_correct_text": (["dpo-shorten", "--samples"], [{"prompt": "p", "completion": "c", "correct": "no",
-                                                          "num_tokens": 3}], "'correct' must be true, false or null"),
-    "mix_no_role": (["rejection-sample", "--data", "{data}", "--mix-data"], [{"messages": [{"content": "hi"}]}],
-                    "column 'messages' must hold chat messages"),
+    "sft_messages_no_role": (
+        ["sft"],
+        [{"messages": [{"content": "a"}, {"content": "b"}]}],
+        "not all {role, content}",
+    ),
+    "dpo_num_tokens": (
+        ["dpo-shorten", "--samples"],
+        [{"prompt": "p", "completion": "c", "correct": True, "num_tokens": "many"}],
+        "'num_tokens' must be a token count",
+    ),
+    "dpo_correct_text": (
+        ["dpo-shorten", "--samples"],
+        [{"prompt": "p", "completion": "c", "correct": "no", "num_tokens": 3}],
+        "'correct' must be true, false or null",
+    ),
+    "mix_no_role": (
+        ["rejection-sample", "--data", "{data}", "--mix-data"],
+        [{"messages": [{"content": "hi"}]}],
+        "column 'messages' must hold chat messages",
+    ),
 }
 
 
@@ -184,12 +224,16 @@ def test_values_of_the_wrong_type_in_a_column_are_one_line(case, tmp_path):
     prompts.write_text(json.dumps({"question": "1+1?", "answer": "2"}) + "\n")
     args = [a.format(data=prompts) for a in args] + ([] if args[-1].startswith("--") else ["--data"])
     res = invoke(*args, tmp_path / "rows.jsonl", "--output", tmp_path / "out")
-    assert_one_line_and_nothing_left(res, tmp_path, message, progress=True)  # in-process: datasets' progress bars
+    assert_one_line_and_nothing_left(
+        res, tmp_path, message, progress=True
+    )  # in-process: datasets' progress bars
 
 
 def test_a_mapping_given_for_a_list_option_is_refused(tmp_path):
     (tmp_path / "c.yaml").write_text("reward: {accuracy: 2}\n")  # used to become ['accuracy'], weight 1
-    res = invoke("grpo", "--data", tmp_path / "d.jsonl", "--config", tmp_path / "c.yaml", "--output", tmp_path / "out")
+    res = invoke(
+        "grpo", "--data", tmp_path / "d.jsonl", "--config", tmp_path / "c.yaml", "--output", tmp_path / "out"
+    )
     assert_one_line_and_nothing_left(res, tmp_path, "reward: cannot read {'accuracy': 2} as list")
 
 
@@ -219,8 +263,15 @@ def run_without_root_powers(*args, preexec_fn=None):
         prefix = ["setpriv", "--inh-caps=-all", "--bounding-set=-dac_override,-dac_read_search,-fowner"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     env.pop("R1KIT_DEBUG", None)
-    return subprocess.run([*prefix, sys.executable, "-m", "r1kit", *map(str, args)], capture_output=True, text=True,
-                          env=env, timeout=600, preexec_fn=preexec_fn, check=False)
+    return subprocess.run(
+        [*prefix, sys.executable, "-m", "r1kit", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        preexec_fn=preexec_fn,
+        check=False,
+    )
 
 
 DATA = ["data", "arithmetic", "--train-size", "8", "--test-size", "2"]
@@ -262,8 +313,17 @@ def file_size_limit(nbytes: int):
 
 
 def test_file_size_limit_while_writing_a_dataset(tmp_path):
-    res = run_without_root_powers("data", "arithmetic", "--train-size", "20000", "--test-size", "10",
-                                  "--output", tmp_path / "out", preexec_fn=file_size_limit(64 * 1024))
+    res = run_without_root_powers(
+        "data",
+        "arithmetic",
+        "--train-size",
+        "20000",
+        "--test-size",
+        "10",
+        "--output",
+        tmp_path / "out",
+        preexec_fn=file_size_limit(64 * 1024),
+    )
     assert_one_line_and_nothing_left(res, tmp_path, "File too large", "writing failed")
 
 
@@ -271,9 +331,20 @@ def test_file_size_limit_while_saving_a_trainer_checkpoint(tmp_path):
     rows = [{"prompt": f"{i}+1=", "completion": str(i + 1)} for i in range(8)]
     (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     # the tiny model's weights (3.2 MB) fit, its optimizer state (torch.save, 6.4 MB) does not
-    res = run_without_root_powers("sft", "--data", tmp_path / "d.jsonl", "--output", tmp_path / "out",
-                                  "--max-steps", "2", "--save-steps", "1", "--batch-size", "4",
-                                  preexec_fn=file_size_limit(4 * 2**20))
+    res = run_without_root_powers(
+        "sft",
+        "--data",
+        tmp_path / "d.jsonl",
+        "--output",
+        tmp_path / "out",
+        "--max-steps",
+        "2",
+        "--save-steps",
+        "1",
+        "--batch-size",
+        "4",
+        preexec_fn=file_size_limit(4 * 2**20),
+    )
     assert_one_line_and_nothing_left(res, tmp_path, "writing failed", progress=True)
 
 
@@ -298,8 +369,12 @@ def test_only_failures_of_the_environment_become_one_line():
     from r1kit.cli import environment_failure
 
     assert "No space left" in environment_failure(OSError(errno.ENOSPC, "No space left on device"))
-    assert "Permission denied" in environment_failure(PermissionError(errno.EACCES, "Permission denied", "/x"))
-    assert "No space left" in environment_failure(RuntimeError("Error while serializing: I/O error (os error 28)"))
+    assert "Permission denied" in environment_failure(
+        PermissionError(errno.EACCES, "Permission denied", "/x")
+    )
+    assert "No space left" in environment_failure(
+        RuntimeError("Error while serializing: I/O error (os error 28)")
+    )
     try:
         try:
             raise OSError(errno.EDQUOT, "Disk quota exceeded")
@@ -316,15 +391,21 @@ def test_only_failures_of_the_environment_become_one_line():
 # Values that a library refuses, and merges without a tokenizer
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--lr-scheduler", "cosine_wrong"], "cosine_wrong is not a valid SchedulerType"),
-    (["--report-to", "wandbb"], "wandbb is not supported"),
-    (["--lora", "--lora-target", "q_proj,qq_proj"], "no module named qq_proj"),
-], ids=["scheduler", "report_to", "lora_target"])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--lr-scheduler", "cosine_wrong"], "cosine_wrong is not a valid SchedulerType"),
+        (["--report-to", "wandbb"], "wandbb is not supported"),
+        (["--lora", "--lora-target", "q_proj,qq_proj"], "no module named qq_proj"),
+    ],
+    ids=["scheduler", "report_to", "lora_target"],
+)
 def test_values_refused_by_transformers_or_peft_are_one_line(args, message, tmp_path, one_thread):
     rows = [{"prompt": f"{i}+1=", "completion": str(i + 1)} for i in range(4)]
     (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    res = invoke("sft", "--data", tmp_path / "d.jsonl", "--output", tmp_path / "out", "--max-steps", "1", *args)
+    res = invoke(
+        "sft", "--data", tmp_path / "d.jsonl", "--output", tmp_path / "out", "--max-steps", "1", *args
+    )
     assert_one_line_and_nothing_left(res, tmp_path, message, progress=True)
 
 
@@ -348,5 +429,7 @@ def test_merge_takes_the_tokenizer_from_an_input_that_has_one_or_refuses(tmp_pat
     for name in ("tokenizer.json", "tokenizer_config.json"):
         assert (merged / name).read_bytes() == (full / name).read_bytes()
     assert (merged / "config.json").read_bytes() == (bare[0] / "config.json").read_bytes()
-    assert json.loads((tmp_path / "merged" / "manifest.json").read_text())["merge"]["tokenizer_from"] == str(full)
+    assert json.loads((tmp_path / "merged" / "manifest.json").read_text())["merge"]["tokenizer_from"] == str(
+        full
+    )
     assert load_tokenizer(str(tmp_path / "merged"))("1+2=")["input_ids"] == tok("1+2=")["input_ids"]

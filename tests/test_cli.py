@@ -49,18 +49,46 @@ def test_a_flag_the_stage_lacks_is_one_line_naming_the_flag_meant(tmp_path):
     """click's usage block suggested --split for `rejection-sample --policy` (the nearest string); r1kit
     answers in one line with the flag meant: distill's old --policy is --keep everywhere."""
     cases = [
-        (["rejection-sample", "--model", "tiny", "--data", "d", "--policy", "shortest-correct", "--output", "o"],
-         ("rejection-sample has no option --policy (did you mean --keep? --policy is distill's old name for it); "
-         "`r1kit rejection-sample --help` lists its options")),
-        (["sft", "--learning_rat", "1e-3"],
-         "sft has no option --learning-rat (did you mean --learning-rate?); `r1kit sft --help` lists its options"),
-        (["sft", "--num_generations", "4"],
-         "sft has no option --num-generations (an option of grpo); `r1kit sft --help` lists its options"),
-        (["data", "arithmetic", "--zzz"], ("data arithmetic has no option --zzz; `r1kit data arithmetic --help` lists "
-         "its options")),
-        (["grpo", "--max-steps", "x"], ("Invalid value for '--max-steps': Input should be a valid integer, unable to "
-         "parse string as an integer; `r1kit grpo --help` lists its options")),
-        (["evaluate", "--model"], "Option '--model' requires an argument; `r1kit evaluate --help` lists its options"),
+        (
+            [
+                "rejection-sample",
+                "--model",
+                "tiny",
+                "--data",
+                "d",
+                "--policy",
+                "shortest-correct",
+                "--output",
+                "o",
+            ],
+            (
+                "rejection-sample has no option --policy (did you mean --keep? --policy is distill's old name for it); "
+                "`r1kit rejection-sample --help` lists its options"
+            ),
+        ),
+        (
+            ["sft", "--learning_rat", "1e-3"],
+            "sft has no option --learning-rat (did you mean --learning-rate?); `r1kit sft --help` lists its options",
+        ),
+        (
+            ["sft", "--num_generations", "4"],
+            "sft has no option --num-generations (an option of grpo); `r1kit sft --help` lists its options",
+        ),
+        (
+            ["data", "arithmetic", "--zzz"],
+            ("data arithmetic has no option --zzz; `r1kit data arithmetic --help` lists its options"),
+        ),
+        (
+            ["grpo", "--max-steps", "x"],
+            (
+                "Invalid value for '--max-steps': Input should be a valid integer, unable to "
+                "parse string as an integer; `r1kit grpo --help` lists its options"
+            ),
+        ),
+        (
+            ["evaluate", "--model"],
+            "Option '--model' requires an argument; `r1kit evaluate --help` lists its options",
+        ),
     ]
     for args, line in cases:
         res = run_cli(*args, cwd=tmp_path)

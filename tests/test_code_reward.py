@@ -39,22 +39,40 @@ def load(name: str) -> list[dict]:
 
 def humaneval_rows(limit: int | None = None) -> list[dict]:
     rows = load("humaneval.jsonl")[:limit]
-    return [{"prompt": r["prompt"], "entry_point": r["entry_point"], "solution": r["canonical_solution"],
-             "tests": r["test"] + f"\ncheck({r['entry_point']})\n", "task_id": r["task_id"]} for r in rows]
+    return [
+        {
+            "prompt": r["prompt"],
+            "entry_point": r["entry_point"],
+            "solution": r["canonical_solution"],
+            "tests": r["test"] + f"\ncheck({r['entry_point']})\n",
+            "task_id": r["task_id"],
+        }
+        for r in rows
+    ]
 
 
 def mbpp_rows(limit: int | None = None) -> list[dict]:
     rows = [r for r in load("mbpp.jsonl") if 11 <= r["task_id"] <= 510][:limit]
-    return [{"prompt": r["text"], "solution": r["code"], "task_id": r["task_id"],
-             "tests": (r["test_setup_code"] + "\n" if r["test_setup_code"] else "") + "\n".join(r["test_list"])}
-            for r in rows]
+    return [
+        {
+            "prompt": r["text"],
+            "solution": r["code"],
+            "task_id": r["task_id"],
+            "tests": (r["test_setup_code"] + "\n" if r["test_setup_code"] else "")
+            + "\n".join(r["test_list"]),
+        }
+        for r in rows
+    ]
 
 
 # ---- extraction ----
 
+
 def test_extract_code_takes_last_python_block_after_think():
-    text = ("<think>\n```python\nthinking = 1\n```\n</think>\nFirst:\n```python\na = 1\n```\n"
-            "Output:\n```text\n1\n```\nFinal:\n```py\nb = 2\n```\n")
+    text = (
+        "<think>\n```python\nthinking = 1\n```\n</think>\nFirst:\n```python\na = 1\n```\n"
+        "Output:\n```text\n1\n```\nFinal:\n```py\nb = 2\n```\n"
+    )
     assert extract_code(text) == "b = 2"
     assert extract_code("<think>```python\nx = 1\n```</think> no code here") is None
     assert extract_code("```\nplain = 3\n```") == "plain = 3"
@@ -70,13 +88,15 @@ def test_extract_code_keeps_body_indentation_and_dedents_list_fences():
 
 
 def test_build_program_prepends_humaneval_prompt():
-    prompt = "import math\n\n\ndef root(x):\n    \"\"\"Square root.\"\"\"\n"
+    prompt = 'import math\n\n\ndef root(x):\n    """Square root."""\n'
     body = build_program(fenced("    return math.sqrt(x)"), "root", prompt)
     assert body == prompt + "    return math.sqrt(x)\n"
     full = build_program(fenced("def root(x):\n    return math.sqrt(x)"), "root", prompt)
     assert full == prompt.rstrip() + "\n\n\ndef root(x):\n    return math.sqrt(x)\n"
-    chat = [{"role": "system", "content": "be brief"},
-            {"role": "user", "content": f"Complete:\n```python\n{prompt}```"}]
+    chat = [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": f"Complete:\n```python\n{prompt}```"},
+    ]
     assert build_program(fenced("    return math.sqrt(x)"), "root", chat) == body
     # Without an entry point (MBPP) the code runs as is; raw code without fences is accepted when it parses.
     assert build_program(fenced("def f():\n    return 1"), None, "Write f.") == "def f():\n    return 1"
@@ -85,6 +105,7 @@ def test_build_program_prepends_humaneval_prompt():
 
 
 # ---- rewards ----
+
 
 def test_humaneval_sample_canonical_pass_and_wrong_fail():
     rows = humaneval_rows(10)
@@ -114,7 +135,11 @@ def test_mbpp_sample_canonical_pass_and_pass_rate_counts_asserts():
 
 
 def test_rows_without_tests_score_none_and_order_is_kept():
-    comps = [fenced("def f():\n    return 1"), fenced("def f():\n    return 2"), fenced("def f():\n    return 1")]
+    comps = [
+        fenced("def f():\n    return 1"),
+        fenced("def f():\n    return 2"),
+        fenced("def f():\n    return 1"),
+    ]
     tests = ["assert f() == 1", None, "assert f() == 2"]
     assert code_reward(["q"] * 3, comps, tests=tests, max_workers=2) == [1.0, None, 0.0]
     assert code_pass_rate(["q"] * 3, comps, tests=["", [], "assert f() == 1"]) == [None, None, 1.0]
@@ -128,8 +153,9 @@ def test_rows_without_tests_score_none_and_order_is_kept():
 
 def test_timeout_is_configurable():
     start = time.monotonic()
-    out = code_reward(["q"], [fenced("def f():\n    while True:\n        pass")], tests=["assert f() == 1"],
-                      timeout_s=1.0)
+    out = code_reward(
+        ["q"], [fenced("def f():\n    while True:\n        pass")], tests=["assert f() == 1"], timeout_s=1.0
+    )
     assert out == [0.0]
     assert time.monotonic() - start < 3
 
@@ -141,6 +167,7 @@ def test_check_code_adds_missing_check_call():
 
 
 # ---- bounded: linear extraction, deep or huge inputs, resources released on every path ----
+
 
 class Trainer:
     """Stands in for trl's trainer: `log_metric` is its bound method, as trl passes it to rewards."""
@@ -157,8 +184,15 @@ def grpo_call(completions, tests, trainer=None, **extra):
     trainer = trainer or Trainer()
     trainer.logged = {}
     n = len(completions)
-    out = code_reward(prompts=["Write f."] * n, completions=completions, completion_ids=None, tests=tests,
-                      entry_point=[None] * n, log_metric=trainer.log_metric, **extra)
+    out = code_reward(
+        prompts=["Write f."] * n,
+        completions=completions,
+        completion_ids=None,
+        tests=tests,
+        entry_point=[None] * n,
+        log_metric=trainer.log_metric,
+        **extra,
+    )
     return out, trainer.logged
 
 
@@ -193,7 +227,12 @@ def test_deep_or_huge_inputs_score_0_with_a_reason():
     assert time.monotonic() - start < 20
     # every reason seen once is logged again on later calls (0 when absent): trl averages over calls
     _, later = grpo_call([fenced("x = 1")], ["assert x == 1"], trainer)
-    assert later == {"code/too_deep": [0.0], "code/no_code": [0.0], "code/too_large": [0.0], "code/passed": [1.0]}
+    assert later == {
+        "code/too_deep": [0.0],
+        "code/no_code": [0.0],
+        "code/too_large": [0.0],
+        "code/passed": [1.0],
+    }
 
 
 def held_resources(tmp: Path) -> tuple:
@@ -208,7 +247,7 @@ def test_resources_are_released_on_every_path(tmp_path, monkeypatch):
             code_reward(["q"], [completion], tests=["assert x"])
     assert held_resources(tmp_path) == before
     # A failure in the middle of a run, after the program started a process of its own.
-    marker = f"300.{secrets.randbelow(10 ** 9):09d}"
+    marker = f"300.{secrets.randbelow(10**9):09d}"
     program = f"import os\nos.posix_spawn('/bin/sleep', ['sleep', '{marker}'], {{}}, setsid=True)\nx = 1"
     real = sandbox._collect
 
@@ -220,39 +259,58 @@ def test_resources_are_released_on_every_path(tmp_path, monkeypatch):
     out, metrics = grpo_call([fenced(program)], ["assert x == 1"])
     assert out == [None] and metrics["code/sandbox_error"] == [1.0]  # unscored: not the completion's fault
     assert held_resources(tmp_path) == before
-    alive = [pid for pid in os.listdir("/proc") if pid.isdigit()
-             and marker.encode() in (Path(f"/proc/{pid}/cmdline").read_bytes() if Path(f"/proc/{pid}").exists() else b"")]
+    alive = [
+        pid
+        for pid in os.listdir("/proc")
+        if pid.isdigit()
+        and marker.encode()
+        in (Path(f"/proc/{pid}/cmdline").read_bytes() if Path(f"/proc/{pid}").exists() else b"")
+    ]
     assert alive == []
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    ({"timeout_s": 0}, "timeout_s must be a number >= 0.1"),
-    ({"timeout_s": float("nan")}, "timeout_s must be a number"),
-    ({"cpu_s": -1}, "cpu_s must be a number >= 1"),
-    ({"memory_mb": 4}, "memory_mb must be a number >= 32"),
-    ({"max_procs": 0}, "max_procs must be a number >= 1"),
-    ({"max_workers": 0}, "max_workers must be an integer >= 1"),
-    ({"tests": [5]}, "column 'tests' row 0 is a int"),
-    ({"tests": [["assert f() == 1", None]]}, "column 'tests' row 0 is a list"),
-    ({"entry_point": [3]}, "column 'entry_point' row 0 is a int"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"timeout_s": 0}, "timeout_s must be a number >= 0.1"),
+        ({"timeout_s": float("nan")}, "timeout_s must be a number"),
+        ({"cpu_s": -1}, "cpu_s must be a number >= 1"),
+        ({"memory_mb": 4}, "memory_mb must be a number >= 32"),
+        ({"max_procs": 0}, "max_procs must be a number >= 1"),
+        ({"max_workers": 0}, "max_workers must be an integer >= 1"),
+        ({"tests": [5]}, "column 'tests' row 0 is a int"),
+        ({"tests": [["assert f() == 1", None]]}, "column 'tests' row 0 is a list"),
+        ({"entry_point": [3]}, "column 'entry_point' row 0 is a int"),
+    ],
+)
 def test_out_of_range_limits_and_malformed_columns_are_user_errors(kwargs, message):
     # Before: a limit that fails every run read as "every completion wrong"; a bad column was a traceback.
     call = {"tests": ["assert f() == 1"], "entry_point": [None], **kwargs}
     with pytest.raises(R1kitError, match=message):
-        code_reward(prompts=["q"], completions=[fenced("def f():\n    return 1")], completion_ids=None, **call)
+        code_reward(
+            prompts=["q"], completions=[fenced("def f():\n    return 1")], completion_ids=None, **call
+        )
 
 
 @pytest.mark.slow
 def test_all_canonical_solutions_pass():
     he = humaneval_rows()
-    he_scores = code_reward([r["prompt"] for r in he], [fenced(r["solution"]) for r in he],
-                            tests=[r["tests"] for r in he], entry_point=[r["entry_point"] for r in he])
+    he_scores = code_reward(
+        [r["prompt"] for r in he],
+        [fenced(r["solution"]) for r in he],
+        tests=[r["tests"] for r in he],
+        entry_point=[r["entry_point"] for r in he],
+    )
     failed = [r["task_id"] for r, s in zip(he, he_scores) if s != 1.0]
     assert (len(he), failed) == (164, [])
     mb = mbpp_rows()
     # Task 123's reference solution needs ~6 s of CPU: give room for a loaded machine.
-    mb_scores = code_reward([r["prompt"] for r in mb], [fenced(r["solution"]) for r in mb],
-                            tests=[r["tests"] for r in mb], timeout_s=60, cpu_s=60)
+    mb_scores = code_reward(
+        [r["prompt"] for r in mb],
+        [fenced(r["solution"]) for r in mb],
+        tests=[r["tests"] for r in mb],
+        timeout_s=60,
+        cpu_s=60,
+    )
     failed = [r["task_id"] for r, s in zip(mb, mb_scores) if s != 1.0]
     assert (len(mb), failed) == (500, [])

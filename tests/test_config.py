@@ -92,15 +92,13 @@ def test_stage_output_is_atomic(tmp_path):
 
 def test_failed_stage_leaves_nothing_and_existing_output_is_refused(tmp_path):
     cfg = build_config(Demo, None, {"output": str(tmp_path / "run")})
-    with pytest.raises(KeyboardInterrupt):
-        with stage_output(cfg, "demo") as out:
-            (out.path / "half.txt").write_text("x")
-            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt), stage_output(cfg, "demo") as out:
+        (out.path / "half.txt").write_text("x")
+        raise KeyboardInterrupt
     assert list(tmp_path.iterdir()) == []
     (tmp_path / "run").mkdir()
-    with pytest.raises(R1kitError, match="already exists; pass --overwrite"):
-        with stage_output(cfg, "demo"):
-            pass
+    with pytest.raises(R1kitError, match="already exists; pass --overwrite"), stage_output(cfg, "demo"):
+        pass
     cfg.overwrite = True
     with stage_output(cfg, "demo") as out:
         out.log({"a": 1})

@@ -129,7 +129,9 @@ def test_fixtures_adapters_and_autodetect():
     g = prepare_dataset(str(FIXTURES / "gsm8k_sample.jsonl"))
     assert g.column_names == ["prompt", "question", "answer", "task"]
     assert g["answer"] == ["18", "2125", "-10", "-3"]
-    assert g[0]["prompt"] == g[0]["question"] and g[0]["question"].startswith("Janet\u2019s ducks lay 16 eggs")
+    assert g[0]["prompt"] == g[0]["question"] and g[0]["question"].startswith(
+        "Janet\u2019s ducks lay 16 eggs"
+    )
 
     m = prepare_dataset(str(FIXTURES / "math500_sample.jsonl"))
     assert m["answer"] == ["\\left( 3, \\frac{\\pi}{2} \\right)", "p - q", "\\frac{14}{3}"]
@@ -186,7 +188,9 @@ def test_mbpp_sanitized_rows_keep_their_test_imports():
 
 def test_generic_mapping_and_errors(tmp_path):
     src = write_jsonl(tmp_path / "g.jsonl", [{"instr": "2+2?", "gold": "4", "lang": "en"}])
-    with pytest.raises(R1kitError, match="cannot tell which column is the question; available columns: instr, gold"):
+    with pytest.raises(
+        R1kitError, match="cannot tell which column is the question; available columns: instr, gold"
+    ):
         prepare_dataset(str(src))
     ds = prepare_dataset(str(src), prompt_field="instr", answer_field="gold", task_type="numeric")
     assert ds[0] == {"prompt": "2+2?", "question": "2+2?", "answer": "4", "task": "numeric", "lang": "en"}
@@ -236,11 +240,16 @@ def test_r1_zero_template_is_the_paper_text():
 
 def test_chat_templates():
     assert render_prompt("chat-think", "Q") == [
-        {"role": "user", "content": "Q\nPlease reason step by step, and put your final answer within \\boxed{}."}
+        {
+            "role": "user",
+            "content": "Q\nPlease reason step by step, and put your final answer within \\boxed{}.",
+        }
     ]
     assert TEMPLATE_PREFILL["chat-think"] == "<think>\n"
     assert render_prompt("chat", "Q", system_prompt="S") == [
-        {"role": "system", "content": "S"}, {"role": "user", "content": "Q"}]
+        {"role": "system", "content": "S"},
+        {"role": "user", "content": "Q"},
+    ]
     assert render_prompt("raw", "Q") == "Q" and render_prompt("raw", "Q", system_prompt="S") == "S\n\nQ"
     assert set(TEMPLATES) == {"r1-zero", "chat-think", "chat", "raw"}
     ds = prepare_dataset(str(FIXTURES / "gsm8k_sample.jsonl"), template="chat-think", system_prompt="S")
@@ -283,9 +292,14 @@ def test_arithmetic_filler_style():
     # the same problems and counts as "verify"; only where the redundant lines go differs
     filler = make_arithmetic(200, max_checks=2, check_style="filler", seed=3)
     verify = make_arithmetic(200, max_checks=2, seed=3)
-    assert [(f["question"], f["num_checks"]) for f in filler] == [(v["question"], v["num_checks"]) for v in verify]
-    assert all(f["completion"].count("double-check.") + f["completion"].count("seems right.") == f["num_checks"]
-               and "wait, check" not in f["completion"] for f in filler)
+    assert [(f["question"], f["num_checks"]) for f in filler] == [
+        (v["question"], v["num_checks"]) for v in verify
+    ]
+    assert all(
+        f["completion"].count("double-check.") + f["completion"].count("seems right.") == f["num_checks"]
+        and "wait, check" not in f["completion"]
+        for f in filler
+    )
     with pytest.raises(R1kitError, match="unknown check style 'loud'"):
         make_record(1, 2, "+", 0, check_style="loud")
 
@@ -303,14 +317,18 @@ def test_arithmetic_correct_and_varied(ops):
     assert min(lengths) < max(lengths) <= 200
     counts = collections.Counter(r["num_checks"] for r in recs)
     assert set(counts) == {0, 1, 2, 3} and min(counts.values()) > 100  # roughly uniform over 0..3
-    mean_by_checks = {k: sum(len(r["completion"]) for r in recs if r["num_checks"] == k) / counts[k] for k in counts}
+    mean_by_checks = {
+        k: sum(len(r["completion"]) for r in recs if r["num_checks"] == k) / counts[k] for k in counts
+    }
     assert mean_by_checks[0] < mean_by_checks[1] < mean_by_checks[2] < mean_by_checks[3]
     assert make_arithmetic(5, seed=7, ops=ops) == recs[:5]  # deterministic per seed
 
 
 def test_arithmetic_digits_and_errors():
     assert all(int(r["answer"]) < 200 for r in make_arithmetic(50, digits=2))
-    assert all(verify_trace(r["question"], r["completion"]) for r in make_arithmetic(50, digits=6, ops=("+", "-")))
+    assert all(
+        verify_trace(r["question"], r["completion"]) for r in make_arithmetic(50, digits=6, ops=("+", "-"))
+    )
     with pytest.raises(R1kitError, match="only 100 exist"):
         make_arithmetic(101, digits=1)
     with pytest.raises(R1kitError, match="may only hold"):
@@ -326,8 +344,10 @@ def test_write_arithmetic_splits_disjoint(tmp_path):
     assert not set(train["question"]) & set(test["question"])
     row = train[0]
     assert row["prompt"] == row["question"]
-    assert row["messages"] == [{"role": "user", "content": row["question"]},
-                               {"role": "assistant", "content": row["completion"]}]
+    assert row["messages"] == [
+        {"role": "user", "content": row["question"]},
+        {"role": "assistant", "content": row["completion"]},
+    ]
     assert detect_task(train) == "arithmetic"
     prepared = prepare_dataset(str(tmp_path / "ar"), split="test", template="chat")
     assert prepared.column_names == ["prompt", "question", "answer", "task", "difficulty"]

@@ -15,8 +15,14 @@ ENV.pop("R1KIT_DEBUG", None)
 
 
 def cli(*args, timeout=900) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "r1kit", *map(str, args)], capture_output=True, text=True,
-                          env=ENV, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "r1kit", *map(str, args)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=ENV,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -38,16 +44,38 @@ def heldout(spec: str, data: Path) -> dict:
 
     test = prepare_dataset(str(data), split="test", template="chat")
     model, tok = load_model_and_tokenizer(spec)
-    metrics, _ = evaluate_model(model, tok, test, SamplingParams(n=8, temperature=1.0, max_new_tokens=96, seed=1))
+    metrics, _ = evaluate_model(
+        model, tok, test, SamplingParams(n=8, temperature=1.0, max_new_tokens=96, seed=1)
+    )
     return metrics
 
 
 def test_distilled_student_beats_the_untrained_student(teacher, tmp_path):
     data, model = teacher
     out = tmp_path / "distill"
-    res = cli("distill", "--teacher", model, "--student", "tiny-llama", "--data", data, "--output", out,
-              "--num-samples", 8, "--max-new-tokens", 96, "--max-steps", 120, "--learning-rate", 3e-3,
-              "--batch-size", 32, "--logging-steps", 40)
+    res = cli(
+        "distill",
+        "--teacher",
+        model,
+        "--student",
+        "tiny-llama",
+        "--data",
+        data,
+        "--output",
+        out,
+        "--num-samples",
+        8,
+        "--max-new-tokens",
+        96,
+        "--max-steps",
+        120,
+        "--learning-rate",
+        3e-3,
+        "--batch-size",
+        32,
+        "--logging-steps",
+        40,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     # layout: a full rejection-sample output, the student's SFT logs, the student checkpoint at OUT/model
     assert (out / "traces" / "manifest.json").is_file() and (out / "traces" / "pass_rates").is_dir()
@@ -58,26 +86,44 @@ def test_distilled_student_beats_the_untrained_student(teacher, tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     report = json.loads((out / "traces" / "report.json").read_text())
     assert manifest["stage"] == "distill" and manifest["trace_rows"] == report["output_rows"] > 0
-    assert manifest["unscorable_gold"] == report["unscorable_gold"] == 0 and manifest["unscorable_gold_ids"] == []
+    assert (
+        manifest["unscorable_gold"] == report["unscorable_gold"] == 0
+        and manifest["unscorable_gold_ids"] == []
+    )
     assert manifest["student_steps"] == 120
     # the student's training shows progress in the log (step/total, elapsed, ETA), and the published
     # model carries a card naming the stage, the student as base model, the teacher and the final metrics
-    assert any(line.startswith("sft step 120/120 | elapsed ") and " | ETA " in line for line in res.stderr.splitlines())
+    assert any(
+        line.startswith("sft step 120/120 | elapsed ") and " | ETA " in line
+        for line in res.stderr.splitlines()
+    )
     from r1kit.progress import fmt_value
 
     card = (out / "model" / "README.md").read_text()
-    student_steps = [r for r in map(json.loads, (out / "sft" / "metrics.jsonl").read_text().splitlines())
-                     if "loss" in r and "event" not in r]
-    assert "(stage `distill`)" in card and "| base model | `tiny-llama` |" in card and f"| teacher | `{model}` |" in card
-    assert f"| loss | {fmt_value(student_steps[-1]['loss'])} |" in card and f"| trace_rows | {report['output_rows']} |" in card
+    student_steps = [
+        r
+        for r in map(json.loads, (out / "sft" / "metrics.jsonl").read_text().splitlines())
+        if "loss" in r and "event" not in r
+    ]
+    assert (
+        "(stage `distill`)" in card
+        and "| base model | `tiny-llama` |" in card
+        and f"| teacher | `{model}` |" in card
+    )
+    assert (
+        f"| loss | {fmt_value(student_steps[-1]['loss'])} |" in card
+        and f"| trace_rows | {report['output_rows']} |" in card
+    )
 
     student = heldout(str(out), data)
     untrained = heldout("tiny-llama", data)
     teacher_acc = heldout(str(model), data)
-    print(f"\ndistill: {report['output_rows']} traces from {report['prompts']} prompts x k={report['k']} "
-          f"(teacher train pass rate {report['mean_pass_rate']:.3f}); held-out pass@1 (20 prompts x 8 samples, "
-          f"T=1): teacher {teacher_acc['pass@1']:.3f}, untrained tiny-llama {untrained['pass@1']:.3f}, "
-          f"distilled tiny-llama {student['pass@1']:.3f}")
+    print(
+        f"\ndistill: {report['output_rows']} traces from {report['prompts']} prompts x k={report['k']} "
+        f"(teacher train pass rate {report['mean_pass_rate']:.3f}); held-out pass@1 (20 prompts x 8 samples, "
+        f"T=1): teacher {teacher_acc['pass@1']:.3f}, untrained tiny-llama {untrained['pass@1']:.3f}, "
+        f"distilled tiny-llama {student['pass@1']:.3f}"
+    )
     assert student["pass@1"] > untrained["pass@1"] + 0.05
 
 

@@ -49,16 +49,26 @@ def ddp_logged_reward(prompts=None, completions=(), trainer_state=None, **kwargs
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false",
-           "OMP_NUM_THREADS": "1", **extra}
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONUNBUFFERED": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "OMP_NUM_THREADS": "1",
+        **extra,
+    }
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "R1KIT_DEBUG"):
         env.pop(key, None)
     return env
 
 
 def _run(cmd: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, check=False, capture_output=True, text=True, cwd=REPO, env=env or _env(), timeout=600)
-    assert proc.returncode == 0, f"{' '.join(cmd)}\n--- stdout\n{proc.stdout[-3000:]}\n--- stderr\n{proc.stderr[-6000:]}"
+    proc = subprocess.run(
+        cmd, check=False, capture_output=True, text=True, cwd=REPO, env=env or _env(), timeout=600
+    )
+    assert proc.returncode == 0, (
+        f"{' '.join(cmd)}\n--- stdout\n{proc.stdout[-3000:]}\n--- stderr\n{proc.stderr[-6000:]}"
+    )
     return proc
 
 
@@ -68,8 +78,18 @@ def r1kit(*args) -> subprocess.CompletedProcess:
 
 def launch(*args, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """`accelerate launch --config_file ddp_cpu.yaml --num_processes 2 -m r1kit ...`."""
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(DDP_CPU),
-           "--num_processes", "2", "-m", "r1kit", *map(str, args)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(DDP_CPU),
+        "--num_processes",
+        "2",
+        "-m",
+        "r1kit",
+        *map(str, args),
+    ]
     return _run(cmd, env)
 
 
@@ -100,8 +120,24 @@ def data(tmp_path_factory) -> Path:
 
 
 def test_sft_two_processes_match_one(data: Path, tmp_path: Path):
-    common = ["--model", "tiny", "--data", data, "--max-steps", 3, "--logging-steps", 1, "--learning-rate", "1e-3",
-              "--warmup-ratio", 0, "--max-length", 256, "--seed", 0]
+    common = [
+        "--model",
+        "tiny",
+        "--data",
+        data,
+        "--max-steps",
+        3,
+        "--logging-steps",
+        1,
+        "--learning-rate",
+        "1e-3",
+        "--warmup-ratio",
+        0,
+        "--max-length",
+        256,
+        "--seed",
+        0,
+    ]
     one, two = tmp_path / "sft1", tmp_path / "sft2"
     r1kit("sft", *common, "--output", one, "--batch-size", 16)
     proc = launch("sft", *common, "--output", two, "--batch-size", 8, "--save-steps", 3, "--keep-checkpoints")
@@ -136,22 +172,52 @@ def test_grpo_two_processes_groups_and_rewards(data: Path, tmp_path: Path):
     out = tmp_path / "grpo"
     G, prompts_per_step = 4, 3  # 12 completions, 6 per process: the second group straddles the ranks
     proc = launch(
-        "grpo", "--model", "tiny", "--data", data, "--output", out, "--reward", "ddp_reward:ddp_logged_reward=1",
-        "--num-generations", G, "--prompts-per-step", prompts_per_step, "--max-steps", 2,
-        "--max-completion-length", 12, "--learning-rate", "1e-4", "--no-live", "--seed", 0,
+        "grpo",
+        "--model",
+        "tiny",
+        "--data",
+        data,
+        "--output",
+        out,
+        "--reward",
+        "ddp_reward:ddp_logged_reward=1",
+        "--num-generations",
+        G,
+        "--prompts-per-step",
+        prompts_per_step,
+        "--max-steps",
+        2,
+        "--max-completion-length",
+        12,
+        "--learning-rate",
+        "1e-4",
+        "--no-live",
+        "--seed",
+        0,
         # β > 0: each rank loads the reference model; prioritized: each rank must draw the same prompts
-        "--beta", "0.04", "--sampler", "prioritized", "--success-reward", "ddp_logged_reward",
-        "--keep-checkpoints", "--save-steps", 2,
-        env=_env(PYTHONPATH=f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-                 R1KIT_TEST_REWARD_LOG=str(log)),
+        "--beta",
+        "0.04",
+        "--sampler",
+        "prioritized",
+        "--success-reward",
+        "ddp_logged_reward",
+        "--keep-checkpoints",
+        "--save-steps",
+        2,
+        env=_env(
+            PYTHONPATH=f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+            R1KIT_TEST_REWARD_LOG=str(log),
+        ),
     )
     assert proc.stdout.count(f"wrote {out}") == 1
     assert_published_once(tmp_path, out)
     ckpt = out / "checkpoints" / "checkpoint-2"
     assert {"rng_state_0.pth", "rng_state_1.pth", "r1kit_sampler.json"} <= {p.name for p in ckpt.iterdir()}
 
-    rows = {rank: [json.loads(line) for line in (log / f"rank{rank}.jsonl").read_text().splitlines()]
-            for rank in (0, 1)}
+    rows = {
+        rank: [json.loads(line) for line in (log / f"rank{rank}.jsonl").read_text().splitlines()]
+        for rank in (0, 1)
+    }
     by_step = defaultdict(dict)
     for rank, records in rows.items():
         for r in records:
@@ -163,7 +229,7 @@ def test_grpo_two_processes_groups_and_rewards(data: Path, tmp_path: Path):
     for step, ranks in by_step.items():
         assert [len(ranks[0]), len(ranks[1])] == [6, 6]
         batch = ranks[0] + ranks[1]  # trl gathers in rank order
-        groups = [batch[i:i + G] for i in range(0, len(batch), G)]
+        groups = [batch[i : i + G] for i in range(0, len(batch), G)]
         assert all(len({r["prompt"] for r in g}) == 1 for g in groups), "a prompt's G completions were split"
         assert len({g[0]["prompt"] for g in groups}) == prompts_per_step
         assert ranks[0][-1]["prompt"] == ranks[1][0]["prompt"]  # the straddling group really straddles
@@ -179,8 +245,22 @@ def test_grpo_two_processes_groups_and_rewards(data: Path, tmp_path: Path):
 
     # the published checkpoint is a model r1kit evaluate loads
     ev = tmp_path / "eval"
-    r1kit("evaluate", "--model", out, "--data", data, "--split", "test", "--limit", 4, "--greedy",
-          "--max-new-tokens", 8, "--output", ev)
+    r1kit(
+        "evaluate",
+        "--model",
+        out,
+        "--data",
+        data,
+        "--split",
+        "test",
+        "--limit",
+        4,
+        "--greedy",
+        "--max-new-tokens",
+        8,
+        "--output",
+        ev,
+    )
     (metrics,) = json.loads((ev / "results.json").read_text()).values()
     assert metrics["num_prompts"] == 4 and metrics["num_samples"] == 1
     assert 0.0 <= metrics["accuracy"] <= 1.0 and 0 < metrics["mean_tokens"] <= 8

@@ -34,15 +34,25 @@ sys.meta_path.insert(0, _Missing())
 
 CASES = [
     (["sft", "--data", "d.jsonl", "--report-to", "wandb"], "--report-to wandb", "'r1kit[wandb]'"),
-    (["sft", "--data", "d.jsonl", "--report-to", "none,tensorboard"], "--report-to tensorboard",
-     "'r1kit[tensorboard]'"),
+    (
+        ["sft", "--data", "d.jsonl", "--report-to", "none,tensorboard"],
+        "--report-to tensorboard",
+        "'r1kit[tensorboard]'",
+    ),
     (["grpo", "--data", "d.jsonl", "--report-to", "trackio"], "--report-to trackio", "'r1kit[trackio]'"),
     (["grpo", "--data", "d.jsonl", "--use-vllm", "on"], "--use-vllm on", "'r1kit[vllm]'"),
     (["dpo-shorten", "--data", "d.jsonl", "--report-to", "wandb"], "--report-to wandb", "'r1kit[wandb]'"),
     (["dpo-shorten", "--data", "d.jsonl", "--backend", "vllm"], "--backend vllm", "'r1kit[vllm]'"),
-    (["distill", "--teacher", "t", "--data", "d.jsonl", "--report-to", "tensorboard"], "--report-to tensorboard",
-     "'r1kit[tensorboard]'"),
-    (["distill", "--teacher", "t", "--data", "d.jsonl", "--backend", "vllm"], "--backend vllm", "'r1kit[vllm]'"),
+    (
+        ["distill", "--teacher", "t", "--data", "d.jsonl", "--report-to", "tensorboard"],
+        "--report-to tensorboard",
+        "'r1kit[tensorboard]'",
+    ),
+    (
+        ["distill", "--teacher", "t", "--data", "d.jsonl", "--backend", "vllm"],
+        "--backend vllm",
+        "'r1kit[vllm]'",
+    ),
     (["evaluate", "--data", "d.jsonl", "--backend", "vllm"], "--backend vllm", "'r1kit[vllm]'"),
     (["rejection-sample", "--data", "d.jsonl", "--backend", "vllm"], "--backend vllm", "'r1kit[vllm]'"),
 ]
@@ -51,11 +61,22 @@ CASES = [
 def r1kit(args, cwd: Path, missing: str) -> subprocess.CompletedProcess:
     (cwd / "site").mkdir(exist_ok=True)
     (cwd / "site" / "sitecustomize.py").write_text(BLOCKER)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "R1KIT_TEST_MISSING": missing,
-           "PYTHONPATH": os.pathsep.join([str(cwd / "site"), str(REPO), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "R1KIT_TEST_MISSING": missing,
+        "PYTHONPATH": os.pathsep.join([str(cwd / "site"), str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
     env.pop("R1KIT_DEBUG", None)
-    return subprocess.run([sys.executable, "-m", "r1kit", *args], capture_output=True, text=True, cwd=cwd, env=env,
-                          timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "r1kit", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=120,
+        check=False,
+    )
 
 
 MISSING = "wandb,tensorboard,tensorboardX,trackio,vllm"
@@ -76,13 +97,20 @@ def check_one_line(code: int, stderr: str, root: Path, flag: str, extra: str) ->
     assert code == 2, stderr[-2000:]
     lines = stderr.strip().splitlines()
     assert len(lines) == 1, stderr
-    package = extra[len("'r1kit["):-2]  # 'r1kit[wandb]' -> wandb
-    assert lines[0] == f"r1kit: error: {flag} needs the {package} package, which is not installed: pip install {extra}"
+    package = extra[len("'r1kit[") : -2]  # 'r1kit[wandb]' -> wandb
+    assert (
+        lines[0]
+        == f"r1kit: error: {flag} needs the {package} package, which is not installed: pip install {extra}"
+    )
     assert not (root / "out").exists() and not (root / ".out.partial").exists()
 
 
-@pytest.mark.parametrize(("args", "flag", "extra"), CASES, ids=[" ".join(c[0][:1] + c[0][-2:]) for c in CASES])
-def test_missing_package_is_one_line_naming_the_extra_before_the_model(tmp_path, monkeypatch, args, flag, extra):
+@pytest.mark.parametrize(
+    ("args", "flag", "extra"), CASES, ids=[" ".join(c[0][:1] + c[0][-2:]) for c in CASES]
+)
+def test_missing_package_is_one_line_naming_the_extra_before_the_model(
+    tmp_path, monkeypatch, args, flag, extra
+):
     from typer.testing import CliRunner
 
     from r1kit.cli import app
@@ -96,8 +124,21 @@ def test_missing_package_is_one_line_naming_the_extra_before_the_model(tmp_path,
 
 def test_missing_package_through_the_command_line(tmp_path):
     """The same in a real `r1kit` process, the packages refused by a sitecustomize import finder."""
-    res = r1kit(["sft", "--data", "d.jsonl", "--report-to", "wandb", "--model", str(tmp_path / "no-such-model"),
-                 "--output", "out"], tmp_path, MISSING)
+    res = r1kit(
+        [
+            "sft",
+            "--data",
+            "d.jsonl",
+            "--report-to",
+            "wandb",
+            "--model",
+            str(tmp_path / "no-such-model"),
+            "--output",
+            "out",
+        ],
+        tmp_path,
+        MISSING,
+    )
     check_one_line(res.returncode, res.stderr, tmp_path, "--report-to wandb", "'r1kit[wandb]'")
 
 
@@ -107,9 +148,24 @@ def test_an_installed_package_passes_the_check(tmp_path):
     (tmp_path / "site").mkdir()
     (tmp_path / "site" / "wandb").mkdir()
     (tmp_path / "site" / "wandb" / "__init__.py").write_text("")
-    res = r1kit(["sft", "--data", "d.jsonl", "--report-to", "wandb", "--model", str(tmp_path / "no-such-model"),
-                 "--output", "out"], tmp_path, "")
-    assert res.returncode == 2 and "r1kit[wandb]" not in res.stderr and "no-such-model" in res.stderr, res.stderr
+    res = r1kit(
+        [
+            "sft",
+            "--data",
+            "d.jsonl",
+            "--report-to",
+            "wandb",
+            "--model",
+            str(tmp_path / "no-such-model"),
+            "--output",
+            "out",
+        ],
+        tmp_path,
+        "",
+    )
+    assert res.returncode == 2 and "r1kit[wandb]" not in res.stderr and "no-such-model" in res.stderr, (
+        res.stderr
+    )
 
 
 def test_extras_are_declared():

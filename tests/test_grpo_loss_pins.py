@@ -26,19 +26,54 @@ REWARDS = (
     "def odd_reward(prompts=None, completions=(), completion_ids=None, r1kit_index=(), **kw):\n"
     "    return [(i % 2) * (j % 4 + ids.count(25) / 4) for j, (i, ids) in enumerate(zip(r1kit_index, completion_ids))]\n"
 )
-COMMON = ["--model", "tiny", "--num-generations", "4", "--prompts-per-step", "4", "--batch-size", "8",
-          "--max-completion-length", "12", "--learning-rate", "1e-3", "--max-steps", "2", "--seed", "0", "--no-live"]
+COMMON = [
+    "--model",
+    "tiny",
+    "--num-generations",
+    "4",
+    "--prompts-per-step",
+    "4",
+    "--batch-size",
+    "8",
+    "--max-completion-length",
+    "12",
+    "--learning-rate",
+    "1e-3",
+    "--max-steps",
+    "2",
+    "--seed",
+    "0",
+    "--no-live",
+]
 # loss type -> (flags, [(loss, grad_norm) per step] recorded on e6051ce)
 PINS = {
-    "grpo": (["--loss", "grpo", "--beta", "0.04", "--num-iterations", "2", "--reward", "pin_rewards:digit_share"],
-             [(-5.21540641784668e-08, 3.802628517150879), (-0.0662066712975502, 0.9664290547370911)]),
-    "dapo": (["--loss", "dapo", "--epsilon-high", "0.28", "--num-iterations", "2", "--dynamic-sampling", "mask",
-              "--reward", "pin_rewards:odd_reward"],
-             [(0.02098066359758377, 3.4682955741882324), (-0.05929727852344513, 1.1551828384399414)]),
-    "dr_grpo": (["--loss", "dr_grpo", "--scale-rewards", "none", "--reward", "pin_rewards:digit_share"],
-                [(0.0011718720197677612, 0.3882647752761841), (2.7939677238464355e-09, 0.12409837543964386)]),
-    "kimi": (["--loss", "kimi", "--tau", "0.5", "--num-iterations", "2", "--reward", "pin_rewards:digit_share"],
-             [(0.011992188170552254, 4.659177303314209), (1.5585941076278687, 24.645198822021484)]),
+    "grpo": (
+        ["--loss", "grpo", "--beta", "0.04", "--num-iterations", "2", "--reward", "pin_rewards:digit_share"],
+        [(-5.21540641784668e-08, 3.802628517150879), (-0.0662066712975502, 0.9664290547370911)],
+    ),
+    "dapo": (
+        [
+            "--loss",
+            "dapo",
+            "--epsilon-high",
+            "0.28",
+            "--num-iterations",
+            "2",
+            "--dynamic-sampling",
+            "mask",
+            "--reward",
+            "pin_rewards:odd_reward",
+        ],
+        [(0.02098066359758377, 3.4682955741882324), (-0.05929727852344513, 1.1551828384399414)],
+    ),
+    "dr_grpo": (
+        ["--loss", "dr_grpo", "--scale-rewards", "none", "--reward", "pin_rewards:digit_share"],
+        [(0.0011718720197677612, 0.3882647752761841), (2.7939677238464355e-09, 0.12409837543964386)],
+    ),
+    "kimi": (
+        ["--loss", "kimi", "--tau", "0.5", "--num-iterations", "2", "--reward", "pin_rewards:digit_share"],
+        [(0.011992188170552254, 4.659177303314209), (1.5585941076278687, 24.645198822021484)],
+    ),
 }
 
 
@@ -49,8 +84,12 @@ def work(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("pins")
     (root / "pin_rewards.py").write_text(REWARDS)
-    data.run(build_config(data.Config, flags={"output": str(root / "data"), "train_size": 8, "test_size": 2,
-                                              "digits": 1, "seed": 0}))
+    data.run(
+        build_config(
+            data.Config,
+            flags={"output": str(root / "data"), "train_size": 8, "test_size": 2, "digits": 1, "seed": 0},
+        )
+    )
     return root
 
 
@@ -63,7 +102,9 @@ def test_logged_loss_matches_the_pinned_run(work, loss, monkeypatch):
     monkeypatch.syspath_prepend(str(work))
     flags, pinned = PINS[loss]
     out = work / f"run-{loss}"
-    res = CliRunner().invoke(app, ["grpo", "--data", str(work / "data"), *COMMON, *flags, "--output", str(out)])
+    res = CliRunner().invoke(
+        app, ["grpo", "--data", str(work / "data"), *COMMON, *flags, "--output", str(out)]
+    )
     assert res.exit_code == 0, res.output[-3000:]
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     got = [(r["loss"], r["grad_norm"]) for r in records if "loss" in r and "grad_norm" in r]

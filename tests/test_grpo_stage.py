@@ -24,19 +24,46 @@ REWARD_MODULE = (
     "    SEEN.extend(r1kit_index)\n"
     "    return [float(len(ids) % 3) for ids in completion_ids]\n"
 )
-SMALL = ["--model", "tiny", "--num-generations", "4", "--prompts-per-step", "2", "--max-completion-length", "12",
-         "--learning-rate", "1e-3", "--no-live"]
-EXPECTED_KEYS = ("rewards/accuracy/mean", "rewards/len_reward/mean", "accuracy", "kl", "entropy",
-                 "clip_ratio/low_mean", "clip_ratio/high_mean", "clip_ratio/region_mean", "completions/mean_length",
-                 "zero_std_fraction", "tokens_per_s", "loss")
+SMALL = [
+    "--model",
+    "tiny",
+    "--num-generations",
+    "4",
+    "--prompts-per-step",
+    "2",
+    "--max-completion-length",
+    "12",
+    "--learning-rate",
+    "1e-3",
+    "--no-live",
+]
+EXPECTED_KEYS = (
+    "rewards/accuracy/mean",
+    "rewards/len_reward/mean",
+    "accuracy",
+    "kl",
+    "entropy",
+    "clip_ratio/low_mean",
+    "clip_ratio/high_mean",
+    "clip_ratio/region_mean",
+    "completions/mean_length",
+    "zero_std_fraction",
+    "tokens_per_s",
+    "loss",
+)
 
 
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
     root = tmp_path_factory.mktemp("grpo")
-    rows = [{"question": f"What is {a}+{b}?", "answer": str(a + b), "difficulty": (a + b) // 30} for a, b in PROBLEMS]
+    rows = [
+        {"question": f"What is {a}+{b}?", "answer": str(a + b), "difficulty": (a + b) // 30}
+        for a, b in PROBLEMS
+    ]
     (root / "arith.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    (root / "questions.jsonl").write_text("".join(json.dumps({"question": r["question"]}) + "\n" for r in rows))
+    (root / "questions.jsonl").write_text(
+        "".join(json.dumps({"question": r["question"]}) + "\n" for r in rows)
+    )
     (root / "rw.py").write_text(REWARD_MODULE)
     return root
 
@@ -52,8 +79,19 @@ def steps_logged(out):
 
 def test_run_writes_checkpoint_and_metrics_then_resumes(work):
     out1, out2 = work / "run1", work / "run2"
-    common = ["--reward", "accuracy=1", "--reward", "rw:len_reward=0.5", "--beta", "0.04",
-              "--dynamic-sampling", "mask", "--sampler", "curriculum", "--keep-checkpoints"]
+    common = [
+        "--reward",
+        "accuracy=1",
+        "--reward",
+        "rw:len_reward=0.5",
+        "--beta",
+        "0.04",
+        "--dynamic-sampling",
+        "mask",
+        "--sampler",
+        "curriculum",
+        "--keep-checkpoints",
+    ]
     res = grpo(work, "--output", out1, "--max-steps", "2", *common)
     assert res.returncode == 0, res.stderr[-3000:]
     records = steps_logged(out1)
@@ -89,10 +127,31 @@ def test_kimi_loss_refill_and_prioritized_sampling_run(work, monkeypatch):
 
     monkeypatch.syspath_prepend(str(work))
     out = work / "kimi"
-    res = CliRunner().invoke(app, ["grpo", "--data", str(work / "arith.jsonl"), *SMALL, "--output", str(out),
-                                   "--max-steps", "1", "--reward", "accuracy", "--reward", "rw:odd_reward",
-                                   "--loss", "kimi", "--tau", "0.5", "--dynamic-sampling", "refill",
-                                   "--sampler", "prioritized"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "grpo",
+            "--data",
+            str(work / "arith.jsonl"),
+            *SMALL,
+            "--output",
+            str(out),
+            "--max-steps",
+            "1",
+            "--reward",
+            "accuracy",
+            "--reward",
+            "rw:odd_reward",
+            "--loss",
+            "kimi",
+            "--tau",
+            "0.5",
+            "--dynamic-sampling",
+            "refill",
+            "--sampler",
+            "prioritized",
+        ],
+    )
     assert res.exit_code == 0, res.output[-3000:]
     (record,) = steps_logged(out)
     assert math.isfinite(record["loss"]) and math.isfinite(record["kimi/log_ratio"])
@@ -110,21 +169,41 @@ def test_sorted_curriculum_trains_on_the_hardest_prompts_too(work, monkeypatch):
     from r1kit.cli import app
 
     monkeypatch.syspath_prepend(str(work))
-    rows = [{"question": f"What is {a}+{b}?", "answer": str(a + b), "difficulty": d}
-            for d, (a, b) in zip([2, 4, 0, 3, 1], PROBLEMS)]
+    rows = [
+        {"question": f"What is {a}+{b}?", "answer": str(a + b), "difficulty": d}
+        for d, (a, b) in zip([2, 4, 0, 3, 1], PROBLEMS)
+    ]
     (work / "five.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     import rw
 
     rw.SEEN.clear()
-    res = CliRunner().invoke(app, ["grpo", "--data", str(work / "five.jsonl"), *SMALL, "--output", str(work / "cur"),
-                                   "--max-steps", "10", "--reward", "rw:seen_reward", "--sampler", "curriculum",
-                                   "--max-completion-length", "4"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "grpo",
+            "--data",
+            str(work / "five.jsonl"),
+            *SMALL,
+            "--output",
+            str(work / "cur"),
+            "--max-steps",
+            "10",
+            "--reward",
+            "rw:seen_reward",
+            "--sampler",
+            "curriculum",
+            "--max-completion-length",
+            "4",
+        ],
+    )
     assert res.exit_code == 0, res.output[-3000:]
     groups = [rw.SEEN[i] for i in range(0, len(rw.SEEN), 4)]  # one index per group of G = 4
     assert len(groups) == 20 and set(groups) == {0, 1, 2, 3, 4}
     for epoch in range(5):  # each epoch: 4 distinct prompts, easiest first
-        drawn = groups[epoch * 4:(epoch + 1) * 4]
-        assert len(set(drawn)) == 4 and [rows[i]["difficulty"] for i in drawn] == sorted(rows[i]["difficulty"] for i in drawn)
+        drawn = groups[epoch * 4 : (epoch + 1) * 4]
+        assert len(set(drawn)) == 4 and [rows[i]["difficulty"] for i in drawn] == sorted(
+            rows[i]["difficulty"] for i in drawn
+        )
 
 
 def test_prioritized_success_rates_are_saved_and_resumed(work, monkeypatch):
@@ -135,15 +214,30 @@ def test_prioritized_success_rates_are_saved_and_resumed(work, monkeypatch):
     from r1kit.cli import app
 
     monkeypatch.syspath_prepend(str(work))
-    common = ["grpo", "--data", str(work / "arith.jsonl"), *SMALL, "--reward", "accuracy", "--reward",
-              "rw:odd_reward", "--sampler", "prioritized", "--keep-checkpoints", "--save-steps", "1",
-              "--max-completion-length", "4"]
+    common = [
+        "grpo",
+        "--data",
+        str(work / "arith.jsonl"),
+        *SMALL,
+        "--reward",
+        "accuracy",
+        "--reward",
+        "rw:odd_reward",
+        "--sampler",
+        "prioritized",
+        "--keep-checkpoints",
+        "--save-steps",
+        "1",
+        "--max-completion-length",
+        "4",
+    ]
     first, second = work / "prio1", work / "prio2"
     assert CliRunner().invoke(app, [*common, "--output", str(first), "--max-steps", "1"]).exit_code == 0
     state = json.loads((first / "checkpoints" / "checkpoint-1" / "r1kit_sampler.json").read_text())
     assert sum(state["counts"]) == 8 and len(state["counts"]) == len(PROBLEMS)
-    res = CliRunner().invoke(app, [*common, "--output", str(second), "--max-steps", "2",
-                                   "--resume", str(first / "checkpoints")])
+    res = CliRunner().invoke(
+        app, [*common, "--output", str(second), "--max-steps", "2", "--resume", str(first / "checkpoints")]
+    )
     assert res.exit_code == 0, res.output[-3000:]
     resumed = json.loads((second / "checkpoints" / "checkpoint-2" / "r1kit_sampler.json").read_text())
     assert sum(resumed["counts"]) == 16
@@ -166,8 +260,14 @@ def no_chat_model(work):
 
 BAD = {
     "g1": (["--num-generations", "1"], "--num-generations (G=1) must be >= 2"),
-    "not_div_g": (["--generation-batch-size", "10"], "--generation-batch-size (10) must be divisible by --num-generations (4)"),
-    "micro": (["--batch-size", "3"], "a step's batch of 8 completions (2 prompts × G=4) must be divisible by --batch-size (3)"),
+    "not_div_g": (
+        ["--generation-batch-size", "10"],
+        "--generation-batch-size (10) must be divisible by --num-generations (4)",
+    ),
+    "micro": (
+        ["--batch-size", "3"],
+        "a step's batch of 8 completions (2 prompts × G=4) must be divisible by --batch-size (3)",
+    ),
     "reward": (["--reward", "acuracy"], "unknown reward 'acuracy'. Did you mean 'accuracy'?"),
     "preset": (["--preset", "r1zero"], "unknown preset 'r1zero'. Did you mean 'r1-zero'?"),
     "columns": (["--reward", "code"], "reward 'code' needs column(s) tests"),
@@ -185,7 +285,9 @@ def test_bad_input_exits_2_before_loading(work, case):
     args, message = BAD[case]
     out = work / f"bad_{case}"
     args = [str(work / "questions.jsonl") if a == "QUESTIONS" else a for a in args]
-    res = CliRunner().invoke(app, ["grpo", "--data", str(work / "arith.jsonl"), *SMALL, "--output", str(out), *args])
+    res = CliRunner().invoke(
+        app, ["grpo", "--data", str(work / "arith.jsonl"), *SMALL, "--output", str(out), *args]
+    )
     assert res.exit_code == 2, res.output
     assert message in res.stderr, res.stderr
     assert res.stderr.strip().splitlines()[-1].startswith("r1kit: error:")  # one line (after progress bars)
@@ -198,8 +300,22 @@ def test_chat_preset_needs_a_chat_template(work, no_chat_model):
     from r1kit.cli import app
 
     out = work / "bad_chat"
-    res = CliRunner().invoke(app, ["grpo", "--data", str(work / "arith.jsonl"), "--model", str(no_chat_model),
-                                   "--preset", "r1", "--lang", "en", "--output", str(out)])
+    res = CliRunner().invoke(
+        app,
+        [
+            "grpo",
+            "--data",
+            str(work / "arith.jsonl"),
+            "--model",
+            str(no_chat_model),
+            "--preset",
+            "r1",
+            "--lang",
+            "en",
+            "--output",
+            str(out),
+        ],
+    )
     assert res.exit_code == 2
     assert "--template chat-think (from --preset r1) renders chat messages, but the tokenizer" in res.stderr
     assert not out.exists()
@@ -212,7 +328,12 @@ def build(config_file=None, **flags):
 def test_preset_precedence(tmp_path):
     # defaults < preset < --config file < flags; a flag equal to the default still beats the preset
     cfg = build(preset="r1-zero")
-    assert (cfg.beta, cfg.ref_reset_steps, cfg.template, cfg.reward) == (0.001, 400, "r1-zero", ["accuracy=1", "format=1"])
+    assert (cfg.beta, cfg.ref_reset_steps, cfg.template, cfg.reward) == (
+        0.001,
+        400,
+        "r1-zero",
+        ["accuracy=1", "format=1"],
+    )
     assert cfg.num_generations == 16 and cfg.loss == "grpo" and cfg.epsilon_high == 0.2
     yaml_file = tmp_path / "c.yaml"
     yaml_file.write_text("beta: 0.01\nnum_generations: 4\n")
@@ -221,8 +342,14 @@ def test_preset_precedence(tmp_path):
     assert build(preset="r1-zero", num_generations=8).num_generations == 8
     assert build(preset="r1-zero", beta=0.0).beta == 0.0  # the built-in default, given as a flag, wins
     cfg = build(preset="dapo")
-    assert (cfg.loss, cfg.epsilon, cfg.epsilon_high, cfg.beta, cfg.dynamic_sampling, cfg.mask_truncated) == \
-        ("dapo", 0.2, 0.28, 0.0, "refill", True)
+    assert (cfg.loss, cfg.epsilon, cfg.epsilon_high, cfg.beta, cfg.dynamic_sampling, cfg.mask_truncated) == (
+        "dapo",
+        0.2,
+        0.28,
+        0.0,
+        "refill",
+        True,
+    )
     cfg = build(preset="dr-grpo", scale_rewards="group")
     assert cfg.loss == "dr_grpo" and cfg.scale_rewards == "group"
     cfg = build(preset="kimi-long2short")
@@ -255,9 +382,16 @@ def test_help_shows_the_true_defaults():
     res = CliRunner().invoke(app, ["grpo", "--help"], env={"COLUMNS": "400", "TERMINAL_WIDTH": "400"})
     assert res.exit_code == 0
     text = " ".join(res.output.split()).split(" Options: ", 1)[1]  # past the docstring's example
-    for flag, default in (("--num-generations", "8"), ("--learning-rate", "1e-06"), ("--loss", "grpo"),
-                          ("--max-completion-length", "1024"), ("--tau", "0.1"), ("--scale-rewards", "group"),
-                          ("--dynamic-sampling", "off"), ("--template", "auto")):
+    for flag, default in (
+        ("--num-generations", "8"),
+        ("--learning-rate", "1e-06"),
+        ("--loss", "grpo"),
+        ("--max-completion-length", "1024"),
+        ("--tau", "0.1"),
+        ("--scale-rewards", "group"),
+        ("--dynamic-sampling", "off"),
+        ("--template", "auto"),
+    ):
         after = text.split(flag + " ", 1)[1]
         assert after.split("[default: ", 1)[1].startswith(default + "]"), (flag, after[:300])
     assert "r1-zero, r1, dapo, dr-grpo, kimi-long2short" in text
@@ -294,9 +428,17 @@ def test_health_warnings():
     logs = [(0.1, 0.5, 0.1), (0.2, 0.5, 0.2), (0.6, 0.3, 0.9), (0.8, 0.2, 2.0), (0.9, 0.1, 3.0)]
     for step, (fmt, acc, kl) in enumerate(logs, 1):
         state.global_step = step
-        cb.on_log(None, state, None, logs={"rewards/format/mean": fmt, "accuracy": acc, "kl": kl, "num_tokens": 100.0 * step})
+        cb.on_log(
+            None,
+            state,
+            None,
+            logs={"rewards/format/mean": fmt, "accuracy": acc, "kl": kl, "num_tokens": 100.0 * step},
+        )
     warnings = [r for r in out.records if r.get("event") == "warning"]
-    assert [(w["kind"], w["step"]) for w in warnings] == [("kl_blowup", 3), ("reward_hacking", 4)]  # once each
+    assert [(w["kind"], w["step"]) for w in warnings] == [
+        ("kl_blowup", 3),
+        ("reward_hacking", 4),
+    ]  # once each
     assert all(r["tokens_per_s"] > 0 for r in out.records if "tokens_per_s" in r)
 
 
@@ -310,14 +452,37 @@ def test_fast_rollout_and_reward_model_flag(work):
 
     rm = work / "rm"
     tok = build_tiny_tokenizer()
-    cfg = Qwen2Config(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                      num_attention_heads=2, num_key_value_heads=1, num_labels=1, pad_token_id=tok.pad_token_id)
+    cfg = Qwen2Config(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        num_labels=1,
+        pad_token_id=tok.pad_token_id,
+    )
     torch.manual_seed(0)
     Qwen2ForSequenceClassification(cfg).save_pretrained(rm)
     tok.save_pretrained(rm)
     out = work / "fast"
-    res = grpo(work, "--output", out, "--max-steps", "1", "--rollout", "fast", "--reward", "accuracy=1",
-               "--reward", "reward_model=0.5", "--reward-model", rm, "--rollout-cache", "keep")
+    res = grpo(
+        work,
+        "--output",
+        out,
+        "--max-steps",
+        "1",
+        "--rollout",
+        "fast",
+        "--reward",
+        "accuracy=1",
+        "--reward",
+        "reward_model=0.5",
+        "--reward-model",
+        rm,
+        "--rollout-cache",
+        "keep",
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     assert "rollout_cache: keep" in (out / "resolved_config.yaml").read_text()
     (record,) = steps_logged(out)

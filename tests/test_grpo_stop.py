@@ -139,7 +139,19 @@ def test_stop_with_mask_truncated_is_refused_in_one_line(tmp_path):
 
 @pytest.mark.parametrize("partial", [["--rollout-token-budget", "8"], ["--repeat-stop", "4"]])
 def test_stop_with_partial_rollouts_is_refused_in_one_line(tmp_path, partial):
-    res = run_cli("grpo", "--model", "tiny", "--data", problems(tmp_path / "p.jsonl"), "--stop", "\n", *partial,
-                  "--max-steps", 1, "--output", tmp_path / "grpo")
+    res = run_cli(
+        "grpo",
+        "--model",
+        "tiny",
+        "--data",
+        problems(tmp_path / "p.jsonl"),
+        "--stop",
+        "\n",
+        *partial,
+        "--max-steps",
+        1,
+        "--output",
+        tmp_path / "grpo",
+    )
     assert res.returncode == 2 and "--stop" in res.stderr and "partial" in res.stderr
     assert "Traceback" not in res.stderr and not (tmp_path / "grpo").exists()

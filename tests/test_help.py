@@ -19,7 +19,7 @@ def example_lines(text: str, indent_of=lambda line: len(line) - len(line.lstrip(
     start = next(i for i, line in enumerate(lines) if line.strip() in ("Example:", "Examples:"))
     depth = indent_of(lines[start])
     block = []
-    for line in lines[start + 1:]:
+    for line in lines[start + 1 :]:
         if not line.strip() or line.strip() == "\b":  # click's no-rewrap marker, in a docstring
             continue
         if indent_of(line) <= depth:

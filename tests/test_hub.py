@@ -19,23 +19,40 @@ from r1kit.options import HubOptions
 
 def test_offline_push_is_refused_in_one_line_before_training(tmp_path):
     chats(tmp_path / "chats.jsonl")
-    res = run_cli("sft", "--data", tmp_path / "chats.jsonl", "--output", tmp_path / "out", "--max-steps", 1,
-                  "--push-to-hub", "me/tiny-sft")  # run_cli sets HF_HUB_OFFLINE=1
+    res = run_cli(
+        "sft",
+        "--data",
+        tmp_path / "chats.jsonl",
+        "--output",
+        tmp_path / "out",
+        "--max-steps",
+        1,
+        "--push-to-hub",
+        "me/tiny-sft",
+    )  # run_cli sets HF_HUB_OFFLINE=1
     assert res.returncode == 2
-    assert res.stderr.strip().splitlines() == [(
-        "r1kit: error: --push-to-hub me/tiny-sft: the hub is switched off (HF_HUB_OFFLINE=1), so the trained model "
-        "could not be uploaded; unset HF_HUB_OFFLINE, or train without --push-to-hub and upload OUT/model later "
-        "(hf upload me/tiny-sft OUT/model)")]
+    assert res.stderr.strip().splitlines() == [
+        (
+            "r1kit: error: --push-to-hub me/tiny-sft: the hub is switched off (HF_HUB_OFFLINE=1), so the trained model "
+            "could not be uploaded; unset HF_HUB_OFFLINE, or train without --push-to-hub and upload OUT/model later "
+            "(hf upload me/tiny-sft OUT/model)"
+        )
+    ]
     assert "sft step" not in res.stdout + res.stderr  # stopped before training
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["chats.jsonl"]  # nothing written, not even a partial
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "chats.jsonl"
+    ]  # nothing written, not even a partial
 
 
-@pytest.mark.parametrize("stage, args", [
-    ("grpo", ["--data", "chats.jsonl", "--max-steps", "1"]),
-    ("dpo-shorten", ["--model", "tiny", "--data", "chats.jsonl", "--max-steps", "1"]),
-    ("distill", ["--teacher", "tiny", "--student", "tiny", "--data", "chats.jsonl"]),
-    ("merge", ["--model", "a", "--model", "b"]),
-])
+@pytest.mark.parametrize(
+    "stage, args",
+    [
+        ("grpo", ["--data", "chats.jsonl", "--max-steps", "1"]),
+        ("dpo-shorten", ["--model", "tiny", "--data", "chats.jsonl", "--max-steps", "1"]),
+        ("distill", ["--teacher", "tiny", "--student", "tiny", "--data", "chats.jsonl"]),
+        ("merge", ["--model", "a", "--model", "b"]),
+    ],
+)
 def test_every_stage_that_pushes_refuses_offline_in_one_line_before_it_starts(tmp_path, stage, args):
     """The flag, and trl's YAML form (push_to_hub: true + hub_model_id), on every stage with a model output."""
     chats(tmp_path / "chats.jsonl")
@@ -43,10 +60,13 @@ def test_every_stage_that_pushes_refuses_offline_in_one_line_before_it_starts(tm
     for push in (["--push-to-hub", "me/tiny-run"], ["--config", "hub.yaml"]):
         res = run_cli(stage, *args, "--output", "out", *push, cwd=tmp_path)
         assert res.returncode == 2
-        assert res.stderr.strip().splitlines() == [(
-            "r1kit: error: --push-to-hub me/tiny-run: the hub is switched off (HF_HUB_OFFLINE=1), so the trained "
-            "model could not be uploaded; unset HF_HUB_OFFLINE, or train without --push-to-hub and upload OUT/model "
-            "later (hf upload me/tiny-run OUT/model)")]
+        assert res.stderr.strip().splitlines() == [
+            (
+                "r1kit: error: --push-to-hub me/tiny-run: the hub is switched off (HF_HUB_OFFLINE=1), so the trained "
+                "model could not be uploaded; unset HF_HUB_OFFLINE, or train without --push-to-hub and upload OUT/model "
+                "later (hf upload me/tiny-run OUT/model)"
+            )
+        ]
         assert sorted(p.name for p in tmp_path.iterdir()) == ["chats.jsonl", "hub.yaml"]
 
 
@@ -55,21 +75,44 @@ def test_push_without_a_token_is_refused_before_training(tmp_path):
     chats(tmp_path / "chats.jsonl")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING"))}
     env.update(HF_HOME=str(tmp_path / "hf-home"), HF_HUB_OFFLINE="0", PYTHONPATH=str(REPO))
-    res = subprocess.run([sys.executable, "-m", "r1kit", "grpo", "--data", str(tmp_path / "chats.jsonl"), "--output",
-                          str(tmp_path / "out"), "--push_to_hub", "me/tiny-grpo"],
-                         capture_output=True, text=True, env=env, timeout=300, check=False)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "r1kit",
+            "grpo",
+            "--data",
+            str(tmp_path / "chats.jsonl"),
+            "--output",
+            str(tmp_path / "out"),
+            "--push_to_hub",
+            "me/tiny-grpo",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
     assert res.returncode == 2
-    assert res.stderr.strip().splitlines() == [(
-        "r1kit: error: --push-to-hub me/tiny-grpo: no Hugging Face token; log in with `hf auth login` (or set "
-        "HF_TOKEN) with a token that may write, then run again")]
+    assert res.stderr.strip().splitlines() == [
+        (
+            "r1kit: error: --push-to-hub me/tiny-grpo: no Hugging Face token; log in with `hf auth login` (or set "
+            "HF_TOKEN) with a token that may write, then run again"
+        )
+    ]
     assert not (tmp_path / "out").exists()
 
 
 def test_a_bad_repo_id_is_refused():
-    cfg, res = cli_config("merge", "--model", "a", "--model", "b", "--output", "o", "--push-to-hub", "me/my model")
+    cfg, res = cli_config(
+        "merge", "--model", "a", "--model", "b", "--output", "o", "--push-to-hub", "me/my model"
+    )
     assert cfg is None and res.exit_code == 2
-    assert "r1kit: error: --push-to-hub 'me/my model' is not a hub repo id (Repo id must use alphanumeric chars" in (
-        res.stderr)
+    assert (
+        "r1kit: error: --push-to-hub 'me/my model' is not a hub repo id (Repo id must use alphanumeric chars"
+        in (res.stderr)
+    )
 
 
 class FakeHub:
@@ -120,8 +163,21 @@ def test_sft_and_merge_push_their_model_folder_with_its_card_at_the_end(tmp_path
 
     from r1kit.cli import app
 
-    res = CliRunner().invoke(app, ["sft", "--data", str(tmp_path / "chats.jsonl"), "--output", str(out),
-                                   "--max-steps", "1", "--push-to-hub", "tiny-sft", "--hub-private"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "sft",
+            "--data",
+            str(tmp_path / "chats.jsonl"),
+            "--output",
+            str(out),
+            "--max-steps",
+            "1",
+            "--push-to-hub",
+            "tiny-sft",
+            "--hub-private",
+        ],
+    )
     assert res.exit_code == 0, res.stderr
     assert created_before_training == [True]
     (create_call, upload) = online.calls
@@ -130,15 +186,32 @@ def test_sft_and_merge_push_their_model_folder_with_its_card_at_the_end(tmp_path
     assert (repo, folder, message) == ("me/tiny-sft", str(out / "model"), "r1kit sft: sft")  # the full id
     assert {"README.md", "config.json", "model.safetensors"} <= set(files)
     assert "r1kit" in card and "sft" in card  # the model card went up with the weights
-    assert f"pushed {out / 'model'} to me/tiny-sft (https://huggingface.co/me/tiny-sft/commit/abc)" in res.stdout
+    assert (
+        f"pushed {out / 'model'} to me/tiny-sft (https://huggingface.co/me/tiny-sft/commit/abc)" in res.stdout
+    )
     assert (out / "manifest.json").is_file()
 
     online.calls.clear()
     merged = tmp_path / "merged"
-    res = CliRunner().invoke(app, ["merge", "--model", str(out), "--model", str(out), "--output", str(merged),
-                                   "--push-to-hub", "me/tiny-merged"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "merge",
+            "--model",
+            str(out),
+            "--model",
+            str(out),
+            "--output",
+            str(merged),
+            "--push-to-hub",
+            "me/tiny-merged",
+        ],
+    )
     assert res.exit_code == 0, res.stderr
-    assert [c[:2] for c in online.calls] == [("create_repo", "me/tiny-merged"), ("upload_folder", "me/tiny-merged")]
+    assert [c[:2] for c in online.calls] == [
+        ("create_repo", "me/tiny-merged"),
+        ("upload_folder", "me/tiny-merged"),
+    ]
     assert "\n- merge\n" in online.calls[1][5]  # the merge's own card (its tags)
 
 
@@ -150,12 +223,25 @@ def test_a_failed_upload_keeps_the_complete_output_and_says_how_to_finish(tmp_pa
 
     from r1kit.cli import app
 
-    res = CliRunner().invoke(app, ["sft", "--data", str(tmp_path / "chats.jsonl"), "--output", str(out),
-                                   "--max-steps", "1", "--push-to-hub", "me/tiny-sft"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "sft",
+            "--data",
+            str(tmp_path / "chats.jsonl"),
+            "--output",
+            str(out),
+            "--max-steps",
+            "1",
+            "--push-to-hub",
+            "me/tiny-sft",
+        ],
+    )
     assert res.exit_code == 2
     assert res.stderr.strip().splitlines()[-1] == (
         f"r1kit: error: the output is complete in {out}, but uploading it to me/tiny-sft failed (ConnectionError: "
-        f"Connection reset by peer); upload it with: hf upload me/tiny-sft {out / 'model'}")
+        f"Connection reset by peer); upload it with: hf upload me/tiny-sft {out / 'model'}"
+    )
     assert (out / "manifest.json").is_file() and (out / "model" / "README.md").is_file()
 
 
@@ -166,13 +252,26 @@ def test_an_unreachable_hub_stops_the_run_before_anything_is_written(tmp_path, o
 
     from r1kit.cli import app
 
-    res = CliRunner().invoke(app, ["sft", "--data", str(tmp_path / "chats.jsonl"), "--output", str(tmp_path / "sft"),
-                                   "--max-steps", "1", "--push-to-hub", "me/tiny-sft"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "sft",
+            "--data",
+            str(tmp_path / "chats.jsonl"),
+            "--output",
+            str(tmp_path / "sft"),
+            "--max-steps",
+            "1",
+            "--push-to-hub",
+            "me/tiny-sft",
+        ],
+    )
     assert res.exit_code == 2
     assert res.stderr.strip().splitlines()[-1] == (
         "r1kit: error: --push-to-hub me/tiny-sft: cannot create or reach the repo before training (ConnectionError: "
         "Max retries exceeded with url: /api/repos/create); check the network and that the token may write there, or "
-        "train without --push-to-hub")
+        "train without --push-to-hub"
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["chats.jsonl"]
 
 

@@ -35,7 +35,9 @@ def _jsonl(name: str) -> list[dict]:
 
 
 GSM8K = [r["answer"].rsplit("####", 1)[1].strip().replace(",", "") for r in _jsonl("gsm8k_sample.jsonl")]
-MATH500 = [r["answer"] for r in _jsonl("math500_sample.jsonl")] + [r["answer"] for r in _jsonl("math500_golds.jsonl")]
+MATH500 = [r["answer"] for r in _jsonl("math500_sample.jsonl")] + [
+    r["answer"] for r in _jsonl("math500_golds.jsonl")
+]
 THINK = "<think>\nLet me work it out step by step.\n</think>\n\n"
 
 
@@ -82,19 +84,37 @@ NUMBER_STYLES = [
 def test_number_styles(style, template, expected, gold):
     completion = template.format(a=_gold(gold))
     # the task label does not matter for a number gold
-    assert {judge(completion, gold, task).correct for task in ("math", "numeric", None)} == {expected}, completion
+    assert {judge(completion, gold, task).correct for task in ("math", "numeric", None)} == {expected}, (
+        completion
+    )
 
 
 def test_number_forms():
-    cases = [("\\boxed{2,125}", "2125"), ("\\boxed{2125.0}", "2125"), ("\\boxed{\\frac{4250}{2}}", "2125"),
-             ("\\boxed{-10.00}", "-10"), ("\\boxed{\u221210}", "-10"), ("The answer is $-3$.", "-3"),
-             ("\\boxed{\\frac{28}{6}}", "\\frac{14}{3}"), ("\\boxed{4\\frac{2}{3}}", "\\frac{14}{3}"),
-             ("\\boxed{14/3}", "\\frac{14}{3}"), ("\\boxed{4.666667}", "\\frac{14}{3}"),
-             ("\\boxed{1.8}", "1\\frac{4}{5}"), ("\\boxed{\\frac95}", "1\\frac{4}{5}"), ("\\boxed{18.9}", "\\$18.90"),
-             ("The answer is \\$18.90.", "\\$18.90"), ("\\boxed{10080}", "10,\\!080"), ("\\boxed{15}", "15\\mbox{ cm}^2"),
-             ("\\boxed{15 \\text{ cm}^2}", "15\\mbox{ cm}^2"), ("$15\\mbox{ cm}^2$", "15\\mbox{ cm}^2"),
-             ("\\boxed{106^\\circ}", "106^\\circ"), ("\\boxed{106}", "106^\\circ"), ("\\boxed{0.0000672}", ".0000672"),
-             ("\\boxed{2\\cdot 9}", "18"), ("\\boxed{\\sqrt{324}}", "18")]
+    cases = [
+        ("\\boxed{2,125}", "2125"),
+        ("\\boxed{2125.0}", "2125"),
+        ("\\boxed{\\frac{4250}{2}}", "2125"),
+        ("\\boxed{-10.00}", "-10"),
+        ("\\boxed{\u221210}", "-10"),
+        ("The answer is $-3$.", "-3"),
+        ("\\boxed{\\frac{28}{6}}", "\\frac{14}{3}"),
+        ("\\boxed{4\\frac{2}{3}}", "\\frac{14}{3}"),
+        ("\\boxed{14/3}", "\\frac{14}{3}"),
+        ("\\boxed{4.666667}", "\\frac{14}{3}"),
+        ("\\boxed{1.8}", "1\\frac{4}{5}"),
+        ("\\boxed{\\frac95}", "1\\frac{4}{5}"),
+        ("\\boxed{18.9}", "\\$18.90"),
+        ("The answer is \\$18.90.", "\\$18.90"),
+        ("\\boxed{10080}", "10,\\!080"),
+        ("\\boxed{15}", "15\\mbox{ cm}^2"),
+        ("\\boxed{15 \\text{ cm}^2}", "15\\mbox{ cm}^2"),
+        ("$15\\mbox{ cm}^2$", "15\\mbox{ cm}^2"),
+        ("\\boxed{106^\\circ}", "106^\\circ"),
+        ("\\boxed{106}", "106^\\circ"),
+        ("\\boxed{0.0000672}", ".0000672"),
+        ("\\boxed{2\\cdot 9}", "18"),
+        ("\\boxed{\\sqrt{324}}", "18"),
+    ]
     for completion, gold in cases:
         assert judge(THINK + completion, _gold(gold), "math").correct is True, (completion, gold)
     assert judge(THINK + "\\boxed{4.67}", "\\frac{14}{3}", "math").correct is False  # rounded: not the value
@@ -124,8 +144,12 @@ LATEX_CASES = [
     ("complex", THINK + "\\boxed{6-5i}", "6 - 5i", True),
     ("complex_wrong", THINK + "\\boxed{6+5i}", "6 - 5i", False),
     ("equation", THINK + "\\boxed{y=2x+3}", "y = 2x + 3", True),
-    ("matrix", THINK + "\\boxed{\\begin{pmatrix}-1/3\\\\2/3\\\\5/3\\end{pmatrix}}",
-     "\\begin{pmatrix} -1/3 \\\\ 2/3 \\\\ 5/3 \\end{pmatrix}", True),
+    (
+        "matrix",
+        THINK + "\\boxed{\\begin{pmatrix}-1/3\\\\2/3\\\\5/3\\end{pmatrix}}",
+        "\\begin{pmatrix} -1/3 \\\\ 2/3 \\\\ 5/3 \\end{pmatrix}",
+        True,
+    ),
     ("sqrt", THINK + "The answer is $\\sqrt{51}$.", "\\sqrt{51}", True),
     ("sqrt_wrong", THINK + "The answer is $\\sqrt{52}$.", "\\sqrt{51}", False),
     ("variable", THINK + "\\boxed{2(k+1)}", "2k+2", True),
@@ -138,7 +162,12 @@ LATEX_CASES = [
     ("choice_boxed_letter", THINK + "\\boxed{C}", "\\text{(C)}", True),
     ("choice_paren_text", THINK + "The answer is $\\text{(C)}$.", "\\text{(C)}", True),
     ("choice_wrong", THINK + "\\boxed{(B)}", "\\text{(C)}", False),
-    ("choice_not_x_but_y", THINK + "The answer is not $\\text{(C)}$ but $16 \\sqrt{3}$.", "\\text{(C)}", False),
+    (
+        "choice_not_x_but_y",
+        THINK + "The answer is not $\\text{(C)}$ but $16 \\sqrt{3}$.",
+        "\\text{(C)}",
+        False,
+    ),
 ]
 
 
@@ -148,10 +177,16 @@ def test_latex_and_other_golds(style, completion, gold, expected):
 
 
 CHOICE_CASES = [
-    ("boxed", "\\boxed{B}", True), ("boxed_paren", "\\boxed{(B)}", True), ("answer_colon", "Answer: B", True),
-    ("answer_is", "The correct answer is (B).", True), ("option", "\\boxed{\\text{Option B}}", True),
-    ("lead_letter", "\\boxed{B) 12}", True), ("bold", "**B**", True), ("free_text_paren", "I pick (B) here.", True),
-    ("last_letter", "So I choose B.", True), ("wrong", "\\boxed{C}", False),
+    ("boxed", "\\boxed{B}", True),
+    ("boxed_paren", "\\boxed{(B)}", True),
+    ("answer_colon", "Answer: B", True),
+    ("answer_is", "The correct answer is (B).", True),
+    ("option", "\\boxed{\\text{Option B}}", True),
+    ("lead_letter", "\\boxed{B) 12}", True),
+    ("bold", "**B**", True),
+    ("free_text_paren", "I pick (B) here.", True),
+    ("last_letter", "So I choose B.", True),
+    ("wrong", "\\boxed{C}", False),
     ("letter_only_in_reasoning", "<think>\\boxed{B}</think> I choose C.", False),
     ("cut_in_reasoning", "<think>The answer is (B)", False),
 ]
@@ -169,10 +204,17 @@ def test_at_least_forty_styles():
 
 # ----------------------------------------------------------------------------- the old bugs, one by one
 
+
 def test_numbers_are_numbers_whatever_the_task_label():
     # `evaluate` marked these wrong on math tasks (the text went to math-verify inside a \boxed{})
-    for completion in ("The answer is 204", "The answer is 204.", "**204**", "$204.", "204 minutes",
-                       THINK + "The answer is 204"):
+    for completion in (
+        "The answer is 204",
+        "The answer is 204.",
+        "**204**",
+        "$204.",
+        "204 minutes",
+        THINK + "The answer is 204",
+    ):
         assert judge(completion, "204", "math").correct is True, completion
     assert judge("\\boxed{\\$10}", "10", "math").correct is True
     assert judge("\\boxed{\\text{27}}", "27.0", "math").correct is True
@@ -180,8 +222,14 @@ def test_numbers_are_numbers_whatever_the_task_label():
 
 
 def test_words_never_become_a_product_of_symbols():
-    for completion in ("Not 0 but 5", "\\boxed{Not 0 but 5}", "<answer>Not 0 but 5</answer>",
-                       "The answer is not 0 but 5.", "\\boxed{\\text{no solution}}", "\\boxed{none}"):
+    for completion in (
+        "Not 0 but 5",
+        "\\boxed{Not 0 but 5}",
+        "<answer>Not 0 but 5</answer>",
+        "The answer is not 0 but 5.",
+        "\\boxed{\\text{no solution}}",
+        "\\boxed{none}",
+    ):
         v = judge(completion, "0", "math")
         assert v.correct is False, completion
     assert judge("\\boxed{five}", "\\text{even}", "math").correct is False
@@ -213,15 +261,25 @@ def test_prefill_and_truncation():
 
 
 def test_unscorable_gold_is_excluded_not_wrong():
-    for gold, task in (("\\frac{", "math"), ("", "math"), (None, None), ("   ", "math"), ("five", "numeric"),
-                       ("maybe", "choice"), ("\\sqrt{", "math"), ("}{", "math")):
+    for gold, task in (
+        ("\\frac{", "math"),
+        ("", "math"),
+        (None, None),
+        ("   ", "math"),
+        ("five", "numeric"),
+        ("maybe", "choice"),
+        ("\\sqrt{", "math"),
+        ("}{", "math"),
+    ):
         v = judge("\\boxed{1}", gold, task)
         assert v.correct is None and v.reason.startswith("unscorable gold"), (gold, v)
         assert gold_problem(gold, task)
     assert judge("```python\nprint(1)\n```", None, "code").correct is None  # code without tests
     assert gold_problem("\\frac{1}{2}", "math") is None and gold_problem("E", "math") is None
-    assert screen(["1", "\\frac{", "x^2", ""], ["math"] * 4) == {1: "unbalanced braces in '\\\\frac{'",
-                                                               3: "no gold answer"}
+    assert screen(["1", "\\frac{", "x^2", ""], ["math"] * 4) == {
+        1: "unbalanced braces in '\\\\frac{'",
+        3: "no gold answer",
+    }
     assert exclusion_summary([1, 3]) == {"unscorable_gold": 2, "unscorable_gold_ids": [1, 3]}
 
 
@@ -238,8 +296,18 @@ def test_extract_modes_read_after_the_reasoning():
 
 def test_adversarial_megabyte_inputs_are_bounded():
     big = 1_000_000
-    texts = ["\\boxed{" * (big // 7), "{" * big, "1" * big, "1 " * (big // 2), "$" * big, "The answer is " * (big // 14),
-             "<think>" * (big // 7), "\\frac{1}{2}" * (big // 11), "\\boxed{" + "(" * big + "}", "(A) " * (big // 4)]
+    texts = [
+        "\\boxed{" * (big // 7),
+        "{" * big,
+        "1" * big,
+        "1 " * (big // 2),
+        "$" * big,
+        "The answer is " * (big // 14),
+        "<think>" * (big // 7),
+        "\\frac{1}{2}" * (big // 11),
+        "\\boxed{" + "(" * big + "}",
+        "(A) " * (big // 4),
+    ]
     for text in texts:
         for gold, task in (("18", "math"), ("\\frac{\\pi}{2}", "math"), ("B", "choice")):
             start = time.perf_counter()
@@ -249,40 +317,71 @@ def test_adversarial_megabyte_inputs_are_bounded():
 
 # ----------------------------------------------------------------------------- the reward as `r1kit grpo` calls it
 
+
 def test_accuracy_reward_as_grpo_calls_it_reads_the_prefill():
     accuracy = resolve_reward("accuracy", {"prefill": "<think>\n"}).fn
     chat = [{"role": "user", "content": "What is 200+4?"}]
-    completions = ["so \\boxed{204}", "done</think> \\boxed{204}", "done</think> The answer is 204",
-                   "done</think> Not 204 but 205", "done</think> \\boxed{204}"]
-    scores = accuracy(prompts=[chat] * 5, completions=completions, completion_ids=[[1]] * 5,
-                      answer=["204", "204", "204", "204", "\\frac{"], task=["math"] * 5,
-                      prefill=["<think>\n"] * 5, **TRL_EXTRAS)
+    completions = [
+        "so \\boxed{204}",
+        "done</think> \\boxed{204}",
+        "done</think> The answer is 204",
+        "done</think> Not 204 but 205",
+        "done</think> \\boxed{204}",
+    ]
+    scores = accuracy(
+        prompts=[chat] * 5,
+        completions=completions,
+        completion_ids=[[1]] * 5,
+        answer=["204", "204", "204", "204", "\\frac{"],
+        task=["math"] * 5,
+        prefill=["<think>\n"] * 5,
+        **TRL_EXTRAS,
+    )
     assert scores == [0.0, 1.0, 1.0, 0.0, None]
     # the rendered-prompt form trl passes for chat-think (grpo renders those prompts to text)
     rendered = "<|im_start|>user\nWhat is 200+4?<|im_end|>\n<|im_start|>assistant\n<think>\n"
     plain = resolve_reward("accuracy").fn
-    assert plain(prompts=[rendered] * 2, completions=completions[:2], completion_ids=None, answer=["204"] * 2,
-                 **TRL_EXTRAS) == [0.0, 1.0]
+    assert plain(
+        prompts=[rendered] * 2,
+        completions=completions[:2],
+        completion_ids=None,
+        answer=["204"] * 2,
+        **TRL_EXTRAS,
+    ) == [0.0, 1.0]
     # conversational completions
     msgs = [[{"role": "assistant", "content": c}] for c in completions[:2]]
-    assert accuracy(prompts=[chat] * 2, completions=msgs, answer=["204"] * 2, prefill="<think>\n") == [0.0, 1.0]
+    assert accuracy(prompts=[chat] * 2, completions=msgs, answer=["204"] * 2, prefill="<think>\n") == [
+        0.0,
+        1.0,
+    ]
 
 
 def test_code_reward_is_judged_after_the_reasoning():
     code = resolve_reward("code", {"prefill": "<think>\n"}).fn
     body = "```python\ndef add(a, b):\n    return a + b\n```"
     tests = "assert add(1, 2) == 3\nassert add(2, 2) == 4"
-    scores = code(prompts=["Write add."] * 3, completions=[body, "plan</think>\n" + body, "plan</think> no code"],
-                  completion_ids=None, tests=[tests] * 3, **TRL_EXTRAS)
+    scores = code(
+        prompts=["Write add."] * 3,
+        completions=[body, "plan</think>\n" + body, "plan</think> no code"],
+        completion_ids=None,
+        tests=[tests] * 3,
+        **TRL_EXTRAS,
+    )
     assert scores == [0.0, 1.0, 0.0]  # code inside unfinished reasoning is never run as the answer
     assert code(prompts=["q"], completions=[body], tests=[None]) == [None]
 
 
 def test_judge_many_matches_judge_and_keeps_order():
-    rows = [{"completion": THINK + f"\\boxed{{{g}}}", "answer": g, "task": "math"} for g in GSM8K + MATH500[:6]]
-    rows.append({"completion": "```python\ndef f():\n    return 1\n```", "task": "code", "tests": "assert f() == 1"})
+    rows = [
+        {"completion": THINK + f"\\boxed{{{g}}}", "answer": g, "task": "math"} for g in GSM8K + MATH500[:6]
+    ]
+    rows.append(
+        {"completion": "```python\ndef f():\n    return 1\n```", "task": "code", "tests": "assert f() == 1"}
+    )
     rows.append({"completion": "cut \\boxed{18}", "answer": "18", "task": "math", "prefill": "<think>\n"})
     got = judge_many(rows)
     assert [v.correct for v in got] == [True] * (len(rows) - 1) + [False]
-    assert got == [judge(r["completion"], r.get("answer"), r["task"], prefill=r.get("prefill"), tests=r.get("tests"))
-                   for r in rows]
+    assert got == [
+        judge(r["completion"], r.get("answer"), r["task"], prefill=r.get("prefill"), tests=r.get("tests"))
+        for r in rows
+    ]

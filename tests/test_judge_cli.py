@@ -20,24 +20,62 @@ CHAT_THINK = "<|im_start|>user\nWhat is 200+4?<|im_end|>\n<|im_start|>assistant\
 
 # (prompt, gold, task, [(completion, expected correct)]): three samples per prompt
 TABLE = [
-    ("What is 200+4?", "204", "math", [("The answer is 204", True), ("\\boxed{\\$204}", True), ("**204**", True)]),
-    ("What does it cost?", "10", "math", [("\\boxed{\\text{10}}", True), ("$10.", True), ("\\boxed{11}", False)]),
-    ("What is 5-5?", "0", "math", [("Not 0 but 5", False), ("\\boxed{Not 0 but 5}", False), ("\\boxed{0}", True)]),
-    ("Half of one?", "\\frac{1}{2}", "math",
-     [("\\boxed{0.5}", True), ("The answer is $\\frac12$.", True), ("\\boxed{\\frac{1}{3}}", False)]),
+    (
+        "What is 200+4?",
+        "204",
+        "math",
+        [("The answer is 204", True), ("\\boxed{\\$204}", True), ("**204**", True)],
+    ),
+    (
+        "What does it cost?",
+        "10",
+        "math",
+        [("\\boxed{\\text{10}}", True), ("$10.", True), ("\\boxed{11}", False)],
+    ),
+    (
+        "What is 5-5?",
+        "0",
+        "math",
+        [("Not 0 but 5", False), ("\\boxed{Not 0 but 5}", False), ("\\boxed{0}", True)],
+    ),
+    (
+        "Half of one?",
+        "\\frac{1}{2}",
+        "math",
+        [("\\boxed{0.5}", True), ("The answer is $\\frac12$.", True), ("\\boxed{\\frac{1}{3}}", False)],
+    ),
     # a chat-think prompt rendered to text: the reply opened <think>; answers count after </think>
-    (CHAT_THINK, "204", "math",
-     [("reasoning... \\boxed{204}", False), ("<think>\nreasoning \\boxed{204}", False), ("ok</think> \\boxed{204}", True)]),
+    (
+        CHAT_THINK,
+        "204",
+        "math",
+        [
+            ("reasoning... \\boxed{204}", False),
+            ("<think>\nreasoning \\boxed{204}", False),
+            ("ok</think> \\boxed{204}", True),
+        ],
+    ),
     ("Broken gold?", "\\frac{", "math", [("\\boxed{1}", None), ("\\boxed{2}", None), ("x", None)]),
     # two junk answers must not outvote the real one in cons@k
-    ("What is 3+4?", "7", "numeric",
-     [("<think>x</think> $$", False), ("<think>y</think> $$", False), ("<think>z</think> \\boxed{7}", True)]),
+    (
+        "What is 3+4?",
+        "7",
+        "numeric",
+        [
+            ("<think>x</think> $$", False),
+            ("<think>y</think> $$", False),
+            ("<think>z</think> \\boxed{7}", True),
+        ],
+    ),
 ]
 
 
 def _rows():
-    return [{"prompt": p, "answer": g, "task": t, "completion": c, "num_tokens": 10 + i, "truncated": False}
-            for p, g, t, samples in TABLE for i, (c, _) in enumerate(samples)]
+    return [
+        {"prompt": p, "answer": g, "task": t, "completion": c, "num_tokens": 10 + i, "truncated": False}
+        for p, g, t, samples in TABLE
+        for i, (c, _) in enumerate(samples)
+    ]
 
 
 def _expected():
@@ -55,7 +93,9 @@ def test_evaluate_samples_cli_judges_the_old_bugs_right(tmp_path):
     scored = load_from_disk(str(out / "data")).to_list()
     assert [r["correct"] for r in scored] == _expected()
     assert [r["prompt_index"] for r in scored] == [i for i in range(len(TABLE)) for _ in range(3)]
-    assert scored[12]["judge_reason"] == "reasoning not closed" and scored[15]["judge_reason"].startswith("unscorable")
+    assert scored[12]["judge_reason"] == "reasoning not closed" and scored[15]["judge_reason"].startswith(
+        "unscorable"
+    )
     m = json.loads((out / "results.json").read_text())["model"]
     assert m["num_prompts"] == 6 and m["excluded_unparseable_gold"] == 1
     assert m["unscorable_gold"] == 1 and m["unscorable_gold_ids"] == [5]
@@ -73,9 +113,14 @@ def test_reward_path_and_evaluate_give_identical_verdicts():
 
     rows = _rows()
     accuracy = resolve_reward("accuracy", {"prefill": None}).fn
-    scores = accuracy(prompts=[r["prompt"] for r in rows], completions=[r["completion"] for r in rows],
-                      completion_ids=[[0] * r["num_tokens"] for r in rows], answer=[r["answer"] for r in rows],
-                      task=[r["task"] for r in rows], trainer_state=SimpleNamespace(global_step=1))
+    scores = accuracy(
+        prompts=[r["prompt"] for r in rows],
+        completions=[r["completion"] for r in rows],
+        completion_ids=[[0] * r["num_tokens"] for r in rows],
+        answer=[r["answer"] for r in rows],
+        task=[r["task"] for r in rows],
+        trainer_state=SimpleNamespace(global_step=1),
+    )
     reward_verdicts = [None if s is None else s == 1.0 for s in scores]
     assert reward_verdicts == [r["correct"] for r in score_rows(rows)] == _expected()
 
@@ -88,8 +133,13 @@ def test_evaluate_samples_runs_mbpp_with_its_test_imports(tmp_path, shared_data)
 
     original = tmp_path / "mbpp.jsonl"
     keep = {"11", "123", "367"}
-    original.write_text("".join(line + "\n" for line in (shared_data / "mbpp.jsonl").read_text().splitlines()
-                                if str(json.loads(line)["task_id"]) in keep))
+    original.write_text(
+        "".join(
+            line + "\n"
+            for line in (shared_data / "mbpp.jsonl").read_text().splitlines()
+            if str(json.loads(line)["task_id"]) in keep
+        )
+    )
     rows = []
     for source in (FIXTURES / "mbpp_sanitized_sample.jsonl", original):
         ds = prepare_dataset(str(source), task="mbpp", template="raw")
@@ -131,7 +181,9 @@ def _distill_like_model(path: Path) -> Path:
     from r1kit.models import TINY_CHAT_TEMPLATE, load_model_and_tokenizer, save_model
 
     model, tok = load_model_and_tokenizer("tiny")
-    tok.chat_template = TINY_CHAT_TEMPLATE.replace("<|assistant|>{% endif %}", "<|assistant|><think>\n{% endif %}")
+    tok.chat_template = TINY_CHAT_TEMPLATE.replace(
+        "<|assistant|>{% endif %}", "<|assistant|><think>\n{% endif %}"
+    )
     save_model(model, tok, path)
     return path
 
@@ -143,10 +195,22 @@ def test_grpo_reads_the_chat_template_prefill_and_screens_golds(tmp_path):
 
     data = tmp_path / "q.jsonl"
     golds = ["204", "\\frac{", "7", "", "0"]
-    data.write_text("".join(json.dumps({"question": f"Q{i}?", "answer": g}) + "\n" for i, g in enumerate(golds)))
+    data.write_text(
+        "".join(json.dumps({"question": f"Q{i}?", "answer": g}) + "\n" for i, g in enumerate(golds))
+    )
     model = _distill_like_model(tmp_path / "distill-like")
-    cfg = build_config(Config, None, {"model": str(model), "data": str(data), "output": str(tmp_path / "out"),
-                                      "template": "chat", "num_generations": 2, "prompts_per_step": 2})
+    cfg = build_config(
+        Config,
+        None,
+        {
+            "model": str(model),
+            "data": str(data),
+            "output": str(tmp_path / "out"),
+            "template": "chat",
+            "num_generations": 2,
+            "prompts_per_step": 2,
+        },
+    )
     _, ds, template, _ = prepare_inputs(cfg)
     assert template == "chat" and ds["answer"] == ["204", "7", "0"]  # rows 1 and 3 cannot be scored
     assert sorted(cfg._unscorable) == [1, 3] and ds["prefill"] == ["<think>\n"] * 3
@@ -154,8 +218,13 @@ def test_grpo_reads_the_chat_template_prefill_and_screens_golds(tmp_path):
     completions = ["\\boxed{204}", "fine</think> \\boxed{204}", "\\boxed{7}", "hm</think> Not 0 but 5"]
     idx = [0, 0, 1, 2]
     columns = {c: [ds[c][i] for i in idx] for c in ("answer", "task", "prefill")}
-    kwargs = {"prompts": [ds["prompt"][i] for i in idx], "completions": completions,
-              "completion_ids": [[0]] * 4, "trainer_state": SimpleNamespace(global_step=1), **columns}
+    kwargs = {
+        "prompts": [ds["prompt"][i] for i in idx],
+        "completions": completions,
+        "completion_ids": [[0]] * 4,
+        "trainer_state": SimpleNamespace(global_step=1),
+        **columns,
+    }
     specs = cfg.reward_specs("")
     assert specs[0].fn(**kwargs) == [0.0, 1.0, 0.0, 0.0]
     think = resolve_reward("think_format").fn(**kwargs)
@@ -165,14 +234,37 @@ def test_grpo_reads_the_chat_template_prefill_and_screens_golds(tmp_path):
 def test_grpo_cli_reports_unscorable_golds(tmp_path):
     data = tmp_path / "q.jsonl"
     golds = ["3", "4", "\\frac{", "6", "7"]
-    data.write_text("".join(json.dumps({"question": f"What is {i}+2?", "answer": g}) + "\n"
-                            for i, g in enumerate(golds, 1)))
+    data.write_text(
+        "".join(
+            json.dumps({"question": f"What is {i}+2?", "answer": g}) + "\n" for i, g in enumerate(golds, 1)
+        )
+    )
     out = tmp_path / "grpo"
-    res = run_cli("grpo", "--data", data, "--model", "tiny", "--num-generations", "2", "--prompts-per-step", "2",
-                  "--max-completion-length", "8", "--max-steps", "1", "--no-live", "--output", out)
+    res = run_cli(
+        "grpo",
+        "--data",
+        data,
+        "--model",
+        "tiny",
+        "--num-generations",
+        "2",
+        "--prompts-per-step",
+        "2",
+        "--max-completion-length",
+        "8",
+        "--max-steps",
+        "1",
+        "--no-live",
+        "--output",
+        out,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["unscorable_gold"] == 1 and manifest["unscorable_gold_ids"] == [2] and manifest["prompts"] == 4
+    assert (
+        manifest["unscorable_gold"] == 1
+        and manifest["unscorable_gold_ids"] == [2]
+        and manifest["prompts"] == 4
+    )
     events = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     screen = [e for e in events if e.get("event") == "unscorable_gold"]
     assert screen and screen[0]["ids"] == [2] and "unbalanced" in screen[0]["reasons"]["2"]
@@ -198,10 +290,18 @@ def test_every_mbpp_and_humaneval_reference_passes_the_judge(shared_data, tmp_pa
     from r1kit.judge import judge_many
 
     mbpp = tmp_path / "mbpp_test.jsonl"
-    mbpp.write_text("".join(line + "\n" for line in (shared_data / "mbpp.jsonl").read_text().splitlines()
-                            if 11 <= json.loads(line)["task_id"] <= 510))
+    mbpp.write_text(
+        "".join(
+            line + "\n"
+            for line in (shared_data / "mbpp.jsonl").read_text().splitlines()
+            if 11 <= json.loads(line)["task_id"] <= 510
+        )
+    )
     rows = []
-    for ds in (prepare_dataset(str(mbpp), task="mbpp"), prepare_dataset(str(shared_data / "humaneval.jsonl"))):
+    for ds in (
+        prepare_dataset(str(mbpp), task="mbpp"),
+        prepare_dataset(str(shared_data / "humaneval.jsonl")),
+    ):
         for r in ds:
             rows.append({**r, "completion": f"<think>\nwrite it\n</think>\n```python\n{r['answer']}\n```"})
     assert len(rows) == 664

@@ -56,8 +56,15 @@ def test_han_is_japanese_only_in_sentences_with_kana():
 
 
 def test_reward_uses_lang_column_or_fixed_lang():
-    comps = ["<think>Wir addieren die beiden Zahlen und teilen dann durch zwei</think> 4",
-             [{"role": "assistant", "content": "<think>Nous additionnons les deux nombres puis divisons</think>4"}]]
+    comps = [
+        "<think>Wir addieren die beiden Zahlen und teilen dann durch zwei</think> 4",
+        [
+            {
+                "role": "assistant",
+                "content": "<think>Nous additionnons les deux nombres puis divisons</think>4",
+            }
+        ],
+    ]
     assert language_reward(prompts=["q", "q"], completions=comps, lang=["de", "fr"]) == [1.0, 1.0]
     assert language_reward(prompts=["q", "q"], completions=comps, lang=["en", None]) == [0.0, None]
     english_only = make_language_reward(lang="en-US")

@@ -18,7 +18,9 @@ def test_grpo_raises_heldout_accuracy_by_20_points(tmp_path):
     spec = importlib.util.spec_from_file_location("learning_check", BENCH)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    results = bench.main(["--seeds", "0", "1", "--work", str(tmp_path), "--output", str(tmp_path / "lc.json")])
+    results = bench.main(
+        ["--seeds", "0", "1", "--work", str(tmp_path), "--output", str(tmp_path / "lc.json")]
+    )
     for seed, r in results["seeds"].items():
         assert 0.30 <= r["pre_accuracy"] <= 0.45, (seed, r["sft_history"])
         assert r["post_accuracy"] - r["pre_accuracy"] >= 0.20, (seed, r["pre_accuracy"], r["post_accuracy"])

@@ -25,16 +25,18 @@ ADV_NONE = torch.tensor([0.5, -0.5, -0.5, 0.5, 0.25, 0.25, 0.25, -0.75])
 EPS = 1e-4
 
 # Per-token ratios ρ = π_θ/π_old and masks; 1.0 where a token is padding (mask 0).
-RATIOS = torch.tensor([
-    [1.0, 1.3],   # A=+0.5: −0.5·1, −min(0.65, 0.6)=−0.6 (high clip)     seq mean −0.55,  sum −1.1
-    [0.7, 1.0],   # A=−0.5: −min(−0.35, −0.4)=+0.4 (low clip), +0.5       mean  0.45,  sum  0.9
-    [1.3, 1.0],   # A=−0.5: −min(−0.65, −0.6)=+0.65 (no clip: wrong side)  mean  0.65,  sum  0.65
-    [0.7, 1.0],   # A=+0.5: −min(0.35, 0.4)=−0.35 (no clip), −0.5          mean −0.425, sum −0.85
-    [1.0, 1.0],   # A=+0.25: −0.25, −0.25                                  mean −0.25,  sum −0.5
-    [1.25, 1.0],  # A=+0.25: −min(0.3125, 0.3)=−0.3 (high clip at ε 0.2)   mean −0.3,   sum −0.3
-    [1.0, 1.0],   # A=+0.25: −0.25, −0.25                                  mean −0.25,  sum −0.5
-    [1.0, 1.0],   # A=−0.75: +0.75, +0.75                                  mean  0.75,  sum  1.5
-])
+RATIOS = torch.tensor(
+    [
+        [1.0, 1.3],  # A=+0.5: −0.5·1, −min(0.65, 0.6)=−0.6 (high clip)     seq mean −0.55,  sum −1.1
+        [0.7, 1.0],  # A=−0.5: −min(−0.35, −0.4)=+0.4 (low clip), +0.5       mean  0.45,  sum  0.9
+        [1.3, 1.0],  # A=−0.5: −min(−0.65, −0.6)=+0.65 (no clip: wrong side)  mean  0.65,  sum  0.65
+        [0.7, 1.0],  # A=+0.5: −min(0.35, 0.4)=−0.35 (no clip), −0.5          mean −0.425, sum −0.85
+        [1.0, 1.0],  # A=+0.25: −0.25, −0.25                                  mean −0.25,  sum −0.5
+        [1.25, 1.0],  # A=+0.25: −min(0.3125, 0.3)=−0.3 (high clip at ε 0.2)   mean −0.3,   sum −0.3
+        [1.0, 1.0],  # A=+0.25: −0.25, −0.25                                  mean −0.25,  sum −0.5
+        [1.0, 1.0],  # A=−0.75: +0.75, +0.75                                  mean  0.75,  sum  1.5
+    ]
+)
 MASK = torch.tensor([[1, 1], [1, 1], [1, 0], [1, 1], [1, 1], [1, 0], [1, 1], [1, 1]])
 # 14 tokens. Σ of sequence sums = −0.2; Σ of sequence means = 0.075.
 
@@ -48,14 +50,28 @@ def test_group_advantages_each_scale():
     assert torch.allclose(group_advantages(REWARDS, 4, "none"), ADV_NONE)
     # A: deviations ±0.5, sample var 4·0.25/3 = 1/3, std 0.577350; B: var (3·0.0625+0.5625)/3 = 0.25, std 0.5
     sa, sb = math.sqrt(1 / 3), 0.5
-    expected = torch.tensor([0.5 / (sa + EPS), -0.5 / (sa + EPS), -0.5 / (sa + EPS), 0.5 / (sa + EPS),
-                             0.25 / (sb + EPS), 0.25 / (sb + EPS), 0.25 / (sb + EPS), -0.75 / (sb + EPS)])
+    expected = torch.tensor(
+        [
+            0.5 / (sa + EPS),
+            -0.5 / (sa + EPS),
+            -0.5 / (sa + EPS),
+            0.5 / (sa + EPS),
+            0.25 / (sb + EPS),
+            0.25 / (sb + EPS),
+            0.25 / (sb + EPS),
+            -0.75 / (sb + EPS),
+        ]
+    )
     got = group_advantages(REWARDS, 4, "group", eps=EPS)
     assert torch.allclose(got, expected, atol=1e-6)
-    assert got[0].item() == pytest.approx(0.86588, abs=1e-5) and got[7].item() == pytest.approx(-1.49970, abs=1e-5)
+    assert got[0].item() == pytest.approx(0.86588, abs=1e-5) and got[7].item() == pytest.approx(
+        -1.49970, abs=1e-5
+    )
     # batch: mean 5/8, Σ(r−0.625)² = 5·0.140625 + 3·0.390625 = 1.875, var 1.875/7, std 0.517549
     sbatch = math.sqrt(1.875 / 7)
-    assert torch.allclose(group_advantages(REWARDS, 4, "batch", eps=EPS), ADV_NONE / (sbatch + EPS), atol=1e-6)
+    assert torch.allclose(
+        group_advantages(REWARDS, 4, "batch", eps=EPS), ADV_NONE / (sbatch + EPS), atol=1e-6
+    )
 
 
 def test_group_advantages_equal_rewards_and_nan():
@@ -80,11 +96,11 @@ def test_each_loss_variant_value():
     logp, old = toy_logps()
     kw = {"epsilon_low": 0.2, "epsilon_high": 0.2, "max_completion_length": 4}
     grpo, stats = policy_loss(logp, old, None, ADV_NONE, MASK, loss_type="grpo", **kw)
-    assert grpo.item() == pytest.approx(0.075 / 8, abs=1e-6)        # mean of 8 sequence means
+    assert grpo.item() == pytest.approx(0.075 / 8, abs=1e-6)  # mean of 8 sequence means
     dapo, _ = policy_loss(logp, old, None, ADV_NONE, MASK, loss_type="dapo", **kw)
-    assert dapo.item() == pytest.approx(-0.2 / 14, abs=1e-6)        # Σ tokens / 14 tokens
+    assert dapo.item() == pytest.approx(-0.2 / 14, abs=1e-6)  # Σ tokens / 14 tokens
     dr, _ = policy_loss(logp, old, None, ADV_NONE, MASK, loss_type="dr_grpo", **kw)
-    assert dr.item() == pytest.approx(-0.2 / (8 * 4), abs=1e-6)     # Σ tokens / (B·MAX_TOKENS)
+    assert dr.item() == pytest.approx(-0.2 / (8 * 4), abs=1e-6)  # Σ tokens / (B·MAX_TOKENS)
     # clipped tokens: low = seq1 tok0; high = seq0 tok1, seq5 tok0 — of 14 tokens
     assert stats["clip_low"].item() == pytest.approx(1 / 14)
     assert stats["clip_high"].item() == pytest.approx(2 / 14)
@@ -97,8 +113,9 @@ def test_clip_higher():
     # ε_high 0.28: seq5's ρ = 1.25 is inside [0.8, 1.28], so its mean −0.3 becomes −0.3125;
     # seq0's ρ = 1.3 is now clipped at 1.28: −0.64 instead of −0.6, its mean −0.55 → −0.57.
     # Σ of means 0.075 − 0.0125 − 0.02 = 0.0425
-    loss, stats = policy_loss(logp, old, None, ADV_NONE, MASK, loss_type="grpo",
-                              epsilon_low=0.2, epsilon_high=0.28)
+    loss, stats = policy_loss(
+        logp, old, None, ADV_NONE, MASK, loss_type="grpo", epsilon_low=0.2, epsilon_high=0.28
+    )
     assert loss.item() == pytest.approx(0.0425 / 8, abs=1e-6)
     assert stats["clip_high"].item() == pytest.approx(1 / 14)  # only seq0's ρ = 1.3 is still clipped
     # the clipped token has zero gradient, the unclipped one does not
@@ -220,17 +237,31 @@ def _trl_loss(loss_type, logp, old, ref, adv, mask, beta, eps_low, eps_high, max
 
     fake = SimpleNamespace(
         _get_per_token_logps_and_entropies=lambda *a, **k: (logp, torch.zeros_like(logp), None),
-        aux_loss_enabled=False, top_entropy_quantile=1.0, off_policy_mask_threshold=None,
-        importance_sampling_level="token", beta=beta, loss_type=loss_type, epsilon_low=eps_low,
-        epsilon_high=eps_high, use_vllm=False, model=SimpleNamespace(training=True),
-        current_gradient_accumulation_steps=1, max_completion_length=max_len, accelerator=Acc(),
-        _entropy_bonus_enabled=False, _metrics={"train": __import__("collections").defaultdict(list)},
+        aux_loss_enabled=False,
+        top_entropy_quantile=1.0,
+        off_policy_mask_threshold=None,
+        importance_sampling_level="token",
+        beta=beta,
+        loss_type=loss_type,
+        epsilon_low=eps_low,
+        epsilon_high=eps_high,
+        use_vllm=False,
+        model=SimpleNamespace(training=True),
+        current_gradient_accumulation_steps=1,
+        max_completion_length=max_len,
+        accelerator=Acc(),
+        _entropy_bonus_enabled=False,
+        _metrics={"train": __import__("collections").defaultdict(list)},
         args=SimpleNamespace(use_bias_correction_kl=False, delta=None, steps_per_generation=1),
     )
     inputs = {
-        "prompt_ids": torch.zeros(8, 1, dtype=torch.long), "prompt_mask": torch.ones(8, 1, dtype=torch.long),
-        "completion_ids": torch.zeros(8, 2, dtype=torch.long), "completion_mask": mask,
-        "advantages": adv, "old_per_token_logps": old, "num_items_in_batch": mask.sum(),
+        "prompt_ids": torch.zeros(8, 1, dtype=torch.long),
+        "prompt_mask": torch.ones(8, 1, dtype=torch.long),
+        "completion_ids": torch.zeros(8, 2, dtype=torch.long),
+        "completion_mask": mask,
+        "advantages": adv,
+        "old_per_token_logps": old,
+        "num_items_in_batch": mask.sum(),
     }
     if ref is not None:
         inputs["ref_per_token_logps"] = ref
@@ -242,8 +273,18 @@ def test_same_as_trl(loss_type):
     logp, old = toy_logps()
     ref = logp + torch.linspace(-0.5, 0.5, 16).view(8, 2)
     adv = group_advantages(REWARDS, 4, "group")
-    ours, _ = policy_loss(logp, old, ref, adv, MASK, loss_type=loss_type, beta=0.04,
-                          epsilon_low=0.2, epsilon_high=0.28, max_completion_length=4)
+    ours, _ = policy_loss(
+        logp,
+        old,
+        ref,
+        adv,
+        MASK,
+        loss_type=loss_type,
+        beta=0.04,
+        epsilon_low=0.2,
+        epsilon_high=0.28,
+        max_completion_length=4,
+    )
     theirs = _trl_loss(loss_type, logp, old, ref, adv, MASK, 0.04, 0.2, 0.28, 4)
     assert ours.item() == pytest.approx(theirs.item(), abs=1e-6)
 
@@ -265,13 +306,31 @@ def _r1_trainer(loss_type, accum):
     logp, _ = toy_logps()
     trainer = R1GRPOTrainer.__new__(R1GRPOTrainer)
     trainer.__dict__.update(
-        _get_per_token_logps_and_entropies=lambda model, ids, *a, **k: (logp[ids[:, 0]], torch.zeros(len(ids), 2), None),
-        model=SimpleNamespace(training=True), current_gradient_accumulation_steps=accum, accelerator=_Acc(),
-        args=SimpleNamespace(steps_per_generation=accum, use_bias_correction_kl=False, delta=None, report_to=[]),
-        state=SimpleNamespace(global_step=0), r1=R1Options(loss=loss_type, tau=0.5), num_generations=4,
-        loss_type=loss_type if loss_type != "kimi" else "grpo", beta=0.0, epsilon_low=0.2, epsilon_high=0.28,
-        max_completion_length=4, use_vllm=False, aux_loss_enabled=False, top_entropy_quantile=1.0,
-        off_policy_mask_threshold=None, importance_sampling_level="token", _entropy_bonus_enabled=False,
+        _get_per_token_logps_and_entropies=lambda model, ids, *a, **k: (
+            logp[ids[:, 0]],
+            torch.zeros(len(ids), 2),
+            None,
+        ),
+        model=SimpleNamespace(training=True),
+        current_gradient_accumulation_steps=accum,
+        accelerator=_Acc(),
+        args=SimpleNamespace(
+            steps_per_generation=accum, use_bias_correction_kl=False, delta=None, report_to=[]
+        ),
+        state=SimpleNamespace(global_step=0),
+        r1=R1Options(loss=loss_type, tau=0.5),
+        num_generations=4,
+        loss_type=loss_type if loss_type != "kimi" else "grpo",
+        beta=0.0,
+        epsilon_low=0.2,
+        epsilon_high=0.28,
+        max_completion_length=4,
+        use_vllm=False,
+        aux_loss_enabled=False,
+        top_entropy_quantile=1.0,
+        off_policy_mask_threshold=None,
+        importance_sampling_level="token",
+        _entropy_bonus_enabled=False,
         _metrics={"train": defaultdict(list)},
     )
     return trainer
@@ -280,9 +339,15 @@ def _r1_trainer(loss_type, accum):
 def _generation_batch(trainer, rewards, advantages):
     """The toy batch as `_generate_and_score_completions` hands it on, r1kit's additions included."""
     _, old = toy_logps()
-    out = {"prompt_ids": torch.arange(8).unsqueeze(1), "prompt_mask": torch.ones(8, 1, dtype=torch.long),
-           "completion_ids": torch.zeros(8, 2, dtype=torch.long), "completion_mask": MASK.clone(),
-           "advantages": advantages, "old_per_token_logps": old, "num_items_in_batch": MASK.sum()}
+    out = {
+        "prompt_ids": torch.arange(8).unsqueeze(1),
+        "prompt_mask": torch.ones(8, 1, dtype=torch.long),
+        "completion_ids": torch.zeros(8, 2, dtype=torch.long),
+        "completion_mask": MASK.clone(),
+        "advantages": advantages,
+        "old_per_token_logps": old,
+        "num_items_in_batch": MASK.sum(),
+    }
     if trainer.r1.dynamic_sampling != "off":
         trainer._drop_flat_groups(out, rewards)
     if trainer.r1.loss == "kimi":
@@ -311,8 +376,16 @@ def test_gradient_accumulation_sums_to_the_full_batch_loss(loss_type):
     halves = _r1_loss(loss_type, [[0, 3, 5, 6], [1, 2, 4, 7]])
     assert halves == pytest.approx(full, abs=1e-6)
     if loss_type != "kimi":
-        ours, _ = policy_loss(*toy_logps(), None, ADV_NONE, MASK, loss_type=loss_type, epsilon_low=0.2,
-                              epsilon_high=0.28, max_completion_length=4)
+        ours, _ = policy_loss(
+            *toy_logps(),
+            None,
+            ADV_NONE,
+            MASK,
+            loss_type=loss_type,
+            epsilon_low=0.2,
+            epsilon_high=0.28,
+            max_completion_length=4,
+        )
         assert full == pytest.approx(ours.item(), abs=1e-6)
 
 
@@ -322,13 +395,24 @@ def test_dynamic_sampling_mask_is_the_loss_of_the_kept_groups(loss_type):
     # group alone, normalised over A's sequences / tokens only (not over the whole batch)
     rewards = torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0])
     adv = torch.cat([ADV_NONE[:4], torch.zeros(4)])  # trl's advantages: 0 for a flat group
-    masked = _r1_loss(loss_type, [[0, 3, 5, 6], [1, 2, 4, 7]], rewards=rewards, advantages=adv, dynamic="mask")
+    masked = _r1_loss(
+        loss_type, [[0, 3, 5, 6], [1, 2, 4, 7]], rewards=rewards, advantages=adv, dynamic="mask"
+    )
     logp, old = toy_logps()
     if loss_type == "kimi":
         alone, _ = kimi_loss(logp[:4], old[:4], rewards[:4], MASK[:4], 4, 0.5)
     else:
-        alone, _ = policy_loss(logp[:4], old[:4], None, ADV_NONE[:4], MASK[:4], loss_type=loss_type,
-                               epsilon_low=0.2, epsilon_high=0.28, max_completion_length=4)
+        alone, _ = policy_loss(
+            logp[:4],
+            old[:4],
+            None,
+            ADV_NONE[:4],
+            MASK[:4],
+            loss_type=loss_type,
+            epsilon_low=0.2,
+            epsilon_high=0.28,
+            max_completion_length=4,
+        )
     assert masked == pytest.approx(alone.item(), abs=1e-6)
     # by hand from the toy table with ε_high 0.28 (seq 0's second token clipped at 1.28: −0.64):
     # A's sequence means −0.57, 0.45, 0.65, −0.425 (Σ 0.105); token losses Σ −0.44 over 7 tokens;

@@ -19,16 +19,33 @@ def test_lost_fraction_matches_hand_values_and_real_bf16_addition():
     moved = (w.detach() + torch.tensor(1e-3, dtype=torch.bfloat16)) != w.detach()
     assert moved.tolist() == [False, False, True]
     assert lost_update_fraction([w], 1e-2)[0] == 0.0
-    assert lost_update_fraction([torch.nn.Parameter(torch.ones(3))], 1e-9) == (0.0, None)  # fp32: nothing lost
+    assert lost_update_fraction([torch.nn.Parameter(torch.ones(3))], 1e-9) == (
+        0.0,
+        None,
+    )  # fp32: nothing lost
     frozen = torch.nn.Parameter(torch.ones(3, dtype=torch.bfloat16), requires_grad=False)
     assert lost_update_fraction([frozen], 1e-9) == (0.0, None)
 
 
 def _sft(tmp_path, name, *flags):
     data = tmp_path / "data.jsonl"
-    data.write_text("".join(json.dumps({"prompt": f"{i}+{i}=", "completion": f" {2 * i}"}) + "\n" for i in range(4)))
-    return run_cli("sft", "--model", "tiny", "--data", data, "--max-steps", 1, "--batch-size", 2,
-                   *flags, "--output", tmp_path / name)
+    data.write_text(
+        "".join(json.dumps({"prompt": f"{i}+{i}=", "completion": f" {2 * i}"}) + "\n" for i in range(4))
+    )
+    return run_cli(
+        "sft",
+        "--model",
+        "tiny",
+        "--data",
+        data,
+        "--max-steps",
+        1,
+        "--batch-size",
+        2,
+        *flags,
+        "--output",
+        tmp_path / name,
+    )
 
 
 def test_sft_warns_when_bf16_weights_cannot_move_at_this_learning_rate(tmp_path):
@@ -42,8 +59,10 @@ def test_sft_warns_when_bf16_weights_cannot_move_at_this_learning_rate(tmp_path)
 
 
 def test_sft_in_float32_or_at_a_large_learning_rate_does_not_warn(tmp_path):
-    for name, flags in (("fp32", ("--dtype", "float32", "--learning-rate", "1e-6")),
-                        ("big_lr", ("--dtype", "bfloat16", "--learning-rate", "0.5"))):
+    for name, flags in (
+        ("fp32", ("--dtype", "float32", "--learning-rate", "1e-6")),
+        ("big_lr", ("--dtype", "bfloat16", "--learning-rate", "0.5")),
+    ):
         res = _sft(tmp_path, name, *flags)
         assert res.returncode == 0, res.stderr[-2000:]
         assert "cannot change" not in res.stderr

@@ -128,8 +128,20 @@ def test_weights_one_zero_reproduce_first_model(ckpts, tmp_path):
     # replaces an existing output.
     again = tmp_path / "again"
     again.mkdir()
-    res = run_cli("merge", "--model", out, "--model", ckpts["c"], "--weight", "1", "--weight", "0",
-                  "--output", again, "--overwrite")
+    res = run_cli(
+        "merge",
+        "--model",
+        out,
+        "--model",
+        ckpts["c"],
+        "--weight",
+        "1",
+        "--weight",
+        "0",
+        "--output",
+        again,
+        "--overwrite",
+    )
     assert res.returncode == 0, res.stderr
     assert all(torch.equal(t, a[k]) for k, t in load_tensors(again / "model").items())
     assert json.loads((again / "manifest.json").read_text())["inputs"]["models"][0] == str(out)

@@ -79,16 +79,31 @@ def test_cons_at_k_groups_equivalent_answers():
 
 def test_summarize_samples_hand_rows():
     def row(p, correct, extracted, tokens, trunc=False, fmt=True):
-        return {"prompt_index": p, "correct": correct, "extracted": extracted, "num_tokens": tokens,
-                "truncated": trunc, "format_ok": fmt}
+        return {
+            "prompt_index": p,
+            "correct": correct,
+            "extracted": extracted,
+            "num_tokens": tokens,
+            "truncated": trunc,
+            "format_ok": fmt,
+        }
 
     rows = [
         # prompt 0: 2 of 4 correct, vote "5" (2) vs "6" (1) -> correct
-        row(0, True, "5", 10), row(0, False, "6", 20), row(0, True, "5", 30), row(0, False, None, 40, True, False),
+        row(0, True, "5", 10),
+        row(0, False, "6", 20),
+        row(0, True, "5", 30),
+        row(0, False, None, 40, True, False),
         # prompt 1: 0 of 4 correct
-        row(1, False, "1", 10), row(1, False, "2", 10), row(1, False, "1", 10), row(1, False, "3", 10),
+        row(1, False, "1", 10),
+        row(1, False, "2", 10),
+        row(1, False, "1", 10),
+        row(1, False, "3", 10),
         # prompt 2: unparseable gold -> excluded from rates, still counted in tokens
-        row(2, None, "x", 50), row(2, None, "x", 50), row(2, None, "x", 50), row(2, None, "x", 50),
+        row(2, None, "x", 50),
+        row(2, None, "x", 50),
+        row(2, None, "x", 50),
+        row(2, None, "x", 50),
     ]
     m = summarize_samples(rows, pass_k=[1, 2, 4], key=_key)
     assert m["num_prompts"] == 2 and m["excluded_unparseable_gold"] == 1 and m["num_samples"] == 4

@@ -33,7 +33,9 @@ def saved(tmp_path_factory, tok):
     return path, model
 
 
-TEXT = "<|user|>What is 482+379?<|end|><|assistant|><think>\n2+9=11 w1 c1\n</think> <answer>861</answer><|end|>"
+TEXT = (
+    "<|user|>What is 482+379?<|end|><|assistant|><think>\n2+9=11 w1 c1\n</think> <answer>861</answer><|end|>"
+)
 
 
 def test_tokenizer_round_trip_and_single_token_specials(tok):
@@ -45,8 +47,18 @@ def test_tokenizer_round_trip_and_single_token_specials(tok):
     assert tok.decode(tok("a<think>b</think>c")["input_ids"]) == "a<think>b</think>c"
     # outside the vocabulary: tab is one <unk>, a two-byte character two
     assert tok("a\tb\u00e9")["input_ids"] == [76, 1, 77, 1, 1]
-    specials = ["<pad>", "<unk>", "<|end|>", "<|user|>", "<|assistant|>", "<|system|>",
-                "<think>", "</think>", "<answer>", "</answer>"]
+    specials = [
+        "<pad>",
+        "<unk>",
+        "<|end|>",
+        "<|user|>",
+        "<|assistant|>",
+        "<|system|>",
+        "<think>",
+        "</think>",
+        "<answer>",
+        "</answer>",
+    ]
     assert [tok.convert_tokens_to_ids(t) for t in specials] == list(range(10))
     for i, t in enumerate(specials):
         assert tok(t)["input_ids"] == [i]
@@ -62,8 +74,11 @@ def test_tokenizer_round_trip_and_single_token_specials(tok):
 
 
 def test_chat_template(tok):
-    msgs = [{"role": "system", "content": "S"}, {"role": "user", "content": "Q?"},
-            {"role": "assistant", "content": "<think>t</think>"}]
+    msgs = [
+        {"role": "system", "content": "S"},
+        {"role": "user", "content": "Q?"},
+        {"role": "assistant", "content": "<think>t</think>"},
+    ]
     assert tok.apply_chat_template(msgs, tokenize=False) == (
         "<|system|>S<|end|><|user|>Q?<|end|><|assistant|><think>t</think><|end|>"
     )
@@ -72,7 +87,8 @@ def test_chat_template(tok):
     )
     out = tok.apply_chat_template(
         [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "ab"}],
-        return_dict=True, return_assistant_tokens_mask=True,
+        return_dict=True,
+        return_assistant_tokens_mask=True,
     )
     # <|user|> h i <|end|> <|assistant|> a b <|end|>: the mask covers the answer and its eos
     assert out["assistant_masks"] == [0, 0, 0, 0, 0, 1, 1, 1]
@@ -113,8 +129,12 @@ def test_save_load_round_trip_identical_logits(saved, tok):
     loaded, tok2 = load_model_and_tokenizer(str(path), device="cpu")
     ids = torch.tensor([tok(TEXT)["input_ids"]])
     assert tok2(TEXT)["input_ids"] == ids[0].tolist()
-    assert tok2.apply_chat_template([{"role": "user", "content": "x"}], tokenize=False,
-                                    add_generation_prompt=True) == "<|user|>x<|end|><|assistant|>"
+    assert (
+        tok2.apply_chat_template(
+            [{"role": "user", "content": "x"}], tokenize=False, add_generation_prompt=True
+        )
+        == "<|user|>x<|end|><|assistant|>"
+    )
     assert torch.equal(model(ids).logits, loaded(ids).logits)
     assert loaded.generation_config.eos_token_id == 2
     assert resolve_checkpoint_dir(str(path)) == path
@@ -142,7 +162,9 @@ def test_lora_adapter_folder_is_merged(tmp_path, saved, tok):
 
     path, _ = saved
     base = load_model(str(path), device="cpu")
-    peft_model = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    peft_model = get_peft_model(
+        base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    )
     ids = torch.tensor([tok("What is 1+1?")["input_ids"]])
     with torch.no_grad():
         expected = peft_model(ids).logits
@@ -207,8 +229,13 @@ def write_tiny_gguf(model, tok, path, quantize=None):
     specials = set(tok.all_special_tokens)
     tokens, types = [], []
     for t, _ in sorted(tok.get_vocab().items(), key=lambda kv: kv[1]):
-        types.append(gguf.TokenType.CONTROL if t in specials
-                     else gguf.TokenType.USER_DEFINED if t in added else gguf.TokenType.NORMAL)
+        types.append(
+            gguf.TokenType.CONTROL
+            if t in specials
+            else gguf.TokenType.USER_DEFINED
+            if t in added
+            else gguf.TokenType.NORMAL
+        )
         tokens.append(t)  # the tiny vocabulary is already spelled in the byte alphabet
     w.add_tokenizer_model("gpt2")
     w.add_tokenizer_pre("default")
@@ -263,6 +290,7 @@ def test_gguf_file_loads_with_its_tokenizer(tmp_path, saved, tok):
 
 # ----------------------------------------------------------------------------- GGUF version check
 
+
 def header_only_gguf(path, arch: str):
     """A GGUF file with metadata (a string array before the architecture is read) and no tensors."""
     import gguf
@@ -291,8 +319,11 @@ def test_gguf_known_to_misload_under_old_transformers_is_refused(tmp_path):
     from r1kit.models import check_gguf_transformers
 
     path = header_only_gguf(tmp_path / "gemma.gguf", "gemma3")
-    with pytest.raises(R1kitError, match=r"transformers 5\.17\.0 loads the Gemma 3 GGUF tokenizer wrongly.*"
-                                         r"install transformers>=5\.24\.0"):
+    with pytest.raises(
+        R1kitError,
+        match=r"transformers 5\.17\.0 loads the Gemma 3 GGUF tokenizer wrongly.*"
+        r"install transformers>=5\.24\.0",
+    ):
         check_gguf_transformers(path, "5.17.0")
     check_gguf_transformers(path, "5.24.0")  # healthy: no error
     check_gguf_transformers(header_only_gguf(tmp_path / "q.gguf", "qwen2"), "5.17.0")  # no known problem
@@ -307,19 +338,30 @@ def test_cli_refuses_the_gguf_in_one_line_before_writing(tmp_path):
     data = tmp_path / "d.jsonl"
     data.write_text(json.dumps({"question": "1+1", "answer": "2"}) + "\n")
     out = tmp_path / "eval"
-    code = ("import sys, transformers; transformers.__version__ = '5.17.0'; from r1kit.cli import main; "
-            f"sys.argv = ['r1kit', 'evaluate', '--model', {str(path)!r}, '--data', {str(data)!r}, "
-            f"'--output', {str(out)!r}]; main()")
-    res = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    code = (
+        "import sys, transformers; transformers.__version__ = '5.17.0'; from r1kit.cli import main; "
+        f"sys.argv = ['r1kit', 'evaluate', '--model', {str(path)!r}, '--data', {str(data)!r}, "
+        f"'--output', {str(out)!r}]; main()"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     assert res.returncode == 2, res.stderr
     lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("r1kit: error: transformers 5.17.0 loads the Gemma 3 GGUF tokenizer")
+    assert len(lines) == 1 and lines[0].startswith(
+        "r1kit: error: transformers 5.17.0 loads the Gemma 3 GGUF tokenizer"
+    )
     assert "pip install 'transformers>=5.24.0'" in lines[0]
     assert not out.exists() and [p.name for p in tmp_path.iterdir() if p.name.startswith("eval")] == []
 
 
 # ----------------------------------------------------------------------------- sanity check
+
 
 def test_sanity_check_flags_a_random_model_and_the_script_fails_loudly(tmp_path, capsys):
     from r1kit.models import check_sanity, sanity_check
@@ -331,7 +373,9 @@ def test_sanity_check_flags_a_random_model_and_the_script_fails_loudly(tmp_path,
     assert model.training  # mode restored
     # an untrained model over a 106-token vocabulary is about as good as uniform: perplexity ~106
     assert len(report["perplexity"]) == 2 and all(80 < p < 140 for p in report["perplexity"])
-    assert report["prompt"] == "The capital of France is" and len(tok(report["continuation"])["input_ids"]) <= 5
+    assert (
+        report["prompt"] == "The capital of France is" and len(tok(report["continuation"])["input_ids"]) <= 5
+    )
     with pytest.raises(R1kitError, match="fails the sanity check: perplexity"):
         check_sanity(report, 100)
     check_sanity(report, 1000)
@@ -344,10 +388,14 @@ def test_sanity_check_flags_a_random_model_and_the_script_fails_loudly(tmp_path,
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     capsys.readouterr()
-    assert script.main(["--model", "tiny", "--out", str(tmp_path / "c.json")]) == 1  # the script's exit status
+    assert (
+        script.main(["--model", "tiny", "--out", str(tmp_path / "c.json")]) == 1
+    )  # the script's exit status
     assert "SANITY CHECK FAILED: the model fails the sanity check" in capsys.readouterr().err
     saved_report = json.loads((tmp_path / "c.json").read_text())
-    assert saved_report["ok"] is False and saved_report["perplexity"] == pytest.approx(report["perplexity"], rel=1e-4)
+    assert saved_report["ok"] is False and saved_report["perplexity"] == pytest.approx(
+        report["perplexity"], rel=1e-4
+    )
     assert script.main(["--model", "tiny", "--max-perplexity", "1000"]) == 0
     assert "sanity check passed" in capsys.readouterr().out
 

@@ -56,7 +56,9 @@ def test_every_group_field_keeps_the_groups_meaning_and_default(stage):
         if restated is None:
             # inherited as it is: the group must be composed, and the field is the group's own
             assert issubclass(cls, group), f"{stage}: --{flag_name(f.name)} is not from {group.__name__}"
-            assert f.metadata == base.metadata and field_default(f) == field_default(base), f"{stage}: {f.name}"
+            assert f.metadata == base.metadata and field_default(f) == field_default(base), (
+                f"{stage}: {f.name}"
+            )
         else:
             # restated for another default: same meaning (the group's help leads), a note says why
             assert restated in {g.__name__ for g in options.GROUPS}
@@ -64,7 +66,8 @@ def test_every_group_field_keeps_the_groups_meaning_and_default(stage):
             base = next(b for b in origin if b.name == f.name)
             assert f.metadata["help"].startswith(base.metadata["help"]), f"{stage}: {f.name}"
             assert {k: v for k, v in f.metadata.items() if k not in ("help", "restated_from", "choices")} == {
-                k: v for k, v in base.metadata.items() if k not in ("help", "choices")}
+                k: v for k, v in base.metadata.items() if k not in ("help", "choices")
+            }
             if f.metadata.get("choices") != base.metadata.get("choices"):  # may only narrow them
                 assert set(f.metadata["choices"]) < set(base.metadata["choices"])
 
@@ -161,12 +164,18 @@ RENAMED = [
 def test_deprecated_names_work_with_a_notice(stage, old, new, value, tmp_path, capsys):
     cls = configs()[stage]
     assert other_names(cls)[old] == new
-    base = {"output": str(tmp_path / "out"), "data": "d.jsonl", **({"teacher": "tiny"} if stage == "distill" else {})}
+    base = {
+        "output": str(tmp_path / "out"),
+        "data": "d.jsonl",
+        **({"teacher": "tiny"} if stage == "distill" else {}),
+    }
     cfg = build_config(cls, None, {**base, old: value})
     assert getattr(cfg, new) == value
     err = capsys.readouterr().err
-    assert err.strip() == (f"r1kit: --{flag_name(old)} is deprecated; use --{flag_name(new)} (the old name goes in "
-                           "the next release)")
+    assert err.strip() == (
+        f"r1kit: --{flag_name(old)} is deprecated; use --{flag_name(new)} (the old name goes in "
+        "the next release)"
+    )
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({old: value}))
     cfg = build_config(cls, str(config), base)
@@ -187,8 +196,18 @@ def test_deprecated_flag_through_the_real_cli(tmp_path):
     """The hidden old flag reaches the config: --batch-size 3 on evaluate is --sample-batch-size 3, which
     the error below quotes; --help lists only the new name."""
     runner = CliRunner()
-    res = runner.invoke(app, ["evaluate", "--data", str(tmp_path / "none.jsonl"), "--batch-size", "0",
-                              "--output", str(tmp_path / "out")])
+    res = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "--data",
+            str(tmp_path / "none.jsonl"),
+            "--batch-size",
+            "0",
+            "--output",
+            str(tmp_path / "out"),
+        ],
+    )
     assert res.exit_code == 2
     assert "--batch-size is deprecated; use --sample-batch-size" in res.stderr
     assert "--sample-batch-size (0) must be >= 1" in res.stderr
@@ -224,15 +243,20 @@ def test_no_stage_imports_another_stage():
     for path in stage_files:
         own = f"r1kit.stages.{path.stem}"
         others = {m for m in imported_modules(path) if m in stage_modules and m != own}
-        assert not others, f"{path.name} imports the stage module(s) {sorted(others)}: move what it needs to a library"
+        assert not others, (
+            f"{path.name} imports the stage module(s) {sorted(others)}: move what it needs to a library"
+        )
 
 
 def test_the_import_check_sees_every_form(tmp_path):
     src = tmp_path / "x.py"
-    src.write_text("import r1kit.stages.sft\nfrom r1kit.stages import evaluate\nfrom .distill import run\n"
-                   "def f():\n    from r1kit.stages.grpo import Config\n")
+    src.write_text(
+        "import r1kit.stages.sft\nfrom r1kit.stages import evaluate\nfrom .distill import run\n"
+        "def f():\n    from r1kit.stages.grpo import Config\n"
+    )
     assert {"r1kit.stages.sft", "r1kit.stages.evaluate", "r1kit.stages.distill", "r1kit.stages.grpo"} <= (
-        imported_modules(src))
+        imported_modules(src)
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -248,7 +272,15 @@ LIBRARY_USERS = {
     "r1kit/data/prompts.py": ("grpo", "rejection-sample", "distill", "dpo-shorten", "evaluate"),
     "r1kit/data/prompts.py::load_prompts": ("rejection-sample", "distill", "dpo-shorten"),
     "r1kit/data/tasks.py": ("grpo", "rejection-sample", "distill", "dpo-shorten", "evaluate"),
-    "r1kit/data/loading.py": ("sft", "grpo", "rejection-sample", "distill", "dpo-shorten", "evaluate", "data think"),
+    "r1kit/data/loading.py": (
+        "sft",
+        "grpo",
+        "rejection-sample",
+        "distill",
+        "dpo-shorten",
+        "evaluate",
+        "data think",
+    ),
     "r1kit/data/templates.py::few_shot_examples": ("evaluate",),
     "r1kit/sampling.py": ("rejection-sample", "distill", "dpo-shorten"),
     "r1kit/sampling.py::build_pairs": ("dpo-shorten",),
@@ -262,7 +294,14 @@ LIBRARY_USERS = {
     **{f"r1kit/rl/{p.name}": ("grpo",) for p in (ROOT / "r1kit" / "rl").glob("*.py")},
     "r1kit/data/arithmetic.py": ("data arithmetic",),
     "r1kit/data/think.py": ("data think",),
-    "r1kit/data/templates.py": ("grpo", "rejection-sample", "distill", "dpo-shorten", "evaluate", "data think"),
+    "r1kit/data/templates.py": (
+        "grpo",
+        "rejection-sample",
+        "distill",
+        "dpo-shorten",
+        "evaluate",
+        "data think",
+    ),
     "r1kit/data/__init__.py": tuple(STAGES),
     "r1kit/report.py": ("report",),
     "r1kit/rewards/registry.py": ("grpo", "rejection-sample", "distill", "dpo-shorten"),
@@ -279,13 +318,20 @@ LIBRARY_USERS = {
     "r1kit/trl_names.py::_scheduler": ("sft", "grpo", "dpo-shorten", "distill"),
     "r1kit/trl_names.py::_hub_repo": ("sft", "grpo", "dpo-shorten", "distill", "merge"),
     "r1kit/trl_names.py::_grpo_batches": ("grpo",),
-    "r1kit/trl_names.py::_dataset_config": ("sft", "grpo", "rejection-sample", "distill", "dpo-shorten", "evaluate",
-                                            "data think"),
+    "r1kit/trl_names.py::_dataset_config": (
+        "sft",
+        "grpo",
+        "rejection-sample",
+        "distill",
+        "dpo-shorten",
+        "evaluate",
+        "data think",
+    ),
 }
 # Modules whose hints are checked by another test, or that hold none a user reads.
 HINTS_CHECKED_ELSEWHERE = {
     "r1kit/cli.py": "its own flags (--config, --help, --version); unknown_flag's hints: "
-                    "test_cli.py::test_every_unknown_flag_hint_names_flags_the_stage_has",
+    "test_cli.py::test_every_unknown_flag_hint_names_flags_the_stage_has",
     "r1kit/options.py": "test_group_hints_name_only_flags_of_every_stage_composing_the_group",
 }
 
@@ -293,7 +339,9 @@ HINTS_CHECKED_ELSEWHERE = {
 def flags_of(stage: str) -> set[str]:
     cls = configs()[stage]
     fields = [f.name for f in dataclasses.fields(cls)]
-    names = fields + list(other_names(cls)) + list(flag_types(set(fields)))  # r1kit's, trl's aliases, trl's rules
+    names = (
+        fields + list(other_names(cls)) + list(flag_types(set(fields)))
+    )  # r1kit's, trl's aliases, trl's rules
     return {flag_name(n) for n in names} | COMMON_FLAGS
 
 
@@ -303,9 +351,14 @@ def hint_strings(path: Path):
 
 
 def strings_of(tree: ast.Module):
-    docstrings = {id(n.body[0].value) for n in ast.walk(tree)
-                  if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef)) and n.body
-                  and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+    docstrings = {
+        id(n.body[0].value)
+        for n in ast.walk(tree)
+        if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef))
+        and n.body
+        and isinstance(n.body[0], ast.Expr)
+        and isinstance(n.body[0].value, ast.Constant)
+    }
     for top in tree.body:
         name = getattr(top, "name", "")
         for node in ast.walk(top):
@@ -316,8 +369,12 @@ def strings_of(tree: ast.Module):
 
 
 def _in_option_default(cls_node: ast.ClassDef, const: ast.Constant) -> bool:
-    return any(isinstance(stmt, ast.AnnAssign) and stmt.value is not None
-               and any(n is const for n in ast.walk(stmt.value)) for stmt in cls_node.body)
+    return any(
+        isinstance(stmt, ast.AnnAssign)
+        and stmt.value is not None
+        and any(n is const for n in ast.walk(stmt.value))
+        for stmt in cls_node.body
+    )
 
 
 def mentioned(strings) -> set[str]:
@@ -332,7 +389,9 @@ def mentioned(strings) -> set[str]:
 def test_a_stage_module_names_only_its_own_flags(stage):
     path = ROOT / (STAGES[stage].replace(".", "/") + ".py")
     unknown = mentioned(hint_strings(path)) - flags_of(stage)
-    assert not unknown, f"{path.name} tells the user about --{', --'.join(sorted(unknown))}, which {stage} lacks"
+    assert not unknown, (
+        f"{path.name} tells the user about --{', --'.join(sorted(unknown))}, which {stage} lacks"
+    )
 
 
 def test_library_hints_name_only_flags_of_every_stage_that_runs_them():
@@ -354,8 +413,10 @@ def test_group_hints_name_only_flags_of_every_stage_composing_the_group():
         strings = list(strings_of(ast.parse(inspect.getsource(group))))
         for stage, cls in configs().items():
             if issubclass(cls, group):
-                problems += [f"{group.__name__} names --{flag}, which {stage} lacks"
-                             for flag in sorted(mentioned(strings) - flags_of(stage))]
+                problems += [
+                    f"{group.__name__} names --{flag}, which {stage} lacks"
+                    for flag in sorted(mentioned(strings) - flags_of(stage))
+                ]
     assert not problems, problems
 
 
@@ -379,12 +440,16 @@ def test_every_module_that_names_a_flag_is_checked():
 
 def test_the_hint_check_finds_a_foreign_flag(tmp_path):
     src = tmp_path / "m.py"
-    src.write_text('"""--not-checked in a docstring"""\n'
-                   'def f():\n    raise ValueError("use --backend hf or --no-filters")\n')
+    src.write_text(
+        '"""--not-checked in a docstring"""\n'
+        'def f():\n    raise ValueError("use --backend hf or --no-filters")\n'
+    )
     assert mentioned(hint_strings(src)) == {"backend", "filters"}
     assert "backend" not in flags_of("sft") and "backend" in flags_of("evaluate")
     # trl's names: a hint may spell them with underscores; an alias or a rule key is a flag only where it applies
-    src.write_text('def f():\n    raise ValueError("lower --per_device_train_batch_size or --reward_funcs")\n')
+    src.write_text(
+        'def f():\n    raise ValueError("lower --per_device_train_batch_size or --reward_funcs")\n'
+    )
     assert mentioned(hint_strings(src)) == {"per-device-train-batch-size", "reward-funcs"}
     assert {"per-device-train-batch-size", "reward-funcs", "num-train-epochs"} <= flags_of("grpo")
     assert "reward-funcs" not in flags_of("sft") and "per-device-train-batch-size" not in flags_of("merge")
@@ -404,8 +469,11 @@ def test_template_auto_follows_the_tokenizer():
     assert resolve_template("auto", chat, "tiny", "--model") == "chat"
     assert resolve_template("auto", bare, "base", "--model") == "raw"
     assert resolve_template("r1-zero", bare, "base", "--model") == "r1-zero"
-    with pytest.raises(R1kitError, match="--template chat-think renders chat messages, but the tokenizer of "
-                                         "--teacher base has no chat template"):
+    with pytest.raises(
+        R1kitError,
+        match="--template chat-think renders chat messages, but the tokenizer of "
+        "--teacher base has no chat template",
+    ):
         resolve_template("chat-think", bare, "base", "--teacher")
 
 

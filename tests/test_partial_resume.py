@@ -18,13 +18,21 @@ from r1kit.rl.partial import Group, PartialRollouts, Trajectory, check_row, merg
 def hand_built() -> PartialRollouts:
     pr = PartialRollouts(2, budget=4, max_length=30, eos_ids=[EOS])
     pr.iteration = 3
-    row = {"prompt": [{"role": "user", "content": "What is 2+2?"}], "answer": "4", "r1kit_index": 7, "w": 0.5,
-           "tags": ("a", "b"), "none": None}
+    row = {
+        "prompt": [{"role": "user", "content": "What is 2+2?"}],
+        "answer": "4",
+        "r1kit_index": 7,
+        "w": 0.5,
+        "tags": ("a", "b"),
+        "none": None,
+    }
     long = Trajectory(dict(row), [11, 12, 13, 14, 15, 16, 17, 18, 19], [(1, 4), (2, 4), (3, 1)], "")
     done = Trajectory(dict(row), [21, 22, EOS], [(1, 3)], "eos")
     other = Trajectory({"prompt": "p", "answer": "1", "r1kit_index": 2}, [31, 32, 33, 34], [(3, 4)], "")
-    pr.buffer = [Group([long, done], born=1), Group([other, Trajectory(dict(other.row), [41, 42, 43, 44],
-                                                                       [(3, 4)], "")], born=3)]
+    pr.buffer = [
+        Group([long, done], born=1),
+        Group([other, Trajectory(dict(other.row), [41, 42, 43, 44], [(3, 4)], "")], born=3),
+    ]
     return pr
 
 
@@ -35,12 +43,24 @@ def test_state_round_trips_through_json():
     back.load_state_dict(state)
     assert back.iteration == 3 and [g.born for g in back.buffer] == [1, 3]
     long, done = back.buffer[0].members
-    assert (long.tokens, long.segments, long.end) == ([11, 12, 13, 14, 15, 16, 17, 18, 19], [(1, 4), (2, 4), (3, 1)], "")
+    assert (long.tokens, long.segments, long.end) == (
+        [11, 12, 13, 14, 15, 16, 17, 18, 19],
+        [(1, 4), (2, 4), (3, 1)],
+        "",
+    )
     assert (done.tokens, done.segments, done.end) == ([21, 22, EOS], [(1, 3)], "eos")
     # the row comes back equal, its tuple as a list (the one conversion check_row makes)
-    assert long.row == {"prompt": [{"role": "user", "content": "What is 2+2?"}], "answer": "4", "r1kit_index": 7,
-                        "w": 0.5, "tags": ["a", "b"], "none": None}
-    assert [[t.tokens for t in g.members] for g in back.buffer] == [[t.tokens for t in g.members] for g in pr.buffer]
+    assert long.row == {
+        "prompt": [{"role": "user", "content": "What is 2+2?"}],
+        "answer": "4",
+        "r1kit_index": 7,
+        "w": 0.5,
+        "tags": ["a", "b"],
+        "none": None,
+    }
+    assert [[t.tokens for t in g.members] for g in back.buffer] == [
+        [t.tokens for t in g.members] for g in pr.buffer
+    ]
     assert back.state_dict() == state  # a second round trip changes nothing
     # the restored buffer is continued where it stopped: the long member gets tokens 9.., the new
     # iteration is 4, and its group (the oldest) takes the first slots
@@ -53,7 +73,9 @@ def test_state_round_trips_through_json():
     batch = back.plan(rows(5, 6))
     assert batch[0]["r1kit_index"] == 7 and back.iteration == 4
     back.generate([[1], [1]], sample)
-    assert seen == [([1, 11, 12, 13, 14, 15, 16, 17, 18, 19], 4)]  # only the unfinished member, after its tokens
+    assert seen == [
+        ([1, 11, 12, 13, 14, 15, 16, 17, 18, 19], 4)
+    ]  # only the unfinished member, after its tokens
     assert long.segments[-1] == (4, 3) and back.spans() == [(9, 12), None] and back.scored() == [True, True]
 
 
@@ -90,7 +112,12 @@ def test_rows_that_are_not_json_are_refused_and_bad_states_rejected():
 
 def test_buffers_of_another_process_count_are_dealt_out_oldest_first():
     def state(borns):
-        return {"version": 1, "iteration": 6, "group_size": 2, "buffer": [{"born": b, "members": []} for b in borns]}
+        return {
+            "version": 1,
+            "iteration": 6,
+            "group_size": 2,
+            "buffer": [{"born": b, "members": []} for b in borns],
+        }
 
     # two processes' buffers onto one: all groups, oldest first, rank 0 before rank 1 at equal age
     (one,) = merge_states([state([2, 5]), state([1, 5])], 1)
@@ -111,9 +138,28 @@ REWARDS = (
     "    return [len(ids) / 24 + (ids[0] % 3 if ids else 0) for ids in completion_ids]\n"
 )
 # budget 8 of 24 tokens: most trajectories need 2-3 iterations; a checkpoint after every step
-RUN = ["--model", "tiny", "--num-generations", "4", "--prompts-per-step", "2", "--max-completion-length", "24",
-       "--reward", "part_rewards:len_reward", "--learning-rate", "1e-3", "--seed", "0", "--no-live",
-       "--rollout-token-budget", "8", "--save-steps", "1", "--keep-checkpoints"]
+RUN = [
+    "--model",
+    "tiny",
+    "--num-generations",
+    "4",
+    "--prompts-per-step",
+    "2",
+    "--max-completion-length",
+    "24",
+    "--reward",
+    "part_rewards:len_reward",
+    "--learning-rate",
+    "1e-3",
+    "--seed",
+    "0",
+    "--no-live",
+    "--rollout-token-budget",
+    "8",
+    "--save-steps",
+    "1",
+    "--keep-checkpoints",
+]
 TIMING = {"time", "step_time", "tokens_per_s", "rollout/tokens_per_s"}
 
 
@@ -131,8 +177,11 @@ def grpo(work, *args):
 
 
 def logged(out):
-    return [{k: v for k, v in r.items() if k not in TIMING}
-            for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "loss" in r]
+    return [
+        {k: v for k, v in r.items() if k not in TIMING}
+        for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())
+        if "loss" in r
+    ]
 
 
 def test_resume_continues_the_buffered_trajectories(work):
@@ -154,8 +203,9 @@ def test_resume_continues_the_buffered_trajectories(work):
     # and the resumed run is the uninterrupted one: same tokens, rewards, losses, and buffer
     assert resumed == uninterrupted[2:]
     for name in ("checkpoint-3", "checkpoint-4"):
-        assert (json.loads((second / "checkpoints" / name / "r1kit_partial_rank0.json").read_text())
-                == json.loads((whole / "checkpoints" / name / "r1kit_partial_rank0.json").read_text()))
+        assert json.loads(
+            (second / "checkpoints" / name / "r1kit_partial_rank0.json").read_text()
+        ) == json.loads((whole / "checkpoints" / name / "r1kit_partial_rank0.json").read_text())
 
     # a checkpoint written by 2 processes, resumed by 1: both buffers are continued, oldest first
     # (split so that dealing them out restores the original order, hence the same run again)

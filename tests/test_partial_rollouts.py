@@ -38,9 +38,9 @@ class Script:
         for prefix in prefixes:
             key, done = prefix[0], prefix[1:]
             seq = full(key, self.lengths[key])
-            assert done == seq[:len(done)], "the prefix is not the trajectory's own earlier tokens"
+            assert done == seq[: len(done)], "the prefix is not the trajectory's own earlier tokens"
             self.calls.append((key, len(done), max_new))
-            out.append(seq[len(done):len(done) + max_new])
+            out.append(seq[len(done) : len(done) + max_new])
         return out
 
 
@@ -63,7 +63,11 @@ def test_long_trajectory_is_continued_never_regenerated_and_counted_once():
     assert [r["key"] for r in batch] == [1, 2, 3, 4]
     assert comps == [[EOS], [EOS], full(3, 2), full(4, 2)]  # group (1, 2) waits: placeholders
     assert pr.spans() == [None, None, (0, 2), (0, 2)] and pr.scored() == [False, False, True, True]
-    assert (pr.stats["new_tokens"], pr.stats["buffered_groups"], pr.stats["trained_groups"]) == (3 + 4 + 2 + 2, 1, 1)
+    assert (pr.stats["new_tokens"], pr.stats["buffered_groups"], pr.stats["trained_groups"]) == (
+        3 + 4 + 2 + 2,
+        1,
+        1,
+    )
 
     # the buffered group takes the first slots; fresh group (7, 8) does not fit and is skipped
     batch, comps = step(pr, rows(5, 6, 7, 8), script)
@@ -85,7 +89,7 @@ def test_long_trajectory_is_continued_never_regenerated_and_counted_once():
     asked = {}
     for key, off, _ in script.calls:
         assert off == asked.get(key, 0), f"key {key} regenerated from {off}"
-        asked[key] = off + len(full(key, lengths[key])[off:off + 4])
+        asked[key] = off + len(full(key, lengths[key])[off : off + 4])
     assert asked == {k: n for k, n in lengths.items() if k in (1, 2, 3, 4, 5, 6, 7, 8)}
     assert sum(asked.values()) == 3 + 10 + 2 + 2 + 4 + 1 + 2 + 3
 
@@ -135,8 +139,9 @@ def test_repeat_detection_cuts_at_the_first_repeating_token():
     assert repeats_at_end([9, 1, 2, 1, 2], 4) and not repeats_at_end([1, 2, 1, 2, 3], 4)
     assert not repeats_at_end([7, 7, 7, EOS], 4)  # an EOS-ended completion never counts
     reward = repeat_stop_reward(4)
-    assert reward(prompts=["p"] * 3, completions=["a"] * 3, completion_ids=[[3, 4, 4, 4, 4], [4, 4, 4, EOS], [1]]) \
-        == [-1.0, 0.0, 0.0]
+    assert reward(
+        prompts=["p"] * 3, completions=["a"] * 3, completion_ids=[[3, 4, 4, 4, 4], [4, 4, 4, EOS], [1]]
+    ) == [-1.0, 0.0, 0.0]
 
     # the second segment starts a loop that straddles nothing: cut where the window first repeats
     def loop(prefixes, max_new):
@@ -152,7 +157,11 @@ def test_repeat_detection_cuts_at_the_first_repeating_token():
     step(pr, rows(1, 2), loop)  # continued: 21 22 23 | 5 5 5 -> window [5 5 5 5] not yet full
     step(pr, rows(1, 2), loop)
     t = pr.rows()[0]
-    assert (t.end, t.tokens) == ("repeat", [21, 22, 23, 5, 5, 5, 5]) and t.segments == [(1, 3), (2, 3), (3, 1)]
+    assert (t.end, t.tokens) == ("repeat", [21, 22, 23, 5, 5, 5, 5]) and t.segments == [
+        (1, 3),
+        (2, 3),
+        (3, 1),
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -163,8 +172,23 @@ REWARDS = (
     "def len_reward(prompts=None, completions=(), completion_ids=None, **kw):\n"
     "    return [len(ids) / 24 + (ids[0] % 3 if ids else 0) for ids in completion_ids]\n"
 )
-BASE = ["--model", "tiny", "--num-generations", "4", "--prompts-per-step", "2", "--max-completion-length", "24",
-        "--reward", "part_rewards:len_reward", "--learning-rate", "1e-3", "--seed", "0", "--no-live"]
+BASE = [
+    "--model",
+    "tiny",
+    "--num-generations",
+    "4",
+    "--prompts-per-step",
+    "2",
+    "--max-completion-length",
+    "24",
+    "--reward",
+    "part_rewards:len_reward",
+    "--learning-rate",
+    "1e-3",
+    "--seed",
+    "0",
+    "--no-live",
+]
 
 
 @pytest.fixture(scope="module")
@@ -187,8 +211,13 @@ class Probe(trainer_module.R1GRPOTrainer):
 
     def _r1_timed_generate(self, prompt_ids, *args):
         ids, logprobs = super()._r1_timed_generate(prompt_ids, *args)
-        Probe.calls.append(([list(map(int, p)) for p in prompt_ids], [list(x) for x in ids],
-                            self.generation_kwargs["max_new_tokens"]))
+        Probe.calls.append(
+            (
+                [list(map(int, p)) for p in prompt_ids],
+                [list(x) for x in ids],
+                self.generation_kwargs["max_new_tokens"],
+            )
+        )
         return ids, logprobs
 
     def _generate_and_score_completions(self, inputs):
@@ -201,17 +230,25 @@ class Probe(trainer_module.R1GRPOTrainer):
             for row, (t, span) in enumerate(zip(rollouts.rows(), rollouts.spans())):
                 Probe.seen[id(t)] = t
                 prev = before.get(id(t), [])
-                assert t.tokens[:len(prev)] == prev  # continued, never regenerated
+                assert t.tokens[: len(prev)] == prev  # continued, never regenerated
                 want = torch.zeros(loss_mask.size(1), dtype=loss_mask.dtype)
                 if span is not None:
-                    want[span[0]:span[1]] = 1
-                    assert out["completion_ids"][row, :len(t.tokens)].tolist() == t.tokens
+                    want[span[0] : span[1]] = 1
+                    assert out["completion_ids"][row, : len(t.tokens)].tolist() == t.tokens
                     # exactly the tokens generated now (--partial-loss trajectory: all of them)
-                    assert span == ((0, len(t.tokens)) if rollouts.loss == "trajectory" else (len(prev), len(t.tokens)))
+                    assert span == (
+                        (0, len(t.tokens)) if rollouts.loss == "trajectory" else (len(prev), len(t.tokens))
+                    )
                 assert torch.equal(loss_mask[row].cpu(), want), (row, span, loss_mask[row])
                 Probe.snap[id(t)] = list(t.tokens)
-            Probe.iterations.append({"spans": rollouts.spans(), "loss_tokens": int(loss_mask.sum()),
-                                     "lengths": [n for n, _ in rollouts.lengths()], "weights": weights})
+            Probe.iterations.append(
+                {
+                    "spans": rollouts.spans(),
+                    "loss_tokens": int(loss_mask.sum()),
+                    "lengths": [n for n, _ in rollouts.lengths()],
+                    "weights": weights,
+                }
+            )
         return out
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -220,7 +257,9 @@ class Probe(trainer_module.R1GRPOTrainer):
         ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], dim=1)
         att = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)
         with torch.no_grad():
-            logp, _, _ = self._get_per_token_logps_and_entropies(model, ids, att, inputs["completion_ids"].size(1))
+            logp, _, _ = self._get_per_token_logps_and_entropies(
+                model, ids, att, inputs["completion_ids"].size(1)
+            )
         loss = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         mask = inputs["completion_mask"] * inputs["tool_mask"]
         ref, _ = policy_loss(logp, logp, None, inputs["advantages"], mask, loss_type="grpo")
@@ -238,16 +277,28 @@ def run(work, monkeypatch, name, *args):
     monkeypatch.setattr(trainer_module, "R1GRPOTrainer", Probe)
     Probe.calls, Probe.iterations, Probe.losses, Probe.seen, Probe.snap = [], [], [], {}, {}
     out = work / name
-    res = CliRunner().invoke(app, ["grpo", "--data", str(work / "arith.jsonl"), *BASE, "--output", str(out),
-                                   "--overwrite", *args])
+    res = CliRunner().invoke(
+        app, ["grpo", "--data", str(work / "arith.jsonl"), *BASE, "--output", str(out), "--overwrite", *args]
+    )
     assert res.exit_code == 0, res.output[-3000:]
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if '"loss"' in line]
 
 
 @pytest.mark.parametrize(("rollout", "loss"), [("hf", "segment"), ("fast", "segment"), ("hf", "trajectory")])
 def test_partial_rollouts_in_a_real_run(work, monkeypatch, rollout, loss):
-    logged = run(work, monkeypatch, f"partial-{rollout}-{loss}", "--rollout", rollout, "--rollout-token-budget", "8",
-                 "--max-steps", "6", "--partial-loss", loss)
+    logged = run(
+        work,
+        monkeypatch,
+        f"partial-{rollout}-{loss}",
+        "--rollout",
+        rollout,
+        "--rollout-token-budget",
+        "8",
+        "--max-steps",
+        "6",
+        "--partial-loss",
+        loss,
+    )
     assert len(logged) == 6 and len(Probe.iterations) == 6
     assert all(r["rollout/fast_path"] == float(rollout == "fast") for r in logged)
     # both kinds of iteration happened: groups still running only, and groups completed and trained
@@ -282,8 +333,19 @@ def test_partial_rollouts_in_a_real_run(work, monkeypatch, rollout, loss):
 @pytest.mark.parametrize("rollout", ["hf", "fast"])
 def test_repeat_stop_ends_and_penalises_loops(work, monkeypatch, rollout):
     # near-greedy sampling: the untrained tiny model loops on one token
-    logged = run(work, monkeypatch, f"repeat-{rollout}", "--rollout", rollout, "--repeat-stop", "8",
-                 "--temperature", "0.05", "--max-steps", "2")
+    logged = run(
+        work,
+        monkeypatch,
+        f"repeat-{rollout}",
+        "--rollout",
+        rollout,
+        "--repeat-stop",
+        "8",
+        "--temperature",
+        "0.05",
+        "--max-steps",
+        "2",
+    )
     ended = [t for t in Probe.seen.values() if t.end == "repeat"]
     assert ended and sum(r["partial/ended_repeat"] for r in logged) == len(ended)
     for t in ended:  # cut at the first token where the last 8 repeat
@@ -298,8 +360,13 @@ def test_fast_generator_stops_a_loop_on_the_device():
 
     tok = build_tiny_tokenizer()
     torch.manual_seed(0)
-    gen = FastGenerator(build_tiny_model(tok), max_batch=4, max_len=160, eos_token_ids=[tok.eos_token_id],
-                        pad_token_id=tok.pad_token_id)
+    gen = FastGenerator(
+        build_tiny_model(tok),
+        max_batch=4,
+        max_len=160,
+        eos_token_ids=[tok.eos_token_id],
+        pad_token_id=tok.pad_token_id,
+    )
     prompts = [tok(f"What is {a}+{b}?")["input_ids"] for a, b in PROBLEMS[:4]]
     free = gen.generate(prompts, max_new_tokens=120, greedy=True)
     cut = gen.generate(prompts, max_new_tokens=120, greedy=True, repeat_window=8)
@@ -307,22 +374,45 @@ def test_fast_generator_stops_a_loop_on_the_device():
         assert a.truncated and len(a.token_ids) == 120  # greedy, the untrained model loops to the end
         # stopped at the first check (every 16 steps) that sees 8 repeating tokens: same tokens, fewer
         assert b.stopped and len(b.token_ids) % 16 == 0 and len(b.token_ids) < 120
-        assert b.token_ids == a.token_ids[:len(b.token_ids)] and repeats_at_end(b.token_ids, 8)
-        assert not repeats_at_end(b.token_ids[:len(b.token_ids) - 16], 8) or len(b.token_ids) == 16
+        assert b.token_ids == a.token_ids[: len(b.token_ids)] and repeats_at_end(b.token_ids, 8)
+        assert not repeats_at_end(b.token_ids[: len(b.token_ids) - 16], 8) or len(b.token_ids) == 16
 
 
 def test_kimi_preset_trains_with_partial_rollouts_and_resets(work, monkeypatch):
     # the kimi preset: mirror-descent loss, prioritized sampling, length reward, optimizer reset,
     # partial rollouts (budget shrunk here to 8 of 24 tokens) and repeat detection
-    logged = run(work, monkeypatch, "kimi", "--preset", "kimi", "--reward", "accuracy=1", "--reward", "length=1",
-                 "--rollout-token-budget", "8", "--repeat-stop", "8", "--max-steps", "5")
+    logged = run(
+        work,
+        monkeypatch,
+        "kimi",
+        "--preset",
+        "kimi",
+        "--reward",
+        "accuracy=1",
+        "--reward",
+        "length=1",
+        "--rollout-token-budget",
+        "8",
+        "--repeat-stop",
+        "8",
+        "--max-steps",
+        "5",
+    )
     config = (work / "kimi" / "resolved_config.yaml").read_text()
-    for line in ("loss: kimi", "sampler: prioritized", "reset_optimizer: true", "rollout_token_budget: 8",
-                 "repeat_stop: 8", "partial_loss: trajectory"):
+    for line in (
+        "loss: kimi",
+        "sampler: prioritized",
+        "reset_optimizer: true",
+        "rollout_token_budget: 8",
+        "repeat_stop: 8",
+        "partial_loss: trajectory",
+    ):
         assert line in config
     assert [r.get("optimizer/resets") for r in logged] == [1.0] * 5  # one rollout batch per step
     trained = [r for r in logged if r["partial/trained_groups"]]
     assert trained and all(r["kimi/log_ratio"] == r["kimi/log_ratio"] for r in trained)  # finite, not NaN
     assert all(r["loss"] == r["loss"] for r in logged)
-    assert Probe.iterations and all(it["loss_tokens"] == sum(b - a for span in it["spans"] if span for a, b in [span])
-                                    for it in Probe.iterations)
+    assert Probe.iterations and all(
+        it["loss_tokens"] == sum(b - a for span in it["spans"] if span for a, b in [span])
+        for it in Probe.iterations
+    )

@@ -23,26 +23,47 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1",
-       "R1KIT_ZERO_STD_STEPS": "2"}
+ENV = {
+    **os.environ,
+    "HF_HUB_OFFLINE": "1",
+    "PYTHONUNBUFFERED": "1",
+    "OMP_NUM_THREADS": "1",
+    "R1KIT_ZERO_STD_STEPS": "2",
+}
 ENV.pop("R1KIT_DEBUG", None)
-LINE = re.compile(r"(?P<title>[\w-]+) step (?P<step>\d+)/(?P<total>\d+) \| elapsed (?P<elapsed>\d+:\d\d:\d\d) \| "
-                  r"ETA (?P<eta>\d+:\d\d:\d\d) \| (?P<metrics>.+)")
+LINE = re.compile(
+    r"(?P<title>[\w-]+) step (?P<step>\d+)/(?P<total>\d+) \| elapsed (?P<elapsed>\d+:\d\d:\d\d) \| "
+    r"ETA (?P<eta>\d+:\d\d:\d\d) \| (?P<metrics>.+)"
+)
 
 
 def r1kit_to_log(root: Path, log: str, *args) -> str:
     """`r1kit ARGS > log 2>&1` in root; the log's text (the run must succeed)."""
     with open(root / log, "w") as fh:
-        res = subprocess.run([sys.executable, "-m", "r1kit", *map(str, args)], stdout=fh, stderr=subprocess.STDOUT,
-                             cwd=root, env=ENV, timeout=600, check=False)
+        res = subprocess.run(
+            [sys.executable, "-m", "r1kit", *map(str, args)],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            cwd=root,
+            env=ENV,
+            timeout=600,
+            check=False,
+        )
     text = (root / log).read_text()
     assert res.returncode == 0, text[-3000:]
     return text
 
 
 def cli(root: Path, *args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "r1kit", *map(str, args)], capture_output=True, text=True, cwd=root,
-                          env=ENV, timeout=600, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "r1kit", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        env=ENV,
+        timeout=600,
+        check=False,
+    )
 
 
 def records(stage_dir: Path) -> list[dict]:
@@ -60,20 +81,100 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("ux")
     write_samples(root / "samples.jsonl")
     logs = {
-        "data": r1kit_to_log(root, "data.log", "data", "arithmetic", "--train-size", 40, "--test-size", 8, "--digits", 1,
-                             "--output", "data"),
-        "sft": r1kit_to_log(root, "sft.log", "sft", "--model", "tiny", "--data", "data", "--max-steps", 4,
-                            "--logging-steps", 2, "--batch-size", 8, "--learning-rate", 1e-3, "--output", "sft"),
+        "data": r1kit_to_log(
+            root,
+            "data.log",
+            "data",
+            "arithmetic",
+            "--train-size",
+            40,
+            "--test-size",
+            8,
+            "--digits",
+            1,
+            "--output",
+            "data",
+        ),
+        "sft": r1kit_to_log(
+            root,
+            "sft.log",
+            "sft",
+            "--model",
+            "tiny",
+            "--data",
+            "data",
+            "--max-steps",
+            4,
+            "--logging-steps",
+            2,
+            "--batch-size",
+            8,
+            "--learning-rate",
+            1e-3,
+            "--output",
+            "sft",
+        ),
         # --live is on by default: in a log file it gives way to lines
-        "grpo": r1kit_to_log(root, "grpo.log", "grpo", "--model", "sft", "--data", "data", "--max-steps", 3,
-                             "--num-generations", 2, "--prompts-per-step", 2, "--max-completion-length", 12,
-                             "--learning-rate", 1e-4, "--output", "grpo"),
-        "dpo": r1kit_to_log(root, "dpo.log", "dpo-shorten", "--model", "tiny", "--samples", "samples.jsonl",
-                            "--max-steps", 2, "--batch-size", 2, "--logging-steps", 1, "--output", "dpo"),
+        "grpo": r1kit_to_log(
+            root,
+            "grpo.log",
+            "grpo",
+            "--model",
+            "sft",
+            "--data",
+            "data",
+            "--max-steps",
+            3,
+            "--num-generations",
+            2,
+            "--prompts-per-step",
+            2,
+            "--max-completion-length",
+            12,
+            "--learning-rate",
+            1e-4,
+            "--output",
+            "grpo",
+        ),
+        "dpo": r1kit_to_log(
+            root,
+            "dpo.log",
+            "dpo-shorten",
+            "--model",
+            "tiny",
+            "--samples",
+            "samples.jsonl",
+            "--max-steps",
+            2,
+            "--batch-size",
+            2,
+            "--logging-steps",
+            1,
+            "--output",
+            "dpo",
+        ),
         # one sample per prompt at the default T 0.6: not a greedy run
-        "eval": r1kit_to_log(root, "eval.log", "evaluate", "--model", "sft", "--model", "grpo", "--data", "data",
-                             "--template", "chat", "--limit", 4, "--max-new-tokens", 12, "--sample-batch-size", 2,
-                             "--output", "eval"),
+        "eval": r1kit_to_log(
+            root,
+            "eval.log",
+            "evaluate",
+            "--model",
+            "sft",
+            "--model",
+            "grpo",
+            "--data",
+            "data",
+            "--template",
+            "chat",
+            "--limit",
+            4,
+            "--max-new-tokens",
+            12,
+            "--sample-batch-size",
+            2,
+            "--output",
+            "eval",
+        ),
     }
     return root, logs
 
@@ -116,17 +217,27 @@ def test_training_progress_lines_in_a_log_file(runs):
     for name, text in logs.items():
         assert "…" not in text and "\r" not in text, name  # nothing cut, no carriage-return bars
         assert "FutureWarning" not in text and "is deprecated" not in text, name  # library noise filtered
-    assert re.search(r"^sft done: step 4/4 \| elapsed \d+:\d\d:\d\d \| train_loss=\d", logs["sft"], re.MULTILINE)
+    assert re.search(
+        r"^sft done: step 4/4 \| elapsed \d+:\d\d:\d\d \| train_loss=\d", logs["sft"], re.MULTILINE
+    )
 
 
 def test_grpo_warns_once_when_no_group_has_reward_variance(runs):
     root, logs = runs
     lines = logs["grpo"].splitlines()
     warned = [i for i, line in enumerate(lines) if line.startswith("grpo warning: no learning signal")]
-    assert len(warned) == 1, logs["grpo"][-3000:]  # once, one line, although step 3 is still all zero-variance
+    assert len(warned) == 1, logs["grpo"][
+        -3000:
+    ]  # once, one line, although step 3 is still all zero-variance
     line = lines[warned[0]]
     assert lines[warned[0] - 1].startswith("grpo step 2/3")  # after R1KIT_ZERO_STD_STEPS=2 logged steps
-    for hint in ("--num-generations", "--temperature", "easier data", "r1kit evaluate", "R1KIT_ZERO_STD_STEPS"):
+    for hint in (
+        "--num-generations",
+        "--temperature",
+        "easier data",
+        "r1kit evaluate",
+        "R1KIT_ZERO_STD_STEPS",
+    ):
         assert hint in line, hint
     events = [r for r in records(root / "grpo") if r.get("event") == "warning"]
     assert [(e["kind"], e["step"]) for e in events] == [("zero_std", 2)]
@@ -135,10 +246,14 @@ def test_grpo_warns_once_when_no_group_has_reward_variance(runs):
 
 def test_generation_progress_lines_in_a_log_file(runs):
     _, logs = runs
-    pattern = re.compile(r"generating (\d+)/(\d+) sequences \| elapsed \d+:\d\d:\d\d \| ETA \d+:\d\d:\d\d \| "
-                         r"tok/s=(\S+)")
+    pattern = re.compile(
+        r"generating (\d+)/(\d+) sequences \| elapsed \d+:\d\d:\d\d \| ETA \d+:\d\d:\d\d \| "
+        r"tok/s=(\S+)"
+    )
     found = [pattern.fullmatch(line) for line in logs["eval"].splitlines() if line.startswith("generating")]
-    assert all(found) and [(int(m[1]), int(m[2])) for m in found] == [(2, 4), (4, 4)] * 2  # two models, 2 chunks
+    assert (
+        all(found) and [(int(m[1]), int(m[2])) for m in found] == [(2, 4), (4, 4)] * 2
+    )  # two models, 2 chunks
     assert all(float(m[3]) > 0 for m in found)
 
 
@@ -171,10 +286,35 @@ def test_grpo_live_view_on_a_terminal_never_cuts_a_number(tmp_path, runs):
     reader = threading.Thread(target=drain, daemon=True)
     reader.start()
     env = {**ENV, "TERM": "xterm-256color", "COLUMNS": "60"}
-    args = ["grpo", "--model", "sft", "--data", "data", "--max-steps", 2, "--num-generations", 2, "--prompts-per-step",
-            2, "--max-completion-length", 12, "--learning-rate", 1e-4, "--output", tmp_path / "live"]
-    res = subprocess.run([sys.executable, "-m", "r1kit", *map(str, args)], stdout=subprocess.PIPE, stderr=slave,
-                         cwd=root, env=env, timeout=600, text=True, check=False)
+    args = [
+        "grpo",
+        "--model",
+        "sft",
+        "--data",
+        "data",
+        "--max-steps",
+        2,
+        "--num-generations",
+        2,
+        "--prompts-per-step",
+        2,
+        "--max-completion-length",
+        12,
+        "--learning-rate",
+        1e-4,
+        "--output",
+        tmp_path / "live",
+    ]
+    res = subprocess.run(
+        [sys.executable, "-m", "r1kit", *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=slave,
+        cwd=root,
+        env=env,
+        timeout=600,
+        text=True,
+        check=False,
+    )
     os.close(slave)
     reader.join(timeout=10)
     os.close(master)
@@ -182,11 +322,14 @@ def test_grpo_live_view_on_a_terminal_never_cuts_a_number(tmp_path, runs):
     assert res.returncode == 0, screen[-3000:]
     assert "…" not in screen
     last = steps(tmp_path / "live")[-1]
-    frame = screen[screen.rindex("r1kit grpo  step 2/2"):]
+    frame = screen[screen.rindex("r1kit grpo  step 2/2") :]
     assert re.match(r"r1kit grpo  step 2/2 \| elapsed \d+:\d\d:\d\d \| ETA \d+:\d\d:\d\d", frame)
     for key, label in LIVE_KEYS:
         if isinstance(last.get(key), (int, float)):
-            assert re.search(rf"{re.escape(label)}\s+{re.escape(fmt_value(last[key]))}\s", frame), (label, frame)
+            assert re.search(rf"{re.escape(label)}\s+{re.escape(fmt_value(last[key]))}\s", frame), (
+                label,
+                frame,
+            )
     assert "grpo step 1/2" not in screen  # the live view replaces the lines
 
 
@@ -208,15 +351,24 @@ def test_model_card_in_every_model_output_and_the_manifest(runs):
     root, _ = runs
     res = cli(root, "merge", "--model", "sft", "--model", "grpo", "--output", "merged")
     assert res.returncode == 0, res.stderr[-2000:]
-    git = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, check=False)
+    git = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, check=False
+    )
     commit = git.stdout.strip() if (REPO / ".git").exists() and git.returncode == 0 else None
-    expected = {"sft": ("sft", "`tiny`"), "grpo": ("grpo", "`sft` ← `tiny`"), "dpo": ("dpo-shorten", "`tiny`"),
-                "merged": ("merge", "`sft` ← `tiny`")}
+    expected = {
+        "sft": ("sft", "`tiny`"),
+        "grpo": ("grpo", "`sft` ← `tiny`"),
+        "dpo": ("dpo-shorten", "`tiny`"),
+        "merged": ("merge", "`sft` ← `tiny`"),
+    }
     for folder, (stage, lineage) in expected.items():
         manifest = json.loads((root / folder / "manifest.json").read_text())
         assert manifest["model_card"] == "model/README.md"
-        assert manifest["versions"] == {"python": manifest["versions"]["python"], "r1kit": __version__,
-                                        **{lib: version(lib) for lib in LIBRARIES}}
+        assert manifest["versions"] == {
+            "python": manifest["versions"]["python"],
+            "r1kit": __version__,
+            **{lib: version(lib) for lib in LIBRARIES},
+        }
         assert (manifest["git_commit"], manifest["world_size"]) == (commit, 1)
         assert manifest["device"] == "cpu" or manifest["device"].startswith("cuda: ")
 
@@ -242,10 +394,17 @@ def test_model_card_in_every_model_output_and_the_manifest(runs):
 def test_model_card_front_matter_names_hub_models_and_datasets(tmp_path):
     from r1kit.model_card import render
 
-    manifest = {"stage": "grpo", "r1kit_version": "x", "inputs": {"model": "Qwen/Qwen2.5-0.5B", "data": "openai/gsm8k"}}
+    manifest = {
+        "stage": "grpo",
+        "r1kit_version": "x",
+        "inputs": {"model": "Qwen/Qwen2.5-0.5B", "data": "openai/gsm8k"},
+    }
     meta = front_matter(render(manifest, "r1kit grpo ...", tmp_path, "run"))
     assert (meta["base_model"], meta["base_model_relation"], meta["datasets"]) == (
-        "Qwen/Qwen2.5-0.5B", "finetune", ["openai/gsm8k"])
+        "Qwen/Qwen2.5-0.5B",
+        "finetune",
+        ["openai/gsm8k"],
+    )
     local = tmp_path / "org" / "name"  # a local folder that looks like a hub id is not one
     local.mkdir(parents=True)
     meta = front_matter(render({**manifest, "inputs": {"model": str(local)}}, "c", tmp_path, "run"))
@@ -262,8 +421,13 @@ SAMPLES = [  # prompt answer, then (completion, correct) per sample; per prompt 
 
 def test_pass_at_1_standard_error_over_prompts(tmp_path):
     table = tmp_path / "samples.jsonl"
-    table.write_text("".join(json.dumps({"prompt": q, "answer": a, "completion": f"The answer is {c}."}) + "\n"
-                             for q, a, cs in SAMPLES for c in cs))
+    table.write_text(
+        "".join(
+            json.dumps({"prompt": q, "answer": a, "completion": f"The answer is {c}."}) + "\n"
+            for q, a, cs in SAMPLES
+            for c in cs
+        )
+    )
     res = cli(tmp_path, "evaluate", "--samples", table, "--extract", "last_number", "--output", "ev")
     assert res.returncode == 0, res.stderr[-2000:]
     (metrics,) = json.loads((tmp_path / "ev" / "results.json").read_text()).values()
@@ -285,22 +449,50 @@ def write_eval(path: Path, results: dict, settings: dict) -> Path:
 def test_report_labels_each_evaluation_by_its_real_settings(runs, tmp_path):
     root, _ = runs
     sampled = json.loads((root / "eval" / "results.json").read_text())
-    greedy = write_eval(tmp_path / "greedy", {  # the models as the sampled evaluation named them
-        "sft": {"num_samples": 1, "pass@1": 0.25, "pass@1_stderr": 0.05, "mean_tokens": 40.0},
-        "grpo": {"num_samples": 1, "pass@1": 0.75, "pass@1_stderr": 0.05, "mean_tokens": 30.0}},
-        {"greedy": True, "temperature": 0.6, "num_samples": 1})
-    res = cli(tmp_path, "report", "--eval", root / "eval", "--eval", greedy, "--compare", "sft:grpo", "--output", "rep")
+    greedy = write_eval(
+        tmp_path / "greedy",
+        {  # the models as the sampled evaluation named them
+            "sft": {"num_samples": 1, "pass@1": 0.25, "pass@1_stderr": 0.05, "mean_tokens": 40.0},
+            "grpo": {"num_samples": 1, "pass@1": 0.75, "pass@1_stderr": 0.05, "mean_tokens": 30.0},
+        },
+        {"greedy": True, "temperature": 0.6, "num_samples": 1},
+    )
+    res = cli(
+        tmp_path,
+        "report",
+        "--eval",
+        root / "eval",
+        "--eval",
+        greedy,
+        "--compare",
+        "sft:grpo",
+        "--output",
+        "rep",
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     report = json.loads((tmp_path / "rep" / "report.json").read_text())
     assert [e["label"] for e in report["evaluations"]] == ["T 0.6, 1 sample", "greedy"]  # not two "greedy"
-    assert report["header"] == ["model", "T 0.6, 1 sample: pass@1", "T 0.6, 1 sample: mean tokens",
-                                "greedy: pass@1", "greedy: mean tokens"]
+    assert report["header"] == [
+        "model",
+        "T 0.6, 1 sample: pass@1",
+        "T 0.6, 1 sample: mean tokens",
+        "greedy: pass@1",
+        "greedy: mean tokens",
+    ]
     sft = sampled["sft"]
-    assert report["rows"][0] == ["sft", f"{100 * sft['pass@1']:.1f}% ± {100 * sft['pass@1_stderr']:.1f}",
-                                 f"{sft['mean_tokens']:.1f}", "25.0% ± 5.0", "40.0"]
+    assert report["rows"][0] == [
+        "sft",
+        f"{100 * sft['pass@1']:.1f}% ± {100 * sft['pass@1_stderr']:.1f}",
+        f"{sft['mean_tokens']:.1f}",
+        "25.0% ± 5.0",
+        "40.0",
+    ]
     greedy_verdict = report["comparisons"][1]
     assert (greedy_verdict["evaluation"], greedy_verdict["accuracy"], greedy_verdict["length"]) == (
-        "greedy", "higher", "shorter")  # +50 points, 2 SE = 14.1; 30 < 40 tokens
+        "greedy",
+        "higher",
+        "shorter",
+    )  # +50 points, 2 SE = 14.1; 30 < 40 tokens
     assert greedy_verdict["difference_stderr"] == pytest.approx(math.sqrt(2) * 0.05)
     assert "grpo vs sft (greedy): pass@1 75.0% vs 25.0% (+50.0 points, 2 SE = 14.1): higher" in res.stdout
     assert "| greedy: pass@1 |" in (tmp_path / "rep" / "report.md").read_text()
@@ -310,8 +502,18 @@ def test_report_labels_each_evaluation_by_its_real_settings(runs, tmp_path):
 
 def test_plot_draws_sft_grpo_and_dpo_curves(runs, tmp_path):
     root, _ = runs
-    res = cli(tmp_path, "plot", "--run", root / "sft", "--run", root / "grpo", "--run", root / "dpo", "--output",
-              "curves")
+    res = cli(
+        tmp_path,
+        "plot",
+        "--run",
+        root / "sft",
+        "--run",
+        root / "grpo",
+        "--run",
+        root / "dpo",
+        "--output",
+        "curves",
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     png = (tmp_path / "curves" / "curves.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
@@ -320,9 +522,12 @@ def test_plot_draws_sft_grpo_and_dpo_curves(runs, tmp_path):
     assert set(data["sft"]) == {"loss", "accuracy"}  # token accuracy
     assert set(data["grpo"]) == {"loss", "reward", "accuracy", "length"}  # no KL: beta 0
     assert data["grpo"]["length"]["completions/mean_length"] == [
-        [r["step"], r["completions/mean_length"]] for r in steps(root / "grpo")]
+        [r["step"], r["completions/mean_length"]] for r in steps(root / "grpo")
+    ]
     assert "rewards/accuracies" in data["dpo"]["accuracy"] and "rewards/margins" in data["dpo"]["reward"]
     manifest = json.loads((tmp_path / "curves" / "manifest.json").read_text())
-    assert manifest["stage"] == "plot" and manifest["inputs"]["run"] == [str(root / s) for s in ("sft", "grpo", "dpo")]
+    assert manifest["stage"] == "plot" and manifest["inputs"]["run"] == [
+        str(root / s) for s in ("sft", "grpo", "dpo")
+    ]
     bad = cli(tmp_path, "plot", "--run", root / "eval", "--output", "c2")
     assert bad.returncode == 2 and "evaluate output: it has no training curves" in bad.stderr

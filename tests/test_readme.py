@@ -27,21 +27,37 @@ README = REPO / "README.md"
 SIZES = {
     "runs/data": ["--train-size", "16", "--test-size", "8"],
     "runs/sft": ["--max-steps", "120"],
-    "runs/grpo": ["--max-steps", "1", "--prompts-per-step", "1", "--num-generations", "2",
-                  "--max-completion-length", "32"],
+    "runs/grpo": [
+        "--max-steps",
+        "1",
+        "--prompts-per-step",
+        "1",
+        "--num-generations",
+        "2",
+        "--max-completion-length",
+        "32",
+    ],
     "runs/rs": ["--max-new-tokens", "128"],
     "runs/student": ["--max-steps", "2"],
     "runs/eval": ["--max-new-tokens", "96"],
 }
-SIZE_FLAGS = {"--train-size", "--test-size", "--max-steps", "--limit", "--prompts-per-step", "--num-generations",
-              "--max-completion-length", "--max-new-tokens"}
+SIZE_FLAGS = {
+    "--train-size",
+    "--test-size",
+    "--max-steps",
+    "--limit",
+    "--prompts-per-step",
+    "--num-generations",
+    "--max-completion-length",
+    "--max-new-tokens",
+}
 
 
 def section(text: str, title: str) -> str:
     """The README's text under `## title`, up to the next heading of that level."""
     start = text.index(f"\n## {title}\n")
     end = text.find("\n## ", start + 1)
-    return text[start:end if end != -1 else len(text)]
+    return text[start : end if end != -1 else len(text)]
 
 
 def words(line: str) -> list[str]:
@@ -72,7 +88,9 @@ def test_the_readme_walkthrough_runs_as_written(tmp_path):
     each stage wrote is checked against what the walkthrough says it does."""
     cmds = walkthrough()
     assert len(cmds) >= 6 and all(cmd[0] == "r1kit" for cmd in cmds), cmds
-    assert sorted(option(cmd, "--output") for cmd in cmds) == sorted(SIZES), "a new walkthrough command needs SIZES"
+    assert sorted(option(cmd, "--output") for cmd in cmds) == sorted(SIZES), (
+        "a new walkthrough command needs SIZES"
+    )
     assert {w for extra in SIZES.values() for w in extra if w.startswith("--")} <= SIZE_FLAGS
     for cmd in cmds:
         out = option(cmd, "--output")
@@ -88,8 +106,17 @@ def test_the_readme_walkthrough_runs_as_written(tmp_path):
     assert json.loads((runs / "sft" / "manifest.json").read_text())["global_step"] == 120
     resolved = yaml.safe_load((runs / "grpo" / "resolved_config.yaml").read_text())
     r1_zero = PRESETS["r1-zero"]
-    assert (resolved["preset"], resolved["template"], resolved["reward"], resolved["updates_per_rollout"]) == (
-        "r1-zero", "chat", r1_zero["reward"], r1_zero["updates_per_rollout"])  # --template chat beats the preset
+    assert (
+        resolved["preset"],
+        resolved["template"],
+        resolved["reward"],
+        resolved["updates_per_rollout"],
+    ) == (
+        "r1-zero",
+        "chat",
+        r1_zero["reward"],
+        r1_zero["updates_per_rollout"],
+    )  # --template chat beats the preset
 
     # rejection sampling kept, per prompt with a correct sample, its shortest correct one
     kept, samples = load_from_disk(str(runs / "rs" / "data")), load_from_disk(str(runs / "rs" / "samples"))
@@ -111,6 +138,7 @@ def test_the_readme_walkthrough_runs_as_written(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # Every r1kit command in the README names only flags its stage has
 
+
 def readme_commands(text: str) -> list[list[str]]:
     """Every r1kit command in the README: in ``` blocks, in 4-space indented blocks and in inline code
     (`r1kit grpo --use-vllm on`, or without r1kit: `sft --batch-size`); `accelerate launch ... -m r1kit
@@ -122,13 +150,13 @@ def readme_commands(text: str) -> list[list[str]]:
     for cmd in [c for block in fenced + indented for c in commands(block)]:
         for i, word in enumerate(cmd):
             if word == "r1kit" and (i == 0 or cmd[i - 1] == "-m") and i + 1 < len(cmd):
-                found.append(cmd[i + 1:])
+                found.append(cmd[i + 1 :])
                 break
     for span in re.findall(r"`([^`\n]+)`", prose):
         cmd = words(span)
         cmd = cmd[1:] if cmd[:1] == ["r1kit"] else cmd
         stage = stage_and_flags(cmd)[0] if cmd else ""
-        rest = cmd[len(stage.split()):]
+        rest = cmd[len(stage.split()) :]
         if span.startswith("r1kit ") or (stage in STAGES and rest and rest[0].startswith("--")):
             found.append(cmd)
     return [cmd for cmd in found if cmd and not cmd[0].startswith("<")]
@@ -167,18 +195,31 @@ def test_every_readme_command_names_flags_its_stage_has():
     assert not unknown_flags(README.read_text())
 
 
-@pytest.mark.parametrize("text, problem", [
-    ("```bash\nr1kit rejection-sample --model m --data d --policy shortest-correct --output o\n```\n",
-     "rejection-sample has no --policy"),
-    ("Run\n\n    accelerate launch --num_processes 8 \\\n        -m r1kit grpo --data d --polciy x ...\n",
-     "grpo has no --polciy"),
-    ("Pass `r1kit evaluate --temprature 0.6` to ...\n", "evaluate has no --temprature"),
-    ("Kimi's shortest rejection sampling (`rejection-sample --policy shortest-correct`)\n",
-     "rejection-sample has no --policy"),
-    ("```bash\nr1kit distil --teacher m\n```\n", "r1kit distil: no such stage"),
-])
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        (
+            "```bash\nr1kit rejection-sample --model m --data d --policy shortest-correct --output o\n```\n",
+            "rejection-sample has no --policy",
+        ),
+        (
+            "Run\n\n    accelerate launch --num_processes 8 \\\n        -m r1kit grpo --data d --polciy x ...\n",
+            "grpo has no --polciy",
+        ),
+        ("Pass `r1kit evaluate --temprature 0.6` to ...\n", "evaluate has no --temprature"),
+        (
+            "Kimi's shortest rejection sampling (`rejection-sample --policy shortest-correct`)\n",
+            "rejection-sample has no --policy",
+        ),
+        ("```bash\nr1kit distil --teacher m\n```\n", "r1kit distil: no such stage"),
+    ],
+)
 def test_the_readme_check_finds_a_wrong_flag(text, problem):
     assert any(problem in p for p in unknown_flags(text)), unknown_flags(text)
-    fixed = text.replace("--policy", "--keep").replace("--polciy", "--prompts-per-step").replace(
-        "--temprature", "--temperature").replace("distil ", "distill ")
+    fixed = (
+        text.replace("--policy", "--keep")
+        .replace("--polciy", "--prompts-per-step")
+        .replace("--temprature", "--temperature")
+        .replace("distil ", "distill ")
+    )
     assert not unknown_flags(fixed)

@@ -77,7 +77,9 @@ def check_results(eval_dir: Path, models: list[str], max_tokens: int) -> dict:
     assert list(results) == models
     for name, m in results.items():
         assert m["num_prompts"] == EVAL_PROMPTS and m["num_samples"] == EVAL_SAMPLES, name
-        assert m["unscorable_gold"] == 0 and m["unscorable_gold_ids"] == [], name  # arithmetic golds all score
+        assert m["unscorable_gold"] == 0 and m["unscorable_gold_ids"] == [], (
+            name
+        )  # arithmetic golds all score
         for key, value in m.items():
             if key != "unscorable_gold_ids":
                 assert isinstance(value, (int, float)) and math.isfinite(value), (name, key, value)
@@ -126,7 +128,12 @@ def test_r1_zero_and_rerun_skips_finished_stages(tmp_path, smoke_dir):
         ["accuracy=1", "format=1"],
         0.001,
     )
-    assert (cfg["model"], cfg["max_steps"], cfg["num_generations"], cfg["task"]) == ("tiny", 2, 2, "arithmetic")
+    assert (cfg["model"], cfg["max_steps"], cfg["num_generations"], cfg["task"]) == (
+        "tiny",
+        2,
+        2,
+        "arithmetic",
+    )
     assert (config(out / "eval")["task"], config(out / "eval")["data"]) == ("math500", str(math_rows))
     assert [r["step"] for r in steps(out / "grpo")] == [1, 2]
     results = check_results(out / "eval", ["tiny", str(out / "grpo")], max_tokens=48)
@@ -286,10 +293,26 @@ def test_recipes_take_separate_train_and_eval_tasks(name, tmp_path):
     def tasks(**env):
         calls = tmp_path / f"calls-{len(list(tmp_path.glob('calls-*')))}"
         out = tmp_path / f"out-{calls.name}"
-        full = {**{k: v for k, v in os.environ.items() if k != "SMOKE"}, "R1KIT": str(fake), "R1KIT_CALLS": str(calls),
-                "OUT": str(out), "RM": "none", "PYTHON": sys.executable, "TEACHER": "t", "LONG_MODEL": "l", **env}
-        res = subprocess.run(["bash", str(RECIPES / name)], check=False, capture_output=True, text=True, env=full,
-                             cwd=tmp_path, timeout=120)
+        full = {
+            **{k: v for k, v in os.environ.items() if k != "SMOKE"},
+            "R1KIT": str(fake),
+            "R1KIT_CALLS": str(calls),
+            "OUT": str(out),
+            "RM": "none",
+            "PYTHON": sys.executable,
+            "TEACHER": "t",
+            "LONG_MODEL": "l",
+            **env,
+        }
+        res = subprocess.run(
+            ["bash", str(RECIPES / name)],
+            check=False,
+            capture_output=True,
+            text=True,
+            env=full,
+            cwd=tmp_path,
+            timeout=120,
+        )
         assert res.returncode == 0, res.stderr[-3000:]
         found = {}
         for line in calls.read_text().splitlines():

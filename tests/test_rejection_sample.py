@@ -5,6 +5,7 @@ samples are right at temperature 1), so a run of k = 8 samples on 32 prompts has
 wrong samples for most prompts.
 """
 
+import itertools
 import json
 import os
 import subprocess
@@ -22,8 +23,14 @@ SAMPLE = ["--num-samples", "8", "--max-new-tokens", "96", "--limit", "32", "--te
 
 
 def cli(*args, timeout=600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "r1kit", *map(str, args)], capture_output=True, text=True,
-                          env=ENV, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "r1kit", *map(str, args)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=ENV,
+        timeout=timeout,
+    )
 
 
 def ok(res: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
@@ -37,9 +44,39 @@ def build_teacher(root: Path) -> tuple[Path, Path]:
     data, teacher = root / "data", root / "teacher"
     if not (teacher / "manifest.json").exists():
         if not (data / "manifest.json").exists():
-            ok(cli("data", "arithmetic", "--output", data, "--train-size", 80, "--test-size", 20, "--digits", 1))
-        ok(cli("sft", "--model", "tiny", "--data", data, "--output", teacher, "--max-steps", 120,
-               "--learning-rate", 3e-3, "--batch-size", 32, "--logging-steps", 40))
+            ok(
+                cli(
+                    "data",
+                    "arithmetic",
+                    "--output",
+                    data,
+                    "--train-size",
+                    80,
+                    "--test-size",
+                    20,
+                    "--digits",
+                    1,
+                )
+            )
+        ok(
+            cli(
+                "sft",
+                "--model",
+                "tiny",
+                "--data",
+                data,
+                "--output",
+                teacher,
+                "--max-steps",
+                120,
+                "--learning-rate",
+                3e-3,
+                "--batch-size",
+                32,
+                "--logging-steps",
+                40,
+            )
+        )
     return data, teacher
 
 
@@ -56,7 +93,20 @@ def runs(teacher, tmp_path_factory):
     out = {}
     for keep in ("shortest-correct", "all-correct", "all"):
         out[keep] = work / keep
-        ok(cli("rejection-sample", "--model", model, "--data", data, "--keep", keep, "--output", out[keep], *SAMPLE))
+        ok(
+            cli(
+                "rejection-sample",
+                "--model",
+                model,
+                "--data",
+                data,
+                "--keep",
+                keep,
+                "--output",
+                out[keep],
+                *SAMPLE,
+            )
+        )
     return out
 
 
@@ -96,10 +146,12 @@ def test_shortest_correct_keeps_the_shortest_correct_sample_per_prompt(runs):
     got = {r["prompt_index"]: (r["num_tokens"], r["sample_index"]) for r in kept}
     assert got == expected and len(got) == len(kept)  # one row per prompt that had a correct sample
     report = json.loads((runs["shortest-correct"] / "report.json").read_text())
-    print(f"\nrejection-sample: {report['prompts']} prompts x k={report['k']}: "
-          f"{report['prompts_with_correct']} with a correct sample, mean pass rate {report['mean_pass_rate']:.3f}, "
-          f"mean tokens of correct samples {report['mean_tokens_correct']:.1f}, of kept shortest "
-          f"{report['mean_tokens_kept']:.1f}")
+    print(
+        f"\nrejection-sample: {report['prompts']} prompts x k={report['k']}: "
+        f"{report['prompts_with_correct']} with a correct sample, mean pass rate {report['mean_pass_rate']:.3f}, "
+        f"mean tokens of correct samples {report['mean_tokens_correct']:.1f}, of kept shortest "
+        f"{report['mean_tokens_kept']:.1f}"
+    )
     assert report["mean_tokens_kept"] < report["mean_tokens_correct"]
 
 
@@ -113,10 +165,17 @@ def test_pass_rates_and_filter_report(runs):
         assert r["num_correct"] == sum(flags) and r["pass_rate"] == sum(flags) / 8
     report = json.loads((out / "report.json").read_text())
     steps = report["steps"]
-    assert [s["step"] for s in steps] == ["generated", "correct", "language", "paragraph", "code_block",
-                                         "repetition", "keep all-correct"]
+    assert [s["step"] for s in steps] == [
+        "generated",
+        "correct",
+        "language",
+        "paragraph",
+        "code_block",
+        "repetition",
+        "keep all-correct",
+    ]
     assert steps[0]["samples"] == 256 and steps[0]["prompts"] == 32
-    for before, after in zip(steps, steps[1:]):
+    for before, after in itertools.pairwise(steps):
         assert after["samples"] == before["samples"] - after["dropped"]
         assert after["prompts"] <= before["prompts"]
     assert steps[1]["samples"] == sum(rates["num_correct"])
@@ -135,18 +194,45 @@ def test_mix_ratio(teacher, tmp_path):
     mix = tmp_path / "chat.jsonl"
     with mix.open("w") as f:
         for i in range(5):
-            f.write(json.dumps({"messages": [{"role": "user", "content": f"Say hi {i}"},
-                                             {"role": "assistant", "content": f"hi {i}"}]}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "messages": [
+                            {"role": "user", "content": f"Say hi {i}"},
+                            {"role": "assistant", "content": f"hi {i}"},
+                        ]
+                    }
+                )
+                + "\n"
+            )
     out = tmp_path / "mixed"
-    ok(cli("rejection-sample", "--model", model, "--data", data, "--output", out, "--mix-data", mix,
-           "--mix-ratio", "0.25", "--keep", "first-correct", *SAMPLE))
+    ok(
+        cli(
+            "rejection-sample",
+            "--model",
+            model,
+            "--data",
+            data,
+            "--output",
+            out,
+            "--mix-data",
+            mix,
+            "--mix-ratio",
+            "0.25",
+            "--keep",
+            "first-correct",
+            *SAMPLE,
+        )
+    )
     ds = load(out / "data")
     n_sample = sum(1 for s in ds["source"] if s == "sample")
     n_mix = sum(1 for s in ds["source"] if s == "mix")
     assert n_mix == round(0.25 * n_sample / 0.75)  # the mix makes up a quarter of the output
     assert abs(n_mix / len(ds) - 0.25) < 0.02
     mixed = [r for r in ds if r["source"] == "mix"]
-    assert all(r["messages"][-1]["content"] == r["completion"] and r["completion"].startswith("hi ") for r in mixed)
+    assert all(
+        r["messages"][-1]["content"] == r["completion"] and r["completion"].startswith("hi ") for r in mixed
+    )
     assert json.loads((out / "report.json").read_text())["mix_rows"] == n_mix
 
 
@@ -162,10 +248,27 @@ def test_unscorable_golds_are_excluded_and_reported(teacher, tmp_path):
     src = tmp_path / "q.jsonl"
     src.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "rs"
-    ok(cli("rejection-sample", "--model", model, "--data", src, "--keep", "all", "--output", out,
-           "--num-samples", 2, "--max-new-tokens", 64))
+    ok(
+        cli(
+            "rejection-sample",
+            "--model",
+            model,
+            "--data",
+            src,
+            "--keep",
+            "all",
+            "--output",
+            out,
+            "--num-samples",
+            2,
+            "--max-new-tokens",
+            64,
+        )
+    )
     report = json.loads((out / "report.json").read_text())
-    assert report["unscorable_prompts"] == report["unscorable_gold"] == 1 and report["unscorable_gold_ids"] == [1]
+    assert report["unscorable_prompts"] == report["unscorable_gold"] == 1 and report[
+        "unscorable_gold_ids"
+    ] == [1]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["unscorable_gold_ids"] == [1]
     samples = load(out / "samples")
@@ -199,17 +302,52 @@ def test_bad_inputs_exit_2_and_write_nothing(teacher, tmp_path):
     data, model = teacher
     out = tmp_path / "out"
     # the untrained model never answers right
-    res = cli("rejection-sample", "--model", "tiny", "--data", data, "--output", out, "--limit", 4,
-              "--num-samples", 2, "--max-new-tokens", 8)
+    res = cli(
+        "rejection-sample",
+        "--model",
+        "tiny",
+        "--data",
+        data,
+        "--output",
+        out,
+        "--limit",
+        4,
+        "--num-samples",
+        2,
+        "--max-new-tokens",
+        8,
+    )
     assert_refused(res, out, "no prompt had a correct sample among k=2", "easier split")
     no_template = _tokenizer_without_chat_template(model, tmp_path / "no-template")
-    res = cli("rejection-sample", "--model", no_template, "--data", data, "--output", out, "--limit", 4,
-              "--template", "chat")  # --template auto would take raw for this tokenizer
+    res = cli(
+        "rejection-sample",
+        "--model",
+        no_template,
+        "--data",
+        data,
+        "--output",
+        out,
+        "--limit",
+        4,
+        "--template",
+        "chat",
+    )  # --template auto would take raw for this tokenizer
     assert_refused(res, out, "--template chat renders chat messages", "no chat template")
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"question": "What is 1+1?"}) + "\n")
-    res = cli("rejection-sample", "--model", model, "--data", bad, "--output", out, "--prompt-field", "question",
-              "--answer-field", "answer")
+    res = cli(
+        "rejection-sample",
+        "--model",
+        model,
+        "--data",
+        bad,
+        "--output",
+        out,
+        "--prompt-field",
+        "question",
+        "--answer-field",
+        "answer",
+    )
     assert_refused(res, out, "answer")
     res = cli("rejection-sample", "--model", model, "--data", data, "--output", out, "--reward", "acuracy")
     assert_refused(res, out, "unknown reward 'acuracy'", "accuracy")

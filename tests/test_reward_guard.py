@@ -15,7 +15,7 @@ from conftest import run_cli
 from r1kit.errors import R1kitError
 from r1kit.rewards import guard, resolve_reward
 
-USER_REWARDS = '''
+USER_REWARDS = """
 import time
 
 def crashing(prompts=None, completions=(), completion_ids=None, **kw):
@@ -56,7 +56,7 @@ async def async_crash(prompts=None, completions=(), completion_ids=None, **kw):
 async def async_sleepy(prompts=None, completions=(), completion_ids=None, **kw):
     import asyncio
     await asyncio.sleep(3600)
-'''
+"""
 
 
 @pytest.fixture
@@ -69,9 +69,15 @@ def user_rewards(tmp_path, monkeypatch):
 
 def call(fn, n=4, completions_override=None, **extra):
     metrics: dict[str, list[float]] = {}
-    out = fn(prompts=["q"] * n, completions=completions_override or ["c"] * n, completion_ids=None,
-             answer=["1"] * n, lang=["en"] * n,
-             log_metric=lambda name, value: metrics.setdefault(name, []).append(value), **extra)
+    out = fn(
+        prompts=["q"] * n,
+        completions=completions_override or ["c"] * n,
+        completion_ids=None,
+        answer=["1"] * n,
+        lang=["en"] * n,
+        log_metric=lambda name, value: metrics.setdefault(name, []).append(value),
+        **extra,
+    )
     return out, metrics
 
 
@@ -165,21 +171,46 @@ def test_a_built_in_reward_that_crashes_is_guarded_too(monkeypatch):
     assert out == [None, None] and metrics == {"rewards/repetition/failed": [1.0]}
 
 
-GRPO_SMALL = ["--model", "tiny", "--num-generations", "4", "--prompts-per-step", "2", "--max-completion-length",
-              "8", "--no-live", "--max-steps", "2"]
+GRPO_SMALL = [
+    "--model",
+    "tiny",
+    "--num-generations",
+    "4",
+    "--prompts-per-step",
+    "2",
+    "--max-completion-length",
+    "8",
+    "--no-live",
+    "--max-steps",
+    "2",
+]
 
 
 def test_grpo_run_survives_a_crashing_and_a_hanging_user_reward(tmp_path):
-    rows = [{"question": f"What is {a}+{b}?", "answer": str(a + b)} for a, b in [(1, 2), (3, 4), (5, 6), (7, 8)]]
+    rows = [
+        {"question": f"What is {a}+{b}?", "answer": str(a + b)} for a, b in [(1, 2), (3, 4), (5, 6), (7, 8)]
+    ]
     (tmp_path / "arith.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (tmp_path / "my_rewards.py").write_text(USER_REWARDS)
     import os
 
     os.environ["R1KIT_REWARD_TIMEOUT"] = "2"
     try:
-        res = run_cli("grpo", "--data", tmp_path / "arith.jsonl", "--output", tmp_path / "out", *GRPO_SMALL,
-                      "--reward", "accuracy=1", "--reward", "my_rewards:crashing=1", "--reward", "my_rewards:sleepy=1",
-                      cwd=tmp_path)
+        res = run_cli(
+            "grpo",
+            "--data",
+            tmp_path / "arith.jsonl",
+            "--output",
+            tmp_path / "out",
+            *GRPO_SMALL,
+            "--reward",
+            "accuracy=1",
+            "--reward",
+            "my_rewards:crashing=1",
+            "--reward",
+            "my_rewards:sleepy=1",
+            cwd=tmp_path,
+        )
     finally:
         del os.environ["R1KIT_REWARD_TIMEOUT"]
     assert res.returncode == 0, res.stderr[-3000:]

@@ -39,15 +39,15 @@ def _call(fn, completions, prompts=None, **columns):
 
 GOOD = "<think>\nadd 2 and 2\n</think>\n<answer>4</answer>\n"
 BAD = [
-    "<think>a</think><think>b</think><answer>4</answer>",          # two think blocks
-    "<think>a <think>b</think></think><answer>4</answer>",          # nested think
-    "<think>a <answer>4</answer></think><answer>4</answer>",        # answer inside think
-    "<think>a</think><answer>4</answer><answer>5</answer>",         # two answers
-    "<answer>4</answer><think>a</think>",                           # wrong order
-    "Sure! <think>a</think><answer>4</answer>",                     # text before
-    "<think>a</think><answer>4</answer> trailing words",            # text after
-    "<think>a</think><answer>  </answer>",                          # empty answer
-    "<think>a</think> 4",                                           # no answer tags
+    "<think>a</think><think>b</think><answer>4</answer>",  # two think blocks
+    "<think>a <think>b</think></think><answer>4</answer>",  # nested think
+    "<think>a <answer>4</answer></think><answer>4</answer>",  # answer inside think
+    "<think>a</think><answer>4</answer><answer>5</answer>",  # two answers
+    "<answer>4</answer><think>a</think>",  # wrong order
+    "Sure! <think>a</think><answer>4</answer>",  # text before
+    "<think>a</think><answer>4</answer> trailing words",  # text after
+    "<think>a</think><answer>  </answer>",  # empty answer
+    "<think>a</think> 4",  # no answer tags
 ]
 
 
@@ -76,19 +76,31 @@ def test_format_reward_handles_prefilled_think():
 
 
 def test_think_format_and_tag_count():
-    comps = ["<think>r</think>The answer is 4.", "<think>r</think>   ", "<think>a</think><think>b</think>4",
-             "no think at all", "<think><think>r</think>4"]
+    comps = [
+        "<think>r</think>The answer is 4.",
+        "<think>r</think>   ",
+        "<think>a</think><think>b</think>4",
+        "no think at all",
+        "<think><think>r</think>4",
+    ]
     assert _call(think_format_reward, comps) == [1.0, 0.0, 0.0, 0.0, 0.0]
     assert _call(think_format_reward, ["reasoning</think> 4"], prefill="<think>\n") == [1.0]
-    tags = ["<think>a</think><answer>4</answer>", "<think>a</think> 4", "<think>a<think>b</think><answer>4",
-            "plain", "<think>a</think><answer>1</answer><answer>2</answer>"]
+    tags = [
+        "<think>a</think><answer>4</answer>",
+        "<think>a</think> 4",
+        "<think>a<think>b</think><answer>4",
+        "plain",
+        "<think>a</think><answer>1</answer><answer>2</answer>",
+    ]
     assert _call(tag_count_reward, tags) == [1.0, 0.5, 0.5, 0.0, 0.5]
 
 
 def test_conversational_completions():
-    chat = [[{"role": "assistant", "content": GOOD}],
-            [{"role": "assistant", "content": [{"type": "text", "text": GOOD}]}],
-            [{"role": "assistant", "reasoning_content": "add", "content": "<answer>4</answer>"}]]
+    chat = [
+        [{"role": "assistant", "content": GOOD}],
+        [{"role": "assistant", "content": [{"type": "text", "text": GOOD}]}],
+        [{"role": "assistant", "reasoning_content": "add", "content": "<answer>4</answer>"}],
+    ]
     assert [completion_text(c) for c in chat][:2] == [GOOD, GOOD]
     assert completion_text(chat[2]) == "<think>add</think><answer>4</answer>"
     assert _call(format_reward, chat) == [1.0, 1.0, 1.0]
@@ -111,10 +123,16 @@ def test_detect_think_prefill():
 
 # ----------------------------------------------------------------------------- accuracy
 
+
 def test_accuracy_reward_rows():
-    comps = ["<think>x</think><answer>18</answer>", "<think>x</think><answer>17</answer>",
-             "<think>x</think><answer>\\frac{1}{2}</answer>", "<answer>print(1)</answer>",
-             "<answer>5</answer>", "<answer>(B)</answer>"]
+    comps = [
+        "<think>x</think><answer>18</answer>",
+        "<think>x</think><answer>17</answer>",
+        "<think>x</think><answer>\\frac{1}{2}</answer>",
+        "<answer>print(1)</answer>",
+        "<answer>5</answer>",
+        "<answer>(B)</answer>",
+    ]
     golds = ["18", "18", "0.5", None, None, "B"]
     tasks = ["math", "math", "math", "code", "math", "choice"]
     assert _call(accuracy_reward, comps, answer=golds, task=tasks) == [1.0, 0.0, 1.0, None, None, 1.0]
@@ -129,12 +147,21 @@ def test_accuracy_reward_rows():
 
 # ----------------------------------------------------------------------------- length (Kimi)
 
+
 def _toy_batch():
     # 2 prompts x 4 samples, as trl's RepeatSampler lays them out (each prompt 4 times in a row)
     prompts = ["P1"] * 4 + ["P2"] * 4
     answers = ["4"] * 4 + ["9"] * 4
-    comps = ["<answer>4</answer>", "<answer>4</answer>", "<answer>5</answer>", "<answer>4</answer>",
-             "<answer>9</answer>", "<answer>1</answer>", "<answer>9</answer>", "<answer>2</answer>"]
+    comps = [
+        "<answer>4</answer>",
+        "<answer>4</answer>",
+        "<answer>5</answer>",
+        "<answer>4</answer>",
+        "<answer>9</answer>",
+        "<answer>1</answer>",
+        "<answer>9</answer>",
+        "<answer>2</answer>",
+    ]
     ids = [[0] * n for n in (10, 20, 30, 50, 100, 100, 100, 100)]
     return prompts, answers, comps, ids
 
@@ -150,47 +177,76 @@ def test_kimi_length_reward_hand_computed():
     assert kimi_length_rewards([10, 30], [False, True]) == [0.0, -0.5]
     # order does not matter: groups are found by prompt and gold
     order = [4, 0, 5, 1, 6, 2, 7, 3]
-    shuffled = fn(prompts=[prompts[i] for i in order], completions=[comps[i] for i in order],
-                  completion_ids=[ids[i] for i in order], answer=[answers[i] for i in order], **TRL_EXTRAS)
+    shuffled = fn(
+        prompts=[prompts[i] for i in order],
+        completions=[comps[i] for i in order],
+        completion_ids=[ids[i] for i in order],
+        answer=[answers[i] for i in order],
+        **TRL_EXTRAS,
+    )
     assert shuffled == pytest.approx([got[i] for i in order])
     # group_size: consecutive chunks
-    by_size = make_length_reward(group_size=4)(prompts=["same"] * 8, completions=comps, completion_ids=ids,
-                                               answer=answers)
+    by_size = make_length_reward(group_size=4)(
+        prompts=["same"] * 8, completions=comps, completion_ids=ids, answer=answers
+    )
     assert by_size == pytest.approx(got)
     # a slice that cuts groups (8 is not a multiple of 3) falls back to grouping by prompt
     with pytest.warns(UserWarning, match="group_size 3"):
-        cut = make_length_reward(group_size=3)(prompts=prompts, completions=comps, completion_ids=ids, answer=answers)
+        cut = make_length_reward(group_size=3)(
+            prompts=prompts, completions=comps, completion_ids=ids, answer=answers
+        )
     assert cut == pytest.approx(got)
 
 
 def test_length_reward_warmup_column_and_none():
     prompts, answers, comps, ids = _toy_batch()
     fn = make_length_reward(warmup_steps=10)
-    assert fn(prompts=prompts, completions=comps, completion_ids=ids, answer=answers,
-              trainer_state=SimpleNamespace(global_step=9)) == [0.0] * 8
-    assert fn(prompts=prompts, completions=comps, completion_ids=ids, answer=answers,
-              trainer_state=SimpleNamespace(global_step=10))[0] == pytest.approx(0.5)
+    assert (
+        fn(
+            prompts=prompts,
+            completions=comps,
+            completion_ids=ids,
+            answer=answers,
+            trainer_state=SimpleNamespace(global_step=9),
+        )
+        == [0.0] * 8
+    )
+    assert fn(
+        prompts=prompts,
+        completions=comps,
+        completion_ids=ids,
+        answer=answers,
+        trainer_state=SimpleNamespace(global_step=10),
+    )[0] == pytest.approx(0.5)
     by_column = make_length_reward(correctness="column")
-    got = by_column(prompts=["P"] * 3, completions=["a", "b", "c"], completion_ids=[[0] * 10, [0] * 20, [0] * 30],
-                    correct=[False, True, True])
+    got = by_column(
+        prompts=["P"] * 3,
+        completions=["a", "b", "c"],
+        completion_ids=[[0] * 10, [0] * 20, [0] * 30],
+        correct=[False, True, True],
+    )
     assert got == pytest.approx([0.0, 0.0, -0.5])
     # unparseable gold: correctness unknown -> None; chars used without completion_ids
-    got = make_length_reward()(prompts=["P", "P"], completions=["<answer>1</answer>", "<answer>11</answer>"],
-                               answer=[None, None])
+    got = make_length_reward()(
+        prompts=["P", "P"], completions=["<answer>1</answer>", "<answer>11</answer>"], answer=[None, None]
+    )
     assert got == [None, None]
-    got = make_length_reward()(prompts=["P", "P"], completions=["<answer>1</answer>", "<answer>1 </answer>"],
-                               answer=["1", "1"])
+    got = make_length_reward()(
+        prompts=["P", "P"], completions=["<answer>1</answer>", "<answer>1 </answer>"], answer=["1", "1"]
+    )
     assert got == pytest.approx([0.5, -0.5])  # 18 vs 19 characters
 
 
 # ----------------------------------------------------------------------------- overlong, repetition
+
 
 def test_overlong_soft_punishment():
     fn = make_overlong_reward(max_len=100, cache_len=20)
     ids = [[0] * n for n in (50, 80, 81, 90, 100, 101)]
     # (80 - L) / 20 inside (80, 100]
     assert fn(prompts=["q"] * 6, completions=[""] * 6, completion_ids=ids) == pytest.approx(
-        [0.0, 0.0, -0.05, -0.5, -1.0, -1.0])
+        [0.0, 0.0, -0.05, -0.5, -1.0, -1.0]
+    )
     assert fn(prompts=["q"], completions=["x"], num_tokens=[90]) == pytest.approx([-0.5])
     with pytest.raises(R1kitError, match="tokens"):
         fn(prompts=["q"], completions=["x"])
@@ -212,6 +268,7 @@ def test_repetition_penalty():
 
 
 # ----------------------------------------------------------------------------- registry
+
 
 def test_registry_resolves_names_weights_and_paths():
     spec = resolve_reward("accuracy")
@@ -264,23 +321,50 @@ def test_required_columns():
 
 # ----------------------------------------------------------------------------- reward model
 
+
 @pytest.fixture(scope="module")
 def tiny_rm(tmp_path_factory):
     torch = pytest.importorskip("torch")
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import AutoModelForSequenceClassification, LlamaConfig, PreTrainedTokenizerFast
 
-    words = ["[PAD]", "[UNK]", "<s>", "user", "assistant", ":", "what", "is", "2", "+", "?", "4", "5", "the",
-             "answer", "think"]
+    words = [
+        "[PAD]",
+        "[UNK]",
+        "<s>",
+        "user",
+        "assistant",
+        ":",
+        "what",
+        "is",
+        "2",
+        "+",
+        "?",
+        "4",
+        "5",
+        "the",
+        "answer",
+        "think",
+    ]
     core = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
     core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tok = PreTrainedTokenizerFast(tokenizer_object=core, pad_token="[PAD]", unk_token="[UNK]", bos_token="<s>")
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=core, pad_token="[PAD]", unk_token="[UNK]", bos_token="<s>"
+    )
     tok.chat_template = "{% for m in messages %}{{ m['role'] }} : {{ m['content'] }} {% endfor %}"
     folders = {}
     for labels in (1, 2):
         torch.manual_seed(0)
-        config = LlamaConfig(vocab_size=len(words), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                             num_attention_heads=2, num_key_value_heads=2, num_labels=labels, pad_token_id=0)
+        config = LlamaConfig(
+            vocab_size=len(words),
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            num_labels=labels,
+            pad_token_id=0,
+        )
         model = AutoModelForSequenceClassification.from_config(config)
         path = tmp_path_factory.mktemp(f"rm{labels}")
         model.save_pretrained(path)

@@ -27,8 +27,11 @@ from r1kit.cli import app
 
 def snapshot(root: Path) -> dict[str, tuple[int, int]]:
     """Every file under root with its size and modification time: equal snapshots = untouched."""
-    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def partials(root: Path) -> list[Path]:
@@ -63,8 +66,14 @@ ENV.pop("R1KIT_DEBUG", None)
 
 def cli(*args) -> subprocess.CompletedProcess:
     """run_cli with one torch thread per process."""
-    return subprocess.run([sys.executable, "-m", "r1kit", *map(str, args)], capture_output=True, text=True, env=ENV,
-                          timeout=600, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "r1kit", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=600,
+        check=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -76,25 +85,36 @@ def work(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("safe")
     paths = {}
-    data.run(build_config(data.Config, flags={"output": str(root / "box_data" / "data"), "train_size": 16,
-                                              "test_size": 4, "digits": 1}))
+    data.run(
+        build_config(
+            data.Config,
+            flags={"output": str(root / "box_data" / "data"), "train_size": 16, "test_size": 4, "digits": 1},
+        )
+    )
     paths["data"] = root / "box_data" / "data"
     tok = build_tiny_tokenizer()
     for name in ("model", "model2"):
         paths[name] = save_model(build_tiny_model(tok), tok, root / f"box_{name}" / name)
     adapter = root / "box_adapter" / "adapter"
     adapter.mkdir(parents=True)
-    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(paths["model"]),
-                                                             "peft_type": "LORA"}))
+    (adapter / "adapter_config.json").write_text(
+        json.dumps({"base_model_name_or_path": str(paths["model"]), "peft_type": "LORA"})
+    )
     paths["adapter"] = adapter
     samples = root / "box_samples" / "samples.jsonl"
     samples.parent.mkdir()
-    samples.write_text(json.dumps({"prompt": "p", "completion": "c", "correct": True, "num_tokens": 1}) + "\n")
+    samples.write_text(
+        json.dumps({"prompt": "p", "completion": "c", "correct": True, "num_tokens": 1}) + "\n"
+    )
     paths["samples"] = samples
     mix = root / "box_mix" / "mix.jsonl"
     mix.parent.mkdir()
-    mix.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"},
-                                            {"role": "assistant", "content": "hello"}]}) + "\n")
+    mix.write_text(
+        json.dumps(
+            {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
+        )
+        + "\n"
+    )
     paths["mix"] = mix
     ckpt = root / "box_ckpt" / "checkpoints" / "checkpoint-2"
     ckpt.mkdir(parents=True)
@@ -119,7 +139,11 @@ CASES = [
     (["merge", "--model", "{model2}", "--model", "{model}"], "--model", "model"),
     (["evaluate", "--data", "{data}"], "--data", "data"),
     (["evaluate", "--data", "{data}", "--model", "{model}"], "--model", "model"),
-    (["evaluate", "--data", "{data}", "--few-shot", "1", "--few-shot-data", "{mix}"], "--few-shot-data", "mix"),
+    (
+        ["evaluate", "--data", "{data}", "--few-shot", "1", "--few-shot-data", "{mix}"],
+        "--few-shot-data",
+        "mix",
+    ),
     (["evaluate", "--data", "{data}", "--model", "{adapter}"], "--model", "adapter"),
     (["evaluate", "--data", "{data}", "--model", "{adapter}"], "the base model of LoRA adapter", "model"),
     (["rejection-sample", "--data", "{data}"], "--data", "data"),
@@ -177,11 +201,15 @@ def test_overwrite_replaces_only_r1kit_outputs_and_empty_folders(tmp_path):
     afile.write_text("x")
     before = snapshot(tmp_path)
     # the issue's case, in a real process
-    res = run_cli("data", "arithmetic", "--output", mine, "--overwrite", "--train-size", "4", "--test-size", "2")
+    res = run_cli(
+        "data", "arithmetic", "--output", mine, "--overwrite", "--train-size", "4", "--test-size", "2"
+    )
     assert res.returncode == 2
     assert "not an r1kit stage output" in one_error_line(res.stderr)
     for target in (foreign, afile):
-        res = invoke("data", "arithmetic", "--output", target, "--overwrite", "--train-size", "4", "--test-size", "2")
+        res = invoke(
+            "data", "arithmetic", "--output", target, "--overwrite", "--train-size", "4", "--test-size", "2"
+        )
         assert res.exit_code == 2, res.output
         one_error_line(res.stderr)
     assert snapshot(tmp_path) == before and not partials(tmp_path)
@@ -189,7 +217,9 @@ def test_overwrite_replaces_only_r1kit_outputs_and_empty_folders(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     for _ in range(2):
-        res = invoke("data", "arithmetic", "--output", empty, "--overwrite", "--train-size", "4", "--test-size", "2")
+        res = invoke(
+            "data", "arithmetic", "--output", empty, "--overwrite", "--train-size", "4", "--test-size", "2"
+        )
         assert res.exit_code == 0, res.output
     assert json.loads((empty / "manifest.json").read_text())["stage"] == "data arithmetic"
 
@@ -197,8 +227,22 @@ def test_overwrite_replaces_only_r1kit_outputs_and_empty_folders(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # Interruption and resume
 
-SFT = ["--model", "tiny", "--batch-size", "4", "--max-length", "96", "--logging-steps", "1",
-       "--learning-rate", "1e-3", "--lr-scheduler", "constant", "--warmup-ratio", "0"]
+SFT = [
+    "--model",
+    "tiny",
+    "--batch-size",
+    "4",
+    "--max-length",
+    "96",
+    "--logging-steps",
+    "1",
+    "--learning-rate",
+    "1e-3",
+    "--lr-scheduler",
+    "constant",
+    "--warmup-ratio",
+    "0",
+]
 
 
 def step_records(path: Path) -> list[int]:
@@ -228,20 +272,44 @@ def complete_checkpoints(partial: Path) -> list[int]:
 def test_sigterm_keeps_checkpoints_prints_the_resume_command_and_resume_logs_each_step_once(work, tmp_path):
     _, paths = work
     out, partial = tmp_path / "sft", tmp_path / ".sft.partial"
-    args = ["sft", "--data", str(paths["data"]), "--output", str(out), *SFT, "--max-steps", "16", "--save-steps", "4"]
-    proc = subprocess.Popen([sys.executable, "-m", "r1kit", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=ENV)
+    args = [
+        "sft",
+        "--data",
+        str(paths["data"]),
+        "--output",
+        str(out),
+        *SFT,
+        "--max-steps",
+        "16",
+        "--save-steps",
+        "4",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "r1kit", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
     metrics = partial / "metrics.jsonl"
     # a checkpoint exists and a later step was logged: that step is redone after the resume
-    wait_for(lambda: complete_checkpoints(partial) and metrics.exists()
-             and max(step_records(metrics), default=0) > complete_checkpoints(partial)[-1], proc=proc)
+    wait_for(
+        lambda: (
+            complete_checkpoints(partial)
+            and metrics.exists()
+            and max(step_records(metrics), default=0) > complete_checkpoints(partial)[-1]
+        ),
+        proc=proc,
+    )
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM, stderr
     logged, kept = step_records(metrics), complete_checkpoints(partial)
     assert kept and max(logged) > kept[-1] and not out.exists()
     line = stderr.strip().splitlines()[-1]
-    assert line.startswith("r1kit: sft was interrupted by SIGTERM;") and f"latest checkpoint-{kept[-1]}" in line
+    assert (
+        line.startswith("r1kit: sft was interrupted by SIGTERM;") and f"latest checkpoint-{kept[-1]}" in line
+    )
     command = line.split("; to continue: ")[1]
     assert shlex.split(command) == ["r1kit", *args, "--resume", "auto"]
 
@@ -314,11 +382,29 @@ def interrupted_then_resumed(args: list, out: Path, max_steps: int) -> tuple[lis
 
 
 def test_grpo_resume_logs_each_step_once(tmp_path, one_thread):
-    rows = [{"question": f"What is {a}+{b}?", "answer": str(a + b)} for a, b in [(1, 2), (3, 4), (5, 1), (2, 2)]]
+    rows = [
+        {"question": f"What is {a}+{b}?", "answer": str(a + b)} for a, b in [(1, 2), (3, 4), (5, 1), (2, 2)]
+    ]
     data = tmp_path / "arith.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    args = ["grpo", "--data", data, "--model", "tiny", "--num-generations", "2", "--prompts-per-step", "2",
-            "--max-completion-length", "8", "--learning-rate", "1e-3", "--no-live", "--save-steps", "2"]
+    args = [
+        "grpo",
+        "--data",
+        data,
+        "--model",
+        "tiny",
+        "--num-generations",
+        "2",
+        "--prompts-per-step",
+        "2",
+        "--max-completion-length",
+        "8",
+        "--learning-rate",
+        "1e-3",
+        "--no-live",
+        "--save-steps",
+        "2",
+    ]
     first, final = interrupted_then_resumed(args, tmp_path / "grpo", 12)
     assert final == list(range(1, 13)), (first, final)
 
@@ -326,11 +412,28 @@ def test_grpo_resume_logs_each_step_once(tmp_path, one_thread):
 def test_dpo_shorten_resume_logs_each_step_once(tmp_path, one_thread):
     rows = []
     for q in range(4):
-        rows += [{"prompt": f"q{q}", "completion": "short ok", "correct": True, "num_tokens": 2},
-                 {"prompt": f"q{q}", "completion": "wrong wrong wrong", "correct": False, "num_tokens": 3}]
+        rows += [
+            {"prompt": f"q{q}", "completion": "short ok", "correct": True, "num_tokens": 2},
+            {"prompt": f"q{q}", "completion": "wrong wrong wrong", "correct": False, "num_tokens": 3},
+        ]
     samples = tmp_path / "samples.jsonl"
     samples.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    args = ["dpo-shorten", "--samples", samples, "--model", "tiny", "--batch-size", "2", "--logging-steps", "1",
-            "--learning-rate", "1e-4", "--save-steps", "2", "--template", "raw"]
+    args = [
+        "dpo-shorten",
+        "--samples",
+        samples,
+        "--model",
+        "tiny",
+        "--batch-size",
+        "2",
+        "--logging-steps",
+        "1",
+        "--learning-rate",
+        "1e-4",
+        "--save-steps",
+        "2",
+        "--template",
+        "raw",
+    ]
     first, final = interrupted_then_resumed(args, tmp_path / "dpo", 12)
     assert final == list(range(1, 13)), (first, final)

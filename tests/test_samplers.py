@@ -14,12 +14,12 @@ def chunks_of(indices, mini, batch, repeat):
     assert len(indices) % block == 0
     out = []
     for b in range(0, len(indices), block):
-        part = indices[b:b + block]
+        part = indices[b : b + block]
         one = part[: mini * batch]
-        assert part == one * repeat                       # the chunk is repeated repeat_count times
+        assert part == one * repeat  # the chunk is repeated repeat_count times
         chunk = one[::mini]
         assert one == [i for i in chunk for _ in range(mini)]  # each index G times in a row
-        assert len(set(chunk)) == batch                   # distinct prompts within a chunk
+        assert len(set(chunk)) == batch  # distinct prompts within a chunk
         out.append(chunk)
     return out
 
@@ -37,7 +37,7 @@ def test_same_layout_and_length_as_trl_repeat_sampler():
 
 
 def test_curriculum_sorted_order_with_shuffled_buckets():
-    diff = [3, 1, 2, 1, 3, 2, 1, 2, 3]           # buckets: {1,3,6}, {2,5,7}, {0,4,8}
+    diff = [3, 1, 2, 1, 3, 2, 1, 2, 3]  # buckets: {1,3,6}, {2,5,7}, {0,4,8}
     s = CurriculumSampler(diff, mini_repeat_count=2, batch_size=3, seed=0)
     chunks = chunks_of(list(s), 2, 3, 1)
     assert [sorted(c) for c in chunks] == [[1, 3, 6], [2, 5, 7], [0, 4, 8]]
@@ -50,10 +50,10 @@ def test_curriculum_sorted_order_with_shuffled_buckets():
 def test_curriculum_sorted_draws_every_prompt_including_the_hardest():
     # 10 prompts in chunks of 3: an epoch has 3 chunks (9 prompts), one prompt sits out. It must
     # not be the hardest one every epoch: over epochs every prompt is drawn, each epoch easy first.
-    diff = [5, 9, 0, 7, 2, 8, 1, 6, 3, 4]             # prompt 1 (difficulty 9) is the hardest
+    diff = [5, 9, 0, 7, 2, 8, 1, 6, 3, 4]  # prompt 1 (difficulty 9) is the hardest
     s = CurriculumSampler(diff, mini_repeat_count=2, batch_size=3, seed=0)
     seen = set()
-    for _ in range(8):                                # one pass over the sampler = one epoch
+    for _ in range(8):  # one pass over the sampler = one epoch
         drawn = [i for c in chunks_of(list(s), 2, 3, 1) for i in c]
         assert len(drawn) == len(set(drawn)) == 9
         assert [diff[i] for i in drawn] == sorted(diff[i] for i in drawn)
@@ -73,7 +73,7 @@ def test_curriculum_from_pass_rate():
 
 
 def test_curriculum_window_widens_linearly():
-    diff = list(range(20))                       # prompt i has difficulty i
+    diff = list(range(20))  # prompt i has difficulty i
     s = CurriculumSampler(diff, 1, 2, seed=0, schedule="window", start=0.25)
     # 10 chunks: window = ceil((0.25 + 0.75·c/9)·20) → chunk 0: 5 easiest, chunk 9: all 20
     assert [s.window_size(c) for c in (0, 3, 9)] == [5, 10, 20]
@@ -99,12 +99,12 @@ def test_prioritized_probabilities_after_updates():
 
 def test_prioritized_draws_follow_probabilities_and_updates_apply_lazily():
     s = PrioritizedSampler(4, mini_repeat_count=1, batch_size=1, floor=0.05, seed=3)
-    s.update([0, 1], [1.0, 1.0])                  # weights [0.05, 0.05, 1, 1]
+    s.update([0, 1], [1.0, 1.0])  # weights [0.05, 0.05, 1, 1]
     counts = torch.zeros(4)
     for _ in range(300):
         for i in s:
             counts[i] += 1
-    freq = counts / counts.sum()                  # expected [0.0238, 0.0238, 0.476, 0.476]
+    freq = counts / counts.sum()  # expected [0.0238, 0.0238, 0.476, 0.476]
     assert freq[0] < 0.05 and freq[1] < 0.05 and abs(freq[2] - 0.476) < 0.05
     # an update between chunks changes the very next chunk drawn
     s = PrioritizedSampler(3, 1, 1, floor=1e-6, seed=0)
@@ -121,8 +121,31 @@ def test_initial_success_rates():
 
 def test_dynamic_filtering_on_toy_rewards():
     # groups of 4: mixed, all correct, all wrong, mixed with NaN, single scored value
-    r = torch.tensor([1, 0, 0, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, float("nan"), 0, 1,
-                      float("nan"), float("nan"), 1, float("nan")], dtype=torch.float32)
+    r = torch.tensor(
+        [
+            1,
+            0,
+            0,
+            1,
+            1,
+            1,
+            1,
+            1,
+            0,
+            0,
+            0,
+            0,
+            1,
+            float("nan"),
+            0,
+            1,
+            float("nan"),
+            float("nan"),
+            1,
+            float("nan"),
+        ],
+        dtype=torch.float32,
+    )
     assert zero_variance_groups(r, 4).tolist() == [False, True, True, False, True]
     keep = keep_mask(r, 4)
     assert keep.tolist() == [True] * 4 + [False] * 8 + [True] * 4 + [False] * 4
@@ -137,16 +160,26 @@ def test_dynamic_filtering_on_toy_rewards():
 def test_refill_merges_rollouts_with_their_padding():
     from r1kit.rl.trainer import _concat_outputs
 
-    a = {"prompt_ids": torch.tensor([[5, 6]]), "prompt_mask": torch.tensor([[1, 1]]),
-         "completion_ids": torch.tensor([[7]]), "completion_mask": torch.tensor([[1]]),
-         "advantages": torch.tensor([0.5]), "num_items_in_batch": torch.tensor(1)}
-    b = {"prompt_ids": torch.tensor([[4, 5, 6]]), "prompt_mask": torch.tensor([[1, 1, 1]]),
-         "completion_ids": torch.tensor([[8, 9]]), "completion_mask": torch.tensor([[1, 1]]),
-         "advantages": torch.tensor([-0.5]), "num_items_in_batch": torch.tensor(2)}
+    a = {
+        "prompt_ids": torch.tensor([[5, 6]]),
+        "prompt_mask": torch.tensor([[1, 1]]),
+        "completion_ids": torch.tensor([[7]]),
+        "completion_mask": torch.tensor([[1]]),
+        "advantages": torch.tensor([0.5]),
+        "num_items_in_batch": torch.tensor(1),
+    }
+    b = {
+        "prompt_ids": torch.tensor([[4, 5, 6]]),
+        "prompt_mask": torch.tensor([[1, 1, 1]]),
+        "completion_ids": torch.tensor([[8, 9]]),
+        "completion_mask": torch.tensor([[1, 1]]),
+        "advantages": torch.tensor([-0.5]),
+        "num_items_in_batch": torch.tensor(2),
+    }
     m = _concat_outputs([a, b])
-    assert m["prompt_ids"].tolist() == [[0, 5, 6], [4, 5, 6]]          # prompts padded on the left
+    assert m["prompt_ids"].tolist() == [[0, 5, 6], [4, 5, 6]]  # prompts padded on the left
     assert m["prompt_mask"].tolist() == [[0, 1, 1], [1, 1, 1]]
-    assert m["completion_ids"].tolist() == [[7, 0], [8, 9]]            # completions on the right
+    assert m["completion_ids"].tolist() == [[7, 0], [8, 9]]  # completions on the right
     assert m["completion_mask"].tolist() == [[1, 0], [1, 1]]
     assert m["advantages"].tolist() == [0.5, -0.5] and m["num_items_in_batch"] is None
     with pytest.raises(ValueError, match="cannot merge"):

@@ -28,8 +28,10 @@ from r1kit.rewards.sandbox import (
 
 DROP = privilege_drop_available()
 needs_drop = pytest.mark.skipif(
-    not DROP, reason="needs root and a working setuid: without a uid of its own the sandbox cannot "
-    "enforce RLIMIT_NPROC, protect the user's files or stop a kill of the parent")
+    not DROP,
+    reason="needs root and a working setuid: without a uid of its own the sandbox cannot "
+    "enforce RLIMIT_NPROC, protect the user's files or stop a kill of the parent",
+)
 
 
 def timed(program, tests=None, **kw):
@@ -66,10 +68,16 @@ def sandbox_uid_processes() -> list[int]:
 
 # ---- test splitting and counting ----
 
+
 def test_split_tests_setup_and_cases():
     code = "x = 1\nassert x == 1\nassert x == 2\ny = 3\nassert y == 3"
-    assert split_tests(code) == [("x = 1\n", False), ("assert x == 1\n", True), ("assert x == 2\n", True),
-                                 ("y = 3\n", False), ("assert y == 3", True)]
+    assert split_tests(code) == [
+        ("x = 1\n", False),
+        ("assert x == 1\n", True),
+        ("assert x == 2\n", True),
+        ("y = 3\n", False),
+        ("assert y == 3", True),
+    ]
     humaneval = "def check(candidate):\n    assert candidate(1) == 2\n\ncheck(f)\n"
     assert split_tests(humaneval) == [(humaneval, True)]
     assert split_tests(["assert a", " ", "assert b"]) == [("assert a", True), ("assert b", True)]
@@ -90,6 +98,7 @@ def test_counts_cases_and_setup_failure_breaks_later_cases():
 
 
 # ---- runaway code ----
+
 
 def test_infinite_loop_hits_wall_deadline():
     result, elapsed = timed("while True:\n    pass", "assert True", timeout_s=1.5)
@@ -127,7 +136,9 @@ def test_fork_bomb_is_bounded_and_cleaned_up():
 @pytest.mark.parametrize("setsid,early_exit", [(False, False), (True, False), (True, True)])
 def test_no_child_survives(setsid, early_exit):
     if setsid and not DROP:
-        pytest.skip("a child that leaves the process group is only reachable through the run's own uid (root)")
+        pytest.skip(
+            "a child that leaves the process group is only reachable through the run's own uid (root)"
+        )
     program = (
         "import os, sys, time\n"
         "if os.fork() == 0:\n"
@@ -160,6 +171,7 @@ def test_printing_gigabytes_is_capped():
 
 
 # ---- host protection ----
+
 
 @needs_drop
 def test_root_owned_files_cannot_be_modified_or_deleted():
@@ -197,10 +209,19 @@ print('wrote tmp')
         result, elapsed = timed(program, "assert True")
         lines = result.stdout_tail.splitlines()
         assert lines[0] == "read precious"
-        assert [ln.split()[1] for ln in lines[1:8]] == ["write", "append", "delete", "rename", "create",
-                                                        "chmod", "rmtree"]
+        assert [ln.split()[1] for ln in lines[1:8]] == [
+            "write",
+            "append",
+            "delete",
+            "rename",
+            "create",
+            "chmod",
+            "rmtree",
+        ]
         # EACCES (another uid's files) or, with the host's mounts read-only in the run, EROFS
-        assert all(ln.startswith("denied") and ln.split()[2] in ("PermissionError", "OSError") for ln in lines[1:8])
+        assert all(
+            ln.startswith("denied") and ln.split()[2] in ("PermissionError", "OSError") for ln in lines[1:8]
+        )
         assert victim.read_text() == "precious"
         assert sorted(p.name for p in victim_dir.iterdir()) == ["precious.txt"]
         assert stat.S_IMODE(victim.stat().st_mode) == 0o644
@@ -229,8 +250,15 @@ def test_environment_secrets_are_not_visible(monkeypatch):
     assert result.passed
     assert secret not in result.stdout_tail and secret not in result.stderr_tail
     keys = ast.literal_eval(result.stdout_tail.splitlines()[0])
-    assert "R1KIT_SECRET" not in keys and set(keys) <= {"PATH", "LANG", "HOME", "TMPDIR", "OMP_NUM_THREADS",
-                                                         "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"}
+    assert "R1KIT_SECRET" not in keys and set(keys) <= {
+        "PATH",
+        "LANG",
+        "HOME",
+        "TMPDIR",
+        "OMP_NUM_THREADS",
+        "OPENBLAS_NUM_THREADS",
+        "MKL_NUM_THREADS",
+    }
     if DROP:
         # The parent's /proc/<pid>/environ is unreadable to another uid.
         assert f"denied {os.getpid()} PermissionError" in result.stdout_tail
@@ -266,8 +294,10 @@ def test_network_connection_to_host_is_blocked():
 
 def test_socket_patch_fallback_blocks_connection(monkeypatch):
     monkeypatch.setattr(sandbox, "_capabilities", lambda python: {"network": "socket-patch", "drop": DROP})
-    program = ("import socket\ntry:\n    socket.create_connection(('127.0.0.1', 9), timeout=1)\n"
-               "except OSError as e:\n    print(type(e).__name__, e.errno)\n")
+    program = (
+        "import socket\ntry:\n    socket.create_connection(('127.0.0.1', 9), timeout=1)\n"
+        "except OSError as e:\n    print(type(e).__name__, e.errno)\n"
+    )
     result, _ = timed(program)
     assert result.network == "socket-patch" and result.stdout_tail == "PermissionError 13\n"
 
@@ -276,7 +306,9 @@ def test_socket_patch_fallback_blocks_connection(monkeypatch):
 def test_without_mounts_named_stdlib_modules_are_preimported(monkeypatch):
     # Here the stdlib lies under a 0700 /root: after the drop only pre-imported modules load.
     monkeypatch.setattr(sandbox, "PRIVATE_MOUNTS", False)
-    result, _ = timed("import re, math\nprint(re.sub('a', 'b', 'aa'), math.isqrt(17))", "assert 'x'.encode('latin-1')")
+    result, _ = timed(
+        "import re, math\nprint(re.sub('a', 'b', 'aa'), math.isqrt(17))", "assert 'x'.encode('latin-1')"
+    )
     assert (result.passed, result.filesystem, result.stdout_tail) == (True, "host", "bb 4\n")
 
 
@@ -308,19 +340,21 @@ FAKES = {
     "exit inside the call": "def f(x):\n    import sys\n    sys.exit(0)",
     "os._exit inside the call": "def f(x):\n    import os\n    os._exit(0)",
     "write done on every fd": "import os\nfor fd in range(0, 64):\n    try:\n        os.write(fd, b'done\\n')\n"
-                              "    except OSError:\n        pass\nos._exit(0)",
+    "    except OSError:\n        pass\nos._exit(0)",
     "patch exits and print": "import builtins, os, sys\nos._exit = sys.exit = lambda *a: None\n"
-                             "builtins.print = lambda *a, **k: None\ndef f(x):\n    return 0",
+    "builtins.print = lambda *a, **k: None\ndef f(x):\n    return 0",
     "patch builtins.abs": "import builtins\nbuiltins.abs = lambda v: 0\ndef f(x):\n    return 0",
     "patch __import__": "import builtins\nreal = builtins.__import__\n"
-                        "def fake(name, *a, **k):\n"
-                        "    if name == 'math':\n"
-                        "        return type('M', (), {'isclose': staticmethod(lambda *a, **k: True)})\n"
-                        "    return real(name, *a, **k)\n"
-                        "builtins.__import__ = fake\ndef f(x):\n    return 0",
+    "def fake(name, *a, **k):\n"
+    "    if name == 'math':\n"
+    "        return type('M', (), {'isclose': staticmethod(lambda *a, **k: True)})\n"
+    "    return real(name, *a, **k)\n"
+    "builtins.__import__ = fake\ndef f(x):\n    return 0",
 }
-TESTS_FOR = {"patch builtins.abs": "assert abs(f(1) - 2) < 1e-9",
-             "patch __import__": "import math\nassert math.isclose(f(1), 2)"}
+TESTS_FOR = {
+    "patch builtins.abs": "assert abs(f(1) - 2) < 1e-9",
+    "patch __import__": "import math\nassert math.isclose(f(1), 2)",
+}
 
 
 @pytest.mark.parametrize("name", list(FAKES))

@@ -32,8 +32,14 @@ def score(programs: list[str], tests, prompts=None, entry_point=None, **limits) 
     """The code reward as r1kit grpo calls it (through the registry and its guard)."""
     n = len(programs)
     tests = tests if isinstance(tests, list) else [tests] * n
-    return CODE(prompts=prompts or ["Write f."] * n, completions=[fenced(p) for p in programs],
-                completion_ids=None, tests=tests, entry_point=entry_point or [None] * n, **limits)
+    return CODE(
+        prompts=prompts or ["Write f."] * n,
+        completions=[fenced(p) for p in programs],
+        completion_ids=None,
+        tests=tests,
+        entry_point=entry_point or [None] * n,
+        **limits,
+    )
 
 
 # ---- a sealed namespace: rebinding builtins or stdlib does not fool the tests ----
@@ -45,37 +51,66 @@ ISCLOSE_TESTS = "import math\nassert math.isclose(f(1), 2)\nassert math.isclose(
 HACKS = {
     "module-level def abs": (ABS_TESTS, RIGHT, "def abs(x):\n    return 0\ndef f(x):\n    return 0\n"),
     "__builtins__ replaced by a dict": (
-        ABS_TESTS, RIGHT,
-        "import builtins\n__builtins__ = dict(vars(builtins), abs=lambda v: 0)\ndef f(x):\n    return 0\n"),
+        ABS_TESTS,
+        RIGHT,
+        "import builtins\n__builtins__ = dict(vars(builtins), abs=lambda v: 0)\ndef f(x):\n    return 0\n",
+    ),
     "__builtins__ replaced by a module": (
-        ABS_TESTS, RIGHT,
-        ("import builtins, types\nfake = types.ModuleType('builtins')\nvars(fake).update(vars(builtins))\n"
-        "fake.abs = lambda v: 0\n__builtins__ = fake\ndef f(x):\n    return 0\n")),
-    "set = lambda": ("assert set(f([1, 2])) == {2, 3}", "def f(x):\n    return [v + 1 for v in x]\n",
-                     "set = lambda *a: {2, 3}\ndef f(x):\n    return [9]\n"),
-    "sorted = lambda": ("assert sorted(f(3)) == [1, 2, 3]", "def f(n):\n    return list(range(n, 0, -1))\n",
-                        "sorted = lambda *a: [1, 2, 3]\ndef f(x):\n    return []\n"),
-    "patch math.isclose": (ISCLOSE_TESTS, RIGHT,
-                           "import math\nmath.isclose = lambda *a, **k: True\ndef f(x):\n    return 0\n"),
+        ABS_TESTS,
+        RIGHT,
+        (
+            "import builtins, types\nfake = types.ModuleType('builtins')\nvars(fake).update(vars(builtins))\n"
+            "fake.abs = lambda v: 0\n__builtins__ = fake\ndef f(x):\n    return 0\n"
+        ),
+    ),
+    "set = lambda": (
+        "assert set(f([1, 2])) == {2, 3}",
+        "def f(x):\n    return [v + 1 for v in x]\n",
+        "set = lambda *a: {2, 3}\ndef f(x):\n    return [9]\n",
+    ),
+    "sorted = lambda": (
+        "assert sorted(f(3)) == [1, 2, 3]",
+        "def f(n):\n    return list(range(n, 0, -1))\n",
+        "sorted = lambda *a: [1, 2, 3]\ndef f(x):\n    return []\n",
+    ),
+    "patch math.isclose": (
+        ISCLOSE_TESTS,
+        RIGHT,
+        "import math\nmath.isclose = lambda *a, **k: True\ndef f(x):\n    return 0\n",
+    ),
     "patch sys.modules['math']": (
-        ISCLOSE_TESTS, RIGHT,
-        ("import sys, types\nfake = types.ModuleType('math')\nfake.isclose = lambda *a, **k: True\n"
-        "sys.modules['math'] = fake\ndef f(x):\n    return 0\n")),
+        ISCLOSE_TESTS,
+        RIGHT,
+        (
+            "import sys, types\nfake = types.ModuleType('math')\nfake.isclose = lambda *a, **k: True\n"
+            "sys.modules['math'] = fake\ndef f(x):\n    return 0\n"
+        ),
+    ),
     "class named math, tests use the solution's import": (
-        "assert math.isclose(f(1), 2)", "import math\n" + RIGHT,
-        "class math:\n    isclose = staticmethod(lambda *a, **k: True)\ndef f(x):\n    return 0\n"),
+        "assert math.isclose(f(1), 2)",
+        "import math\n" + RIGHT,
+        "class math:\n    isclose = staticmethod(lambda *a, **k: True)\ndef f(x):\n    return 0\n",
+    ),
     "patch collections.Counter.__eq__": (
-        "from collections import Counter\nassert Counter(f(1)) == Counter([1, 2])", "def f(x):\n    return [2, 1]\n",
-        "import collections\ncollections.Counter.__eq__ = lambda a, b: True\ndef f(x):\n    return [0]\n"),
+        "from collections import Counter\nassert Counter(f(1)) == Counter([1, 2])",
+        "def f(x):\n    return [2, 1]\n",
+        "import collections\ncollections.Counter.__eq__ = lambda a, b: True\ndef f(x):\n    return [0]\n",
+    ),
     "patch math.isclose while the tests run": (
         "import math\ndef check(candidate):\n    candidate(0)\n    assert math.isclose(candidate(1), 2)\ncheck(f)",
-        RIGHT, "def f(x):\n    import math\n    math.isclose = lambda *a, **k: True\n    return 0\n"),
+        RIGHT,
+        "def f(x):\n    import math\n    math.isclose = lambda *a, **k: True\n    return 0\n",
+    ),
     "a thread that keeps patching": (
-        ISCLOSE_TESTS + "\n" + ABS_TESTS, RIGHT,
-        ("import builtins, math, threading\n"
-        "def spoil():\n    while True:\n        math.isclose = lambda *a, **k: True\n"
-        "        builtins.abs = lambda v: 0\n"
-        "threading.Thread(target=spoil, daemon=True).start()\ndef f(x):\n    return 0\n")),
+        ISCLOSE_TESTS + "\n" + ABS_TESTS,
+        RIGHT,
+        (
+            "import builtins, math, threading\n"
+            "def spoil():\n    while True:\n        math.isclose = lambda *a, **k: True\n"
+            "        builtins.abs = lambda v: 0\n"
+            "threading.Thread(target=spoil, daemon=True).start()\ndef f(x):\n    return 0\n"
+        ),
+    ),
 }
 
 
@@ -96,7 +131,7 @@ def poly(xs: list, x: float):
 def find_zero(xs: list):
     """A zero of the polynomial xs (even length, largest coefficient non-zero)."""
 '''
-HUMANEVAL_TESTS = '''
+HUMANEVAL_TESTS = """
 
 METADATA = {}
 
@@ -105,36 +140,61 @@ def check(candidate):
     for coeffs in ([1, 2], [-6, 11, -6, 1], [3, -4, 1, 2]):
         assert math.fabs(poly(coeffs, candidate(coeffs))) < 1e-4
 
-'''
-BISECT = ("def find_zero(xs: list):\n    lo, hi = -1.0, 1.0\n    while poly(xs, lo) * poly(xs, hi) > 0:\n"
-          "        lo, hi = lo * 2, hi * 2\n    for _ in range(200):\n        mid = (lo + hi) / 2\n"
-          "        if poly(xs, lo) * poly(xs, mid) <= 0:\n            hi = mid\n        else:\n            lo = mid\n"
-          "    return lo\n")
+"""
+BISECT = (
+    "def find_zero(xs: list):\n    lo, hi = -1.0, 1.0\n    while poly(xs, lo) * poly(xs, hi) > 0:\n"
+    "        lo, hi = lo * 2, hi * 2\n    for _ in range(200):\n        mid = (lo + hi) / 2\n"
+    "        if poly(xs, lo) * poly(xs, mid) <= 0:\n            hi = mid\n        else:\n            lo = mid\n"
+    "    return lo\n"
+)
 
 
-@pytest.mark.parametrize("hack", [
-    "def poly(xs, x):\n    return 0.0\n\ndef find_zero(xs):\n    return 0.0\n",
-    ("class math:\n    pow = staticmethod(lambda *a: 0.0)\n    fabs = staticmethod(lambda *a: 0.0)\n\n"
-    "def find_zero(xs):\n    return 0.0\n"),
-])
+@pytest.mark.parametrize(
+    "hack",
+    [
+        "def poly(xs, x):\n    return 0.0\n\ndef find_zero(xs):\n    return 0.0\n",
+        (
+            "class math:\n    pow = staticmethod(lambda *a: 0.0)\n    fabs = staticmethod(lambda *a: 0.0)\n\n"
+            "def find_zero(xs):\n    return 0.0\n"
+        ),
+    ],
+)
 def test_humaneval_prompt_helpers_come_from_the_question_not_the_solution(hack):
     # HumanEval/32's tests call the prompt's poly() and math: a solution must not redefine them.
-    out = score([BISECT, hack], HUMANEVAL_TESTS, prompts=[HUMANEVAL_PROMPT] * 2, entry_point=["find_zero"] * 2)
+    out = score(
+        [BISECT, hack], HUMANEVAL_TESTS, prompts=[HUMANEVAL_PROMPT] * 2, entry_point=["find_zero"] * 2
+    )
     assert out == [1.0, 0.0]
 
 
-@pytest.mark.parametrize("solution,tests", [
-    ("def sum(a, b):\n    return a + b\n", "assert sum(10, 15) == 25\nassert sum(1, 2) == 3"),  # MBPP 126
-    ("import sys\ndef size(t):\n    return sys.getsizeof(t)\n", "assert size((1, 2)) == sys.getsizeof((1, 2))"),
-    (("class Node:\n    def __init__(self, v):\n        self.v, self.kids = v, []\n"
-     "def count(n):\n    return 1 + sum(count(k) for k in n.kids)\n"),
-     "root = Node(1)\nroot.kids.append(Node(2))\nassert count(root) == 2"),
-    ("def shout(s):\n    print(s.upper())\n",
-     ("import contextlib, io\nbuf = io.StringIO()\nwith contextlib.redirect_stdout(buf):\n    shout('hi')\n"
-     "assert buf.getvalue() == 'HI\\n'")),
-    ("def ask():\n    return int(input()) * 2\n",
-     "def check():\n    import builtins\n    builtins.input = lambda *a: '21'\n    assert ask() == 42\ncheck()"),
-])
+@pytest.mark.parametrize(
+    "solution,tests",
+    [
+        ("def sum(a, b):\n    return a + b\n", "assert sum(10, 15) == 25\nassert sum(1, 2) == 3"),  # MBPP 126
+        (
+            "import sys\ndef size(t):\n    return sys.getsizeof(t)\n",
+            "assert size((1, 2)) == sys.getsizeof((1, 2))",
+        ),
+        (
+            (
+                "class Node:\n    def __init__(self, v):\n        self.v, self.kids = v, []\n"
+                "def count(n):\n    return 1 + sum(count(k) for k in n.kids)\n"
+            ),
+            "root = Node(1)\nroot.kids.append(Node(2))\nassert count(root) == 2",
+        ),
+        (
+            "def shout(s):\n    print(s.upper())\n",
+            (
+                "import contextlib, io\nbuf = io.StringIO()\nwith contextlib.redirect_stdout(buf):\n    shout('hi')\n"
+                "assert buf.getvalue() == 'HI\\n'"
+            ),
+        ),
+        (
+            "def ask():\n    return int(input()) * 2\n",
+            "def check():\n    import builtins\n    builtins.input = lambda *a: '21'\n    assert ask() == 42\ncheck()",
+        ),
+    ],
+)
 def test_honest_solutions_still_pass(solution, tests):
     # What a sealed namespace must keep: a function named like a builtin (MBPP 126 `sum`), tests
     # using the solution's imports and classes, tests that set sys.stdout or builtins.input.
@@ -143,7 +203,7 @@ def test_honest_solutions_still_pass(solution, tests):
 
 # ---- every process of the run is gone when the reward returns ----
 
-RACE = r'''
+RACE = r"""
 import os, threading
 def spawn():
     while True:
@@ -154,7 +214,7 @@ def spawn():
 threading.Thread(target=spawn, daemon=True).start()
 def f(x):
     return x + 1
-'''
+"""
 
 
 def processes_with(marker: str) -> list[int]:
@@ -176,7 +236,7 @@ def processes_with(marker: str) -> list[int]:
 
 def race(runs: int) -> list[int]:
     """Runs whose setsid children, spawned by a thread up to the harness's last moment, outlived the call."""
-    marker = f"300.{secrets.randbelow(10 ** 9):09d}"
+    marker = f"300.{secrets.randbelow(10**9):09d}"
     program = RACE.replace("MARK", marker)
     leftover = []
     try:
@@ -212,7 +272,7 @@ def test_no_process_outlives_the_call_fork_race_long():
 
 # ---- one memory cap for the whole run ----
 
-CHILDREN = r'''
+CHILDREN = r"""
 import os, select, time
 def held():
     r, w = os.pipe()
@@ -232,8 +292,8 @@ def held():
         if select.select([r], [], [], 0.1)[0]:
             got += len(os.read(r, 3))
     return sum(os.waitpid(p, os.WNOHANG) == (0, 0) for p in pids) if got == 3 else 0
-'''
-MEMFDS = r'''
+"""
+MEMFDS = r"""
 import os, time
 def held():
     fds, chunk = [], b"x" * (1 << 20)
@@ -244,8 +304,8 @@ def held():
         fds.append(fd)
     time.sleep(0.5)  # held, not just touched: the watchdog samples every 50 ms
     return len(fds) * 60
-'''
-USERNS_TMPFS = r'''
+"""
+USERNS_TMPFS = r"""
 import ctypes, os, time
 def held():
     libc = ctypes.CDLL(None, use_errno=True)
@@ -269,10 +329,12 @@ def held():
                 f.write(chunk)
     time.sleep(0.5)
     return 7 * 60
-'''
-MEMORY_TESTS = {"3 children x 150 MB": (CHILDREN, "assert held() == 3"),
-                "memfds, 5 x 60 MB": (MEMFDS, "assert held() == 300"),
-                "tmpfs in a user namespace, 7 x 60 MB": (USERNS_TMPFS, "assert held() == 420")}
+"""
+MEMORY_TESTS = {
+    "3 children x 150 MB": (CHILDREN, "assert held() == 3"),
+    "memfds, 5 x 60 MB": (MEMFDS, "assert held() == 300"),
+    "tmpfs in a user namespace, 7 x 60 MB": (USERNS_TMPFS, "assert held() == 420"),
+}
 
 
 @needs_root
@@ -293,7 +355,7 @@ def test_one_memory_cap_for_the_whole_run(name, mode, monkeypatch):
 
 # ---- shared memory, IPC and files are private to the run ----
 
-SYSV_WRITE = r'''
+SYSV_WRITE = r"""
 import ctypes
 libc = ctypes.CDLL(None, use_errno=True)
 libc.shmat.restype = ctypes.c_void_p
@@ -302,8 +364,8 @@ def leave(key, text):
     addr = libc.shmat(sid, None, 0)
     ctypes.memmove(addr, text, len(text))
     return sid >= 0
-'''
-SYSV_READ = r'''
+"""
+SYSV_READ = r"""
 import ctypes
 libc = ctypes.CDLL(None, use_errno=True)
 libc.shmat.restype = ctypes.c_void_p
@@ -312,9 +374,11 @@ def found(key):
     if sid < 0:
         return b""
     return ctypes.string_at(libc.shmat(sid, None, 0), 16)
-'''
+"""
 LOCK_WRITE = "def leave(path, text):\n    open(path, 'w').write(text)\n    return True\n"
-LOCK_READ = "def found(path):\n    try:\n        return open(path).read()\n    except OSError:\n        return ''\n"
+LOCK_READ = (
+    "def found(path):\n    try:\n        return open(path).read()\n    except OSError:\n        return ''\n"
+)
 
 
 @needs_root
@@ -322,7 +386,9 @@ def test_sysv_shared_memory_does_not_outlive_the_run():
     key = 0x7E000000 + secrets.randbelow(1 << 20)
     secret = secrets.token_hex(8).encode()
     assert score([SYSV_WRITE], f"assert leave({key}, {secret!r})") == [1.0]
-    assert score([SYSV_READ], f"assert found({key}) == {secret!r}") == [0.0]  # before: 1.0, the next run read it
+    assert score([SYSV_READ], f"assert found({key}) == {secret!r}") == [
+        0.0
+    ]  # before: 1.0, the next run read it
     host_keys = [line.split()[0] for line in Path("/proc/sysvipc/shm").read_text().splitlines()[1:]]
     assert str(key) not in host_keys
 
@@ -359,9 +425,11 @@ def world_writable_dirs() -> list[str]:
 def test_no_writable_host_path_outside_the_runs_own_folders():
     marker = f"r1kit-attack-{secrets.token_hex(6)}"
     targets = world_writable_dirs() + ["/", "/usr", "/etc", "/var", "/root", "/run/lock/subsys"]
-    program = ("import os\ndef spray(targets, name):\n    done = []\n    for d in targets:\n"
-               "        try:\n            open(os.path.join(d, name), 'w').write('x')\n            done.append(d)\n"
-               "        except OSError:\n            pass\n    return done\n")
+    program = (
+        "import os\ndef spray(targets, name):\n    done = []\n    for d in targets:\n"
+        "        try:\n            open(os.path.join(d, name), 'w').write('x')\n            done.append(d)\n"
+        "        except OSError:\n            pass\n    return done\n"
+    )
     try:
         assert score([program], f"assert spray({targets!r}, {marker!r}) is not None") == [1.0]
         assert [d for d in targets if os.path.exists(os.path.join(d, marker))] == []
@@ -373,7 +441,7 @@ def test_no_writable_host_path_outside_the_runs_own_folders():
 
 # ---- a program writing to the report channel ----
 
-FORGE = r'''
+FORGE = r"""
 import os, sys
 frame = sys._getframe()
 while frame is not None and "nonce" not in frame.f_locals:
@@ -383,7 +451,7 @@ for junk in (b" case abc 1", b" ", b" case 99 1", b" case \xc2\xb2 1", b" done e
     os.write(rfd, nonce + junk + b"\n")
 def f(x):
     return 0
-'''
+"""
 
 
 def test_malformed_report_lines_are_a_failure_not_an_error():
@@ -400,4 +468,7 @@ def test_describe_isolation_matches_what_a_run_reports():
     assert (described["memory_cap"], described["network"]) == (result.memory, result.network)
     if DROP:  # root here: everything the table promises for a CI machine
         assert described["own_uid"] and described["private_mounts"] and result.filesystem == "private"
-        assert result.ipc == "namespace" and described["final_kill"] in ("cgroup.kill", "kill(-1) as the run's uid")
+        assert result.ipc == "namespace" and described["final_kill"] in (
+            "cgroup.kill",
+            "kill(-1) as the run's uid",
+        )

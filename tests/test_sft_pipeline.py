@@ -12,8 +12,22 @@ def test_sft_raises_held_out_accuracy(tmp_path_factory):
     manifest = json.loads((sft / "manifest.json").read_text())
     assert manifest["stage"] == "sft" and manifest["global_step"] == 120
     out = tmp_path_factory.mktemp("sft-eval") / "eval"
-    res = run_cli("evaluate", "--model", sft, "--model", "tiny", "--data", data, "--template", "chat",
-                  "--greedy", "--max-new-tokens", 128, "--output", out)
+    res = run_cli(
+        "evaluate",
+        "--model",
+        sft,
+        "--model",
+        "tiny",
+        "--data",
+        data,
+        "--template",
+        "chat",
+        "--greedy",
+        "--max-new-tokens",
+        128,
+        "--output",
+        out,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     results = json.loads((out / "results.json").read_text())
     trained, untrained = results[str(sft)], results["tiny"]

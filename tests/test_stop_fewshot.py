@@ -25,6 +25,7 @@ def tiny():
 
 # ----------------------------------------------------------------------------- stop strings
 
+
 def test_cut_at_stop_takes_the_earliest_of_several():
     assert cut_at_stop("abc Question: x\n\nQ2", ["\n\n", "Question:"]) == ("abc ", 4)
     assert cut_at_stop("no stop here", ["Question:"]) == ("no stop here", None)
@@ -56,7 +57,9 @@ def test_hf_stop_string_cuts_text_and_counts_tokens_to_the_stop(tiny):
 
     model.generate = spy
     try:
-        (cut,) = backend.generate([prompt], SamplingParams(greedy=True, max_new_tokens=16, stop=["zz", "=~"]))[0]
+        (cut,) = backend.generate(
+            [prompt], SamplingParams(greedy=True, max_new_tokens=16, stop=["zz", "=~"])
+        )[0]
     finally:
         del model.generate
     # text stops before "=~" (index 11); tokens run up to and including the "~" at index 12
@@ -82,16 +85,21 @@ def test_hf_stop_in_a_batch_and_with_prefill(tiny):
 # ----------------------------------------------------------------------------- few-shot prompts
 
 GSM_ROWS = [
-    {"question": "Tom has 3 apples and buys 4 more. How many apples? ",
-     "answer": "Tom has 3+4 = <<3+4=7>>7 apples.\nSo he has 7.\n#### 7"},
+    {
+        "question": "Tom has 3 apples and buys 4 more. How many apples? ",
+        "answer": "Tom has 3+4 = <<3+4=7>>7 apples.\nSo he has 7.\n#### 7",
+    },
     {"question": "A pen costs $1,200. Two pens?", "answer": "2 * 1200 = <<2*1200=2400>>2400\n#### 2,400"},
 ]
 
 
 def test_render_few_shot_exact_string():
     examples = [few_shot_example(r["question"], r["answer"]) for r in GSM_ROWS]
-    assert examples[0] == {"question": "Tom has 3 apples and buys 4 more. How many apples?",
-                           "solution": "Tom has 3+4 = 7 apples. So he has 7.", "answer": "7"}
+    assert examples[0] == {
+        "question": "Tom has 3 apples and buys 4 more. How many apples?",
+        "solution": "Tom has 3+4 = 7 apples. So he has 7.",
+        "answer": "7",
+    }
     assert render_few_shot(examples, "What is 2+2?") == (
         "Question: Tom has 3 apples and buys 4 more. How many apples?\n"
         "Answer: Tom has 3+4 = 7 apples. So he has 7. The answer is 7.\n\n"
@@ -122,37 +130,62 @@ def test_evaluate_builds_few_shot_prompts_from_the_train_file(shared_data, tmp_p
     from r1kit.stages.evaluate import Config
 
     train = shared_data / "gsm8k_train.jsonl"
-    cfg = Config(model=["tiny"], data=str(shared_data / "gsm8k_test.jsonl"), task="gsm8k", limit=3, few_shot=2,
-                 few_shot_data=str(train), stop=["Question:"], extract="last_number", greedy=True,
-                 output=str(tmp_path / "out"))
+    cfg = Config(
+        model=["tiny"],
+        data=str(shared_data / "gsm8k_test.jsonl"),
+        task="gsm8k",
+        limit=3,
+        few_shot=2,
+        few_shot_data=str(train),
+        stop=["Question:"],
+        extract="last_number",
+        greedy=True,
+        output=str(tmp_path / "out"),
+    )
     ds = load_eval_dataset(cfg, "raw")
     first = json.loads(train.open().readline())
-    head = (f"Question: {first['question']}\nAnswer: Natalia sold 48/2 = 24 clips in May. Natalia sold 48+24 = 72 "
-            "clips altogether in April and May. The answer is 72.\n\n")
+    head = (
+        f"Question: {first['question']}\nAnswer: Natalia sold 48/2 = 24 clips in May. Natalia sold 48+24 = 72 "
+        "clips altogether in April and May. The answer is 72.\n\n"
+    )
     for row in ds:
         assert row["prompt"].startswith(head)
         assert row["prompt"].endswith(f"Question: {row['question']}\nAnswer:")
         assert row["prompt"].count("Question: ") == 3 and "<<" not in row["prompt"]
 
     with pytest.raises(R1kitError, match="drop --template chat"):  # a Config built in Python is validated
-        Config(model=["tiny"], data=str(shared_data / "gsm8k_test.jsonl"), few_shot=2, template="chat",
-               output=str(tmp_path / "o2"))
-    no_train = Config(model=["tiny"], data=str(shared_data / "gsm8k_test.jsonl"), few_shot=2, limit=2,
-                      output=str(tmp_path / "o3"))
+        Config(
+            model=["tiny"],
+            data=str(shared_data / "gsm8k_test.jsonl"),
+            few_shot=2,
+            template="chat",
+            output=str(tmp_path / "o2"),
+        )
+    no_train = Config(
+        model=["tiny"],
+        data=str(shared_data / "gsm8k_test.jsonl"),
+        few_shot=2,
+        limit=2,
+        output=str(tmp_path / "o3"),
+    )
     with pytest.raises(R1kitError, match="no train split"):
         load_eval_dataset(no_train, "raw")
 
 
 # ----------------------------------------------------------------------------- last number
 
-@pytest.mark.parametrize("text, expected", [
-    ("She pays 3 * 400 = $1,200, plus 34. The answer is 1,234.", "1234"),
-    ("The temperature drops 10-3 = 7 degrees, so it is -5 now.", "-5"),
-    ("Each costs $2.50", "2.50"),
-    ("She gets 3/4 of it", "3/4"),
-    ("10-3", "3"),
-    ("no digits at all", None),
-])
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("She pays 3 * 400 = $1,200, plus 34. The answer is 1,234.", "1234"),
+        ("The temperature drops 10-3 = 7 degrees, so it is -5 now.", "-5"),
+        ("Each costs $2.50", "2.50"),
+        ("She gets 3/4 of it", "3/4"),
+        ("10-3", "3"),
+        ("no digits at all", None),
+    ],
+)
 def test_last_number_extraction(text, expected):
     assert extract_answer(text, "last_number") == expected
 

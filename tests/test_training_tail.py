@@ -136,7 +136,9 @@ def test_a_summary_function_is_read_after_training(tiny, tmp_path):
     model, tok = tiny
     trainer, out = FakeTrainer(model), FakeOut(tmp_path)
     warned: dict[str, str] = {}
-    trainer.train = lambda resume_from_checkpoint=None: (warned.update(kl="KL above 1.0"),
-                                                         SimpleNamespace(metrics={}))[1]
+    trainer.train = lambda resume_from_checkpoint=None: (
+        warned.update(kl="KL above 1.0"),
+        SimpleNamespace(metrics={}),
+    )[1]
     train_and_save(trainer, cfg(), out, tok, summary=lambda: {"warnings": list(warned.values())})
     assert out.logged == [{"event": "summary", "warnings": ["KL above 1.0"]}]

@@ -29,13 +29,16 @@ def _methods():
 def test_trl_method_has_the_parameters_r1kit_relies_on(name):
     where = "overrides" if name in TRL_CONTRACT["overridden"] else "calls"
     method = getattr(GRPOTrainer, name, None)
-    assert callable(method), (f"trl {trl.__version__}: GRPOTrainer.{name} is gone, but r1kit/rl {where} it "
-                              f"(r1kit.rl.trainer.TRL_CONTRACT); port R1GRPOTrainer / FastRolloutMixin")
+    assert callable(method), (
+        f"trl {trl.__version__}: GRPOTrainer.{name} is gone, but r1kit/rl {where} it "
+        f"(r1kit.rl.trainer.TRL_CONTRACT); port R1GRPOTrainer / FastRolloutMixin"
+    )
     expected = _methods()[name]
     found = tuple(inspect.signature(method).parameters)
     assert found[: len(expected)] == expected, (
         f"trl {trl.__version__}: GRPOTrainer.{name} now takes {found}; r1kit/rl {where} it with the leading "
-        f"parameters {expected} (r1kit.rl.trainer.TRL_CONTRACT): check what changed and port r1kit's code")
+        f"parameters {expected} (r1kit.rl.trainer.TRL_CONTRACT): check what changed and port r1kit's code"
+    )
 
 
 def test_every_override_of_a_trl_method_is_in_the_contract():
@@ -43,7 +46,8 @@ def test_every_override_of_a_trl_method_is_in_the_contract():
         for name, value in vars(cls).items():
             if callable(value) and not name.startswith("__") and hasattr(GRPOTrainer, name):
                 assert name in TRL_CONTRACT["overridden"], (
-                    f"{cls.__name__}.{name} overrides trl's GRPOTrainer.{name}: add it to TRL_CONTRACT['overridden']")
+                    f"{cls.__name__}.{name} overrides trl's GRPOTrainer.{name}: add it to TRL_CONTRACT['overridden']"
+                )
 
 
 def test_every_private_trl_name_used_in_rl_is_in_the_contract():
@@ -66,16 +70,31 @@ def trainer(tmp_path_factory):
     from r1kit.models import build_tiny_model, build_tiny_tokenizer
 
     tok = build_tiny_tokenizer()
-    args = GRPOConfig(output_dir=str(tmp_path_factory.mktemp("contract")), per_device_train_batch_size=4,
-                      num_generations=4, max_completion_length=4, use_cpu=True, report_to="none")
-    return R1GRPOTrainer(model=build_tiny_model(tok), reward_funcs=[lambda completions, **kw: [0.0] * len(completions)],
-                         args=args, train_dataset=Dataset.from_dict({"prompt": ["1+1="] * 4}), processing_class=tok)
+    args = GRPOConfig(
+        output_dir=str(tmp_path_factory.mktemp("contract")),
+        per_device_train_batch_size=4,
+        num_generations=4,
+        max_completion_length=4,
+        use_cpu=True,
+        report_to="none",
+    )
+    return R1GRPOTrainer(
+        model=build_tiny_model(tok),
+        reward_funcs=[lambda completions, **kw: [0.0] * len(completions)],
+        args=args,
+        train_dataset=Dataset.from_dict({"prompt": ["1+1="] * 4}),
+        processing_class=tok,
+    )
 
 
 def test_trl_sets_the_attributes_r1kit_reads(trainer):
     for name in (*TRL_CONTRACT["private_attributes"], *TRL_CONTRACT["attributes"]):
-        assert hasattr(trainer, name), (f"trl {trl.__version__}: GRPOTrainer no longer sets self.{name}, which "
-                                        f"r1kit/rl reads (r1kit.rl.trainer.TRL_CONTRACT)")
-    assert set(trainer._metrics) >= {"train", "eval"} and trainer._metrics["train"]["x"] == []  # defaultdict(list)
+        assert hasattr(trainer, name), (
+            f"trl {trl.__version__}: GRPOTrainer no longer sets self.{name}, which "
+            f"r1kit/rl reads (r1kit.rl.trainer.TRL_CONTRACT)"
+        )
+    assert (
+        set(trainer._metrics) >= {"train", "eval"} and trainer._metrics["train"]["x"] == []
+    )  # defaultdict(list)
     assert trainer._tokenizer.pad_token_id is not None and trainer._is_vlm is False
     assert trainer.scale_rewards in ("group", "batch", "none")

@@ -25,6 +25,15 @@ def score(prompts=None, completions=(), completion_ids=None, trainer_state=None,
         with open(os.path.join(folder, f"reward-{rank}.jsonl"), "a") as fh:
             for prompt, reward in zip(prompts or [""] * len(rewards), rewards):
                 text = json.dumps(prompt, sort_keys=True)
-                fh.write(json.dumps({"step": step, "rank": int(rank), "reward": reward,
-                                     "prompt": hashlib.sha1(text.encode()).hexdigest()[:12]}) + "\n")
+                fh.write(
+                    json.dumps(
+                        {
+                            "step": step,
+                            "rank": int(rank),
+                            "reward": reward,
+                            "prompt": hashlib.sha1(text.encode()).hexdigest()[:12],
+                        }
+                    )
+                    + "\n"
+                )
     return rewards

@@ -55,17 +55,22 @@ def _record_memory(folder: str) -> None:
     import json
     import resource
 
-    record: dict = {"rank": int(_rank()), "local_rank": os.environ.get("LOCAL_RANK"),
-                    "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-                    "max_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3)}
+    record: dict = {
+        "rank": int(_rank()),
+        "local_rank": os.environ.get("LOCAL_RANK"),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "max_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3),
+    }
     torch = sys.modules.get("torch")
     try:
         if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
             record["current_device"] = torch.cuda.current_device()
             record["devices"] = [
-                {"device": d,
-                 "max_allocated_gib": round(torch.cuda.max_memory_allocated(d) / 2**30, 3),
-                 "max_reserved_gib": round(torch.cuda.max_memory_reserved(d) / 2**30, 3)}
+                {
+                    "device": d,
+                    "max_allocated_gib": round(torch.cuda.max_memory_allocated(d) / 2**30, 3),
+                    "max_reserved_gib": round(torch.cuda.max_memory_reserved(d) / 2**30, 3),
+                }
                 for d in range(torch.cuda.device_count())
             ]
     except Exception as err:  # noqa: BLE001 - a probe must never change the exit status
@@ -109,10 +114,17 @@ def _patch_trainer(cls) -> None:
         seconds = time.perf_counter() - t0
         flog = self.__dict__.get("fast_rollout_log", [])
         fast = len(flog) > before
-        record = {"rank": int(self.accelerator.process_index), "step": int(self.state.global_step),
-                  "seconds": round(seconds, 4), "rows": len(ids), "tokens": sum(len(x) for x in ids),
-                  "fast": fast, "fixed": fixed, "wrapper": type(self.model_wrapped).__name__,
-                  "distributed_type": str(self.accelerator.distributed_type)}
+        record = {
+            "rank": int(self.accelerator.process_index),
+            "step": int(self.state.global_step),
+            "seconds": round(seconds, 4),
+            "rows": len(ids),
+            "tokens": sum(len(x) for x in ids),
+            "fast": fast,
+            "fixed": fixed,
+            "wrapper": type(self.model_wrapped).__name__,
+            "distributed_type": str(self.accelerator.distributed_type),
+        }
         state = self.accelerator.state
         if getattr(state, "deepspeed_plugin", None) is not None:
             record["zero_stage"] = state.deepspeed_plugin.zero_stage
@@ -120,8 +132,12 @@ def _patch_trainer(cls) -> None:
             record["fsdp_version"] = state.fsdp_plugin.fsdp_version
         if fast:
             last = flog[-1]
-            record.update(mode=last.get("mode"), captures=last.get("captures"),
-                          capture_s=round(last.get("capture_s", 0.0), 3), fallback=last.get("fallback"))
+            record.update(
+                mode=last.get("mode"),
+                captures=last.get("captures"),
+                capture_s=round(last.get("capture_s", 0.0), 3),
+                fallback=last.get("fallback"),
+            )
         if fixed:
             length = int(os.environ.get("R1KIT_BENCH_FIXED_LEN") or self.max_completion_length)
             ids, logprobs = _fixed_completions(self, len(ids), length), None

@@ -104,7 +104,9 @@ def make_record(a: int, b: int, op: str, num_checks: int, check_style: str = "ve
     }
 
 
-def _unique_problems(n: int, digits: int, ops: tuple[str, ...], rng: random.Random) -> list[tuple[int, int, str]]:
+def _unique_problems(
+    n: int, digits: int, ops: tuple[str, ...], rng: random.Random
+) -> list[tuple[int, int, str]]:
     if not 1 <= digits <= 18:
         raise R1kitError(f"digits ({digits}) must be between 1 and 18")
     if not ops or set(ops) - {"+", "-"}:
@@ -114,7 +116,9 @@ def _unique_problems(n: int, digits: int, ops: tuple[str, ...], rng: random.Rand
     # a+b: all ordered pairs; a-b: pairs with a >= b
     possible = sum(top * top if op == "+" else top * (top + 1) // 2 for op in ops)
     if n > possible:
-        raise R1kitError(f"asked for {n} distinct problems but only {possible} exist with digits={digits}, ops={ops}")
+        raise R1kitError(
+            f"asked for {n} distinct problems but only {possible} exist with digits={digits}, ops={ops}"
+        )
     seen: set[tuple[int, int, str]] = set()
     out = []
     while len(out) < n:
@@ -129,7 +133,12 @@ def _unique_problems(n: int, digits: int, ops: tuple[str, ...], rng: random.Rand
 
 
 def make_arithmetic(
-    n: int, *, digits: int = 3, ops: tuple[str, ...] = ("+",), max_checks: int = 3, check_style: str = "verify",
+    n: int,
+    *,
+    digits: int = 3,
+    ops: tuple[str, ...] = ("+",),
+    max_checks: int = 3,
+    check_style: str = "verify",
     seed: int = 0,
 ) -> list[dict]:
     """n distinct problems with operands below 10**digits; num_checks uniform in 0..max_checks."""
@@ -159,13 +168,19 @@ def write_arithmetic(
     """
     from datasets import Dataset, DatasetDict
 
-    records = make_arithmetic(n_train + n_test, digits=digits, ops=ops, max_checks=max_checks,
-                              check_style=check_style, seed=seed)
+    records = make_arithmetic(
+        n_train + n_test, digits=digits, ops=ops, max_checks=max_checks, check_style=check_style, seed=seed
+    )
     for r in records:
         r["prompt"] = r["question"]
-        r["messages"] = [{"role": "user", "content": r["question"]}, {"role": "assistant", "content": r["completion"]}]
+        r["messages"] = [
+            {"role": "user", "content": r["question"]},
+            {"role": "assistant", "content": r["completion"]},
+        ]
     # the problems are distinct, so cutting the list keeps every test question out of train
-    splits = DatasetDict(train=Dataset.from_list(records[:n_train]), test=Dataset.from_list(records[n_train:]))
+    splits = DatasetDict(
+        train=Dataset.from_list(records[:n_train]), test=Dataset.from_list(records[n_train:])
+    )
     splits.save_to_disk(str(out_dir))
     return {"train": n_train, "test": n_test}
 
@@ -190,17 +205,33 @@ def verify_trace(question: str, completion: str) -> bool:
     while lines and lines[-1] in FILLER_LINES:
         lines = lines[:-1]
     written, carry = [], 0
-    width = max(len(str(a)), len(str(b))) + (1 if op == "+" and len(str(result)) > max(len(str(a)), len(str(b))) else 0)
+    width = max(len(str(a)), len(str(b))) + (
+        1 if op == "+" and len(str(result)) > max(len(str(a)), len(str(b))) else 0
+    )
     da, db = _digits(a, width), _digits(b, width)
     for i in range(width):
         c = _COLUMN.match(lines[i]) if i < len(lines) else None
         if not c or c[2] != op or c[4] != op:
             return False
-        top, y, cin, total, w, flag, cout = int(c[1]), int(c[3]), int(c[5]), int(c[6]), int(c[7]), c[8], int(c[9])
+        top, y, cin, total, w, flag, cout = (
+            int(c[1]),
+            int(c[3]),
+            int(c[5]),
+            int(c[6]),
+            int(c[7]),
+            c[8],
+            int(c[9]),
+        )
         if y != db[i] or cin != carry:
             return False
         if op == "+":
-            ok = top == da[i] and total == top + y + cin and w == total % 10 and cout == total // 10 and flag == "c"
+            ok = (
+                top == da[i]
+                and total == top + y + cin
+                and w == total % 10
+                and cout == total // 10
+                and flag == "c"
+            )
         else:
             ok = top == da[i] + 10 * cout and total == top - y - cin == w and flag == "b"
         if not ok:

@@ -51,7 +51,9 @@ def _from_records(records: list, source: str) -> Dataset:
     try:
         return Dataset.from_dict({k: [r.get(k) for r in records] for k in keys})
     except Exception as err:
-        raise R1kitError(f"{source}: cannot build a table from the records ({type(err).__name__}: {err})") from err
+        raise R1kitError(
+            f"{source}: cannot build a table from the records ({type(err).__name__}: {err})"
+        ) from err
 
 
 def _read_file(path: Path, source: str) -> Dataset:
@@ -59,7 +61,9 @@ def _read_file(path: Path, source: str) -> Dataset:
     try:
         return _parse_file(path, source)
     except UnicodeDecodeError as err:
-        raise R1kitError(f"{source} is not UTF-8 text ({err.reason} at byte {err.start}); save the file as UTF-8") from err
+        raise R1kitError(
+            f"{source} is not UTF-8 text ({err.reason} at byte {err.start}); save the file as UTF-8"
+        ) from err
     except RecursionError as err:
         raise R1kitError(f"{source} nests its values too deeply to read") from err
 
@@ -73,8 +77,10 @@ def _parse_file(path: Path, source: str) -> Dataset:
                 try:
                     line = raw.decode("utf-8")
                 except UnicodeDecodeError as err:
-                    raise R1kitError(f"{source} line {lineno} is not UTF-8 text (byte 0x{raw[err.start]:02x} at "
-                                     f"column {err.start + 1}); save the file as UTF-8") from err
+                    raise R1kitError(
+                        f"{source} line {lineno} is not UTF-8 text (byte 0x{raw[err.start]:02x} at "
+                        f"column {err.start + 1}); save the file as UTF-8"
+                    ) from err
                 if line.strip():
                     try:
                         records.append(json.loads(line))
@@ -99,9 +105,13 @@ def _parse_file(path: Path, source: str) -> Dataset:
             try:
                 return Dataset.from_dict(data)  # columnar {"col": [...]}
             except Exception as err:  # unequal lengths, mixed types: pyarrow's many exception types
-                raise R1kitError(f"{source}: cannot build a table from its columns ({_first_line(err)})") from err
+                raise R1kitError(
+                    f"{source}: cannot build a table from its columns ({_first_line(err)})"
+                ) from err
         if not isinstance(data, list):
-            raise R1kitError(f"{source}: expected a list of records, {{'data': [...]}} or {{column: [values]}}")
+            raise R1kitError(
+                f"{source}: expected a list of records, {{'data': [...]}} or {{column: [values]}}"
+            )
         return _from_records(data, source)
     import pyarrow as pa
     from datasets import Dataset
@@ -143,8 +153,10 @@ def _load_from_disk(path: Path, split: str | None, source: str) -> Dataset:
             raise  # a real I/O error (permission, disk): the CLI reports it
         # datasets raises IndexError for a folder saved with 0 rows (no shards) and FileNotFoundError
         # or ArrowInvalid for missing or damaged shard files
-        raise R1kitError(f"{source}: cannot read the saved dataset ({_first_line(err)}); it is empty or damaged: "
-                         "write it again") from err
+        raise R1kitError(
+            f"{source}: cannot read the saved dataset ({_first_line(err)}); it is empty or damaged: "
+            "write it again"
+        ) from err
     return pick_split(ds, split, source) if isinstance(ds, DatasetDict) else ds
 
 
@@ -176,7 +188,9 @@ def _load_hub(source: str, split: str | None) -> Dataset:
         ds = load_dataset(name, config or None)
     except Exception as err:
         first = str(err).splitlines()[0] if str(err) else ""
-        raise R1kitError(f"could not load dataset {source!r} from the hub: {type(err).__name__}: {first}") from err
+        raise R1kitError(
+            f"could not load dataset {source!r} from the hub: {type(err).__name__}: {first}"
+        ) from err
     return pick_split(ds, split, source) if isinstance(ds, DatasetDict) else ds
 
 
@@ -192,18 +206,25 @@ def load_dataset_any(source: str | os.PathLike, split: str | None = None) -> Dat
     if path.is_dir():
         if (path / "manifest.json").is_file() and (path / "data").is_dir():
             path = path / "data"  # an r1kit stage output
-        if (path / "dataset_dict.json").is_file() or (path / "dataset_info.json").is_file() \
-                or (path / "state.json").is_file():
+        if (
+            (path / "dataset_dict.json").is_file()
+            or (path / "dataset_info.json").is_file()
+            or (path / "state.json").is_file()
+        ):
             ds = _load_from_disk(path, split, source)
         else:
             hint = ""
             if (path / "model").is_dir() or (path / "config.json").is_file():
                 hint = " (it holds a model/ folder: this looks like a checkpoint, not a dataset)"
-            raise R1kitError(f"{source} is not a dataset folder: no dataset_dict.json or dataset_info.json "
-                             f"(expected {_KINDS}){hint}")
+            raise R1kitError(
+                f"{source} is not a dataset folder: no dataset_dict.json or dataset_info.json "
+                f"(expected {_KINDS}){hint}"
+            )
     elif path.is_file():
         if path.suffix.lower() not in FILE_FORMATS:
-            raise R1kitError(f"{source} has an unknown format {path.suffix or '(no suffix)'!r}; expected {_KINDS}")
+            raise R1kitError(
+                f"{source} has an unknown format {path.suffix or '(no suffix)'!r}; expected {_KINDS}"
+            )
         ds = _read_file(path, source)
     elif path.suffix.lower() in FILE_FORMATS or source.startswith((".", "/", "~")) or source.count("/") > 1:
         raise R1kitError(f"dataset path {source} does not exist")
@@ -232,7 +253,10 @@ def require_text(ds: Dataset, columns, source: str, *, text: bool = True, messag
     A number, a null or a malformed conversation would otherwise fail deep inside a tokenizer or
     a chat template with a traceback that does not name the row.
     """
-    kinds = [*(["text"] if text else []), *(["chat messages (a list of {role, content})"] if messages else [])]
+    kinds = [
+        *(["text"] if text else []),
+        *(["chat messages (a list of {role, content})"] if messages else []),
+    ]
     kind = " or ".join(kinds)
     for column in columns:
         for i, value in enumerate(ds[column]):
@@ -245,12 +269,19 @@ def require_text(ds: Dataset, columns, source: str, *, text: bool = True, messag
 
 
 def is_messages(value) -> bool:
-    return isinstance(value, list) and bool(value) and all(
-        isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in value
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and all(
+            isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
+            for m in value
+        )
     )
 
 
-def rename_columns(ds: Dataset, mapping: dict[str, str], source: str = "the dataset", hint: str = "") -> Dataset:
+def rename_columns(
+    ds: Dataset, mapping: dict[str, str], source: str = "the dataset", hint: str = ""
+) -> Dataset:
     """Rename old -> new; an existing column called `new` is replaced by the renamed one."""
     mapping = {old: new for old, new in mapping.items() if old and new and old != new}
     require_columns(ds, list(mapping), source, hint)

@@ -35,8 +35,10 @@ def resolve_template(template: str, tokenizer: Any, model: str, flag: str, origi
     if template == "auto":
         return "chat" if has_chat_template(tokenizer) else "raw"
     if is_chat_template(template) and not has_chat_template(tokenizer):
-        raise R1kitError(f"--template {template}{origin} renders chat messages, but the tokenizer of {flag} {model} has no "
-                         "chat template; use --template auto, raw or r1-zero, or a model with a chat template")
+        raise R1kitError(
+            f"--template {template}{origin} renders chat messages, but the tokenizer of {flag} {model} has no "
+            "chat template; use --template auto, raw or r1-zero, or a model with a chat template"
+        )
     return template
 
 
@@ -59,13 +61,21 @@ def load_prompts(cfg: Any, template: str, *, limit: int | None = None) -> Any:
 
     limit = cfg.limit if limit is None else limit
     ds = prepare_dataset(
-        cfg.data, task=cfg.task or None, split=cfg.split, prompt_field=cfg.prompt_field or None,
-        answer_field=cfg.answer_field or None, template=template, system_prompt=cfg.system_prompt or None,
-        limit=limit or None, seed=cfg.seed,
+        cfg.data,
+        task=cfg.task or None,
+        split=cfg.split,
+        prompt_field=cfg.prompt_field or None,
+        answer_field=cfg.answer_field or None,
+        template=template,
+        system_prompt=cfg.system_prompt or None,
+        limit=limit or None,
+        seed=cfg.seed,
     )
     for spec in getattr(cfg, "reward", ()):
         needed = sorted(required_columns(spec, reward_params(cfg)))
-        hint = f"--reward {spec} reads them" + ("; or give the target language with --lang" if "lang" in needed else "")
+        hint = f"--reward {spec} reads them" + (
+            "; or give the target language with --lang" if "lang" in needed else ""
+        )
         require_columns(ds, needed, cfg.data, hint)
     return ds
 

@@ -54,7 +54,9 @@ def strip_number(text: Any) -> str:
 def gsm8k_gold(solution: str) -> str:
     """The final answer of a GSM8K solution: after the last "####", commas removed."""
     if "####" not in solution:
-        raise R1kitError(f"a gsm8k answer has no '####' final-answer marker: {solution[-60:]!r} (is this gsm8k?)")
+        raise R1kitError(
+            f"a gsm8k answer has no '####' final-answer marker: {solution[-60:]!r} (is this gsm8k?)"
+        )
     return strip_number(solution.rsplit("####", 1)[1])
 
 
@@ -69,8 +71,12 @@ def _math500(row: dict) -> dict:
 
 
 def _mgsm(row: dict) -> dict:
-    return {"question": row["question"], "answer": strip_number(row["answer"]), "task": "numeric",
-            "lang": row["lang"]}
+    return {
+        "question": row["question"],
+        "answer": strip_number(row["answer"]),
+        "task": "numeric",
+        "lang": row["lang"],
+    }
 
 
 def _humaneval(row: dict) -> dict:
@@ -252,7 +258,9 @@ def prepare_dataset(
     else:
         adapter = adapter or get_task(name)
         renames = {prompt_field: adapter.prompt_col, answer_field: adapter.answer_col}
-        ds = rename_columns(ds, {old: new for old, new in renames.items() if old and new}, source, MAP_COLUMNS)
+        ds = rename_columns(
+            ds, {old: new for old, new in renames.items() if old and new}, source, MAP_COLUMNS
+        )
     require_columns(ds, adapter.columns, source, MAP_COLUMNS)
     if limit is not None and limit < len(ds):
         ds = ds.shuffle(seed=seed, keep_in_memory=True).select(range(limit), keep_in_memory=True)
@@ -260,7 +268,9 @@ def prepare_dataset(
     def convert(row: dict) -> dict:
         out = adapter(row)
         if "question" not in out or "answer" not in out:
-            raise R1kitError(f"task adapter {name!r} must return 'question' and 'answer', returned {sorted(out)}")
+            raise R1kitError(
+                f"task adapter {name!r} must return 'question' and 'answer', returned {sorted(out)}"
+            )
         out["answer"] = "" if out["answer"] is None else str(out["answer"])
         out.setdefault("task", task_type or "math")
         canonical = {k: out[k] for k in ("question", "answer", "task", *OPTIONAL_FIELDS) if k in out}

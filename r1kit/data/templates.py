@@ -72,14 +72,18 @@ def few_shot_examples(rows, n: int, exclude=(), question_field: str | None = Non
             break
         q_col = question_field or next((c for c in ("question", "problem", "prompt") if c in row), None)
         if q_col is None or not isinstance(row.get(q_col), str):
-            raise R1kitError(f"few-shot rows need a question column (question, problem or prompt); got {sorted(row)}")
+            raise R1kitError(
+                f"few-shot rows need a question column (question, problem or prompt); got {sorted(row)}"
+            )
         if row[q_col].strip() in skip:
             continue
         answer, solution = row.get("answer"), row.get("solution")
         if isinstance(answer, str) and "####" in answer:
             out.append(few_shot_example(row[q_col], answer))
         elif answer is not None:
-            out.append(few_shot_example(row[q_col], solution if isinstance(solution, str) else "", str(answer)))
+            out.append(
+                few_shot_example(row[q_col], solution if isinstance(solution, str) else "", str(answer))
+            )
         else:
             raise R1kitError(f"few-shot rows need an 'answer' column; got {sorted(row)}")
     if len(out) < n:

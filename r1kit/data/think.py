@@ -47,7 +47,11 @@ def split_solution(solution: str, answer: Any = None) -> tuple[str, str | None]:
         steps, tail = solution.rsplit("####", 1)
         final = strip_number(tail) or None
     if answer is not None and str(answer).strip():
-        final = strip_number(answer) if re.fullmatch(r"\s*-?[\d,]*\.?\d+\s*", str(answer)) else str(answer).strip()
+        final = (
+            strip_number(answer)
+            if re.fullmatch(r"\s*-?[\d,]*\.?\d+\s*", str(answer))
+            else str(answer).strip()
+        )
     lines = (line.strip() for line in _CALC_RE.sub("", steps).splitlines())
     return "\n".join(line for line in lines if line), final
 
@@ -63,7 +67,9 @@ def think_record(question: str, solution: str, answer: Any = None, template: str
     from r1kit.data.templates import render_prompt
 
     if template not in THINK_TEMPLATES:
-        raise R1kitError(f"unknown template {template!r} for think data; choose one of {', '.join(THINK_TEMPLATES)}")
+        raise R1kitError(
+            f"unknown template {template!r} for think data; choose one of {', '.join(THINK_TEMPLATES)}"
+        )
     reasoning, final = split_solution(solution, answer)
     if not reasoning or not final or any(t in f"{question}{reasoning}{final}" for t in _TAGS):
         return None
@@ -73,7 +79,10 @@ def think_record(question: str, solution: str, answer: Any = None, template: str
     if template == "chat":
         record["prompt"] = [{"role": "user", "content": question}]
         record["completion"] = completion
-        record["messages"] = [{"role": "user", "content": question}, {"role": "assistant", "content": completion}]
+        record["messages"] = [
+            {"role": "user", "content": question},
+            {"role": "assistant", "content": completion},
+        ]
     else:
         record["prompt"] = render_prompt(template, question)
         record["completion"] = _LEAD[template] + completion

@@ -27,6 +27,13 @@ from r1kit.generation.base import (
 )
 
 __all__ = [
-    "BACKENDS", "BACKEND_CHOICES", "Completion", "GenerationBackend", "SamplingParams", "choose_backend",
-    "encode_prompts", "get_backend", "render_prompt",
+    "BACKENDS",
+    "BACKEND_CHOICES",
+    "Completion",
+    "GenerationBackend",
+    "SamplingParams",
+    "choose_backend",
+    "encode_prompts",
+    "get_backend",
+    "render_prompt",
 ]

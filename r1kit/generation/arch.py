@@ -137,7 +137,9 @@ class GemmaAdapter(DecoderAdapter):
             self._windows.append(int(w) if w else None)
         # Gemma 3 replaced Gemma 2's attention soft-cap with q/k norms; transformers' Gemma 3
         # attention ignores attn_logit_softcapping even when a config sets it, and so does the loop.
-        self.attn_softcap = getattr(cfg, "attn_logit_softcapping", None) if cfg.model_type == "gemma2" else None
+        self.attn_softcap = (
+            getattr(cfg, "attn_logit_softcapping", None) if cfg.model_type == "gemma2" else None
+        )
         self.final_softcap = getattr(cfg, "final_logit_softcapping", None)
         params = inspect.signature(self.inner.rotary_emb.forward).parameters
         self._rope_per_type = "layer_type" in params

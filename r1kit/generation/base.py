@@ -77,7 +77,9 @@ class SamplingParams:
         if self.batch_size < 1:
             raise R1kitError(f"batch_size ({self.batch_size}) must be >= 1")
         if not self.greedy and self.temperature <= 0:
-            raise R1kitError(f"temperature ({self.temperature}) must be > 0 for sampling; use greedy decoding instead")
+            raise R1kitError(
+                f"temperature ({self.temperature}) must be > 0 for sampling; use greedy decoding instead"
+            )
         if not 0 < self.top_p <= 1:
             raise R1kitError(f"top_p ({self.top_p}) must be in (0, 1]")
         if self.top_k < 0:
@@ -171,7 +173,9 @@ class GenerationBackend:
 
     name = "base"
 
-    def generate(self, prompts: list[Prompt], params: SamplingParams, prefill: str = "") -> list[list[Completion]]:
+    def generate(
+        self, prompts: list[Prompt], params: SamplingParams, prefill: str = ""
+    ) -> list[list[Completion]]:
         """For each prompt, `params.n` completions (outer list = prompts, in input order)."""
         raise NotImplementedError
 

@@ -297,10 +297,14 @@ class FastGenerator:
         new K/V at column b.slot and the logits to b.logits. Idempotent, so warm-up is harmless."""
         n, hd, g, arch = b.size, self.head_dim, self.n_heads // self.n_kv, self.arch
         x = arch.embed(b.tokens[:, None])
-        rope = {t: (cos[b.pos][:, None, None], sin[b.pos][:, None, None]) for t, (cos, sin) in self.rope.items()}
+        rope = {
+            t: (cos[b.pos][:, None, None], sin[b.pos][:, None, None]) for t, (cos, sin) in self.rope.items()
+        }
         valid = b.key_valid[:, None, None, :kv_len]
         # Sliding-window layers see only the keys within `w` columns of the query (b.slot).
-        masks = {w: valid if w is None else valid & (self.cols[:kv_len] > b.slot - w) for w in set(self.windows)}
+        masks = {
+            w: valid if w is None else valid & (self.cols[:kv_len] > b.slot - w) for w in set(self.windows)
+        }
         for i, layer in enumerate(self.inner.layers):
             a = layer.self_attn
             h = arch.attn_norm(layer, x)
@@ -392,7 +396,9 @@ class FastGenerator:
             r1 = min(n, r0 + rows)
             m = r1 - r0
             x = arch.embed(ids[r0:r1])
-            rope = {t: (cos[pos[r0:r1]][:, None], sin[pos[r0:r1]][:, None]) for t, (cos, sin) in self.rope.items()}
+            rope = {
+                t: (cos[pos[r0:r1]][:, None], sin[pos[r0:r1]][:, None]) for t, (cos, sin) in self.rope.items()
+            }
             # Pad queries attend to themselves only, so no row is all -inf (their output is unused).
             allowed = causal & valid[r0:r1, None, :]
             masks = {
@@ -412,8 +418,12 @@ class FastGenerator:
                 k, v = k.to(b.k[i].dtype), v.to(b.v[i].dtype)
                 b.k[i][r0:r1, :, :width] = k
                 b.v[i][r0:r1, :, :width] = v
-                o = self._attend(q, k.repeat_interleave(g, 1), v.repeat_interleave(g, 1), masks[self.windows[i]])
-                x = arch.attn_residual(layer, x, a.o_proj(o.transpose(1, 2).reshape(m, width, self.n_heads * hd)))
+                o = self._attend(
+                    q, k.repeat_interleave(g, 1), v.repeat_interleave(g, 1), masks[self.windows[i]]
+                )
+                x = arch.attn_residual(
+                    layer, x, a.o_proj(o.transpose(1, 2).reshape(m, width, self.n_heads * hd))
+                )
                 x = arch.ffn_residual(layer, x)
             b.logits[r0:r1] = arch.logits(x[:, -1])
 
@@ -517,7 +527,9 @@ class FastGenerator:
                 self._check_params()
                 outs: list[GenOut] = []
                 for c0 in range(0, len(prompt_ids), self.max_batch):
-                    outs += self._generate_chunk(prompt_ids[c0 : c0 + self.max_batch], max_new_tokens, params, stop)
+                    outs += self._generate_chunk(
+                        prompt_ids[c0 : c0 + self.max_batch], max_new_tokens, params, stop
+                    )
         finally:
             self.model.train(was_training)
         self.stats.total_s = time.perf_counter() - t0
@@ -585,13 +597,17 @@ class FastGenerator:
                 if stop is not None:
                     finished = self._apply_stop(stop, finished, row_ids, out_tok, t + 1, stopped)
                 if p["repeat_window"] >= 2 and t + 1 >= p["repeat_window"]:
-                    finished = self._stop_repeats(p["repeat_window"], finished, row_ids, out_tok, t + 1, stopped)
+                    finished = self._stop_repeats(
+                        p["repeat_window"], finished, row_ids, out_tok, t + 1, stopped
+                    )
                 live = int((~finished).sum())  # the one host sync per check_every steps
                 if live == 0:
                     break
                 if self.compaction and live <= b.size // 2 and b.size > self.min_bucket:
                     b, row_ids, finished = self._compact(b, row_ids, finished, col + 1, trash)
-        return self._collect(out_tok[:n].cpu(), None if out_lp is None else out_lp[:n].cpu(), max_new, stopped)
+        return self._collect(
+            out_tok[:n].cpu(), None if out_lp is None else out_lp[:n].cpu(), max_new, stopped
+        )
 
     def _apply_stop(self, stop, finished, row_ids, out_tok, steps: int, stopped: dict[int, int]):
         """Ask `stop` about every live row's tokens so far; mark the rows it names finished."""
@@ -615,7 +631,7 @@ class FastGenerator:
         """Mark live rows whose last `window` tokens repeat with a period p <= window // 2 finished."""
         import torch
 
-        last = out_tok.index_select(0, row_ids)[:, steps - window:steps]
+        last = out_tok.index_select(0, row_ids)[:, steps - window : steps]
         hit = torch.zeros_like(finished)
         for p in range(1, window // 2 + 1):
             hit |= (last[:, p:] == last[:, :-p]).all(dim=1)

@@ -52,14 +52,22 @@ class FastBackend(GenerationBackend):
     name = "fast"
 
     def __init__(
-        self, model: Any, tokenizer: Any, *, compile: bool | str = "auto", progress: bool = False,
-        static_cache: bool = True, check_every: int = 16,
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        compile: bool | str = "auto",
+        progress: bool = False,
+        static_cache: bool = True,
+        check_every: int = 16,
     ) -> None:
         from r1kit.generation.fast import unsupported_reason
 
         reason = unsupported_reason(model)
         if reason:
-            raise R1kitError(f"the fast generation backend cannot drive this model: {reason}; use --backend hf")
+            raise R1kitError(
+                f"the fast generation backend cannot drive this model: {reason}; use --backend hf"
+            )
         self.model = model
         self.tokenizer = tokenizer
         self.compile = compile
@@ -78,12 +86,19 @@ class FastBackend(GenerationBackend):
             # Some margin, so a slightly longer prompt later does not rebuild (and re-capture).
             max_len = -(-(needed_len + 64) // 64) * 64
             self.generator = gen = FastGenerator(
-                self.model, max_batch=rows, max_len=max_len, compile=self.compile, eos_token_ids=self.eos_ids,
-                pad_token_id=self.pad_id, check_every=self.check_every,
+                self.model,
+                max_batch=rows,
+                max_len=max_len,
+                compile=self.compile,
+                eos_token_ids=self.eos_ids,
+                pad_token_id=self.pad_id,
+                check_every=self.check_every,
             )
         return gen
 
-    def generate(self, prompts: list[Prompt], params: SamplingParams, prefill: str = "") -> list[list[Completion]]:
+    def generate(
+        self, prompts: list[Prompt], params: SamplingParams, prefill: str = ""
+    ) -> list[list[Completion]]:
         prompt_ids = encode_prompts(self.tokenizer, prompts, prefill)
         empty = [i for i, ids in enumerate(prompt_ids) if not ids]
         if empty:
@@ -101,9 +116,15 @@ class FastBackend(GenerationBackend):
             for start in range(0, len(units), params.batch_size):
                 chunk = units[start : start + params.batch_size]
                 outs = gen.generate(
-                    [prompt_ids[i] for i, _ in chunk], max_new_tokens=params.max_new_tokens,
-                    temperature=params.temperature, top_p=params.top_p, top_k=params.top_k, greedy=params.greedy,
-                    min_new_tokens=params.min_new_tokens, seed=params.seed if start == 0 else None, stop=stop,
+                    [prompt_ids[i] for i, _ in chunk],
+                    max_new_tokens=params.max_new_tokens,
+                    temperature=params.temperature,
+                    top_p=params.top_p,
+                    top_k=params.top_k,
+                    greedy=params.greedy,
+                    min_new_tokens=params.min_new_tokens,
+                    seed=params.seed if start == 0 else None,
+                    stop=stop,
                 )
                 for (i, j), out in zip(chunk, outs):
                     completion = finish_completion(
@@ -113,7 +134,10 @@ class FastBackend(GenerationBackend):
                     results[i][j] = completion
                 advance(len(chunk), sum(results[i][j].num_tokens for i, j in chunk))
         if n_gen < params.n:
-            return [[dataclasses.replace(r[0], token_ids=list(r[0].token_ids)) for _ in range(params.n)] for r in results]
+            return [
+                [dataclasses.replace(r[0], token_ids=list(r[0].token_ids)) for _ in range(params.n)]
+                for r in results
+            ]
         return results  # type: ignore[return-value]
 
     def _stop_check(self, stop: list[str]):
@@ -139,7 +163,9 @@ def stop_check(tokenizer: Any, stop: list[str], check_every: int):
         for ids, text in zip(rows, texts):
             hit = cut_at_stop(text, stop)[1] is not None
             # confirm on the whole text: a tail can decode differently from the same tokens in context
-            flags.append(hit and cut_at_stop(tokenizer.decode(ids, skip_special_tokens=True), stop)[1] is not None)
+            flags.append(
+                hit and cut_at_stop(tokenizer.decode(ids, skip_special_tokens=True), stop)[1] is not None
+            )
         return flags
 
     return check

@@ -53,7 +53,12 @@ class HFBackend(GenerationBackend):
     name = "hf"
 
     def __init__(
-        self, model: Any, tokenizer: Any, *, static_cache: bool = True, progress: bool = False,
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        static_cache: bool = True,
+        progress: bool = False,
         pad_to_multiple_of: int = 64,
     ) -> None:
         self.model = model
@@ -62,10 +67,14 @@ class HFBackend(GenerationBackend):
         self.pad_to_multiple_of = pad_to_multiple_of
         self.eos_ids, self.pad_id = generation_ids(model, tokenizer)
         self.use_static = (
-            static_cache and model.device.type == "cuda" and bool(getattr(model, "_can_compile_fullgraph", False))
+            static_cache
+            and model.device.type == "cuda"
+            and bool(getattr(model, "_can_compile_fullgraph", False))
         )
 
-    def generate(self, prompts: list[Prompt], params: SamplingParams, prefill: str = "") -> list[list[Completion]]:
+    def generate(
+        self, prompts: list[Prompt], params: SamplingParams, prefill: str = ""
+    ) -> list[list[Completion]]:
         import torch
 
         prompt_ids = encode_prompts(self.tokenizer, prompts, prefill)
@@ -91,7 +100,9 @@ class HFBackend(GenerationBackend):
                 with self._progress(len(units)) as advance:
                     for start in range(0, len(units), params.batch_size):
                         chunk = units[start : start + params.batch_size]
-                        outs = self._generate_batch([prompt_ids[i] for i, _ in chunk], gen_config, params, rows)
+                        outs = self._generate_batch(
+                            [prompt_ids[i] for i, _ in chunk], gen_config, params, rows
+                        )
                         for (i, j), completion in zip(chunk, outs):
                             completion.text = prefill + completion.text
                             results[i][j] = completion
@@ -99,7 +110,10 @@ class HFBackend(GenerationBackend):
             finally:
                 self.model.train(was_training)
         if n_gen < params.n:
-            return [[dataclasses.replace(r[0], token_ids=list(r[0].token_ids)) for _ in range(params.n)] for r in results]
+            return [
+                [dataclasses.replace(r[0], token_ids=list(r[0].token_ids)) for _ in range(params.n)]
+                for r in results
+            ]
         return results  # type: ignore[return-value]
 
     def _generation_config(self, params: SamplingParams):
@@ -119,7 +133,9 @@ class HFBackend(GenerationBackend):
             kwargs["cache_implementation"] = "static"
         return GenerationConfig(**kwargs)
 
-    def _generate_batch(self, seqs: list[list[int]], gen_config, params: SamplingParams, rows: int) -> list[Completion]:
+    def _generate_batch(
+        self, seqs: list[list[int]], gen_config, params: SamplingParams, rows: int
+    ) -> list[Completion]:
         import torch
 
         real = len(seqs)
@@ -139,9 +155,13 @@ class HFBackend(GenerationBackend):
         if params.stop:
             from transformers import StoppingCriteriaList
 
-            extra["stopping_criteria"] = StoppingCriteriaList([stop_on_generated(self.tokenizer, params.stop, width)])
+            extra["stopping_criteria"] = StoppingCriteriaList(
+                [stop_on_generated(self.tokenizer, params.stop, width)]
+            )
         out = self.model.generate(
-            input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), generation_config=gen_config,
+            input_ids=input_ids.to(device),
+            attention_mask=attention_mask.to(device),
+            generation_config=gen_config,
             **extra,
         )
         new = out[:real, width:].tolist()
@@ -207,10 +227,13 @@ def progress_bar(total: int, show: bool, label: str = "generating"):
             return done["tokens"] / max(clock.elapsed(), 1e-9)
 
         if not interactive():
+
             def line(rows: int, tokens: int = 0) -> None:
                 rate = count(rows, tokens)
-                emit(f"{label} {done['rows']}/{total} sequences | {clock.head(done['rows'])} | "
-                     + metrics_text([("tok/s", rate)]))
+                emit(
+                    f"{label} {done['rows']}/{total} sequences | {clock.head(done['rows'])} | "
+                    + metrics_text([("tok/s", rate)])
+                )
 
             yield line
             return
@@ -218,8 +241,13 @@ def progress_bar(total: int, show: bool, label: str = "generating"):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         with Progress(
-            TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-            TimeRemainingColumn(), transient=True, console=Console(stderr=True),
+            TextColumn(label),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeRemainingColumn(),
+            transient=True,
+            console=Console(stderr=True),
         ) as prog:
             task = prog.add_task("generate", total=total, rate="")
 

@@ -38,7 +38,9 @@ class VLLMBackend(GenerationBackend):
         self.llm = vllm.LLM(model=str(model), **llm_kwargs)
         self.tokenizer = tokenizer if tokenizer is not None else self.llm.get_tokenizer()
 
-    def generate(self, prompts: list[Prompt], params: SamplingParams, prefill: str = "") -> list[list[Completion]]:
+    def generate(
+        self, prompts: list[Prompt], params: SamplingParams, prefill: str = ""
+    ) -> list[list[Completion]]:
         greedy = params.greedy
         sampling = self._vllm.SamplingParams(
             n=params.n,
@@ -61,7 +63,9 @@ class VLLMBackend(GenerationBackend):
                 token_ids = [t for t in o.token_ids if t not in eos]
                 samples.append(
                     Completion(
-                        text=prefill + o.text, token_ids=token_ids, num_tokens=len(token_ids),
+                        text=prefill + o.text,
+                        token_ids=token_ids,
+                        num_tokens=len(token_ids),
                         truncated=o.finish_reason == "length",
                     )
                 )

@@ -51,7 +51,9 @@ def completion_text(completion: Any) -> str:
     if isinstance(completion, dict):
         return _message_text(completion)
     if isinstance(completion, Sequence):
-        turns = [m for m in completion if not isinstance(m, dict) or m.get("role", "assistant") == "assistant"]
+        turns = [
+            m for m in completion if not isinstance(m, dict) or m.get("role", "assistant") == "assistant"
+        ]
         return "".join(_message_text(m) for m in turns)
     return "" if completion is None else str(completion)
 
@@ -95,8 +97,9 @@ def column(kwargs: dict, name: str, n: int, default: Any = None, required: bool 
     return list(value)
 
 
-def token_lengths(completions: Sequence, completion_ids: Sequence | None, kwargs: dict,
-                  allow_chars: bool = True) -> tuple[list[int], str]:
+def token_lengths(
+    completions: Sequence, completion_ids: Sequence | None, kwargs: dict, allow_chars: bool = True
+) -> tuple[list[int], str]:
     """Completion lengths and their unit: tokens from completion_ids, else a num_tokens column,
     else (when allowed) characters. Returns (lengths, "tokens" | "chars")."""
     if completion_ids is not None:
@@ -128,5 +131,5 @@ def detect_think_prefill(tokenizer: Any) -> str:
         return ""
     stripped = rendered.rstrip()
     if stripped.endswith(THINK_OPEN):
-        return rendered[rendered.rfind(THINK_OPEN):]
+        return rendered[rendered.rfind(THINK_OPEN) :]
     return ""

@@ -44,14 +44,25 @@ def _rows(prompts, completions, kwargs: dict, prefill: str | None) -> list[dict[
     rows = []
     for i in range(n):
         own = cols["prefill"][i]
-        rows.append({"completion": completions[i], "prompt": prompts[i], "answer": golds[i],
-                     "prefill": own if isinstance(own, str) and own else prefill,
-                     **{k: cols[k][i] for k in ("task", "question", "tests", "entry_point")}})
+        rows.append(
+            {
+                "completion": completions[i],
+                "prompt": prompts[i],
+                "answer": golds[i],
+                "prefill": own if isinstance(own, str) and own else prefill,
+                **{k: cols[k][i] for k in ("task", "question", "tests", "entry_point")},
+            }
+        )
     return rows
 
 
-def correctness(completions, kwargs: dict, extract: str = "auto", prompts: Sequence | None = None,
-                prefill: str | None = None) -> list[bool | None]:
+def correctness(
+    completions,
+    kwargs: dict,
+    extract: str = "auto",
+    prompts: Sequence | None = None,
+    prefill: str | None = None,
+) -> list[bool | None]:
     """The judge's correct flag for every non-code completion of a trl batch (None for code rows
     and unscorable golds). Used by the accuracy and length rewards."""
     from r1kit.judge import judge_many
@@ -70,7 +81,9 @@ def make_accuracy_reward(extract: str = "auto", prefill: str | None = None):
     """An accuracy reward that reads the final answer with the given extraction mode; `prefill`
     is the stage's default for rows without a `prefill` column."""
     if extract not in EXTRACT_MODES:
-        raise R1kitError(f"unknown answer extraction mode {extract!r}; choose one of {', '.join(EXTRACT_MODES)}")
+        raise R1kitError(
+            f"unknown answer extraction mode {extract!r}; choose one of {', '.join(EXTRACT_MODES)}"
+        )
 
     def accuracy(prompts=None, completions=(), completion_ids=None, **kwargs) -> list[float | None]:
         flags = correctness(completions, kwargs, extract, prompts=prompts, prefill=prefill)
@@ -86,8 +99,9 @@ accuracy_reward = make_accuracy_reward()
 def make_code_reward(prefill: str | None = None):
     """The code reward, judged: 1.0 when the code after the reasoning passes all of the row's tests."""
 
-    def code(prompts=None, completions=(), completion_ids=None, *, tests=None, max_workers=None,
-             **kwargs) -> list[float | None]:
+    def code(
+        prompts=None, completions=(), completion_ids=None, *, tests=None, max_workers=None, **kwargs
+    ) -> list[float | None]:
         from r1kit.judge import has_tests, judge_many
 
         n = len(completions)

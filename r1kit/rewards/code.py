@@ -50,8 +50,13 @@ logger = logging.getLogger(__name__)
 # Module-level defaults; every reward also takes them as keyword arguments. MBPP task 123's reference
 # needs 2-6 s of CPU depending on the machine: 10 s of CPU (RLIMIT_CPU, not inflated by load) and a 20 s
 # wall deadline (which is: two workers on two busy cores) leave room for it; a busy loop still ends at 10 s.
-DEFAULT_LIMITS = {"timeout_s": 20.0, "cpu_s": 10, "memory_mb": 1024, "max_procs": 64,
-                  "max_output_bytes": 1_000_000}
+DEFAULT_LIMITS = {
+    "timeout_s": 20.0,
+    "cpu_s": 10,
+    "memory_mb": 1024,
+    "max_procs": 64,
+    "max_output_bytes": 1_000_000,
+}
 
 _FENCE_OPEN = re.compile(r"([ \t]*)```[ \t]*([\w+.#-]*)")  # at a line start; the rest of the line is ignored
 _FENCE_CLOSE = re.compile(r"[ \t]*```[ \t\r]*")  # a whole line (a CRLF text keeps its \r)
@@ -128,7 +133,10 @@ def _parses(src: str) -> bool:
 
 
 def _defines(code: str, name: str) -> bool:
-    return re.search(rf"^[ \t]*(?:async[ \t]+)?def[ \t]+{re.escape(name)}[ \t]*\(", code, re.MULTILINE) is not None
+    return (
+        re.search(rf"^[ \t]*(?:async[ \t]+)?def[ \t]+{re.escape(name)}[ \t]*\(", code, re.MULTILINE)
+        is not None
+    )
 
 
 def _plan(completion_text, entry_point: str | None, question) -> tuple[str | None, str | None, str]:
@@ -176,8 +184,12 @@ def _with_check_call(tests: str, entry_point: str | None) -> str:
         body = ast.parse(tests).body
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return tests
-    called = any(isinstance(n, ast.Expr) and isinstance(n.value, ast.Call)
-                 and getattr(n.value.func, "id", None) == "check" for n in body)
+    called = any(
+        isinstance(n, ast.Expr)
+        and isinstance(n.value, ast.Call)
+        and getattr(n.value.func, "id", None) == "check"
+        for n in body
+    )
     return tests if called else f"{tests.rstrip()}\n\ncheck({entry_point})\n"
 
 
@@ -190,9 +202,14 @@ def _has_tests(tests) -> bool:
 
 
 # (lowest accepted value, what it is): a limit below it makes every run fail, which would read as "all wrong".
-_LIMIT_RANGES = {"timeout_s": (0.1, "seconds of wall clock"), "cpu_s": (1, "seconds of CPU"),
-                 "memory_mb": (32, "MB of memory"), "max_procs": (1, "processes"),
-                 "max_output_bytes": (1024, "bytes of output"), "max_file_mb": (1, "MB per file")}
+_LIMIT_RANGES = {
+    "timeout_s": (0.1, "seconds of wall clock"),
+    "cpu_s": (1, "seconds of CPU"),
+    "memory_mb": (32, "MB of memory"),
+    "max_procs": (1, "processes"),
+    "max_output_bytes": (1024, "bytes of output"),
+    "max_file_mb": (1, "MB per file"),
+}
 
 
 def _limits(limits: dict) -> dict:
@@ -202,30 +219,48 @@ def _limits(limits: dict) -> dict:
         low, what = _LIMIT_RANGES.get(key, (None, ""))
         if low is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < low:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or value < low
+        ):
             raise R1kitError(f"code reward: {key} must be a number >= {low} ({what}), got {value!r}")
     return out
 
 
 def _check_columns(tests: list, entry: list) -> None:
     for i, value in enumerate(tests):
-        if value is not None and not isinstance(value, str) and not (
-                isinstance(value, (list, tuple)) and all(isinstance(t, str) for t in value)):
-            raise R1kitError(f"column 'tests' row {i} is a {type(value).__name__}; give test code as a string "
-                             f"(asserts or a check() function) or a list of strings")
+        if (
+            value is not None
+            and not isinstance(value, str)
+            and not (isinstance(value, (list, tuple)) and all(isinstance(t, str) for t in value))
+        ):
+            raise R1kitError(
+                f"column 'tests' row {i} is a {type(value).__name__}; give test code as a string "
+                f"(asserts or a check() function) or a list of strings"
+            )
     for i, value in enumerate(entry):
         if value is not None and not isinstance(value, str):
-            raise R1kitError(f"column 'entry_point' row {i} is a {type(value).__name__}; give the function's name")
+            raise R1kitError(
+                f"column 'entry_point' row {i} is a {type(value).__name__}; give the function's name"
+            )
 
 
-def run_completion(completion_text: str, tests, entry_point: str | None = None, question=None,
-                   **limits) -> SandboxResult | None:
+def run_completion(
+    completion_text: str, tests, entry_point: str | None = None, question=None, **limits
+) -> SandboxResult | None:
     """Sandbox result for one completion, or None when the completion holds no code (or too much)."""
     program, q_code, _ = _plan(completion_text, entry_point, question)
     if program is None:
         return None
-    return run_sandboxed(program, _with_check_call(tests, entry_point), preamble=q_code,
-                         entry_point=entry_point, **_limits(limits))
+    return run_sandboxed(
+        program,
+        _with_check_call(tests, entry_point),
+        preamble=q_code,
+        entry_point=entry_point,
+        **_limits(limits),
+    )
 
 
 @dataclass(frozen=True)
@@ -236,25 +271,45 @@ class Verdict:
 
 
 # Why a completion did not pass; logged per call as `<reward>/<reason>` (share of the batch).
-REASONS = ("passed", "failed", "no_code", "too_large", "syntax", "too_deep", "load_error", "timeout", "memory",
-           "output_cap", "crashed", "report_tampered", "sandbox_error")
+REASONS = (
+    "passed",
+    "failed",
+    "no_code",
+    "too_large",
+    "syntax",
+    "too_deep",
+    "load_error",
+    "timeout",
+    "memory",
+    "output_cap",
+    "crashed",
+    "report_tampered",
+    "sandbox_error",
+)
 
 
-def judge_code(completion_text: str, tests, entry_point: str | None = None, question=None,
-               **limits) -> Verdict:
+def judge_code(
+    completion_text: str, tests, entry_point: str | None = None, question=None, **limits
+) -> Verdict:
     """Verdict for one completion: passed, share of test cases passed, and the reason."""
     if not _has_tests(tests):
         raise R1kitError("check_code got no tests: give the row's test code (asserts or a check() function)")
     program, q_code, reason = _plan(completion_text, entry_point, question)
     if program is None:
         return Verdict(False, 0.0, reason)
-    result = run_sandboxed(program, _with_check_call(tests, entry_point), preamble=q_code,
-                           entry_point=entry_point, **_limits(limits))
+    result = run_sandboxed(
+        program,
+        _with_check_call(tests, entry_point),
+        preamble=q_code,
+        entry_point=entry_point,
+        **_limits(limits),
+    )
     return Verdict(result.passed, result.pass_rate, "passed" if result.passed else result.error or "failed")
 
 
-def check_code(completion_text: str, tests, entry_point: str | None = None, question=None,
-               **limits) -> tuple[bool, float]:
+def check_code(
+    completion_text: str, tests, entry_point: str | None = None, question=None, **limits
+) -> tuple[bool, float]:
     """(all tests passed, share of test cases passed) for one completion; used by the rewards and evaluate."""
     verdict = judge_code(completion_text, tests, entry_point, question, **limits)
     return verdict.passed, verdict.pass_rate
@@ -265,7 +320,9 @@ _warned: set[str] = set()
 _seen_reasons: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _score_all(name, prompts, completions, tests, entry_point, max_workers, limits, kwargs) -> list[Verdict | None]:
+def _score_all(
+    name, prompts, completions, tests, entry_point, max_workers, limits, kwargs
+) -> list[Verdict | None]:
     """Verdicts for a trl batch, on a thread pool; a row whose sandbox could not run is None (not scored)."""
     n = len(completions)
     tests = column({"tests": tests}, "tests", n, required=True)
@@ -273,8 +330,9 @@ def _score_all(name, prompts, completions, tests, entry_point, max_workers, limi
     prompts = column({"prompts": prompts}, "prompts", n)
     _check_columns(tests, entry)
     limits = _limits(limits)
-    if max_workers is not None and (isinstance(max_workers, bool) or not isinstance(max_workers, int)
-                                    or max_workers < 1):
+    if max_workers is not None and (
+        isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1
+    ):
         raise R1kitError(f"code reward: max_workers must be an integer >= 1, got {max_workers!r}")
     jobs = [i for i in range(n) if _has_tests(tests[i])]
     out: list[Verdict | None] = [None] * n
@@ -289,8 +347,13 @@ def _score_all(name, prompts, completions, tests, entry_point, max_workers, limi
             except Exception as e:  # noqa: BLE001  the host could not run a sandbox (no processes, fds, disk)
                 if "sandbox_error" not in _warned:
                     _warned.add("sandbox_error")
-                    logger.warning("code reward: a sandbox could not run (%s: %s); such rows are left unscored "
-                                   "and counted in %s/sandbox_error", type(e).__name__, e, name)
+                    logger.warning(
+                        "code reward: a sandbox could not run (%s: %s); such rows are left unscored "
+                        "and counted in %s/sandbox_error",
+                        type(e).__name__,
+                        e,
+                        name,
+                    )
                 return Verdict(False, 0.0, "sandbox_error")
 
         with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -324,18 +387,22 @@ def _score(verdict: Verdict | None, attr: str) -> float | None:
     return float(getattr(verdict, attr))
 
 
-def code_reward(prompts, completions, completion_ids=None, *, tests=None, entry_point=None, max_workers=None,
-                **kwargs) -> list[float | None]:
+def code_reward(
+    prompts, completions, completion_ids=None, *, tests=None, entry_point=None, max_workers=None, **kwargs
+) -> list[float | None]:
     """1.0 when the completion's code passes all of the row's tests, else 0.0; None for rows without tests.
     Sandbox limits by keyword: timeout_s, cpu_s, memory_mb, max_procs, max_output_bytes."""
     return _scores("code", "passed", prompts, completions, tests, entry_point, max_workers, kwargs)
 
 
-def code_pass_rate(prompts, completions, completion_ids=None, *, tests=None, entry_point=None, max_workers=None,
-                   **kwargs) -> list[float | None]:
+def code_pass_rate(
+    prompts, completions, completion_ids=None, *, tests=None, entry_point=None, max_workers=None, **kwargs
+) -> list[float | None]:
     """Share of the row's test cases (MBPP asserts; HumanEval's one check()) passed; None without tests.
     Sandbox limits as for `code_reward`."""
-    return _scores("code_pass_rate", "pass_rate", prompts, completions, tests, entry_point, max_workers, kwargs)
+    return _scores(
+        "code_pass_rate", "pass_rate", prompts, completions, tests, entry_point, max_workers, kwargs
+    )
 
 
 _LIMIT_KEYS = ("timeout_s", "cpu_s", "memory_mb", "max_procs", "max_output_bytes")

@@ -79,7 +79,9 @@ def guard(fn: Callable, name: str, timeout_s: float) -> Callable:
             except R1kitError:
                 raise
             except asyncio.TimeoutError:
-                return _failed(name, n, f"ran past its {_bound(fn, timeout_s, n, kwargs):.0f} s bound", log_metric)
+                return _failed(
+                    name, n, f"ran past its {_bound(fn, timeout_s, n, kwargs):.0f} s bound", log_metric
+                )
             except Exception as e:  # noqa: BLE001  the point of the guard
                 return _failed(name, n, f"{type(e).__name__}: {e}", log_metric)
             return _checked(name, values, n, log_metric)
@@ -131,8 +133,13 @@ def _failed(name: str, n: int, why: str, log_metric) -> list[None]:
     FAILURES[name] += 1
     if name not in _failed_once:
         _failed_once.add(name)
-        logger.warning("reward %r failed (%s); its values for this batch are None (not scored). The run goes "
-                       "on; further failures are counted in rewards/%s/failed", name, why[:300], name)
+        logger.warning(
+            "reward %r failed (%s); its values for this batch are None (not scored). The run goes "
+            "on; further failures are counted in rewards/%s/failed",
+            name,
+            why[:300],
+            name,
+        )
     _log(name, 1.0, log_metric)
     return [None] * n
 
@@ -224,7 +231,9 @@ class _Call:
             if self.finished:
                 return
             self.overran = True
-            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self.thread), ctypes.py_object(RewardOverrun))
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                ctypes.c_ulong(self.thread), ctypes.py_object(RewardOverrun)
+            )
             if self.wake:
                 try:
                     signal.pthread_kill(self.thread, _WAKE)

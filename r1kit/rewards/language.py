@@ -34,17 +34,95 @@ from r1kit.errors import R1kitError
 from r1kit.rewards._text import column, completion_text
 
 LATIN_CANDIDATES = ("en", "de", "fr", "es", "sw")
-_LATIN_LANGS = {"en", "de", "fr", "es", "sw", "it", "pt", "nl", "id", "ms", "tr", "vi", "pl", "cs", "ro",
-                "hu", "sv", "da", "no", "nb", "fi", "ca", "gl", "eu", "af", "tl", "hr", "sk", "sl", "et",
-                "lv", "lt", "sq", "az", "uz", "ha", "yo", "zu", "xh", "ga", "cy", "is", "mt", "eo", "la"}
-_SCRIPT_LANGS = {"han": "zh", "kana": "ja", "hangul": "ko", "thai": "th", "bengali": "bn", "telugu": "te",
-                 "cyrillic": "ru", "devanagari": "hi", "arabic": "ar", "hebrew": "he", "greek": "el",
-                 "tamil": "ta", "georgian": "ka", "armenian": "hy"}
-_LANG_SCRIPT = {"zh": "han", "ja": "kana", "ko": "hangul", "th": "thai", "bn": "bengali", "te": "telugu",
-                "ru": "cyrillic", "uk": "cyrillic", "bg": "cyrillic", "mk": "cyrillic", "kk": "cyrillic",
-                "mn": "cyrillic", "be": "cyrillic", "hi": "devanagari", "mr": "devanagari", "ne": "devanagari",
-                "ar": "arabic", "fa": "arabic", "ur": "arabic", "he": "hebrew", "el": "greek", "ta": "tamil",
-                "ka": "georgian", "hy": "armenian"}
+_LATIN_LANGS = {
+    "en",
+    "de",
+    "fr",
+    "es",
+    "sw",
+    "it",
+    "pt",
+    "nl",
+    "id",
+    "ms",
+    "tr",
+    "vi",
+    "pl",
+    "cs",
+    "ro",
+    "hu",
+    "sv",
+    "da",
+    "no",
+    "nb",
+    "fi",
+    "ca",
+    "gl",
+    "eu",
+    "af",
+    "tl",
+    "hr",
+    "sk",
+    "sl",
+    "et",
+    "lv",
+    "lt",
+    "sq",
+    "az",
+    "uz",
+    "ha",
+    "yo",
+    "zu",
+    "xh",
+    "ga",
+    "cy",
+    "is",
+    "mt",
+    "eo",
+    "la",
+}
+_SCRIPT_LANGS = {
+    "han": "zh",
+    "kana": "ja",
+    "hangul": "ko",
+    "thai": "th",
+    "bengali": "bn",
+    "telugu": "te",
+    "cyrillic": "ru",
+    "devanagari": "hi",
+    "arabic": "ar",
+    "hebrew": "he",
+    "greek": "el",
+    "tamil": "ta",
+    "georgian": "ka",
+    "armenian": "hy",
+}
+_LANG_SCRIPT = {
+    "zh": "han",
+    "ja": "kana",
+    "ko": "hangul",
+    "th": "thai",
+    "bn": "bengali",
+    "te": "telugu",
+    "ru": "cyrillic",
+    "uk": "cyrillic",
+    "bg": "cyrillic",
+    "mk": "cyrillic",
+    "kk": "cyrillic",
+    "mn": "cyrillic",
+    "be": "cyrillic",
+    "hi": "devanagari",
+    "mr": "devanagari",
+    "ne": "devanagari",
+    "ar": "arabic",
+    "fa": "arabic",
+    "ur": "arabic",
+    "he": "hebrew",
+    "el": "greek",
+    "ta": "tamil",
+    "ka": "georgian",
+    "hy": "armenian",
+}
 SUPPORTED_LANGS = tuple(sorted(_LATIN_LANGS | set(_LANG_SCRIPT)))
 
 _LATIN = "A-Za-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f\u1e00-\u1eff"
@@ -71,11 +149,13 @@ _SENTENCE_RE = re.compile(r"[^\u3002\uff01\uff1f\u0964\u0965!?.\n]+")  # 。！�
 
 
 def normalize_lang(lang: str) -> str:
-    """"zh-CN" -> "zh", "pt_BR" -> "pt"; R1kitError for a language r1kit cannot score."""
+    """ "zh-CN" -> "zh", "pt_BR" -> "pt"; R1kitError for a language r1kit cannot score."""
     code = re.split(r"[-_]", str(lang).strip().lower())[0]
     if code not in _LATIN_LANGS and code not in _LANG_SCRIPT:
-        raise R1kitError(f"language {lang!r} is not supported by the language reward; use one of "
-                         f"{', '.join(SUPPORTED_LANGS)}")
+        raise R1kitError(
+            f"language {lang!r} is not supported by the language reward; use one of "
+            f"{', '.join(SUPPORTED_LANGS)}"
+        )
     return code
 
 
@@ -83,11 +163,11 @@ def cot_text(text: str) -> str:
     """The chain of thought of a completion (see the module docstring)."""
     start, end = text.find("<think>"), text.rfind("</think>")
     if start >= 0 and end > start:
-        return text[start + len("<think>"):end]
+        return text[start + len("<think>") : end]
     if end >= 0:
         return text[:end]
     if start >= 0:
-        return text[start + len("<think>"):]
+        return text[start + len("<think>") :]
     return text
 
 
@@ -113,8 +193,10 @@ def _identifier(candidates: tuple[str, ...]):
     try:
         from py3langid.langid import MODEL_FILE, LanguageIdentifier
     except ImportError as e:
-        raise R1kitError(f"the language reward needs py3langid for Latin-script targets ({e}); "
-                         f"install it: pip install py3langid") from e
+        raise R1kitError(
+            f"the language reward needs py3langid for Latin-script targets ({e}); "
+            f"install it: pip install py3langid"
+        ) from e
     identifier = LanguageIdentifier.from_model_file(MODEL_FILE)
     identifier.set_languages([c for c in candidates if c in identifier.labels])
     return identifier
@@ -125,9 +207,9 @@ def _latin_labels(words: list[str], target: str, window: int) -> list[str]:
     identifier = _identifier(candidates)
     labels = []
     for i in range(0, len(words), window):
-        chunk = words[i:i + window]
+        chunk = words[i : i + window]
         if len(chunk) < window and labels:  # a short tail borrows words so it is not classified alone
-            chunk = words[max(0, len(words) - window):]
+            chunk = words[max(0, len(words) - window) :]
             chunk_len = len(words) - i
         else:
             chunk_len = len(chunk)
@@ -175,8 +257,10 @@ def make_language_reward(lang: str | None = None, window: int = 5):
     def language(prompts=None, completions=(), completion_ids=None, **kwargs) -> list[float | None]:
         n = len(completions)
         targets = [fixed] * n if fixed else column(kwargs, "lang", n, required=True)
-        return [None if t is None else language_share(cot_text(completion_text(c)), t, window)
-                for c, t in zip(completions, targets)]
+        return [
+            None if t is None else language_share(cot_text(completion_text(c)), t, window)
+            for c, t in zip(completions, targets)
+        ]
 
     language.__name__ = "language"
     return language

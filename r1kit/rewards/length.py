@@ -54,23 +54,30 @@ def _groups(prompts, golds, n: int, group_size: int | None) -> list[list[int]]:
         return [list(range(i, i + group_size)) for i in range(0, n, group_size)]
     if group_size:
         # a process's slice that cuts groups (multi-GPU, see above): chunks would mix prompts
-        warnings.warn(f"length reward: batch of {n} completions is not a multiple of group_size {group_size}; "
-                      f"grouping by prompt instead", stacklevel=3)
+        warnings.warn(
+            f"length reward: batch of {n} completions is not a multiple of group_size {group_size}; "
+            f"grouping by prompt instead",
+            stacklevel=3,
+        )
     groups: dict[tuple[str, str], list[int]] = defaultdict(list)
     for i in range(n):
         groups[(prompt_key(prompts[i]), str(golds[i]))].append(i)
     return list(groups.values())
 
 
-def make_length_reward(warmup_steps: int = 0, correctness: str = "accuracy", group_size: int | None = None,
-                       extract: str = "auto"):
+def make_length_reward(
+    warmup_steps: int = 0, correctness: str = "accuracy", group_size: int | None = None, extract: str = "auto"
+):
     """Kimi length reward over the groups of a trl batch (see the module docstring)."""
     if correctness not in CORRECTNESS_SOURCES:
-        raise R1kitError(f"length reward: correctness must be one of {', '.join(CORRECTNESS_SOURCES)}, "
-                         f"got {correctness!r}")
+        raise R1kitError(
+            f"length reward: correctness must be one of {', '.join(CORRECTNESS_SOURCES)}, got {correctness!r}"
+        )
     if warmup_steps < 0 or (group_size is not None and group_size < 1):
-        raise R1kitError(f"length reward: warmup_steps must be >= 0 and group_size >= 1, got "
-                         f"{warmup_steps} and {group_size}")
+        raise R1kitError(
+            f"length reward: warmup_steps must be >= 0 and group_size >= 1, got "
+            f"{warmup_steps} and {group_size}"
+        )
 
     def length(prompts=None, completions=(), completion_ids=None, **kwargs) -> list[float | None]:
         n = len(completions)

@@ -27,8 +27,10 @@ def overlong_penalty(length: int, max_len: int, cache_len: int) -> float:
 def make_overlong_reward(max_len: int, cache_len: int):
     """DAPO soft overlong punishment with L_max = max_len and L_cache = cache_len (tokens)."""
     if not (isinstance(max_len, int) and isinstance(cache_len, int)) or not 0 < cache_len <= max_len:
-        raise R1kitError(f"overlong reward needs integers 0 < cache_len <= max_len, got max_len={max_len!r}, "
-                         f"cache_len={cache_len!r}")
+        raise R1kitError(
+            f"overlong reward needs integers 0 < cache_len <= max_len, got max_len={max_len!r}, "
+            f"cache_len={cache_len!r}"
+        )
 
     def overlong(prompts=None, completions=(), completion_ids=None, **kwargs) -> list[float]:
         lengths, _ = token_lengths(completions, completion_ids, kwargs, allow_chars=False)

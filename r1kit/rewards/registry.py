@@ -53,27 +53,59 @@ class RewardSpec:
 
 _M = "r1kit.rewards."
 REWARDS: dict[str, RewardEntry] = {
-    "accuracy": RewardEntry(_M + "accuracy:make_accuracy_reward", True, frozenset({"answer"}),
-                            help="1 if the final answer matches the gold (math-verify / numbers / choice)"),
-    "format": RewardEntry(_M + "format:format_reward", columns=frozenset(),
-                          help="1 if the completion follows the R1-Zero <think>/<answer> template"),
-    "think_format": RewardEntry(_M + "format:think_format_reward",
-                                help="1 for <think>...</think> followed by a non-empty answer"),
+    "accuracy": RewardEntry(
+        _M + "accuracy:make_accuracy_reward",
+        True,
+        frozenset({"answer"}),
+        help="1 if the final answer matches the gold (math-verify / numbers / choice)",
+    ),
+    "format": RewardEntry(
+        _M + "format:format_reward",
+        columns=frozenset(),
+        help="1 if the completion follows the R1-Zero <think>/<answer> template",
+    ),
+    "think_format": RewardEntry(
+        _M + "format:think_format_reward", help="1 for <think>...</think> followed by a non-empty answer"
+    ),
     "tag_count": RewardEntry(_M + "format:tag_count_reward", help="0.25 per template tag used exactly once"),
-    "language": RewardEntry(_M + "language:make_language_reward", True, frozenset({"lang"}),
-                            help="share of chain-of-thought words in the target language (R1)"),
-    "length": RewardEntry(_M + "length:make_length_reward", True, frozenset({"answer"}),
-                          help="Kimi k1.5 length reward over the samples of one prompt"),
-    "overlong": RewardEntry(_M + "overlong:make_overlong_reward", True, required=("max_len", "cache_len"),
-                            help="DAPO soft overlong punishment"),
-    "repetition": RewardEntry(_M + "repetition:make_repetition_reward", True,
-                              help="-max_penalty * share of repeated word n-grams"),
-    "code": RewardEntry(_M + "accuracy:make_code_reward", True, frozenset({"tests"}),
-                        help="1 if the code after the reasoning passes all its tests (sandboxed; asks the judge)"),
-    "code_pass_rate": RewardEntry(_M + "code:code_pass_rate", columns=frozenset({"tests"}),
-                                  help="share of the tests the code passes (sandboxed)"),
-    "reward_model": RewardEntry(_M + "reward_model:make_reward_model_reward", True, required=("checkpoint",),
-                                help="score of a sequence-classification reward model"),
+    "language": RewardEntry(
+        _M + "language:make_language_reward",
+        True,
+        frozenset({"lang"}),
+        help="share of chain-of-thought words in the target language (R1)",
+    ),
+    "length": RewardEntry(
+        _M + "length:make_length_reward",
+        True,
+        frozenset({"answer"}),
+        help="Kimi k1.5 length reward over the samples of one prompt",
+    ),
+    "overlong": RewardEntry(
+        _M + "overlong:make_overlong_reward",
+        True,
+        required=("max_len", "cache_len"),
+        help="DAPO soft overlong punishment",
+    ),
+    "repetition": RewardEntry(
+        _M + "repetition:make_repetition_reward", True, help="-max_penalty * share of repeated word n-grams"
+    ),
+    "code": RewardEntry(
+        _M + "accuracy:make_code_reward",
+        True,
+        frozenset({"tests"}),
+        help="1 if the code after the reasoning passes all its tests (sandboxed; asks the judge)",
+    ),
+    "code_pass_rate": RewardEntry(
+        _M + "code:code_pass_rate",
+        columns=frozenset({"tests"}),
+        help="share of the tests the code passes (sandboxed)",
+    ),
+    "reward_model": RewardEntry(
+        _M + "reward_model:make_reward_model_reward",
+        True,
+        required=("checkpoint",),
+        help="score of a sequence-classification reward model",
+    ),
 }
 _PREFILL_REWARDS = {"format", "think_format", "tag_count"}
 
@@ -88,7 +120,9 @@ def _split_spec(spec: str) -> tuple[str, float]:
     try:
         weight = float(weight_text)
     except ValueError:
-        raise R1kitError(f"reward weight in {spec!r} is not a number; write NAME=WEIGHT, e.g. format=0.5") from None
+        raise R1kitError(
+            f"reward weight in {spec!r} is not a number; write NAME=WEIGHT, e.g. format=0.5"
+        ) from None
     if not math.isfinite(weight):
         raise R1kitError(f"reward weight in {spec!r} must be finite")
     return name, weight
@@ -99,8 +133,10 @@ def _build(name: str, entry: RewardEntry, params: dict) -> Callable:
     if entry.factory:
         missing = [p for p in entry.required if params.get(p) is None]
         if missing:
-            raise R1kitError(f"reward {name!r} needs parameter(s) {', '.join(missing)}, which this stage did not "
-                             f"provide; use it from a stage that sets them or pass them in the reward parameters")
+            raise R1kitError(
+                f"reward {name!r} needs parameter(s) {', '.join(missing)}, which this stage did not "
+                f"provide; use it from a stage that sets them or pass them in the reward parameters"
+            )
         accepted = inspect.signature(obj).parameters
         return obj(**{k: v for k, v in params.items() if k in accepted and v is not None})
     if name in _PREFILL_REWARDS and params.get("prefill"):

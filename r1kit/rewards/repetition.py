@@ -25,14 +25,16 @@ def repetition_rate(text: str, ngram: int = 3) -> float:
     total = len(words) - ngram + 1
     if total <= 0:
         return 0.0
-    unique = len({tuple(words[i:i + ngram]) for i in range(total)})
+    unique = len({tuple(words[i : i + ngram]) for i in range(total)})
     return 1.0 - unique / total
 
 
 def make_repetition_reward(ngram: int = 3, max_penalty: float = 1.0):
     """Repetition penalty: -max_penalty * (1 - unique/total) over word n-grams."""
     if ngram < 1 or max_penalty < 0:
-        raise R1kitError(f"repetition reward needs ngram >= 1 and max_penalty >= 0, got {ngram} and {max_penalty}")
+        raise R1kitError(
+            f"repetition reward needs ngram >= 1 and max_penalty >= 0, got {ngram} and {max_penalty}"
+        )
 
     def repetition(prompts=None, completions=(), completion_ids=None, **kwargs) -> list[float]:
         return [0.0 - max_penalty * repetition_rate(completion_text(c), ngram) for c in completions]

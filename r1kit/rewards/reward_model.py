@@ -24,12 +24,14 @@ from r1kit.rewards._text import completion_text, prompt_tail
 
 def _pair_ids(tokenizer, prompt, completion) -> list[int]:
     if isinstance(prompt, list) and getattr(tokenizer, "chat_template", None):
-        reply = completion if isinstance(completion, list) else [
-            {"role": "assistant", "content": completion_text(completion)}]
+        reply = (
+            completion
+            if isinstance(completion, list)
+            else [{"role": "assistant", "content": completion_text(completion)}]
+        )
         text = tokenizer.apply_chat_template(list(prompt) + list(reply), tokenize=False)
         return tokenizer(text, add_special_tokens=False)["input_ids"]
-    prompt_text = prompt if isinstance(prompt, str) else "\n".join(
-        prompt_tail([m]) for m in (prompt or []))
+    prompt_text = prompt if isinstance(prompt, str) else "\n".join(prompt_tail([m]) for m in (prompt or []))
     return tokenizer(prompt_text + completion_text(completion))["input_ids"]
 
 
@@ -45,13 +47,16 @@ def _length_limit(tokenizer, config) -> int:
     return 4096
 
 
-def make_reward_model_reward(checkpoint: str | Path, batch_size: int = 8, device: str | None = None,
-                             max_length: int | None = None):
+def make_reward_model_reward(
+    checkpoint: str | Path, batch_size: int = 8, device: str | None = None, max_length: int | None = None
+):
     """A reward function that scores completions with the sequence classifier in `checkpoint`."""
     path = Path(checkpoint)
     if not (path / "config.json").is_file():
-        raise R1kitError(f"reward model checkpoint {str(path)!r} has no config.json; pass a folder written "
-                         f"by save_pretrained (a sequence-classification model and its tokenizer)")
+        raise R1kitError(
+            f"reward model checkpoint {str(path)!r} has no config.json; pass a folder written "
+            f"by save_pretrained (a sequence-classification model and its tokenizer)"
+        )
     if batch_size < 1:
         raise R1kitError(f"reward model batch_size must be >= 1, got {batch_size}")
     loaded: dict = {}
@@ -67,12 +72,19 @@ def make_reward_model_reward(checkpoint: str | Path, batch_size: int = 8, device
             tokenizer.pad_token = tokenizer.eos_token
         model = AutoModelForSequenceClassification.from_pretrained(path)
         if model.config.num_labels not in (1, 2):
-            raise R1kitError(f"reward model in {path} has {model.config.num_labels} labels; r1kit needs 1 "
-                             f"(a score) or 2 (probability of label 1)")
+            raise R1kitError(
+                f"reward model in {path} has {model.config.num_labels} labels; r1kit needs 1 "
+                f"(a score) or 2 (probability of label 1)"
+            )
         model.config.pad_token_id = tokenizer.pad_token_id  # lets the head find the last real token
         dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        loaded.update(torch=torch, tokenizer=tokenizer, model=model.to(dev).eval(), device=dev,
-                      limit=max_length or _length_limit(tokenizer, model.config))
+        loaded.update(
+            torch=torch,
+            tokenizer=tokenizer,
+            model=model.to(dev).eval(),
+            device=dev,
+            limit=max_length or _length_limit(tokenizer, model.config),
+        )
 
     def reward_model(prompts=None, completions=(), completion_ids=None, **kwargs) -> list[float]:
         if not loaded:
@@ -80,10 +92,10 @@ def make_reward_model_reward(checkpoint: str | Path, batch_size: int = 8, device
         torch, tokenizer, model = loaded["torch"], loaded["tokenizer"], loaded["model"]
         prompts = list(prompts) if prompts is not None else [""] * len(completions)
         ids = [_pair_ids(tokenizer, p, c) for p, c in zip(prompts, completions)]
-        ids = [x[-loaded["limit"]:] for x in ids]  # keep the end: the answer is what is judged
+        ids = [x[-loaded["limit"] :] for x in ids]  # keep the end: the answer is what is judged
         scores: list[float] = []
         for start in range(0, len(ids), batch_size):
-            batch = tokenizer.pad({"input_ids": ids[start:start + batch_size]}, return_tensors="pt")
+            batch = tokenizer.pad({"input_ids": ids[start : start + batch_size]}, return_tensors="pt")
             batch = {k: v.to(loaded["device"]) for k, v in batch.items()}
             with torch.inference_mode():
                 logits = model(**batch).logits.float()

@@ -116,12 +116,27 @@ from r1kit.rewards.sandbox_host import kill_group as _kill_group
 UID_BASE, UID_SPAN = 3_000_000, 10_000_000
 NOBODY = 65534
 # Imports that do something when imported (open a browser, print, start Tk).
-_NO_PREIMPORT = {"antigravity", "this", "__hello__", "__phello__", "idlelib", "tkinter", "turtle",
-                 "turtledemo", "test", "pydoc_data"}
+_NO_PREIMPORT = {
+    "antigravity",
+    "this",
+    "__hello__",
+    "__phello__",
+    "idlelib",
+    "tkinter",
+    "turtle",
+    "turtledemo",
+    "test",
+    "pydoc_data",
+}
 # Codecs are looked up lazily (str.encode("latin-1") imports encodings.latin_1).
 _BASE_PREIMPORT = ("encodings.ascii", "encodings.latin_1", "encodings.utf_16", "encodings.utf_32")
-_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "OMP_NUM_THREADS": "1",
-        "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+_ENV = {
+    "PATH": "/usr/local/bin:/usr/bin:/bin",
+    "LANG": "C.UTF-8",
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+}
 
 # Set False to skip the mount namespace (tests use it to exercise the pre-import fallback).
 PRIVATE_MOUNTS = True
@@ -163,8 +178,15 @@ def _capabilities(python: str) -> dict:
     """Probe once per interpreter: which network isolation and whether setuid works."""
     uid = _uid_pool()[0]
     try:
-        out = subprocess.run([python, "-I", "-S", "-c", PROBE, str(uid)], capture_output=True,
-                             text=True, timeout=30, env=_ENV, cwd="/", check=False).stdout
+        out = subprocess.run(
+            [python, "-I", "-S", "-c", PROBE, str(uid)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=_ENV,
+            cwd="/",
+            check=False,
+        ).stdout
         return json.loads(out.strip().splitlines()[-1])
     except (OSError, ValueError, IndexError, subprocess.TimeoutExpired):
         return {"network": "socket-patch", "drop": False}
@@ -189,15 +211,23 @@ def memory_cap_mode() -> str:
 def describe_isolation(python: str = sys.executable) -> dict:
     """What runs get on this host, in the words of the table above (for troubleshooting):
 
-        python -c "from r1kit.rewards.sandbox import describe_isolation as d; print(d())"
+    python -c "from r1kit.rewards.sandbox import describe_isolation as d; print(d())"
     """
     caps = _capabilities(python)
     per_run_uid = bool(caps["drop"]) and _uid_pool()[1]
-    kill = "cgroup.kill" if USE_CGROUPS and host.cgroup_plan()["kill"] else (
-        "kill(-1) as the run's uid" if per_run_uid else "session and descendants")
-    return {"own_uid": bool(caps["drop"]), "network": caps["network"], "memory_cap": memory_cap_mode(),
-            "final_kill": kill, "private_mounts": bool(caps["drop"]) and PRIVATE_MOUNTS,
-            "ipc": "namespace" if os.geteuid() == 0 else "user-namespace where allowed, else host"}
+    kill = (
+        "cgroup.kill"
+        if USE_CGROUPS and host.cgroup_plan()["kill"]
+        else ("kill(-1) as the run's uid" if per_run_uid else "session and descendants")
+    )
+    return {
+        "own_uid": bool(caps["drop"]),
+        "network": caps["network"],
+        "memory_cap": memory_cap_mode(),
+        "final_kill": kill,
+        "private_mounts": bool(caps["drop"]) and PRIVATE_MOUNTS,
+        "ipc": "namespace" if os.geteuid() == 0 else "user-namespace where allowed, else host",
+    }
 
 
 @lru_cache(maxsize=1)
@@ -250,7 +280,7 @@ def split_tests(tests: str | list[str] | tuple[str, ...] | None) -> list[tuple[s
     segments: list[tuple[str, bool]] = []
     setup: list[str] = []
     for node in body:
-        src = "".join(lines[node.lineno - 1:node.end_lineno])
+        src = "".join(lines[node.lineno - 1 : node.end_lineno])
         if isinstance(node, ast.Assert):
             if setup:
                 segments.append(("".join(setup), False))
@@ -282,7 +312,7 @@ def leading_imports(segments: list[tuple[str, bool]]) -> str:
         for node in body:
             if not isinstance(node, (ast.Import, ast.ImportFrom)):
                 return "".join(lines)
-            lines.append("".join(src_lines[node.lineno - 1:node.end_lineno]))
+            lines.append("".join(src_lines[node.lineno - 1 : node.end_lineno]))
     return "".join(lines)
 
 
@@ -304,7 +334,11 @@ def _test_names(segments: list[tuple[str, bool]]) -> tuple[list[str], list[str]]
         for node in ast.walk(tree):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
                 called.add(node.func.id)
-            elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in stdlib:
+            elif (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in stdlib
+            ):
                 modules.add(node.value.id)
     return sorted(called), sorted(modules - _NO_PREIMPORT)
 
@@ -349,11 +383,20 @@ def _preimports(program: str, trusted: list[str]) -> list[str]:
     return sorted(keep)
 
 
-def run_sandboxed(program: str, tests: str | list[str] | None = None, *, timeout_s: float = 10,
-                  cpu_s: int = 10, memory_mb: int = 1024, max_procs: int = 64,
-                  max_output_bytes: int = 1_000_000, max_file_mb: int = 64,
-                  python: str = sys.executable, preamble: str | None = None,
-                  entry_point: str | None = None) -> SandboxResult:
+def run_sandboxed(
+    program: str,
+    tests: str | list[str] | None = None,
+    *,
+    timeout_s: float = 10,
+    cpu_s: int = 10,
+    memory_mb: int = 1024,
+    max_procs: int = 64,
+    max_output_bytes: int = 1_000_000,
+    max_file_mb: int = 64,
+    python: str = sys.executable,
+    preamble: str | None = None,
+    entry_point: str | None = None,
+) -> SandboxResult:
     """Run `program` then the trusted `tests` (see `split_tests`) in a fresh sandbox.
 
     `passed` is True only when the harness reported, with this run's nonce, that
@@ -384,20 +427,32 @@ def run_sandboxed(program: str, tests: str | list[str] | None = None, *, timeout
     trusted = [s for s, _ in segments] + ([preamble] if preamble else [])
     called, used_modules = _test_names(segments)
     cfg = {
-        "program": program, "segments": segments, "preamble": preamble or "", "entry_point": entry_point or "",
+        "program": program,
+        "segments": segments,
+        "preamble": preamble or "",
+        "entry_point": entry_point or "",
         "imports": leading_imports(segments),
-        "called": called, "net": caps["network"] != "socket-patch", "mounts": PRIVATE_MOUNTS,
-        "preimport": sorted(set(_preimports(program, trusted)) | set(used_modules)), "uid": None,
-        "limits": {"cpu": int(cpu_s), "as": int(memory_mb) << 20, "fsize": int(max_file_mb) << 20,
-                   "nofile": 256, "nproc": int(max_procs)},
+        "called": called,
+        "net": caps["network"] != "socket-patch",
+        "mounts": PRIVATE_MOUNTS,
+        "preimport": sorted(set(_preimports(program, trusted)) | set(used_modules)),
+        "uid": None,
+        "limits": {
+            "cpu": int(cpu_s),
+            "as": int(memory_mb) << 20,
+            "fsize": int(max_file_mb) << 20,
+            "nofile": 256,
+            "nproc": int(max_procs),
+        },
     }
     nonce = secrets.token_hex(16)
     run = _Run(python, caps, int(memory_mb) << 20)
     try:
         run.start(cfg, nonce)
         t0 = run.t0
-        streams, timed_out, capped, over_memory = _collect(run.proc, run.rfd, t0 + timeout_s, max_output_bytes,
-                                                           run.watchdog)
+        streams, timed_out, capped, over_memory = _collect(
+            run.proc, run.rfd, t0 + timeout_s, max_output_bytes, run.watchdog
+        )
         wall = time.monotonic() - t0
         run.end_processes()
         oom = run.group.oom_killed()
@@ -407,15 +462,31 @@ def run_sandboxed(program: str, tests: str | list[str] | None = None, *, timeout
     report = _parse_report(streams[run.rfd], nonce, n_tests)
     n_passed = len(report["cases"])
     memory_capped = over_memory or oom
-    passed = (report["done"] and report["loaded"] and n_passed == n_tests and not report["tampered"]
-              and not memory_capped)
+    passed = (
+        report["done"]
+        and report["loaded"]
+        and n_passed == n_tests
+        and not report["tampered"]
+        and not memory_capped
+    )
     return SandboxResult(
-        passed=passed, returncode=returncode, timed_out=timed_out,
-        stdout_tail=_tail(streams[run.stdout_fd]), stderr_tail=_tail(streams[run.stderr_fd]),
-        wall_s=wall, n_passed=0 if report["tampered"] else n_passed, n_tests=n_tests, output_capped=capped,
-        network=report["network"] or caps["network"], filesystem=report["fs"], loaded=report["loaded"],
+        passed=passed,
+        returncode=returncode,
+        timed_out=timed_out,
+        stdout_tail=_tail(streams[run.stdout_fd]),
+        stderr_tail=_tail(streams[run.stderr_fd]),
+        wall_s=wall,
+        n_passed=0 if report["tampered"] else n_passed,
+        n_tests=n_tests,
+        output_capped=capped,
+        network=report["network"] or caps["network"],
+        filesystem=report["fs"],
+        loaded=report["loaded"],
         error="" if passed else _reason(report, timed_out, capped, memory_capped, returncode),
-        memory_capped=memory_capped, memory=run.group.memory_mode, ipc=report["ipc"])
+        memory_capped=memory_capped,
+        memory=run.group.memory_mode,
+        ipc=report["ipc"],
+    )
 
 
 def _reason(report: dict, timed_out: bool, capped: bool, memory_capped: bool, returncode: int | None) -> str:
@@ -465,10 +536,16 @@ class _Run:
         self.rfd, self.wfd = os.pipe()
         self.group = host.RunGroup(f"run-{nonce[:12]}", self.memory_bytes, use=USE_CGROUPS)
         self.t0 = time.monotonic()
-        self.proc = subprocess.Popen([self.python, "-I", "-c", HARNESS, str(self.wfd)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=(self.wfd,),
-                                     cwd=self.workdir, env=dict(_ENV, HOME=self.workdir, TMPDIR=self.workdir),
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            [self.python, "-I", "-c", HARNESS, str(self.wfd)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            pass_fds=(self.wfd,),
+            cwd=self.workdir,
+            env=dict(_ENV, HOME=self.workdir, TMPDIR=self.workdir),
+            start_new_session=True,
+        )
         self.stdout_fd, self.stderr_fd = self.proc.stdout.fileno(), self.proc.stderr.fileno()
         os.close(self.wfd)
         self.wfd = -1
@@ -511,8 +588,13 @@ class _Run:
             host.wait_until(lambda: not _kill_all(host.session_pids(proc.pid)), timeout_s=2.0)
 
     def close(self) -> None:
-        steps = [self.end_processes, self.group.remove, self._close_fds,
-                 lambda: self.workdir and shutil.rmtree(self.workdir, ignore_errors=True), self._release_uid]
+        steps = [
+            self.end_processes,
+            self.group.remove,
+            self._close_fds,
+            lambda: self.workdir and shutil.rmtree(self.workdir, ignore_errors=True),
+            self._release_uid,
+        ]
         for step in steps:
             try:
                 step()
@@ -546,21 +628,43 @@ _REPORT_WORDS = {"net", "fs", "ipc", "compile", "loadfail"}
 def _parse_report(raw: bytearray, nonce: str, n_tests: int) -> dict:
     """The harness's report. The program can write to the pipe (and, walking the interpreter, learn
     the nonce): a line with the nonce that the harness would not write marks the run as tampered."""
-    report = {"done": False, "loaded": False, "cases": set(), "network": "", "fs": "", "ipc": "",
-              "compile": "", "loadfail": "", "tampered": False}
+    report = {
+        "done": False,
+        "loaded": False,
+        "cases": set(),
+        "network": "",
+        "fs": "",
+        "ipc": "",
+        "compile": "",
+        "loadfail": "",
+        "tampered": False,
+    }
     prefix = nonce + " "
     for line in raw.decode("utf-8", "replace").split("\n"):
         if not line.startswith(prefix):
             continue
-        kind, *args = line[len(prefix):].split(" ")
+        kind, *args = line[len(prefix) :].split(" ")
         if report["done"]:
             report["tampered"] = True  # the harness writes nothing after "done"
-        elif kind == "case" and len(args) == 2 and args[1] == "1" and args[0].isascii() and args[0].isdigit() \
-                and len(args[0]) < 10 and int(args[0]) < n_tests and int(args[0]) not in report["cases"]:
+        elif (
+            kind == "case"
+            and len(args) == 2
+            and args[1] == "1"
+            and args[0].isascii()
+            and args[0].isdigit()
+            and len(args[0]) < 10
+            and int(args[0]) < n_tests
+            and int(args[0]) not in report["cases"]
+        ):
             report["cases"].add(int(args[0]))
         elif kind in ("loaded", "done") and not args and not report[kind]:
             report[kind] = True
-        elif kind in _REPORT_WORDS and len(args) == 1 and args[0].isascii() and args[0].replace("-", "_").isidentifier():
+        elif (
+            kind in _REPORT_WORDS
+            and len(args) == 1
+            and args[0].isascii()
+            and args[0].replace("-", "_").isidentifier()
+        ):
             report["network" if kind == "net" else kind] = args[0]
         else:
             report["tampered"] = True

@@ -13,12 +13,14 @@ its own module; then run each test segment in a separate namespace (see `_Sealed
 It catches BaseException wherever untrusted code runs (a SystemExit or KeyboardInterrupt raised by
 the solution is just a failed test) and runs code with exec by design.
 """
+
 # ruff: noqa: BLE001, S102, S110, I001
 import os, sys
 
 
 def _main():
     import builtins, ctypes, json, linecache, resource, traceback, types
+
     write, exit_, kill, exc_info, fmt = os.write, os._exit, os.kill, sys.exc_info, traceback.format_exception
     compile_, exec_, bytes_ = compile, exec, bytes
     rfd = int(sys.argv[1])
@@ -31,7 +33,7 @@ def _main():
     raw = b"".join(chunks)
     cut = raw.index(b"\n")
     nonce = bytearray(raw[:cut])
-    cfg = json.loads(raw[cut + 1:])
+    cfg = json.loads(raw[cut + 1 :])
     del raw, chunks
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
@@ -85,10 +87,14 @@ def _main():
                     nproc += int(fields["Threads"])
             except (OSError, KeyError, ValueError):
                 pass
-    for res, soft, hard in ((R.RLIMIT_CORE, 0, 0), (R.RLIMIT_CPU, lim["cpu"], lim["cpu"] + 1),
-                            (R.RLIMIT_FSIZE, lim["fsize"], lim["fsize"]),
-                            (R.RLIMIT_NOFILE, lim["nofile"], lim["nofile"]),
-                            (R.RLIMIT_NPROC, nproc, nproc), (R.RLIMIT_AS, lim["as"], lim["as"])):
+    for res, soft, hard in (
+        (R.RLIMIT_CORE, 0, 0),
+        (R.RLIMIT_CPU, lim["cpu"], lim["cpu"] + 1),
+        (R.RLIMIT_FSIZE, lim["fsize"], lim["fsize"]),
+        (R.RLIMIT_NOFILE, lim["nofile"], lim["nofile"]),
+        (R.RLIMIT_NPROC, nproc, nproc),
+        (R.RLIMIT_AS, lim["as"], lim["as"]),
+    ):
         cur = R.getrlimit(res)[1]
         if cur != R.RLIM_INFINITY:
             soft, hard = min(soft, cur), min(hard, cur)
@@ -212,6 +218,7 @@ class _Sealed:
         self.dicts, self.classes = [], []
         self.shared = (sys, builtins)
         import itertools, operator
+
         self.map, self.is_, self.repeat, self.missing = map, operator.is_, itertools.repeat, object()
         immutable = 1 << 8  # Py_TPFLAGS_IMMUTABLETYPE: C types whose attributes cannot be set anyway
         for name, m in self.mods.items():
@@ -220,8 +227,11 @@ class _Sealed:
                 continue
             self.dicts.append((d, tuple(d), tuple(d.values())))
             for value in list(d.values()):
-                if (isinstance(value, type) and not value.__flags__ & immutable
-                        and value.__dict__.get("__module__") == name):
+                if (
+                    isinstance(value, type)
+                    and not value.__flags__ & immutable
+                    and value.__dict__.get("__module__") == name
+                ):
                     self.classes.append((value, tuple(value.__dict__), tuple(value.__dict__.values())))
         self.snap = {id(d): (keys, values) for d, keys, values in self.dicts}
         self.copies = {}
@@ -266,8 +276,9 @@ class _Sealed:
     def same(self, d, keys, values):
         # Identity, never ==: an object whose __eq__ says True must not pass for the original. In C (map,
         # operator.is_): this runs before every segment over ~8k entries.
-        return len(d) == len(keys) and all(self.map(self.is_, self.map(d.get, keys, self.repeat(self.missing)),
-                                                    values))
+        return len(d) == len(keys) and all(
+            self.map(self.is_, self.map(d.get, keys, self.repeat(self.missing)), values)
+        )
 
     def private(self, m):
         """The tests' own copy of a module loaded before the solution ran (others as they are)."""
@@ -349,8 +360,13 @@ def _cap_ipc(cap_bytes):
     # sysctls are per namespace, so this caps only the run: shared memory within the memory cap,
     # few message queues.
     page = os.sysconf("SC_PAGE_SIZE")
-    for key, value in (("kernel/shmmax", cap_bytes), ("kernel/shmall", cap_bytes // page),
-                       ("kernel/shmmni", 64), ("kernel/msgmni", 16), ("fs/mqueue/queues_max", 16)):
+    for key, value in (
+        ("kernel/shmmax", cap_bytes),
+        ("kernel/shmall", cap_bytes // page),
+        ("kernel/shmmni", 64),
+        ("kernel/msgmni", 16),
+        ("fs/mqueue/queues_max", 16),
+    ):
         try:
             with open("/proc/sys/" + key, "w") as f:
                 f.write(f"{value}\n")

@@ -83,7 +83,7 @@ def _own_cgroup(key: str) -> str | None:
 
 def _join(mount: str, mount_root: str, path: str) -> Path:
     if mount_root != "/" and path.startswith(mount_root):
-        path = path[len(mount_root):]
+        path = path[len(mount_root) :]
     return Path(mount) / path.lstrip("/")
 
 
@@ -259,6 +259,7 @@ class RunGroup:
 
 # ---- reading a run, and ending it ----
 
+
 def collect(proc: subprocess.Popen, rfd: int, deadline: float, cap: int, watchdog=None):
     """Read stdout, stderr and the report pipe until the harness exits, the deadline, the output cap,
     or (with a watchdog) the memory cap. Returns (buffers by fd, timed out, output capped, over memory)."""
@@ -340,6 +341,7 @@ def kill_group(proc: subprocess.Popen) -> None:
 
 # ---- finding and killing a run's processes without a cgroup ----
 
+
 def _proc_entries() -> list[str]:
     try:
         return [e for e in os.listdir("/proc") if e.isdigit()]
@@ -397,8 +399,15 @@ def session_pids(leader: int) -> list[int]:
 def sweep_uid(python: str, uid: int) -> None:
     """kill(-1, SIGKILL) as `uid` from a fresh process: every process of that uid, atomically."""
     try:
-        subprocess.run([python, "-I", "-S", "-c", KILLER, str(uid)], env={"PATH": "/usr/bin:/bin"}, cwd="/",
-                       timeout=10, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+        subprocess.run(
+            [python, "-I", "-S", "-c", KILLER, str(uid)],
+            env={"PATH": "/usr/bin:/bin"},
+            cwd="/",
+            timeout=10,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            check=False,
+        )
     except (OSError, subprocess.TimeoutExpired):
         pass
 
@@ -425,6 +434,7 @@ def wait_until(empty, timeout_s: float = 5.0) -> bool:
 
 
 # ---- the accounting watchdog (hosts without a memory cgroup) ----
+
 
 class MemoryWatchdog:
     """Sum of a run's memory, sampled: PSS of its processes + memfds and deleted shm files they hold
@@ -508,7 +518,9 @@ def _held_shm(pid: int, seen: set[tuple[int, int]]) -> int:
             target = os.readlink(f"{fd_dir}/{fd}")
         except OSError:
             continue
-        if not (target.startswith("/memfd:") or (target.startswith("/dev/shm/") and target.endswith("(deleted)"))):
+        if not (
+            target.startswith("/memfd:") or (target.startswith("/dev/shm/") and target.endswith("(deleted)"))
+        ):
             continue
         try:
             st = os.stat(f"{fd_dir}/{fd}")

@@ -45,9 +45,16 @@ from r1kit.progress import (
 FORMAT_REWARDS = ("format", "think_format", "tag_count")
 # (metrics.jsonl key, label), in the order of the progress line and the live view
 LIVE_KEYS = (
-    ("reward", "reward"), ("accuracy", "accuracy"), ("kl", "kl"), ("entropy", "entropy"),
-    ("clip_ratio/region_mean", "clip"), ("completions/mean_length", "length"),
-    ("zero_std_fraction", "zero_std"), ("tokens_per_s", "tok/s"), ("loss", "loss"), ("learning_rate", "lr"),
+    ("reward", "reward"),
+    ("accuracy", "accuracy"),
+    ("kl", "kl"),
+    ("entropy", "entropy"),
+    ("clip_ratio/region_mean", "clip"),
+    ("completions/mean_length", "length"),
+    ("zero_std_fraction", "zero_std"),
+    ("tokens_per_s", "tok/s"),
+    ("loss", "loss"),
+    ("learning_rate", "lr"),
 )
 ZERO_STD_STEPS = 10  # consecutive logs with zero_std_fraction = 1 before the warning (R1KIT_ZERO_STD_STEPS)
 
@@ -84,9 +91,18 @@ class GRPOMetricsCallback(TrainerCallback):
     """Mirror trainer logs into metrics.jsonl and progress lines (or a rich live view on a terminal);
     raise the health warnings. `max_minutes` (grpo --max-minutes) caps the ETA."""
 
-    def __init__(self, out, *, kl_threshold: float = 1.0, window: int = 10, delta: float = 0.05,
-                 live: bool = True, title: str = "grpo", max_minutes: float = 0.0,
-                 zero_std_steps: int | None = None):
+    def __init__(
+        self,
+        out,
+        *,
+        kl_threshold: float = 1.0,
+        window: int = 10,
+        delta: float = 0.05,
+        live: bool = True,
+        title: str = "grpo",
+        max_minutes: float = 0.0,
+        zero_std_steps: int | None = None,
+    ):
         self.out = out
         self.kl_threshold = kl_threshold
         self.delta = delta
@@ -124,7 +140,9 @@ class GRPOMetricsCallback(TrainerCallback):
         return Group(Text(self.header(), style="bold"), table, *warnings)
 
     def on_train_begin(self, args, state, control, **kwargs):
-        if hasattr(self.out, "training_started"):  # a StageOutput: after a resume, each step once in metrics.jsonl
+        if hasattr(
+            self.out, "training_started"
+        ):  # a StageOutput: after a resume, each step once in metrics.jsonl
             self.out.training_started(state.global_step)
         self.step, self.total = state.global_step, state.max_steps
         self.clock = Clock(state.max_steps, start=state.global_step, limit_s=self.max_minutes * 60 or None)
@@ -133,7 +151,9 @@ class GRPOMetricsCallback(TrainerCallback):
             from rich.console import Console
             from rich.live import Live
 
-            self.live = Live(self.render(), console=Console(stderr=True), refresh_per_second=2, transient=False)
+            self.live = Live(
+                self.render(), console=Console(stderr=True), refresh_per_second=2, transient=False
+            )
             self.live.start()
 
     def on_train_end(self, args, state, control, **kwargs):
@@ -156,10 +176,14 @@ class GRPOMetricsCallback(TrainerCallback):
         self.step, self.total = state.global_step, state.max_steps or self.total
         if "train_runtime" in record:  # the trainer's closing summary
             if self.live is None:
-                finals = [(k, record.get(k)) for k in ("train_loss", "train_runtime", "train_steps_per_second")]
+                finals = [
+                    (k, record.get(k)) for k in ("train_loss", "train_runtime", "train_steps_per_second")
+                ]
                 elapsed = fmt_duration(self.clock.elapsed()) if self.clock else "?"
-                emit(f"{self.title} done: step {self.step}/{self.total or '?'} | elapsed {elapsed} | "
-                     f"{metrics_text(finals)}")
+                emit(
+                    f"{self.title} done: step {self.step}/{self.total or '?'} | elapsed {elapsed} | "
+                    f"{metrics_text(finals)}"
+                )
             return
         self.last.update({k: v for k, v in record.items() if _number(v) is not None})
         found = self._check(record, state.global_step)
@@ -169,7 +193,15 @@ class GRPOMetricsCallback(TrainerCallback):
             self.live.update(self.render())
             return
         clock = self.clock or Clock(self.total)
-        emit(step_line(self.title, self.step, self.total, clock, [(label, record.get(key)) for key, label in LIVE_KEYS]))
+        emit(
+            step_line(
+                self.title,
+                self.step,
+                self.total,
+                clock,
+                [(label, record.get(key)) for key, label in LIVE_KEYS],
+            )
+        )
         for message in found:
             emit(f"{self.title} warning: {message['message']}")
 
@@ -177,19 +209,30 @@ class GRPOMetricsCallback(TrainerCallback):
         found = []
         kl = _number(record.get("kl"))
         if kl is not None and kl > self.kl_threshold and "kl" not in self.warned:
-            self.warned["kl"] = (f"KL to the reference is {kl:.3g} at step {step}, above {self.kl_threshold:g}: "
-                                 "lower the learning rate or raise --beta")
+            self.warned["kl"] = (
+                f"KL to the reference is {kl:.3g} at step {step}, above {self.kl_threshold:g}: "
+                "lower the learning rate or raise --beta"
+            )
             found.append({"kind": "kl_blowup", "message": self.warned["kl"]})
-        fmt = next((_number(record.get(f"rewards/{n}/mean")) for n in FORMAT_REWARDS
-                    if _number(record.get(f"rewards/{n}/mean")) is not None), None)
+        fmt = next(
+            (
+                _number(record.get(f"rewards/{n}/mean"))
+                for n in FORMAT_REWARDS
+                if _number(record.get(f"rewards/{n}/mean")) is not None
+            ),
+            None,
+        )
         acc = _number(record.get("accuracy"))
         if fmt is not None and acc is not None:
             self.format_hist.append(fmt)
             self.acc_hist.append(acc)
-            if "hacking" not in self.warned and format_rose_accuracy_fell(list(self.format_hist),
-                                                                         list(self.acc_hist), self.delta):
-                self.warned["hacking"] = (f"format reward rose while accuracy fell over the last "
-                                          f"{len(self.acc_hist)} logs (step {step}): possible reward hacking")
+            if "hacking" not in self.warned and format_rose_accuracy_fell(
+                list(self.format_hist), list(self.acc_hist), self.delta
+            ):
+                self.warned["hacking"] = (
+                    f"format reward rose while accuracy fell over the last "
+                    f"{len(self.acc_hist)} logs (step {step}): possible reward hacking"
+                )
                 found.append({"kind": "reward_hacking", "message": self.warned["hacking"]})
         zero = _number(record.get("zero_std_fraction"))
         if zero is not None:
@@ -201,7 +244,8 @@ class GRPOMetricsCallback(TrainerCallback):
                     f"for {self.zero_std_run} logged steps in a row (step {step}, mean reward "
                     f"{fmt_value(reward)}), so every advantage and the loss are 0; raise --num-generations or "
                     "--temperature, use easier data or an SFT'd model, or check the reward with `r1kit evaluate` "
-                    "on this model and data (set R1KIT_ZERO_STD_STEPS to change when this warns)")
+                    "on this model and data (set R1KIT_ZERO_STD_STEPS to change when this warns)"
+                )
                 found.append({"kind": "zero_std", "message": self.warned["zero_std"]})
         return found
 

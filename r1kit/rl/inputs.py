@@ -35,15 +35,27 @@ def prepare_inputs(cfg):
     resolve_checkpoint_dir(cfg.model)
     tokenizer = load_tokenizer(cfg.model)
     from_preset = cfg.PRESETS.get(cfg.preset, {}).get("template") == cfg.template
-    template = resolve_template(cfg.template, tokenizer, cfg.model, "--model",
-                                f" (from --preset {cfg.preset})" if from_preset else "")
+    template = resolve_template(
+        cfg.template, tokenizer, cfg.model, "--model", f" (from --preset {cfg.preset})" if from_preset else ""
+    )
     prefill = template_prefill(template)
     specs = cfg.reward_specs(prefill)
-    needs = {spec.name: sorted(required_columns(text, cfg.reward_params())) for text, spec in zip(cfg.reward, specs)}
+    needs = {
+        spec.name: sorted(required_columns(text, cfg.reward_params()))
+        for text, spec in zip(cfg.reward, specs)
+    }
     try:
-        ds = prepare_dataset(cfg.data, task=cfg.task or None, split=cfg.split, prompt_field=cfg.prompt_field or None,
-                             answer_field=cfg.answer_field or None, template=template,
-                             system_prompt=cfg.system_prompt or None, limit=cfg.limit or None, seed=cfg.seed)
+        ds = prepare_dataset(
+            cfg.data,
+            task=cfg.task or None,
+            split=cfg.split,
+            prompt_field=cfg.prompt_field or None,
+            answer_field=cfg.answer_field or None,
+            template=template,
+            system_prompt=cfg.system_prompt or None,
+            limit=cfg.limit or None,
+            seed=cfg.seed,
+        )
     except R1kitError as err:
         wanting = [name for name, cols in needs.items() if "answer" in cols]
         if "gold answer" in str(err) and wanting:
@@ -53,8 +65,10 @@ def prepare_inputs(cfg):
         missing = [c for c in cols if c not in ds.column_names]
         if missing:
             hint = " (or pass --lang, e.g. --lang en)" if missing == ["lang"] else ""
-            raise R1kitError(f"reward {name!r} needs column(s) {', '.join(missing)}, which {cfg.data} does not "
-                             f"provide (columns after preparation: {', '.join(ds.column_names)}){hint}")
+            raise R1kitError(
+                f"reward {name!r} needs column(s) {', '.join(missing)}, which {cfg.data} does not "
+                f"provide (columns after preparation: {', '.join(ds.column_names)}){hint}"
+            )
     if cfg.sampler == "curriculum":
         ds = _attach_difficulty(ds, cfg)  # before screening: it may align columns of the raw data by row
     ds = _screen_golds(cfg, ds, {c for cols in needs.values() for c in cols})
@@ -63,12 +77,17 @@ def prepare_inputs(cfg):
         if cfg.updates_per_rollout > 1:
             preset = cfg.PRESETS.get(cfg.preset, {}).get("updates_per_rollout") == cfg.updates_per_rollout
             source = f" (from --preset {cfg.preset})" if preset else ""
-            raise R1kitError(f"{cfg.data} has {len(ds)} prompts but one rollout batch needs {prompts_needed} distinct "
-                             f"prompts (--prompts-per-step {cfg.prompts_per_step} × --updates-per-rollout "
-                             f"{cfg.updates_per_rollout}{source}); lower either")
-        raise R1kitError(f"{cfg.data} has {len(ds)} prompts but one step needs {prompts_needed} distinct prompts "
-                         f"({cfg.completions_per_step} completions / G={cfg.num_generations}); lower --prompts-per-step")
+            raise R1kitError(
+                f"{cfg.data} has {len(ds)} prompts but one rollout batch needs {prompts_needed} distinct "
+                f"prompts (--prompts-per-step {cfg.prompts_per_step} × --updates-per-rollout "
+                f"{cfg.updates_per_rollout}{source}); lower either"
+            )
+        raise R1kitError(
+            f"{cfg.data} has {len(ds)} prompts but one step needs {prompts_needed} distinct prompts "
+            f"({cfg.completions_per_step} completions / G={cfg.num_generations}); lower --prompts-per-step"
+        )
     if prefill:
+
         def render(row):
             text = tokenizer.apply_chat_template(row["prompt"], tokenize=False, add_generation_prompt=True)
             # an R1-distill chat template already ends with "<think>\n": do not open a second block
@@ -108,8 +127,10 @@ def _screen_golds(cfg, ds, needed: set[str]):
         return ds
     if len(cfg._unscorable) == len(ds):
         first = next(iter(cfg._unscorable.values()))
-        raise R1kitError(f"no row of {cfg.data} has a gold answer the judge can score (e.g. {first}); "
-                         "check --answer-field and --task")
+        raise R1kitError(
+            f"no row of {cfg.data} has a gold answer the judge can score (e.g. {first}); "
+            "check --answer-field and --task"
+        )
     return ds.select([i for i in range(len(ds)) if i not in cfg._unscorable], keep_in_memory=True)
 
 
@@ -121,14 +142,22 @@ def _attach_difficulty(ds, cfg):
 
         raw = load_dataset_any(cfg.data, split=cfg.split)
         if column not in raw.column_names:
-            raise R1kitError(f"--sampler curriculum sorts on column {column!r}, which {cfg.data} does not have "
-                             f"(columns: {', '.join(raw.column_names)}); pass --curriculum-column")
+            raise R1kitError(
+                f"--sampler curriculum sorts on column {column!r}, which {cfg.data} does not have "
+                f"(columns: {', '.join(raw.column_names)}); pass --curriculum-column"
+            )
         if cfg.limit and cfg.limit < len(raw):
             # the same seeded subset prepare_dataset took
-            raw = raw.shuffle(seed=cfg.seed, keep_in_memory=True).select(range(cfg.limit), keep_in_memory=True)
+            raw = raw.shuffle(seed=cfg.seed, keep_in_memory=True).select(
+                range(cfg.limit), keep_in_memory=True
+            )
         ds = ds.add_column(column, raw[column])
     from r1kit.rl.samplers import difficulty_from_columns
 
     values = ds[column]
-    diff = difficulty_from_columns(pass_rate=values) if column == "pass_rate" else difficulty_from_columns(values)
+    diff = (
+        difficulty_from_columns(pass_rate=values)
+        if column == "pass_rate"
+        else difficulty_from_columns(values)
+    )
     return ds.add_column("r1kit_difficulty", diff)

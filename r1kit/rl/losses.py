@@ -184,8 +184,9 @@ def policy_loss(
         stats["kl"] = masked_mean(kl.detach(), mask)
     else:
         stats["kl"] = torch.zeros((), device=logp.device)
-    loss = aggregate(per_token, mask, loss_type, max_completion_length,
-                     num_sequences=num_sequences, num_tokens=num_tokens)
+    loss = aggregate(
+        per_token, mask, loss_type, max_completion_length, num_sequences=num_sequences, num_tokens=num_tokens
+    )
     for name, hit in clips.items():
         stats[f"clip_{name}"] = masked_mean(hit.to(logp.dtype), mask)
     return loss, stats

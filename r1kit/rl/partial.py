@@ -106,8 +106,17 @@ class PartialRollouts:
     rollouts (used when only repeat detection is on).
     """
 
-    def __init__(self, group_size: int, budget: int, max_length: int, *, eos_ids: Sequence[int],
-                 max_age: int = 0, repeat_window: int = 0, loss: str = "segment"):
+    def __init__(
+        self,
+        group_size: int,
+        budget: int,
+        max_length: int,
+        *,
+        eos_ids: Sequence[int],
+        max_age: int = 0,
+        repeat_window: int = 0,
+        loss: str = "segment",
+    ):
         if group_size < 1 or budget < 1 or max_length < 1 or not eos_ids:
             raise ValueError("partial rollouts need group_size, budget, max_length >= 1 and an EOS id")
         self.group_size, self.budget, self.max_length = group_size, budget, max_length
@@ -129,30 +138,59 @@ class PartialRollouts:
         tagged with it) and the buffered groups. The current batch (`groups`) is not kept: its
         complete groups are trained in this iteration and its incomplete ones are in the buffer."""
         return {
-            "version": STATE_VERSION, "iteration": self.iteration, "group_size": self.group_size,
-            "buffer": [{"born": g.born, "members": [
-                {"row": check_row(t.row), "tokens": list(t.tokens), "segments": [list(s) for s in t.segments],
-                 "end": t.end} for t in g.members]} for g in self.buffer],
+            "version": STATE_VERSION,
+            "iteration": self.iteration,
+            "group_size": self.group_size,
+            "buffer": [
+                {
+                    "born": g.born,
+                    "members": [
+                        {
+                            "row": check_row(t.row),
+                            "tokens": list(t.tokens),
+                            "segments": [list(s) for s in t.segments],
+                            "end": t.end,
+                        }
+                        for t in g.members
+                    ],
+                }
+                for g in self.buffer
+            ],
         }
 
     def load_state_dict(self, state: dict) -> None:
         """Restore `state_dict()`'s buffer and iteration; ValueError when it cannot continue under
         this run's settings (another G, or a trajectory already at --max-completion-length)."""
         if state.get("version") != STATE_VERSION:
-            raise ValueError(f"partial-rollout state version {state.get('version')!r}, expected {STATE_VERSION}")
+            raise ValueError(
+                f"partial-rollout state version {state.get('version')!r}, expected {STATE_VERSION}"
+            )
         buffer = []
         for g in state["buffer"]:
-            members = [Trajectory(dict(m["row"]), [int(x) for x in m["tokens"]],
-                                  [(int(i), int(n)) for i, n in m["segments"]], str(m["end"])) for m in g["members"]]
+            members = [
+                Trajectory(
+                    dict(m["row"]),
+                    [int(x) for x in m["tokens"]],
+                    [(int(i), int(n)) for i, n in m["segments"]],
+                    str(m["end"]),
+                )
+                for m in g["members"]
+            ]
             if len(members) != self.group_size:
-                raise ValueError(f"a buffered group has {len(members)} trajectories, this run's G is {self.group_size}")
+                raise ValueError(
+                    f"a buffered group has {len(members)} trajectories, this run's G is {self.group_size}"
+                )
             for t in members:
                 if t.end not in ("", *ENDS) or sum(n for _, n in t.segments) != len(t.tokens):
-                    raise ValueError(f"a buffered trajectory is inconsistent (end {t.end!r}, {len(t.tokens)} tokens, "
-                                     f"segments {t.segments})")
+                    raise ValueError(
+                        f"a buffered trajectory is inconsistent (end {t.end!r}, {len(t.tokens)} tokens, "
+                        f"segments {t.segments})"
+                    )
                 if not t.finished and len(t.tokens) >= self.max_length:
-                    raise ValueError(f"a buffered trajectory already has {len(t.tokens)} tokens, not below this "
-                                     f"run's max length {self.max_length}")
+                    raise ValueError(
+                        f"a buffered trajectory already has {len(t.tokens)} tokens, not below this "
+                        f"run's max length {self.max_length}"
+                    )
             buffer.append(Group(members, int(g["born"])))
         self.iteration, self.buffer, self.groups, self.stats = int(state["iteration"]), buffer, [], {}
 
@@ -165,15 +203,22 @@ class PartialRollouts:
         n = len(rows) // G
         carried, self.buffer = self.buffer[:n], self.buffer[n:]
         self.iteration += 1
-        fresh = [Group([Trajectory(dict(r)) for r in rows[k * G:(k + 1) * G]], self.iteration)
-                 for k in range(n - len(carried))]
+        fresh = [
+            Group([Trajectory(dict(r)) for r in rows[k * G : (k + 1) * G]], self.iteration)
+            for k in range(n - len(carried))
+        ]
         self.groups = carried + fresh
-        self.stats = {"continued": float(sum(not t.finished for g in carried for t in g.members)),
-                      "skipped_groups": float(len(carried))}
+        self.stats = {
+            "continued": float(sum(not t.finished for g in carried for t in g.members)),
+            "skipped_groups": float(len(carried)),
+        }
         return [t.row for t in self.rows()]
 
-    def generate(self, prompt_ids: Sequence[Sequence[int]],
-                 sample: Callable[[list[list[int]], int], Sequence[Sequence[int]]]) -> list[list[int]]:
+    def generate(
+        self,
+        prompt_ids: Sequence[Sequence[int]],
+        sample: Callable[[list[list[int]], int], Sequence[Sequence[int]]],
+    ) -> list[list[int]]:
         """Give every unfinished trajectory of the batch at most `budget` new tokens.
 
         sample(prefixes, max_new_tokens) returns one token list per prefix (prompt + the
@@ -185,7 +230,9 @@ class PartialRollouts:
             raise RuntimeError(f"partial rollouts planned {len(rows)} rows but got {len(prompt_ids)} prompts")
         todo = [i for i, t in enumerate(rows) if not t.finished]
         allow = [min(self.budget, self.max_length - len(rows[i].tokens)) for i in todo]
-        new = sample([list(map(int, prompt_ids[i])) + rows[i].tokens for i in todo], max(allow)) if todo else []
+        new = (
+            sample([list(map(int, prompt_ids[i])) + rows[i].tokens for i in todo], max(allow)) if todo else []
+        )
         if len(new) != len(todo):
             raise RuntimeError(f"the sampler returned {len(new)} completions for {len(todo)} prefixes")
         ends: Counter = Counter()
@@ -196,12 +243,16 @@ class PartialRollouts:
         done = [g for g in self.groups if g.complete]
         self.buffer.extend(g for g in self.groups if not g.complete)
         trained = [t for g in done for t in g.members]
-        self.stats.update({
-            "new_tokens": float(tokens), "trained_groups": float(len(done)),
-            "buffered_groups": float(len(self.groups) - len(done)), "trained_rows": float(len(trained)),
-            "stale_rows": float(sum(t.span(self.iteration) is None for t in trained)),
-            **{f"ended_{k}": float(ends[k]) for k in ENDS},
-        })
+        self.stats.update(
+            {
+                "new_tokens": float(tokens),
+                "trained_groups": float(len(done)),
+                "buffered_groups": float(len(self.groups) - len(done)),
+                "trained_rows": float(len(trained)),
+                "stale_rows": float(sum(t.span(self.iteration) is None for t in trained)),
+                **{f"ended_{k}": float(ends[k]) for k in ENDS},
+            }
+        )
         return [list(t.tokens) if g.complete else [self.eos[0]] for g in self.groups for t in g.members]
 
     def _extend(self, t: Trajectory, seg: list[int], room: int) -> int:
@@ -210,12 +261,12 @@ class PartialRollouts:
         end = ""
         eos_at = next((k for k, x in enumerate(seg) if x in self._eos_set), None)
         if eos_at is not None:
-            seg, end = seg[:eos_at + 1], "eos"
+            seg, end = seg[: eos_at + 1], "eos"
         if self.repeat_window:
             # a window holding the (single) EOS never repeats, so a hit always lies before it
             stop = first_repeat_end(t.tokens + seg, self.repeat_window, start=len(t.tokens))
             if stop is not None:
-                seg, end = seg[:stop - len(t.tokens)], "repeat"
+                seg, end = seg[: stop - len(t.tokens)], "repeat"
         if not end:
             if len(t.tokens) + len(seg) >= self.max_length:
                 end = "length"
@@ -233,7 +284,11 @@ class PartialRollouts:
         else None. "segment": this iteration's segment of each member of a completed group;
         "trajectory": every token of each member of a completed group."""
         if self.loss == "trajectory":
-            return [(0, len(t.tokens)) if g.complete and t.tokens else None for g in self.groups for t in g.members]
+            return [
+                (0, len(t.tokens)) if g.complete and t.tokens else None
+                for g in self.groups
+                for t in g.members
+            ]
         return [t.span(self.iteration) if g.complete else None for g in self.groups for t in g.members]
 
     def scored(self) -> list[bool]:
@@ -272,9 +327,13 @@ def merge_states(states: Sequence[dict], processes: int) -> list[dict]:
     every process counts iterations in step, so the counters agree."""
     iterations = {int(s["iteration"]) for s in states}
     if len(iterations) != 1:
-        raise ValueError(f"the processes' partial-rollout states disagree on the iteration: {sorted(iterations)}")
-    groups = sorted(((g["born"], rank, k, g) for rank, s in enumerate(states) for k, g in enumerate(s["buffer"])),
-                    key=lambda x: x[:3])
+        raise ValueError(
+            f"the processes' partial-rollout states disagree on the iteration: {sorted(iterations)}"
+        )
+    groups = sorted(
+        ((g["born"], rank, k, g) for rank, s in enumerate(states) for k, g in enumerate(s["buffer"])),
+        key=lambda x: x[:3],
+    )
     base = {k: v for k, v in states[0].items() if k != "buffer"}
     return [{**base, "buffer": [g for *_, g in groups[p::processes]]} for p in range(processes)]
 
@@ -307,7 +366,9 @@ def first_repeat_end(tokens: Sequence[int], window: int, start: int = 0) -> int 
 
 def repeats_at_end(tokens: Sequence[int], window: int) -> bool:
     """True when the last `window` tokens repeat a pattern of at most window // 2 tokens."""
-    return len(tokens) >= window >= 2 and first_repeat_end(tokens, window, start=len(tokens) - 1) == len(tokens)
+    return len(tokens) >= window >= 2 and first_repeat_end(tokens, window, start=len(tokens) - 1) == len(
+        tokens
+    )
 
 
 def repeat_stop_reward(window: int):

@@ -28,30 +28,56 @@ PRESETS: dict[str, dict[str, Any]] = {
     # per rollout, 16 minibatches). Not copied: 32 prompts/step (512 samples) and 32768-token
     # rollouts; the clip ε reported as 10 is unverified, so ε stays at 0.2.
     "r1-zero": {
-        "template": "r1-zero", "reward": ["accuracy=1", "format=1"], "loss": "grpo", "scale_rewards": "group",
-        "beta": 0.001, "ref_reset_steps": 400, "num_generations": 16, "temperature": 1.0, "learning_rate": 3e-6,
+        "template": "r1-zero",
+        "reward": ["accuracy=1", "format=1"],
+        "loss": "grpo",
+        "scale_rewards": "group",
+        "beta": 0.001,
+        "ref_reset_steps": 400,
+        "num_generations": 16,
+        "temperature": 1.0,
+        "learning_rate": 3e-6,
         "updates_per_rollout": 16,
     },
     # DeepSeek-R1 reasoning RL: chat template with the reply forced to open with "<think>\n",
     # accuracy + format (think tags) + language consistency (R1: share of target-language
     # words in the CoT, summed into the reward). Same optimiser settings as R1-Zero.
     "r1": {
-        "template": "chat-think", "reward": ["accuracy=1", "think_format=1", "language=1"], "loss": "grpo",
-        "scale_rewards": "group", "beta": 0.001, "ref_reset_steps": 400, "num_generations": 16, "temperature": 1.0,
-        "learning_rate": 3e-6, "updates_per_rollout": 16,
+        "template": "chat-think",
+        "reward": ["accuracy=1", "think_format=1", "language=1"],
+        "loss": "grpo",
+        "scale_rewards": "group",
+        "beta": 0.001,
+        "ref_reset_steps": 400,
+        "num_generations": 16,
+        "temperature": 1.0,
+        "learning_rate": 3e-6,
+        "updates_per_rollout": 16,
     },
     # DAPO: token-level loss, clip-higher ε_low 0.2 / ε_high 0.28, no KL, dynamic sampling
     # (drop all-correct / all-wrong groups and refill), soft overlong punishment, truncated
     # samples masked; 16 samples per prompt, lr 1e-6.
     "dapo": {
-        "loss": "dapo", "epsilon": 0.2, "epsilon_high": 0.28, "beta": 0.0, "dynamic_sampling": "refill",
-        "reward": ["accuracy=1", "overlong=1"], "mask_truncated": True, "num_generations": 16, "temperature": 1.0,
+        "loss": "dapo",
+        "epsilon": 0.2,
+        "epsilon_high": 0.28,
+        "beta": 0.0,
+        "dynamic_sampling": "refill",
+        "reward": ["accuracy=1", "overlong=1"],
+        "mask_truncated": True,
+        "num_generations": 16,
+        "temperature": 1.0,
         "learning_rate": 1e-6,
     },
     # Dr. GRPO: no 1/|o_i| and no std normalisation (Â = R − mean R, loss / (B × MAX_TOKENS)),
     # β 0, ε 0.2, 8 samples at temperature 1.0, lr 1e-6.
     "dr-grpo": {
-        "loss": "dr_grpo", "scale_rewards": "none", "beta": 0.0, "epsilon": 0.2, "num_generations": 8, "temperature": 1.0,
+        "loss": "dr_grpo",
+        "scale_rewards": "none",
+        "beta": 0.0,
+        "epsilon": 0.2,
+        "num_generations": 8,
+        "temperature": 1.0,
         "learning_rate": 1e-6,
     },
     # Kimi k1.5 long2short RL: the length reward (λ = 0.5 − (len − min)/(max − min) per group;
@@ -60,8 +86,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     # of r1kit's default 1024. Kimi's own loss is available as --loss kimi (τ is unreported).
     # The optimizer state is reset at each iteration (each rollout batch), as in all Kimi RL.
     "kimi-long2short": {
-        "reward": ["accuracy=1", "length=1"], "length_warmup_steps": 20, "max_completion_length": 512,
-        "temperature": 1.0, "reset_optimizer": True,
+        "reward": ["accuracy=1", "length=1"],
+        "length_warmup_steps": 20,
+        "max_completion_length": 512,
+        "temperature": 1.0,
+        "reset_optimizer": True,
     },
     # Kimi k1.5 long-CoT RL: the mirror-descent loss (τ log Z ≈ the group's mean reward; τ is
     # unreported, r1kit's default 0.1 stays), no KL to a reference, prioritized sampling
@@ -73,9 +102,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     # (--partial-loss trajectory); with the newest segment only, a budget below the typical length
     # lost accuracy on the CPU learning check (bench/RESULTS.md).
     "kimi": {
-        "loss": "kimi", "sampler": "prioritized", "reward": ["accuracy=1", "length=1"],
-        "length_warmup_steps": 20, "temperature": 1.0, "reset_optimizer": True, "rollout_token_budget": 256,
-        "partial_loss": "trajectory", "repeat_stop": 64,
+        "loss": "kimi",
+        "sampler": "prioritized",
+        "reward": ["accuracy=1", "length=1"],
+        "length_warmup_steps": 20,
+        "temperature": 1.0,
+        "reset_optimizer": True,
+        "rollout_token_budget": 256,
+        "partial_loss": "trajectory",
+        "repeat_stop": 64,
     },
 }
-

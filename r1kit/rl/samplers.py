@@ -29,8 +29,14 @@ CURRICULUM_SCHEDULES = ("sorted", "window")
 class _ChunkSampler(Sampler):
     """Shared RepeatSampler contract; subclasses choose the distinct indices of each chunk."""
 
-    def __init__(self, num_samples: int, mini_repeat_count: int, batch_size: int = 1,
-                 repeat_count: int = 1, seed: int | None = 0):
+    def __init__(
+        self,
+        num_samples: int,
+        mini_repeat_count: int,
+        batch_size: int = 1,
+        repeat_count: int = 1,
+        seed: int | None = 0,
+    ):
         if batch_size > num_samples:
             raise ValueError(f"batch_size ({batch_size}) is larger than the dataset ({num_samples} prompts)")
         self.num_samples = num_samples
@@ -58,8 +64,9 @@ class _ChunkSampler(Sampler):
         return self.num_chunks * self.batch_size * self.mini_repeat_count * self.repeat_count
 
 
-def difficulty_from_columns(difficulty: Sequence[float] | None = None,
-                            pass_rate: Sequence[float] | None = None) -> list[float]:
+def difficulty_from_columns(
+    difficulty: Sequence[float] | None = None, pass_rate: Sequence[float] | None = None
+) -> list[float]:
     """One difficulty per prompt: the difficulty column as is, or 1 − pass rate (Kimi: a prompt
     the SFT model solves in 9 of 10 samples is easy). Missing values count as hardest."""
     if difficulty is not None:
@@ -84,9 +91,16 @@ class CurriculumSampler(_ChunkSampler):
       appearing late in training, so they are not forgotten.
     """
 
-    def __init__(self, difficulties: Sequence[float], mini_repeat_count: int, batch_size: int = 1,
-                 repeat_count: int = 1, seed: int | None = 0, schedule: str = "sorted",
-                 start: float = 0.25):
+    def __init__(
+        self,
+        difficulties: Sequence[float],
+        mini_repeat_count: int,
+        batch_size: int = 1,
+        repeat_count: int = 1,
+        seed: int | None = 0,
+        schedule: str = "sorted",
+        start: float = 0.25,
+    ):
         super().__init__(len(difficulties), mini_repeat_count, batch_size, repeat_count, seed)
         if schedule not in CURRICULUM_SCHEDULES:
             raise ValueError(f"schedule must be one of {CURRICULUM_SCHEDULES}, got {schedule!r}")
@@ -114,7 +128,7 @@ class CurriculumSampler(_ChunkSampler):
                 out = set(torch.randperm(self.num_samples, generator=self.generator)[:spare].tolist())
                 order = [i for i in order if i not in out]
             for c in range(self.num_chunks):
-                yield order[c * self.batch_size:(c + 1) * self.batch_size]
+                yield order[c * self.batch_size : (c + 1) * self.batch_size]
             return
         for c in range(self.num_chunks):
             pool = order[: self.window_size(c)]
@@ -134,9 +148,16 @@ class PrioritizedSampler(_ChunkSampler):
     one after that).
     """
 
-    def __init__(self, num_samples: int, mini_repeat_count: int, batch_size: int = 1,
-                 repeat_count: int = 1, seed: int | None = 0, floor: float = 0.05,
-                 initial: Sequence[float] | None = None):
+    def __init__(
+        self,
+        num_samples: int,
+        mini_repeat_count: int,
+        batch_size: int = 1,
+        repeat_count: int = 1,
+        seed: int | None = 0,
+        floor: float = 0.05,
+        initial: Sequence[float] | None = None,
+    ):
         super().__init__(num_samples, mini_repeat_count, batch_size, repeat_count, seed)
         if not 0.0 < floor <= 1.0:
             raise ValueError(f"floor must be in (0, 1], got {floor}")
@@ -145,7 +166,9 @@ class PrioritizedSampler(_ChunkSampler):
         self.counts = torch.zeros(num_samples, dtype=torch.float64)
         self.initial = torch.zeros(num_samples, dtype=torch.float64)
         if initial is not None:
-            self.initial = torch.tensor([0.0 if v is None else float(v) for v in initial], dtype=torch.float64)
+            self.initial = torch.tensor(
+                [0.0 if v is None else float(v) for v in initial], dtype=torch.float64
+            )
 
     def success_rates(self) -> torch.Tensor:
         seen = self.counts > 0
@@ -166,8 +189,9 @@ class PrioritizedSampler(_ChunkSampler):
 
     def chunks(self) -> Iterator[list[int]]:
         for _ in range(self.num_chunks):
-            yield torch.multinomial(self.probabilities(), self.batch_size, replacement=False,
-                                    generator=self.generator).tolist()
+            yield torch.multinomial(
+                self.probabilities(), self.batch_size, replacement=False, generator=self.generator
+            ).tolist()
 
     def state_dict(self) -> dict[str, list[float]]:
         return {"successes": self.successes.tolist(), "counts": self.counts.tolist()}

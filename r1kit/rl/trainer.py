@@ -67,8 +67,14 @@ INDEX_COLUMN = "r1kit_index"
 SAMPLER_STATE = "r1kit_sampler.json"
 PARTIAL_STATE = "r1kit_partial_rank{rank}.json"  # one per process: each holds its own replay buffer
 _LEFT_PADDED = ("prompt_ids", "prompt_mask")
-_RIGHT_PADDED = ("completion_ids", "completion_mask", "old_per_token_logps", "ref_per_token_logps",
-                 "sampling_per_token_logps", "importance_sampling_ratio")
+_RIGHT_PADDED = (
+    "completion_ids",
+    "completion_mask",
+    "old_per_token_logps",
+    "ref_per_token_logps",
+    "sampling_per_token_logps",
+    "importance_sampling_ratio",
+)
 
 # What r1kit needs from trl's GRPOTrainer (and transformers' Trainer under it) beyond building and
 # training it: the methods R1GRPOTrainer / FastRolloutMixin override (they call super()) or call,
@@ -79,21 +85,45 @@ _RIGHT_PADDED = ("completion_ids", "completion_mask", "old_per_token_logps", "re
 TRL_CONTRACT: dict[str, Any] = {
     "overridden": {
         "_get_train_sampler": ("self", "dataset"),
-        "_generate_single_turn": ("self", "prompt_ids", "images", "multimodal_fields", "num_generations",
-                                  "has_tool_images"),
+        "_generate_single_turn": (
+            "self",
+            "prompt_ids",
+            "images",
+            "multimodal_fields",
+            "num_generations",
+            "has_tool_images",
+        ),
         "_calculate_rewards": ("self", "inputs", "prompts", "completions", "completion_ids_list"),
         "_generate_and_score_completions": ("self", "inputs"),
         "compute_loss": ("self", "model", "inputs", "return_outputs", "num_items_in_batch"),
         "train": ("self", "resume_from_checkpoint"),
     },
     "called": {
-        "_get_per_token_logps_and_entropies": ("self", "model", "input_ids", "attention_mask", "logits_to_keep",
-                                               "batch_size", "compute_entropy"),
+        "_get_per_token_logps_and_entropies": (
+            "self",
+            "model",
+            "input_ids",
+            "attention_mask",
+            "logits_to_keep",
+            "batch_size",
+            "compute_entropy",
+        ),
     },
     "private_attributes": ("_metrics", "_tokenizer", "_is_vlm"),
-    "attributes": ("eos_token_ids", "generation_config", "generation_kwargs", "max_completion_length",
-                   "num_generations", "num_iterations", "reward_func_names", "reward_weights", "scale_rewards",
-                   "use_vllm", "use_transformers_continuous_batching", "optimizer"),
+    "attributes": (
+        "eos_token_ids",
+        "generation_config",
+        "generation_kwargs",
+        "max_completion_length",
+        "num_generations",
+        "num_iterations",
+        "reward_func_names",
+        "reward_weights",
+        "scale_rewards",
+        "use_vllm",
+        "use_transformers_continuous_batching",
+        "optimizer",
+    ),
 }
 
 
@@ -101,24 +131,24 @@ TRL_CONTRACT: dict[str, Any] = {
 class R1Options:
     """r1kit's additions; the rest of the run is configured through trl's GRPOConfig."""
 
-    loss: str = "grpo"                 # grpo | dapo | dr_grpo (trl computes them) | kimi (r1kit)
-    tau: float = 0.1                   # Kimi τ
-    dynamic_sampling: str = "off"      # off | mask | refill
+    loss: str = "grpo"  # grpo | dapo | dr_grpo (trl computes them) | kimi (r1kit)
+    tau: float = 0.1  # Kimi τ
+    dynamic_sampling: str = "off"  # off | mask | refill
     refill_tries: int = 4
-    sampler: str = "random"            # random | curriculum | prioritized
+    sampler: str = "random"  # random | curriculum | prioritized
     difficulties: list[float] | None = None
     curriculum_schedule: str = "sorted"
     priority_floor: float = 0.05
     initial_success: list[float] | None = None
-    success_reward: str = "accuracy"   # reward whose value is a prompt's success (prioritized)
-    fast_rollout: str | None = None    # auto | on | off (FastRolloutMixin); None: the class's setting
+    success_reward: str = "accuracy"  # reward whose value is a prompt's success (prioritized)
+    fast_rollout: str | None = None  # auto | on | off (FastRolloutMixin); None: the class's setting
     fast_rollout_keep_cache: bool | None = None
-    stop: tuple[str, ...] = ()         # rollouts end at these strings (FastRolloutMixin docstring)
-    reset_optimizer: bool = False      # Kimi: empty the optimizer state at each new rollout batch
-    rollout_token_budget: int = 0      # Kimi partial rollouts: new tokens per trajectory per iteration
-    rollout_max_age: int = 0           # continuations before a trajectory ends as truncated (0 = no limit)
-    repeat_stop: int = 0               # Kimi repeat detection window N (0 = off)
-    partial_loss: str = "segment"      # segment (newest segment only) | trajectory (every token)
+    stop: tuple[str, ...] = ()  # rollouts end at these strings (FastRolloutMixin docstring)
+    reset_optimizer: bool = False  # Kimi: empty the optimizer state at each new rollout batch
+    rollout_token_budget: int = 0  # Kimi partial rollouts: new tokens per trajectory per iteration
+    rollout_max_age: int = 0  # continuations before a trajectory ends as truncated (0 = no limit)
+    repeat_stop: int = 0  # Kimi repeat detection window N (0 = off)
+    partial_loss: str = "segment"  # segment (newest segment only) | trajectory (every token)
 
 
 class R1GRPOTrainer(FastRolloutMixin, GRPOTrainer):
@@ -141,9 +171,13 @@ class R1GRPOTrainer(FastRolloutMixin, GRPOTrainer):
         if self.r1.rollout_token_budget or self.r1.repeat_stop:
             self._r1_rollouts = self._partial_rollouts()
         if self.r1.reset_optimizer and self.is_deepspeed_enabled:
-            raise R1kitError("--reset-optimizer cannot empty DeepSpeed's sharded optimizer state; use DDP or FSDP")
+            raise R1kitError(
+                "--reset-optimizer cannot empty DeepSpeed's sharded optimizer state; use DDP or FSDP"
+            )
         names = list(self.reward_func_names)
-        self._r1_success_col = names.index(self.r1.success_reward) if self.r1.success_reward in names else None
+        self._r1_success_col = (
+            names.index(self.r1.success_reward) if self.r1.success_reward in names else None
+        )
         self.add_callback(_SamplerStateSaver(self))
         self.add_callback(_PartialStateSaver(self))
         self.add_callback(_SkipEmptySteps(self))
@@ -160,25 +194,32 @@ class R1GRPOTrainer(FastRolloutMixin, GRPOTrainer):
             "seed": self.args.seed,
         }
         if self.r1.sampler == "curriculum":
-            self._r1_sampler = CurriculumSampler(self.r1.difficulties, schedule=self.r1.curriculum_schedule,
-                                                 **layout)
+            self._r1_sampler = CurriculumSampler(
+                self.r1.difficulties, schedule=self.r1.curriculum_schedule, **layout
+            )
         else:
-            self._r1_sampler = PrioritizedSampler(len(dataset), floor=self.r1.priority_floor,
-                                                  initial=self.r1.initial_success, **layout)
+            self._r1_sampler = PrioritizedSampler(
+                len(dataset), floor=self.r1.priority_floor, initial=self.r1.initial_success, **layout
+            )
             if self._r1_pending_sampler_state:
                 self._r1_sampler.load_state_dict(self._r1_pending_sampler_state)
         return self._r1_sampler
 
     # ---- rollouts and rewards --------------------------------------------------------------
-    def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
+    def _generate_single_turn(
+        self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False
+    ):
         rollouts = self._r1_rollouts if self.model.training else None
         if rollouts is None:
-            return self._r1_timed_generate(prompt_ids, images, multimodal_fields, num_generations, has_tool_images)
+            return self._r1_timed_generate(
+                prompt_ids, images, multimodal_fields, num_generations, has_tool_images
+            )
 
         def sample(prefixes, max_new_tokens):
             with self._r1_max_new_tokens(max_new_tokens):
-                ids, _ = self._r1_timed_generate(prefixes, images, multimodal_fields, num_generations,
-                                                 has_tool_images)
+                ids, _ = self._r1_timed_generate(
+                    prefixes, images, multimodal_fields, num_generations, has_tool_images
+                )
             return ids
 
         # no sampling log-probs: a continued trajectory's earlier segments came from older policies
@@ -186,12 +227,14 @@ class R1GRPOTrainer(FastRolloutMixin, GRPOTrainer):
 
     def _r1_timed_generate(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images):
         t0 = time.perf_counter()
-        completion_ids, logprobs = super()._generate_single_turn(prompt_ids, images, multimodal_fields,
-                                                                 num_generations, has_tool_images)
+        completion_ids, logprobs = super()._generate_single_turn(
+            prompt_ids, images, multimodal_fields, num_generations, has_tool_images
+        )
         mode = "train" if self.model.training else "eval"
         if self.r1.stop:  # every path (r1kit's loop, trl's generate, vLLM) ends at the stop strings
-            completion_ids, logprobs, stopped = cut_at_stop_strings(self._tokenizer, completion_ids, logprobs,
-                                                                    self.r1.stop)
+            completion_ids, logprobs, stopped = cut_at_stop_strings(
+                self._tokenizer, completion_ids, logprobs, self.r1.stop
+            )
             # trl's completions/clipped_ratio counts these too (no EOS at their end)
             self._metrics[mode]["completions/stopped_ratio"].append(sum(stopped) / max(len(stopped), 1))
         seconds = time.perf_counter() - t0
@@ -217,26 +260,39 @@ class R1GRPOTrainer(FastRolloutMixin, GRPOTrainer):
 
     def _partial_rollouts(self) -> PartialRollouts:
         if self.use_vllm or getattr(self, "use_transformers_continuous_batching", False):
-            raise R1kitError("partial rollouts and --repeat-stop run on r1kit's decode loop or transformers' "
-                             "generate, not on vLLM / continuous batching; set --use-vllm off")
+            raise R1kitError(
+                "partial rollouts and --repeat-stop run on r1kit's decode loop or transformers' "
+                "generate, not on vLLM / continuous batching; set --use-vllm off"
+            )
         if self.r1.dynamic_sampling == "refill":
-            raise R1kitError("partial rollouts keep the rollout batch's shape: use --dynamic-sampling mask, not refill")
+            raise R1kitError(
+                "partial rollouts keep the rollout batch's shape: use --dynamic-sampling mask, not refill"
+            )
         local = self.args.generation_batch_size // self.accelerator.num_processes
         if local % self.num_generations:
-            raise R1kitError(f"partial rollouts need whole groups on each process: {local} completions per process "
-                             f"is not a multiple of G={self.num_generations}")
+            raise R1kitError(
+                f"partial rollouts need whole groups on each process: {local} completions per process "
+                f"is not a multiple of G={self.num_generations}"
+            )
         if self.args.save_strategy != "no" and self.train_dataset is not None and len(self.train_dataset):
             try:  # the buffer's rows go into every checkpoint: refuse before training, not at the first save
                 check_row(dict(self.train_dataset[0]))
             except ValueError as err:
-                raise R1kitError(f"partial rollouts save the buffered prompts' rows with each checkpoint, and {err}; "
-                                 "drop that column from --data or turn checkpoints off") from None
+                raise R1kitError(
+                    f"partial rollouts save the buffered prompts' rows with each checkpoint, and {err}; "
+                    "drop that column from --data or turn checkpoints off"
+                ) from None
         budget = self.r1.rollout_token_budget or self.max_completion_length
         self.fast_rollout_repeat_window = self.r1.repeat_stop
-        return PartialRollouts(self.num_generations, min(budget, self.max_completion_length),
-                               self.max_completion_length, eos_ids=list(self.eos_token_ids),
-                               max_age=self.r1.rollout_max_age, repeat_window=self.r1.repeat_stop,
-                               loss=self.r1.partial_loss)
+        return PartialRollouts(
+            self.num_generations,
+            min(budget, self.max_completion_length),
+            self.max_completion_length,
+            eos_ids=list(self.eos_token_ids),
+            max_age=self.r1.rollout_max_age,
+            repeat_window=self.r1.repeat_stop,
+            loss=self.r1.partial_loss,
+        )
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         if self.r1.stop:  # the rewards read the text before the stop string, as `evaluate --stop` does
@@ -272,11 +328,14 @@ class R1GRPOTrainer(FastRolloutMixin, GRPOTrainer):
         rewards = self._total_rewards(rewards_per_func)
         self._update_success(rewards_per_func, indices)
         if self._r1_success_col is not None:
-            self._metrics["train"]["accuracy"].append(torch.nanmean(rewards_per_func[:, self._r1_success_col]).item())
+            self._metrics["train"]["accuracy"].append(
+                torch.nanmean(rewards_per_func[:, self._r1_success_col]).item()
+            )
         scored = ~torch.isnan(rewards).view(-1, G).all(dim=1)  # groups scored in this batch
         zero = zero_variance_groups(rewards, G)
-        self._metrics["train"]["zero_std_fraction"].append(zero[scored].float().mean().item() if scored.any()
-                                                            else float("nan"))
+        self._metrics["train"]["zero_std_fraction"].append(
+            zero[scored].float().mean().item() if scored.any() else float("nan")
+        )
 
         keep = self._partial_masks(out, rollouts) if rollouts is not None else None
         if self.r1.dynamic_sampling == "refill" and zero.any():
@@ -308,11 +367,13 @@ class R1GRPOTrainer(FastRolloutMixin, GRPOTrainer):
         segment = torch.zeros_like(mask)
         for row, span in enumerate(spans):
             if span is not None:
-                segment[row, span[0]:span[1]] = 1
+                segment[row, span[0] : span[1]] = 1
         out["tool_mask"] = segment * out["tool_mask"] if "tool_mask" in out else segment
         keep = torch.tensor(gather_object([span is not None for span in spans]), dtype=torch.bool)
         metrics = self._metrics["train"]
-        totals = torch.tensor([[rollouts.stats[k] for k in _PARTIAL_SUMS]], dtype=torch.float64, device=mask.device)
+        totals = torch.tensor(
+            [[rollouts.stats[k] for k in _PARTIAL_SUMS]], dtype=torch.float64, device=mask.device
+        )
         for key, value in zip(_PARTIAL_SUMS, self.accelerator.gather(totals).sum(dim=0).tolist()):
             metrics[f"partial/{key}"].append(value)
         self._partial_length_metrics(rollouts)
@@ -327,10 +388,12 @@ class R1GRPOTrainer(FastRolloutMixin, GRPOTrainer):
         nan = float("nan")
         values = {
             "mean_length": sum(lengths) / len(lengths) if lengths else nan,
-            "min_length": min(lengths, default=nan), "max_length": max(lengths, default=nan),
+            "min_length": min(lengths, default=nan),
+            "max_length": max(lengths, default=nan),
             "clipped_ratio": 1 - len(ended) / len(lengths) if lengths else nan,
             "mean_terminated_length": sum(ended) / len(ended) if ended else nan,
-            "min_terminated_length": min(ended, default=nan), "max_terminated_length": max(ended, default=nan),
+            "min_terminated_length": min(ended, default=nan),
+            "max_terminated_length": max(ended, default=nan),
         }
         metrics = self._metrics["train"]
         for key, value in values.items():
@@ -342,13 +405,16 @@ class R1GRPOTrainer(FastRolloutMixin, GRPOTrainer):
         start = self.accelerator.process_index * n_local
         return slice(start, start + n_local)
 
-    def _drop_flat_groups(self, out: dict, rewards: torch.Tensor, keep_also: torch.Tensor | None = None) -> None:
+    def _drop_flat_groups(
+        self, out: dict, rewards: torch.Tensor, keep_also: torch.Tensor | None = None
+    ) -> None:
         """DAPO dynamic sampling: zero-variance groups leave the loss and its normalisers (and so
         do the rows `keep_also` marks False: partial rollouts' incomplete groups)."""
         keep = keep_mask(rewards, self.num_generations)
         scored = ~torch.isnan(rewards)
-        self._metrics["train"]["dynamic/kept_fraction"].append(keep[scored].float().mean().item() if scored.any()
-                                                               else float("nan"))
+        self._metrics["train"]["dynamic/kept_fraction"].append(
+            keep[scored].float().mean().item() if scored.any() else float("nan")
+        )
         self._mask_rows(out, keep if keep_also is None else keep & keep_also)
 
     def _mask_rows(self, out: dict, keep: torch.Tensor) -> None:
@@ -356,7 +422,9 @@ class R1GRPOTrainer(FastRolloutMixin, GRPOTrainer):
         mask = out["completion_mask"]
         keep_local = keep[self._local(mask.size(0))].to(mask.device)
         out["completion_mask"] = mask * keep_local.unsqueeze(1).to(mask.dtype)
-        loss_mask = out["completion_mask"] * out["tool_mask"] if "tool_mask" in out else out["completion_mask"]
+        loss_mask = (
+            out["completion_mask"] * out["tool_mask"] if "tool_mask" in out else out["completion_mask"]
+        )
         out["num_items_in_batch"] = self.accelerator.gather(loss_mask.sum()).sum()  # trl's dapo normaliser
         out["r1_num_sequences"] = keep.float().sum().to(mask.device)
         if self.r1.loss in ("grpo", "dr_grpo"):  # trl divides by all sequences of the micro-batch
@@ -375,7 +443,9 @@ class R1GRPOTrainer(FastRolloutMixin, GRPOTrainer):
     def _update_success(self, rewards_per_func: torch.Tensor, indices: list[int]) -> None:
         if not isinstance(self._r1_sampler, PrioritizedSampler) or self._r1_success_col is None:
             return
-        pairs = [(i, s) for i, s in zip(indices, rewards_per_func[:, self._r1_success_col].tolist()) if i >= 0]
+        pairs = [
+            (i, s) for i, s in zip(indices, rewards_per_func[:, self._r1_success_col].tolist()) if i >= 0
+        ]
         if pairs:
             self._r1_sampler.update([i for i, _ in pairs], [s for _, s in pairs])
 
@@ -406,15 +476,23 @@ class R1GRPOTrainer(FastRolloutMixin, GRPOTrainer):
         groups = choose_groups((~zero_variance_groups(all_r, G)).tolist(), n_groups)
         rows = torch.tensor([g * G + j for g in groups for j in range(G)])
         merged = _concat_outputs(outs)
-        picked = {k: (v[rows] if isinstance(v, torch.Tensor) and v.dim() > 0 else v) for k, v in merged.items()}
-        picked["advantages"] = group_advantages(all_r[rows], G, self.scale_rewards).to(picked["completion_mask"].device)
+        picked = {
+            k: (v[rows] if isinstance(v, torch.Tensor) and v.dim() > 0 else v) for k, v in merged.items()
+        }
+        picked["advantages"] = group_advantages(all_r[rows], G, self.scale_rewards).to(
+            picked["completion_mask"].device
+        )
         return picked, all_r[rows]
 
     def _refill_rows(self, n_groups: int) -> list[dict]:
         ds = self.train_dataset
         if isinstance(self._r1_sampler, PrioritizedSampler):
-            idx = torch.multinomial(self._r1_sampler.probabilities(), n_groups, replacement=n_groups > len(ds),
-                                    generator=self._r1_refill_gen).tolist()
+            idx = torch.multinomial(
+                self._r1_sampler.probabilities(),
+                n_groups,
+                replacement=n_groups > len(ds),
+                generator=self._r1_refill_gen,
+            ).tolist()
         else:
             idx = torch.randint(len(ds), (n_groups,), generator=self._r1_refill_gen).tolist()
         return [dict(ds[i]) for i in idx for _ in range(self.num_generations)]
@@ -446,10 +524,20 @@ class R1GRPOTrainer(FastRolloutMixin, GRPOTrainer):
         old = logp.detach() if old is None else old
         training = self.model.training
         # share of the generation batch this micro-batch stands for (trl's dapo normaliser)
-        share = (self.current_gradient_accumulation_steps / self.args.steps_per_generation) if training else 1.0
+        share = (
+            (self.current_gradient_accumulation_steps / self.args.steps_per_generation) if training else 1.0
+        )
         n_seq = inputs["r1_num_sequences"] * share / self.accelerator.num_processes
-        loss, stats = kimi_loss(logp, old, inputs["r1_rewards"], mask, self.num_generations, self.r1.tau,
-                                baseline=inputs["r1_baseline"], num_sequences=n_seq)
+        loss, stats = kimi_loss(
+            logp,
+            old,
+            inputs["r1_rewards"],
+            mask,
+            self.num_generations,
+            self.r1.tau,
+            baseline=inputs["r1_baseline"],
+            num_sequences=n_seq,
+        )
         mode = "train" if training else "eval"
         self._metrics[mode]["kimi/log_ratio"].append(self._mean_across(stats["log_ratio"]))
         self._metrics[mode]["entropy"].append(self._mean_across(masked_mean(entropies.detach(), mask)))
@@ -483,14 +571,19 @@ class R1GRPOTrainer(FastRolloutMixin, GRPOTrainer):
         if not present:
             import warnings
 
-            warnings.warn(f"{folder} holds no partial-rollout buffer (saved without --rollout-token-budget or by "
-                          "an older r1kit): the resumed run starts with an empty one", stacklevel=2)
+            warnings.warn(
+                f"{folder} holds no partial-rollout buffer (saved without --rollout-token-budget or by "
+                "an older r1kit): the resumed run starts with an empty one",
+                stacklevel=2,
+            )
             return
         written = {int(s.get("processes", -1)) for s in states}
         if written != {len(states)} or present != len(states):
-            raise R1kitError(f"{folder} holds {present} partial-rollout buffer file(s), ranks 0..{len(states) - 1} in a "
-                             f"row, written by {sorted(written)} process(es): the checkpoint is incomplete; resume "
-                             "from another")
+            raise R1kitError(
+                f"{folder} holds {present} partial-rollout buffer file(s), ranks 0..{len(states) - 1} in a "
+                f"row, written by {sorted(written)} process(es): the checkpoint is incomplete; resume "
+                "from another"
+            )
         n = self.accelerator.num_processes
         mine = states if len(states) == n else merge_states(states, n)
         try:
@@ -500,8 +593,20 @@ class R1GRPOTrainer(FastRolloutMixin, GRPOTrainer):
 
 
 # partial-rollout counts summed over processes into metrics.jsonl as partial/<name> (r1kit/rl/partial.py)
-_PARTIAL_SUMS = ("new_tokens", "continued", "trained_groups", "buffered_groups", "skipped_groups", "trained_rows",
-                 "stale_rows", "ended_eos", "ended_length", "ended_stop", "ended_repeat", "ended_age")
+_PARTIAL_SUMS = (
+    "new_tokens",
+    "continued",
+    "trained_groups",
+    "buffered_groups",
+    "skipped_groups",
+    "trained_rows",
+    "stale_rows",
+    "ended_eos",
+    "ended_length",
+    "ended_stop",
+    "ended_repeat",
+    "ended_age",
+)
 
 
 class _SkipEmptySteps(TrainerCallback):
@@ -520,8 +625,9 @@ class _SkipEmptySteps(TrainerCallback):
         if trainer.is_deepspeed_enabled:  # DeepSpeed steps its own optimizer on its own gradients
             return
         device = trainer.accelerator.device
-        total = trainer.accelerator.reduce(torch.as_tensor(tokens, dtype=torch.float32, device=device).reshape(1),
-                                           reduction="sum")
+        total = trainer.accelerator.reduce(
+            torch.as_tensor(tokens, dtype=torch.float32, device=device).reshape(1), reduction="sum"
+        )
         if float(total.sum()) == 0.0:
             for param in trainer.model.parameters():
                 param.grad = None

@@ -44,13 +44,19 @@ def grpo_args(cfg, output_dir: str, use_vllm: bool, reward_weights: list[float])
     if cfg.vllm_server:
         extra = {"use_vllm": True, "vllm_mode": "server", "vllm_server_base_url": cfg.vllm_server}
     elif use_vllm:
-        extra = {"use_vllm": True, "vllm_mode": "colocate", "vllm_gpu_memory_utilization": cfg.vllm_gpu_memory}
+        extra = {
+            "use_vllm": True,
+            "vllm_mode": "colocate",
+            "vllm_gpu_memory_utilization": cfg.vllm_gpu_memory,
+        }
     elif torch.cuda.is_available():
         extra = {"cache_implementation": "static"}  # static KV cache: the fast transformers rollout path
     # the options every training stage shares (schedule, checkpoints, logging, hardware) come from
     # r1kit.training.trainer_args; what follows is GRPO's
     return trainer_args(
-        GRPOConfig, cfg, output_dir,
+        GRPOConfig,
+        cfg,
+        output_dir,
         per_device_train_batch_size=micro,
         gradient_accumulation_steps=accum,
         steps_per_generation=accum * cfg.updates_per_rollout,

@@ -28,14 +28,22 @@ class Config(StageConfig):
     test_size: int = option(200, "Number of held-out test problems (never seen in train).")
     digits: int = option(3, "Difficulty: operands have up to this many digits.")
     ops: str = option("+", "Operations to draw from, e.g. '+' or '+-'.")
-    max_checks: int = option(3, "Most redundant lines per trace, drawn uniformly from 0..N (0 = fixed-length traces).")
-    check_style: str = option("verify", "Redundant lines: 'verify' (re-verification equations after the result) or "
-                              "'filler' (hesitation sentences), both after the result.", choices=CHECK_STYLES)
+    max_checks: int = option(
+        3, "Most redundant lines per trace, drawn uniformly from 0..N (0 = fixed-length traces)."
+    )
+    check_style: str = option(
+        "verify",
+        "Redundant lines: 'verify' (re-verification equations after the result) or "
+        "'filler' (hesitation sentences), both after the result.",
+        choices=CHECK_STYLES,
+    )
 
     def validate(self) -> None:
         super().validate()
         if self.train_size < 1 or self.test_size < 1:
-            raise R1kitError(f"--train-size ({self.train_size}) and --test-size ({self.test_size}) must be >= 1")
+            raise R1kitError(
+                f"--train-size ({self.train_size}) and --test-size ({self.test_size}) must be >= 1"
+            )
         if not 1 <= self.digits <= 9:
             raise R1kitError(f"--digits ({self.digits}) must be between 1 and 9")
         if not self.ops or set(self.ops) - set("+-"):
@@ -50,9 +58,14 @@ def run(cfg: Config):
 
     with stage_output(cfg, "data arithmetic") as out:
         sizes = write_arithmetic(
-            out.data_dir, cfg.train_size, cfg.test_size,
-            digits=cfg.digits, ops=tuple(cfg.ops), max_checks=cfg.max_checks,
-            check_style=cfg.check_style, seed=cfg.seed,
+            out.data_dir,
+            cfg.train_size,
+            cfg.test_size,
+            digits=cfg.digits,
+            ops=tuple(cfg.ops),
+            max_checks=cfg.max_checks,
+            check_style=cfg.check_style,
+            seed=cfg.seed,
         )
         out.log({"event": "written", **(sizes or {})})
     print(f"wrote {out.final}")

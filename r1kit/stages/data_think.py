@@ -42,15 +42,24 @@ TEMPLATES = ("r1-zero", "chat", "raw")  # r1kit.data.think.THINK_TEMPLATES (lite
 class Config(DataOptions, StageConfig):
     DATA_REQUIRED = "the dataset with worked solutions"
     data: str = restate("data", note="Worked answers to convert (required).")
-    split: str | None = restate("split", None, "data think: default train, else the only one; "
-                                "written under the same name (train for single files).")
+    split: str | None = restate(
+        "split",
+        None,
+        "data think: default train, else the only one; written under the same name (train for single files).",
+    )
     question_field: str = option("question", "Column holding the question.")
-    solution_field: str = option("answer", "Column holding the worked solution (GSM8K: 'answer', steps then "
-                                 "'#### N').")
-    answer_field: str | None = option(None, "Column holding the final answer (default: read after the last '####' "
-                                      "of the solution).")
-    template: str = option("r1-zero", "Prompt template written into the data (no tokenizer here, so no 'auto'): "
-                           "r1-zero, raw, or chat (adds a messages column).", choices=TEMPLATES)
+    solution_field: str = option(
+        "answer", "Column holding the worked solution (GSM8K: 'answer', steps then '#### N')."
+    )
+    answer_field: str | None = option(
+        None, "Column holding the final answer (default: read after the last '####' of the solution)."
+    )
+    template: str = option(
+        "r1-zero",
+        "Prompt template written into the data (no tokenizer here, so no 'auto'): "
+        "r1-zero, raw, or chat (adds a messages column).",
+        choices=TEMPLATES,
+    )
 
 
 def run(cfg: Config):
@@ -65,26 +74,45 @@ def run(cfg: Config):
     columns = [cfg.question_field, cfg.solution_field] + ([cfg.answer_field] if cfg.answer_field else [])
     missing = [c for c in columns if c not in source.column_names]
     if missing:
-        raise R1kitError(f"{cfg.data} has no column(s) {', '.join(map(repr, missing))}; its columns: "
-                         f"{', '.join(source.column_names)} (name them with --question-field, --solution-field, "
-                         "--answer-field)")
+        raise R1kitError(
+            f"{cfg.data} has no column(s) {', '.join(map(repr, missing))}; its columns: "
+            f"{', '.join(source.column_names)} (name them with --question-field, --solution-field, "
+            "--answer-field)"
+        )
     if cfg.limit and cfg.limit < len(source):
-        source = source.shuffle(seed=cfg.seed, keep_in_memory=True).select(range(cfg.limit), keep_in_memory=True)
+        source = source.shuffle(seed=cfg.seed, keep_in_memory=True).select(
+            range(cfg.limit), keep_in_memory=True
+        )
     records, skipped = [], 0
     for row in source:
-        rec = think_record(str(row[cfg.question_field]), str(row[cfg.solution_field] or ""),
-                           row[cfg.answer_field] if cfg.answer_field else None, cfg.template)
+        rec = think_record(
+            str(row[cfg.question_field]),
+            str(row[cfg.solution_field] or ""),
+            row[cfg.answer_field] if cfg.answer_field else None,
+            cfg.template,
+        )
         if rec is None:
             skipped += 1
         else:
             records.append(rec)
     if not records:
-        hint = "" if cfg.answer_field else " (no '####' final-answer line: name the answer column with --answer-field)"
+        hint = (
+            ""
+            if cfg.answer_field
+            else " (no '####' final-answer line: name the answer column with --answer-field)"
+        )
         raise R1kitError(f"none of the {len(source)} rows of {cfg.data} could be converted{hint}")
     with stage_output(cfg, "data think", {"data": cfg.data}) as out:
         DatasetDict({cfg.split or "train": Dataset.from_list(records)}).save_to_disk(str(out.data_dir))
         mean_lines = sum(r["completion"].count("\n") - 3 for r in records) / len(records)
-        out.log({"event": "written", "rows": len(records), "skipped": skipped, "source_rows": len(source),
-                 "mean_reasoning_lines": round(mean_lines, 2)})
+        out.log(
+            {
+                "event": "written",
+                "rows": len(records),
+                "skipped": skipped,
+                "source_rows": len(source),
+                "mean_reasoning_lines": round(mean_lines, 2),
+            }
+        )
     print(f"{len(records)} rows written, {skipped} skipped; wrote {out.final}")
     return out.final

@@ -58,8 +58,15 @@ FILTER_SWITCHES = ("filter_language", "filter_paragraphs", "filter_code_blocks",
 
 
 @dataclass
-class Config(HubOptions, OfflineTrainingOptions, LoraOptions, TrainerOptions, SelectionOptions, ScoredSamplingOptions,
-             StageConfig):
+class Config(
+    HubOptions,
+    OfflineTrainingOptions,
+    LoraOptions,
+    TrainerOptions,
+    SelectionOptions,
+    ScoredSamplingOptions,
+    StageConfig,
+):
     INPUTS = ("teacher", "student", "data", "mix_data")  # checked against --output (r1kit.outputs)
     DEPRECATED: ClassVar = {"policy": "keep"}  # old name -> new (r1kit.config.build_config)
     DATA_REQUIRED = "the prompts the teacher answers"
@@ -67,10 +74,12 @@ class Config(HubOptions, OfflineTrainingOptions, LoraOptions, TrainerOptions, Se
     student: str = option("tiny-llama", f"Student model trained on the traces: {MODEL_SPEC}.")
     dtype: str = restate("dtype", note="For the teacher and the student.")
     num_samples: int = restate("num_samples", 4)
-    keep: str = restate("keep", note="distill keeps correct traces only.",
-                        choices=KEEP_POLICIES[:3])
-    filters: bool = option(True, "Apply R1's four filters (language, long paragraphs, code blocks, repetition); "
-                           "--no-filters turns them all off.")
+    keep: str = restate("keep", note="distill keeps correct traces only.", choices=KEEP_POLICIES[:3])
+    filters: bool = option(
+        True,
+        "Apply R1's four filters (language, long paragraphs, code blocks, repetition); "
+        "--no-filters turns them all off.",
+    )
     epochs: float = restate("epochs", 3.0, "(R1: 2-3)")
     learning_rate: float = restate("learning_rate", 1e-4, "(R1: 1e-4 for the small students)")
     batch_size: int = restate("batch_size", 16)
@@ -93,9 +102,14 @@ class Config(HubOptions, OfflineTrainingOptions, LoraOptions, TrainerOptions, Se
         data options name the traces, not this run's prompts)."""
         from r1kit.finetuning import FinetuneConfig
 
-        data = {f.name: f.default for f in dataclasses.fields(FinetuneConfig) if f.name in ("split", "limit",
-                                                                                          "prompt_field")}
-        return project(self, FinetuneConfig, output=output, overwrite=False, model=self.student, data=traces, **data)
+        data = {
+            f.name: f.default
+            for f in dataclasses.fields(FinetuneConfig)
+            if f.name in ("split", "limit", "prompt_field")
+        }
+        return project(
+            self, FinetuneConfig, output=output, overwrite=False, model=self.student, data=traces, **data
+        )
 
 
 def run(cfg: Config):
@@ -110,30 +124,57 @@ def run(cfg: Config):
     traces_cfg = cfg.traces_config(str(cfg.output))  # its output is set below, inside this run's folder
     prepared = prepare(traces_cfg, flag="--teacher")
     if getattr(load_tokenizer(cfg.student), "chat_template", None) is None:
-        raise R1kitError(f"the traces are chat messages but the tokenizer of --student {cfg.student} has no chat "
-                         "template; choose a student whose tokenizer has one")
+        raise R1kitError(
+            f"the traces are chat messages but the tokenizer of --student {cfg.student} has no chat "
+            "template; choose a student whose tokenizer has one"
+        )
 
-    with stage_output(cfg, "distill", {"teacher": cfg.teacher, "student": cfg.student, "data": cfg.data}) as out:
+    with stage_output(
+        cfg, "distill", {"teacher": cfg.teacher, "student": cfg.student, "data": cfg.data}
+    ) as out:
         traces = out.path / "traces"
         traces_cfg = dataclasses.replace(traces_cfg, output=str(traces))
-        with out.timed("traces"), stage_output(traces_cfg, "rejection-sample", {
-                "model": cfg.teacher, "data": cfg.data, "mix_data": cfg.mix_data}) as traces_out:
+        with (
+            out.timed("traces"),
+            stage_output(
+                traces_cfg,
+                "rejection-sample",
+                {"model": cfg.teacher, "data": cfg.data, "mix_data": cfg.mix_data},
+            ) as traces_out,
+        ):
             report = write_rejection_sample(traces_cfg, traces_out, prepared)
         print_report(report)
         out.log({"event": "traces", **{k: v for k, v in report.items() if k != "steps"}})
         student = out.path / "sft"
         sft_cfg = cfg.sft_config(str(student), str(traces))
-        with out.timed("sft"), stage_output(sft_cfg, "sft", {"model": cfg.student, "data": str(traces)}) as sft_out:
+        with (
+            out.timed("sft"),
+            stage_output(sft_cfg, "sft", {"model": cfg.student, "data": str(traces)}) as sft_out,
+        ):
             finetune(sft_cfg, sft_out, load_training_data(sft_cfg))
         shutil.move(str(student / "model"), str(out.model_dir))
         sft_manifest = read_manifest(student)
-        out.log({"event": "summary", "trace_rows": report["output_rows"], "mean_pass_rate": report["mean_pass_rate"],
-                 "student_steps": sft_manifest.get("global_step")})
-        out.extra.update({"trace_rows": report["output_rows"], "teacher_mean_pass_rate": report["mean_pass_rate"],
-                          "unscorable_gold": report.get("unscorable_gold", 0),
-                          "unscorable_gold_ids": report.get("unscorable_gold_ids", []),
-                          "student_steps": sft_manifest.get("global_step"),
-                          "layout": {"traces": "rejection-sample output", "sft": "student SFT logs",
-                                     "model": "student checkpoint"}})
+        out.log(
+            {
+                "event": "summary",
+                "trace_rows": report["output_rows"],
+                "mean_pass_rate": report["mean_pass_rate"],
+                "student_steps": sft_manifest.get("global_step"),
+            }
+        )
+        out.extra.update(
+            {
+                "trace_rows": report["output_rows"],
+                "teacher_mean_pass_rate": report["mean_pass_rate"],
+                "unscorable_gold": report.get("unscorable_gold", 0),
+                "unscorable_gold_ids": report.get("unscorable_gold_ids", []),
+                "student_steps": sft_manifest.get("global_step"),
+                "layout": {
+                    "traces": "rejection-sample output",
+                    "sft": "student SFT logs",
+                    "model": "student checkpoint",
+                },
+            }
+        )
     print(f"wrote {out.final} (student checkpoint in {out.final / 'model'})")
     return out.final

@@ -60,33 +60,49 @@ class Config(OfflineTrainingOptions, TrainingOptions, ScoredSamplingOptions, Mod
     INPUTS = ("model", "samples", "data", "resume")  # checked against --output (r1kit.outputs)
     DATA_REQUIRED = "the prompts to sample here (or --samples: an existing samples dataset)"
     model: str = restate("model", note="The policy to shorten and the DPO reference.")
-    samples: str = option("", "Existing samples dataset (columns prompt, completion, correct, num_tokens), e.g. "
-                          "a `rejection-sample --keep all` output; when empty, --data is sampled here.")
+    samples: str = option(
+        "",
+        "Existing samples dataset (columns prompt, completion, correct, num_tokens), e.g. "
+        "a `rejection-sample --keep all` output; when empty, --data is sampled here.",
+    )
     samples_split: str = option("train", "Split of --samples when it has several.")
     data: str = restate("data", note="The prompts to sample when --samples is not given.")
-    length_ratio: float = option(1.5, "A correct answer longer than this x the chosen's tokens is rejected "
-                                 "(Kimi: 1.5).")
+    length_ratio: float = option(
+        1.5, "A correct answer longer than this x the chosen's tokens is rejected (Kimi: 1.5)."
+    )
     max_pairs_per_prompt: int = option(0, "Most pairs per prompt (0 = no cap).")
-    wrong_longer_only: bool = option(False, "Reject only wrong answers longer than the chosen (the paper's wording).")
-    beta: float = option(0.1, "DPO beta: the KL coefficient to the reference model (higher stays closer to it).")
+    wrong_longer_only: bool = option(
+        False, "Reject only wrong answers longer than the chosen (the paper's wording)."
+    )
+    beta: float = option(
+        0.1, "DPO beta: the KL coefficient to the reference model (higher stays closer to it)."
+    )
     loss: str = option("sigmoid", "trl's DPO loss type (sigmoid = the DPO paper's).")
-    sft_weight: float = option(0.0, "Weight of an added NLL loss on the chosen answers (trl loss 'sft', as in RPO); "
-                               "keeps the shortest correct answers likely while the pairs push the rest down.")
+    sft_weight: float = option(
+        0.0,
+        "Weight of an added NLL loss on the chosen answers (trl loss 'sft', as in RPO); "
+        "keeps the shortest correct answers likely while the pairs push the rest down.",
+    )
     learning_rate: float = restate("learning_rate", 1e-6, "(trl's DPO default 1e-6)")
     min_lr_ratio: float = restate("min_lr_ratio", 0.0, "dpo-shorten: trl's cosine, down to 0.")
-    precompute_ref_log_probs: bool = option(False, "Compute the reference log-probs once before training "
-                                            "(frees the reference model's memory).")
+    precompute_ref_log_probs: bool = option(
+        False, "Compute the reference log-probs once before training (frees the reference model's memory)."
+    )
 
     def validate(self) -> None:
         super().validate()
         if self.samples and self.data:
             raise R1kitError("give either --samples or --data, not both")
         if self.num_samples < 2 and not self.samples:
-            raise R1kitError(f"--num-samples ({self.num_samples}) must be >= 2 to compare answers of one prompt")
+            raise R1kitError(
+                f"--num-samples ({self.num_samples}) must be >= 2 to compare answers of one prompt"
+            )
         if self.beta <= 0:
             raise R1kitError(f"--beta ({self.beta}) must be > 0")
         if self.backend == "vllm" and not self.samples and self.model in ("tiny", "tiny-llama"):
-            raise R1kitError(f"the vllm backend needs a checkpoint folder; save {self.model!r} first or use --backend hf")
+            raise R1kitError(
+                f"the vllm backend needs a checkpoint folder; save {self.model!r} first or use --backend hf"
+            )
 
 
 def load_samples(cfg: Config) -> list[dict]:
@@ -94,20 +110,28 @@ def load_samples(cfg: Config) -> list[dict]:
     from r1kit.data import load_dataset_any, require_columns, require_text
 
     ds = load_dataset_any(cfg.samples, split=cfg.samples_split)
-    require_columns(ds, list(SAMPLE_COLUMNS), cfg.samples, "--samples takes a samples table, e.g. the output of "
-                    "rejection-sample with keep all")
+    require_columns(
+        ds,
+        list(SAMPLE_COLUMNS),
+        cfg.samples,
+        "--samples takes a samples table, e.g. the output of rejection-sample with keep all",
+    )
     require_text(ds, ["prompt"], cfg.samples)
     require_text(ds, ["completion"], cfg.samples, messages=False)
     rows = [r for r in ds if r.get("source") != "mix"]
     for i, r in enumerate(rows):
         # bool("no") is True: only real booleans (or 0/1) may say whether a sample is correct
         if r["correct"] not in (None, True, False) or isinstance(r["correct"], float):
-            raise R1kitError(f"{cfg.samples} row {i}: 'correct' must be true, false or null, got {r['correct']!r}")
+            raise R1kitError(
+                f"{cfg.samples} row {i}: 'correct' must be true, false or null, got {r['correct']!r}"
+            )
         if r["correct"] is not None:
             r["correct"] = bool(r["correct"])
         if isinstance(r["num_tokens"], bool) or not isinstance(r["num_tokens"], int) or r["num_tokens"] < 0:
-            raise R1kitError(f"{cfg.samples} row {i}: 'num_tokens' must be a token count (an integer >= 0), "
-                             f"got {r['num_tokens']!r}")
+            raise R1kitError(
+                f"{cfg.samples} row {i}: 'num_tokens' must be a token count (an integer >= 0), "
+                f"got {r['num_tokens']!r}"
+            )
     return rows
 
 
@@ -119,11 +143,13 @@ def to_trl_pairs(pairs: list[dict]):
         return [{"role": "assistant", "content": text}]
 
     conversational = not isinstance(pairs[0]["prompt"], str)
-    return Dataset.from_dict({
-        "prompt": [p["prompt"] for p in pairs],
-        "chosen": [turn(p["chosen"]) if conversational else p["chosen"] for p in pairs],
-        "rejected": [turn(p["rejected"]) if conversational else p["rejected"] for p in pairs],
-    })
+    return Dataset.from_dict(
+        {
+            "prompt": [p["prompt"] for p in pairs],
+            "chosen": [turn(p["chosen"]) if conversational else p["chosen"] for p in pairs],
+            "rejected": [turn(p["rejected"]) if conversational else p["rejected"] for p in pairs],
+        }
+    )
 
 
 def run(cfg: Config):
@@ -138,8 +164,10 @@ def run(cfg: Config):
     if cfg.samples:
         rows, dataset, template = load_samples(cfg), None, ""
         if rows and not isinstance(rows[0]["prompt"], str) and tokenizer.chat_template is None:
-            raise R1kitError(f"the samples' prompts are chat messages but the tokenizer of --model {cfg.model} has "
-                             "no chat template; use samples with text prompts or a model with a chat template")
+            raise R1kitError(
+                f"the samples' prompts are chat messages but the tokenizer of --model {cfg.model} has "
+                "no chat template; use samples with text prompts or a model with a chat template"
+            )
     else:
         template = resolve_template(cfg.template, tokenizer, cfg.model, "--model")
         rows, dataset = None, load_prompts(cfg, template)
@@ -151,13 +179,18 @@ def run(cfg: Config):
 
     torch.manual_seed(cfg.seed)
     inputs = {"model": cfg.model, "data": cfg.data, "samples": cfg.samples}
-    with stage_output(cfg, "dpo-shorten", inputs, keep_checkpoints=cfg.keep_checkpoints,
-                      resume=bool(cfg.resume)) as out:
+    with stage_output(
+        cfg, "dpo-shorten", inputs, keep_checkpoints=cfg.keep_checkpoints, resume=bool(cfg.resume)
+    ) as out:
         model = load_model(cfg.model, dtype=None if cfg.dtype == "auto" else cfg.dtype, seed=cfg.seed)
         if rows is None:
             rows = _sample(cfg, model, tokenizer, dataset, template, out)
-        pairs, stats = build_pairs(rows, length_ratio=cfg.length_ratio, max_pairs_per_prompt=cfg.max_pairs_per_prompt,
-                                   wrong_longer_only=cfg.wrong_longer_only)
+        pairs, stats = build_pairs(
+            rows,
+            length_ratio=cfg.length_ratio,
+            max_pairs_per_prompt=cfg.max_pairs_per_prompt,
+            wrong_longer_only=cfg.wrong_longer_only,
+        )
         out.log({"event": "pairs", **stats})
         if not pairs:
             raise R1kitError(
@@ -168,15 +201,22 @@ def run(cfg: Config):
             )
         records_to_dataset(pairs).save_to_disk(str(out.path / "pairs"))
         excluded = unscorable_prompts(rows)
-        out.log({"event": "unscorable_gold", "count": excluded["unscorable_gold"],
-                 "ids": excluded["unscorable_gold_ids"]})
+        out.log(
+            {
+                "event": "unscorable_gold",
+                "count": excluded["unscorable_gold"],
+                "ids": excluded["unscorable_gold_ids"],
+            }
+        )
         (out.path / "report.json").write_text(json.dumps({**stats, **excluded}, indent=2) + "\n")
         _print_stats(stats)
 
         from trl import DPOConfig, DPOTrainer
 
         args = trainer_args(
-            DPOConfig, cfg, str(out.checkpoints_dir),
+            DPOConfig,
+            cfg,
+            str(out.checkpoints_dir),
             beta=cfg.beta,
             loss_type=[cfg.loss, "sft"] if cfg.sft_weight > 0 else [cfg.loss],
             loss_weights=[1.0, cfg.sft_weight] if cfg.sft_weight > 0 else None,
@@ -189,11 +229,19 @@ def run(cfg: Config):
         # not; a frozen copy of the starting weights is the same thing. LoRA needs none (the base is
         # the reference) and precomputed reference log-probs are taken from the untrained model.
         ref_model = None if cfg.lora or cfg.precompute_ref_log_probs else copy.deepcopy(model)
-        trainer = DPOTrainer(model=model, ref_model=ref_model, args=args, train_dataset=to_trl_pairs(pairs),
-                             processing_class=tokenizer, peft_config=cfg.lora_config(model),
-                             callbacks=[make_metrics_callback(out, title="dpo-shorten")])
+        trainer = DPOTrainer(
+            model=model,
+            ref_model=ref_model,
+            args=args,
+            train_dataset=to_trl_pairs(pairs),
+            processing_class=tokenizer,
+            peft_config=cfg.lora_config(model),
+            callbacks=[make_metrics_callback(out, title="dpo-shorten")],
+        )
         train_and_save(trainer, cfg, out, tokenizer, summary=stats)
-        out.extra.update({"pairs": stats["pairs"], "skipped_no_correct": stats["skipped_no_correct"], **excluded})
+        out.extra.update(
+            {"pairs": stats["pairs"], "skipped_no_correct": stats["skipped_no_correct"], **excluded}
+        )
     if is_main_process():
         print(f"wrote {out.final}")
     return out.final
@@ -206,8 +254,14 @@ def _sample(cfg: Config, model, tokenizer, dataset, template: str, out) -> list[
     rows = sample_and_score(cfg, dataset, tokenizer, template, model=model, out=out)
     records_to_dataset(rows).save_to_disk(str(out.path / "samples"))
     correct = [r for r in rows if r["correct"]]
-    out.log({"event": "samples", "samples": len(rows), "correct": len(correct),
-             "mean_tokens": sum(r["num_tokens"] for r in rows) / len(rows)})
+    out.log(
+        {
+            "event": "samples",
+            "samples": len(rows),
+            "correct": len(correct),
+            "mean_tokens": sum(r["num_tokens"] for r in rows) / len(rows),
+        }
+    )
     return rows
 
 

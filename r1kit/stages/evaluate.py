@@ -68,29 +68,48 @@ class Config(SamplingOptions, PromptOptions, ModelOptions, StageConfig):
     DEPRECATED: ClassVar = {"batch_size": "sample_batch_size"}  # old name -> new (r1kit.config.build_config)
     DATA_REQUIRED = "the dataset to evaluate on (or --samples: saved completions)"
     TRL_SPLIT = "dataset_test_split"  # trl's name for --split here (r1kit.trl_names)
-    model: list[str] = restate("model", ["tiny"], "Repeat the flag to evaluate several models on the "
-                               "same prompts, in one comparison table.")
+    model: list[str] = restate(
+        "model",
+        ["tiny"],
+        "Repeat the flag to evaluate several models on the same prompts, in one comparison table.",
+    )
     data: str = restate("data", note="Required unless --samples.")
-    samples: str = option("", "Score saved completions instead of generating: an `r1kit evaluate` output, or a "
-                          "table with columns prompt, answer, completion (optional task, tests, entry_point, "
-                          "question, num_tokens, truncated, model, prompt_index); --model is then unused.")
+    samples: str = option(
+        "",
+        "Score saved completions instead of generating: an `r1kit evaluate` output, or a "
+        "table with columns prompt, answer, completion (optional task, tests, entry_point, "
+        "question, num_tokens, truncated, model, prompt_index); --model is then unused.",
+    )
     split: str | None = restate("split", None, "evaluate: default 'test' when the dataset has one.")
     num_samples: int = restate("num_samples", 1, "(R1: 16 for MATH, 64 for AIME)")
     greedy: bool = option(False, "Greedy decoding: one argmax sample per prompt (temperature 0).")
     temperature: float = restate("temperature", 0.6, "evaluate: R1's 0.6.")
     pass_k: list[int] = option([1], "Report pass@k for this k (each <= --num-samples).")
-    extract: str = option("auto", "Where the judge reads the final answer (r1kit/judge.py rule 3).",
-                          choices=EXTRACT_MODES)
-    stop: list[str] = option([], "Stop string: a sample ends where it first writes it, and the text is cut "
-                             "before it (repeatable; e.g. 'Question:' with --few-shot).", metavar="TEXT")
-    few_shot: int = option(0, "Prepend N solved examples (Question:/Answer: blocks) to every prompt, for base "
-                           "models; the first N rows of --few-shot-data, else of the data's train split.")
-    few_shot_data: str = option("", "Where the --few-shot examples come from (e.g. gsm8k_train.jsonl; rows with "
-                                "question and a GSM8K '####' answer, or question/solution/answer).")
+    extract: str = option(
+        "auto", "Where the judge reads the final answer (r1kit/judge.py rule 3).", choices=EXTRACT_MODES
+    )
+    stop: list[str] = option(
+        [],
+        "Stop string: a sample ends where it first writes it, and the text is cut "
+        "before it (repeatable; e.g. 'Question:' with --few-shot).",
+        metavar="TEXT",
+    )
+    few_shot: int = option(
+        0,
+        "Prepend N solved examples (Question:/Answer: blocks) to every prompt, for base "
+        "models; the first N rows of --few-shot-data, else of the data's train split.",
+    )
+    few_shot_data: str = option(
+        "",
+        "Where the --few-shot examples come from (e.g. gsm8k_train.jsonl; rows with "
+        "question and a GSM8K '####' answer, or question/solution/answer).",
+    )
 
     def validate(self) -> None:
         if not self.greedy and self.temperature <= 0:
-            raise R1kitError(f"--temperature ({self.temperature}) must be > 0; use --greedy for argmax decoding")
+            raise R1kitError(
+                f"--temperature ({self.temperature}) must be > 0; use --greedy for argmax decoding"
+            )
         super().validate()
         if self.samples and self.data:
             raise R1kitError("give either --data (generate and score) or --samples (score saved completions)")
@@ -115,7 +134,9 @@ class Config(SamplingOptions, PromptOptions, ModelOptions, StageConfig):
         if any(not s for s in self.stop):
             raise R1kitError("--stop needs a non-empty string")
         if self.backend == "vllm" and any(m in ("tiny", "tiny-llama") for m in self.model):
-            raise R1kitError("the vllm backend needs a checkpoint folder; save the tiny model first or use --backend hf")
+            raise R1kitError(
+                "the vllm backend needs a checkpoint folder; save the tiny model first or use --backend hf"
+            )
 
     def argmax(self) -> bool:
         return self.greedy
@@ -176,14 +197,23 @@ def run(cfg: Config) -> dict[str, dict[str, Any]]:
                 if cfg.backend != "vllm":
                     dtype = None if cfg.dtype == "auto" else cfg.dtype
                     model, tokenizer = load_model_and_tokenizer(spec, dtype=dtype, seed=cfg.seed)
-                    backend = get_backend(cfg.backend, model, tokenizer, static_cache=cfg.static_cache, progress=True)
+                    backend = get_backend(
+                        cfg.backend, model, tokenizer, static_cache=cfg.static_cache, progress=True
+                    )
                 else:
                     tokenizer = load_tokenizer(spec)
                     path = resolve_checkpoint_dir(spec) or spec
                     backend = get_backend("vllm", str(path), tokenizer, dtype=cfg.dtype, seed=cfg.seed)
                 metrics, rows = evaluate_model(
-                    model, tokenizer, datasets[templates[spec]], params, pass_k=cfg.pass_k, extract=cfg.extract,
-                    prefill=reply_prefill(cfg, templates[spec]), backend=backend, model_name=spec,
+                    model,
+                    tokenizer,
+                    datasets[templates[spec]],
+                    params,
+                    pass_k=cfg.pass_k,
+                    extract=cfg.extract,
+                    prefill=reply_prefill(cfg, templates[spec]),
+                    backend=backend,
+                    model_name=spec,
                 )
             results[spec] = metrics
             all_rows.extend(rows)
@@ -219,8 +249,10 @@ def run_samples(cfg: Config) -> dict[str, dict[str, Any]]:
     k, smallest = max(sizes), min(sizes)
     bad_k = [kk for kk in cfg.pass_k if kk > smallest]
     if bad_k:
-        raise R1kitError(f"pass@{bad_k[0]} needs >= {bad_k[0]} samples of every prompt; {cfg.samples} has a prompt "
-                         f"with {smallest}")
+        raise R1kitError(
+            f"pass@{bad_k[0]} needs >= {bad_k[0]} samples of every prompt; {cfg.samples} has a prompt "
+            f"with {smallest}"
+        )
     results: dict[str, dict[str, Any]] = {}
     with stage_output(cfg, "evaluate", {"samples": cfg.samples}) as out:
         for model, rs in by_model.items():
@@ -236,8 +268,12 @@ def run_samples(cfg: Config) -> dict[str, dict[str, Any]]:
 
 def _exclusions(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Manifest entry: per model, the prompts excluded for an unscorable gold (count and ids)."""
-    return {"unscorable_gold": {spec: {"count": m.get("unscorable_gold", 0), "ids": m.get("unscorable_gold_ids", [])}
-                                for spec, m in results.items()}}
+    return {
+        "unscorable_gold": {
+            spec: {"count": m.get("unscorable_gold", 0), "ids": m.get("unscorable_gold_ids", [])}
+            for spec, m in results.items()
+        }
+    }
 
 
 def _pct(value: Any) -> str:
@@ -251,7 +287,9 @@ def print_table(results: dict[str, dict[str, Any]], pass_k: Sequence[int], num_s
     from rich.table import Table
 
     ks = [k for k in dict.fromkeys(pass_k) if k != 1]
-    table = Table(title=f"evaluation ({num_samples} sample{'s' if num_samples > 1 else ''} per prompt, rates in %)")
+    table = Table(
+        title=f"evaluation ({num_samples} sample{'s' if num_samples > 1 else ''} per prompt, rates in %)"
+    )
     columns = ["model", "pass@1 ± SE", *[f"pass@{k}" for k in ks]]
     if num_samples > 1:
         columns.append(f"cons@{num_samples}")
@@ -260,14 +298,19 @@ def print_table(results: dict[str, dict[str, Any]], pass_k: Sequence[int], num_s
         table.add_column(col, justify="left" if col == "model" else "right")
     for spec, m in results.items():
         se = m.get("pass@1_stderr")
-        pass1 = _pct(m.get("pass@1")) + ("" if se is None or m.get("pass@1") is None else f" ± {100 * se:.1f}")
+        pass1 = _pct(m.get("pass@1")) + (
+            "" if se is None or m.get("pass@1") is None else f" ± {100 * se:.1f}"
+        )
         cells = [spec, pass1, *[_pct(m.get(f"pass@{k}")) for k in ks]]
         if num_samples > 1:
             cells.append(_pct(m.get(f"cons@{num_samples}")))
         mean, median = m.get("mean_tokens"), m.get("median_tokens")
         cells += [
-            "-" if mean is None else f"{mean:.1f}", "-" if median is None else f"{median:g}",
-            _pct(m.get("truncation_rate")), _pct(m.get("format_rate")), str(m.get("num_prompts")),
+            "-" if mean is None else f"{mean:.1f}",
+            "-" if median is None else f"{median:g}",
+            _pct(m.get("truncation_rate")),
+            _pct(m.get("format_rate")),
+            str(m.get("num_prompts")),
         ]
         table.add_row(*cells)
     console = Console(width=max(100, 20 * len(columns)))
@@ -276,5 +319,7 @@ def print_table(results: dict[str, dict[str, Any]], pass_k: Sequence[int], num_s
         if m.get("excluded_unparseable_gold"):
             ids = m.get("unscorable_gold_ids", [])
             shown = ", ".join(map(str, ids[:20])) + (", ..." if len(ids) > 20 else "")
-            console.print(f"{spec}: {m['excluded_unparseable_gold']} prompt(s) excluded because their gold answer "
-                          f"could not be scored (prompt_index {shown})")
+            console.print(
+                f"{spec}: {m['excluded_unparseable_gold']} prompt(s) excluded because their gold answer "
+                f"could not be scored (prompt_index {shown})"
+            )

@@ -111,93 +111,175 @@ class Config(TrainingOptions, RewardOptions, DecodingOptions, PromptOptions, Mod
     DATA_REQUIRED = "the prompt dataset"
 
     model: str = restate("model", note="The policy.")
-    preset: str = option("", f"Paper settings in one flag ({', '.join(PRESETS)}); flags and --config win over it.")
+    preset: str = option(
+        "", f"Paper settings in one flag ({', '.join(PRESETS)}); flags and --config win over it."
+    )
     num_generations: int = option(8, "G: completions sampled per prompt (R1 16).")
-    prompts_per_step: int = option(8, "Distinct prompts per optimizer step; the step's batch is prompts × G completions.")
-    generation_batch_size: int = option(0, "Completions per rollout batch (trl's generation_batch_size; divisible by "
-                                        "G and by --updates-per-rollout). 0 = prompts-per-step × G × "
-                                        "updates-per-rollout.")
-    batch_size: int = restate("batch_size", 0, "grpo: completions; 0 = the whole step's batch per "
-                              "device, a smaller value accumulates gradients.")
+    prompts_per_step: int = option(
+        8, "Distinct prompts per optimizer step; the step's batch is prompts × G completions."
+    )
+    generation_batch_size: int = option(
+        0,
+        "Completions per rollout batch (trl's generation_batch_size; divisible by "
+        "G and by --updates-per-rollout). 0 = prompts-per-step × G × "
+        "updates-per-rollout.",
+    )
+    batch_size: int = restate(
+        "batch_size",
+        0,
+        "grpo: completions; 0 = the whole step's batch per device, a smaller value accumulates gradients.",
+    )
     max_completion_length: int = option(1024, "Longest completion in tokens.")
     top_p: float = restate("top_p", 1.0, "grpo: 1.0, so that rollouts are samples of the policy.")
-    stop: list[str] = option([], "Stop string for rollouts (repeatable; e.g. 'Question:' or a newline after few-shot "
-                             "prompts of a base model): a completion ends where it first writes one; the rewards read "
-                             "the text before it, and training keeps the tokens up to the one that completed it. "
-                             "Logged as completions/stopped_ratio (trl's clipped_ratio counts them too: no EOS).",
-                             metavar="TEXT")
-    loss: str = option("grpo", "Loss: grpo (per-sequence mean, the paper), dapo (token-level), dr_grpo "
-                       "(Σ/(B×max length)), kimi (Kimi k1.5 mirror descent).", choices=LOSSES)
+    stop: list[str] = option(
+        [],
+        "Stop string for rollouts (repeatable; e.g. 'Question:' or a newline after few-shot "
+        "prompts of a base model): a completion ends where it first writes one; the rewards read "
+        "the text before it, and training keeps the tokens up to the one that completed it. "
+        "Logged as completions/stopped_ratio (trl's clipped_ratio counts them too: no EOS).",
+        metavar="TEXT",
+    )
+    loss: str = option(
+        "grpo",
+        "Loss: grpo (per-sequence mean, the paper), dapo (token-level), dr_grpo "
+        "(Σ/(B×max length)), kimi (Kimi k1.5 mirror descent).",
+        choices=LOSSES,
+    )
     tau: float = option(0.1, "Kimi τ: weight of the KL to the previous policy in --loss kimi.")
-    beta: float = option(0.0, "KL coefficient β to the reference model (k3 estimator, added to the loss; R1 0.001, "
-                         "DeepSeekMath 0.04).")
-    ref_reset_steps: int = option(0, "Reset the reference model to the current policy every N steps (R1 400; 0 = "
-                                  "never; needs β > 0).")
+    beta: float = option(
+        0.0,
+        "KL coefficient β to the reference model (k3 estimator, added to the loss; R1 0.001, "
+        "DeepSeekMath 0.04).",
+    )
+    ref_reset_steps: int = option(
+        0, "Reset the reference model to the current policy every N steps (R1 400; 0 = never; needs β > 0)."
+    )
     epsilon: float = option(0.2, "Clip ε (the lower one with clip-higher).")
-    epsilon_high: float | None = option(None, "Upper clip ε (DAPO clip-higher 0.28); unset: the same as --epsilon.")
-    scale_rewards: str = option("group", "Advantage scaling: group (GRPO std), batch (batch std), none (Dr. GRPO).",
-                                choices=SCALES)
-    mask_truncated: bool = option(False, "Leave completions cut at the max length out of the loss (DAPO overlong "
-                                  "filtering).")
-    dynamic_sampling: str = option("off", "DAPO dynamic sampling for groups with equal rewards: off, mask (drop and "
-                                   "report), refill (generate replacements).", choices=DYNAMIC)
+    epsilon_high: float | None = option(
+        None, "Upper clip ε (DAPO clip-higher 0.28); unset: the same as --epsilon."
+    )
+    scale_rewards: str = option(
+        "group", "Advantage scaling: group (GRPO std), batch (batch std), none (Dr. GRPO).", choices=SCALES
+    )
+    mask_truncated: bool = option(
+        False, "Leave completions cut at the max length out of the loss (DAPO overlong filtering)."
+    )
+    dynamic_sampling: str = option(
+        "off",
+        "DAPO dynamic sampling for groups with equal rewards: off, mask (drop and "
+        "report), refill (generate replacements).",
+        choices=DYNAMIC,
+    )
     refill_tries: int = option(4, "Most extra generation rounds per step for --dynamic-sampling refill.")
-    sampler: str = option("random", "Prompt order: random, curriculum (easy first), prioritized (∝ 1 − success rate; "
-                          "Kimi k1.5).", choices=SAMPLERS)
-    curriculum_column: str = option("", "Curriculum difficulty: a difficulty column, or pass_rate (easy = high pass "
-                                    "rate). Empty = difficulty, else pass_rate.")
-    curriculum_schedule: str = option("sorted", "sorted (ascending difficulty, shuffled within equal values) or window "
-                                      "(linearly widening easy-first window).", choices=("sorted", "window"))
+    sampler: str = option(
+        "random",
+        "Prompt order: random, curriculum (easy first), prioritized (∝ 1 − success rate; Kimi k1.5).",
+        choices=SAMPLERS,
+    )
+    curriculum_column: str = option(
+        "",
+        "Curriculum difficulty: a difficulty column, or pass_rate (easy = high pass "
+        "rate). Empty = difficulty, else pass_rate.",
+    )
+    curriculum_schedule: str = option(
+        "sorted",
+        "sorted (ascending difficulty, shuffled within equal values) or window "
+        "(linearly widening easy-first window).",
+        choices=("sorted", "window"),
+    )
     priority_floor: float = option(0.05, "Prioritized sampling: smallest weight a solved prompt keeps.")
     success_reward: str = option("accuracy", "Reward whose value counts as success for prioritized sampling.")
-    length_warmup_steps: int = option(0, "The length reward is 0 for the first N steps (Kimi warms up without it).")
-    overlong_cache: int = option(0, "DAPO L_cache in tokens for the overlong reward (0 = max-completion-length / 5, "
-                                 "DAPO's 4096 of 20480).")
-    reward_model: str = option("", "Sequence-classification checkpoint scored by --reward reward_model=W (R1's "
-                               "all-scenario RL stage).")
+    length_warmup_steps: int = option(
+        0, "The length reward is 0 for the first N steps (Kimi warms up without it)."
+    )
+    overlong_cache: int = option(
+        0,
+        "DAPO L_cache in tokens for the overlong reward (0 = max-completion-length / 5, "
+        "DAPO's 4096 of 20480).",
+    )
+    reward_model: str = option(
+        "",
+        "Sequence-classification checkpoint scored by --reward reward_model=W (R1's all-scenario RL stage).",
+    )
     num_iterations: int = option(1, "Policy updates per batch of rollouts (μ in GRPO).")
-    learning_rate: float = restate("learning_rate", 1e-6, "(DeepSeekMath 1e-6, R1 3e-6; the tiny "
-                                   "model needs ~1e-4)")
+    learning_rate: float = restate(
+        "learning_rate", 1e-6, "(DeepSeekMath 1e-6, R1 3e-6; the tiny model needs ~1e-4)"
+    )
     lr_scheduler: str = restate("lr_scheduler", "constant", "grpo: constant, as DeepSeekMath.")
     logging_steps: int = restate("logging_steps", 1)
-    max_minutes: float = option(0.0, "Stop after this many minutes of training (checked after each step; 0 = no "
-                                "limit).")
-    rollout: str = option("auto", "Rollouts without vLLM: auto (r1kit's CUDA-graph decode loop on a GPU, "
-                          "transformers generate on a CPU), fast (r1kit's loop everywhere), hf (transformers "
-                          "generate, static cache on a GPU).", choices=("auto", "fast", "hf"))
-    rollout_cache: str = option("release", "GPU rollouts with r1kit's loop: release (free the KV cache and CUDA "
-                                "graphs after each generation: training keeps the memory trl's own path gives it) "
-                                "or keep (hold them through training: ~5% faster steps, more memory).",
-                                choices=("release", "keep"))
-    vllm_server: str = option("", "Base URL of a running `trl vllm-serve` (server mode, e.g. http://host:8000); "
-                              "rollouts go there instead of colocated vLLM.")
-    use_vllm: str = option("auto", "Rollouts with vLLM (colocate): auto = when vllm is installed and a GPU is "
-                           "present.", choices=VLLM)
+    max_minutes: float = option(
+        0.0, "Stop after this many minutes of training (checked after each step; 0 = no limit)."
+    )
+    rollout: str = option(
+        "auto",
+        "Rollouts without vLLM: auto (r1kit's CUDA-graph decode loop on a GPU, "
+        "transformers generate on a CPU), fast (r1kit's loop everywhere), hf (transformers "
+        "generate, static cache on a GPU).",
+        choices=("auto", "fast", "hf"),
+    )
+    rollout_cache: str = option(
+        "release",
+        "GPU rollouts with r1kit's loop: release (free the KV cache and CUDA "
+        "graphs after each generation: training keeps the memory trl's own path gives it) "
+        "or keep (hold them through training: ~5% faster steps, more memory).",
+        choices=("release", "keep"),
+    )
+    vllm_server: str = option(
+        "",
+        "Base URL of a running `trl vllm-serve` (server mode, e.g. http://host:8000); "
+        "rollouts go there instead of colocated vLLM.",
+    )
+    use_vllm: str = option(
+        "auto",
+        "Rollouts with vLLM (colocate): auto = when vllm is installed and a GPU is present.",
+        choices=VLLM,
+    )
     vllm_gpu_memory: float = option(0.3, "Share of GPU memory vLLM may take in colocate mode.")
     kl_warn: float = option(1.0, "Warn once when the logged KL to the reference exceeds this.")
-    hacking_window: int = option(10, "Logs over which 'format reward up, accuracy down' raises a reward-hacking "
-                                 "warning.")
+    hacking_window: int = option(
+        10, "Logs over which 'format reward up, accuracy down' raises a reward-hacking warning."
+    )
     live: bool = option(True, "Show the rich live metrics view.")
     # Policy iterations as the papers run them (R1 / DeepSeekMath minibatches; Kimi k1.5 §2.6.2:
     # optimizer reset, partial rollouts, repeat detection): r1kit/rl/trainer.py, r1kit/rl/partial.py
-    updates_per_rollout: int = option(1, "N optimizer steps per rollout batch (R1: 16 minibatches): prompts-per-step "
-                                      "× G × N completions are sampled once by π_old and split into N minibatches, "
-                                      "one step each; the ratio π/π_old and the clip act from the second.")
-    reset_optimizer: bool = option(False, "Kimi k1.5: empty the optimizer state (Adam's moments and step) at each new "
-                                   "rollout batch, the start of a mirror-descent iteration; with "
-                                   "--updates-per-rollout 1 every step is then Adam's first (≈ lr·sign(g)).")
-    rollout_token_budget: int = option(0, "Kimi partial rollouts: at most T new tokens per trajectory per iteration; "
-                                       "an unfinished one waits in a replay buffer (saved with checkpoints) and "
-                                       "continues next iteration (0 = off).")
-    rollout_max_age: int = option(0, "Partial rollouts: continue a trajectory in at most A later iterations, then end "
-                                  "it as truncated (0 = only --max-completion-length ends it).")
-    partial_loss: str = option("segment", "Partial rollouts' loss: segment (each trajectory's newest segment, "
-                               "generated by the current policy; earlier segments are context) or trajectory (every "
-                               "token, earlier segments trained as if on-policy).", choices=("segment", "trajectory"))
-    repeat_stop: int = option(0, "Kimi repeat detection: stop a rollout once its last N tokens repeat a pattern of at "
-                              "most N/2 tokens (0 = off).")
-    repeat_penalty: float = option(1.0, "Reward −P (the 'repeat_stop' reward) for a rollout --repeat-stop ended (0 = "
-                                   "stop only).")
+    updates_per_rollout: int = option(
+        1,
+        "N optimizer steps per rollout batch (R1: 16 minibatches): prompts-per-step "
+        "× G × N completions are sampled once by π_old and split into N minibatches, "
+        "one step each; the ratio π/π_old and the clip act from the second.",
+    )
+    reset_optimizer: bool = option(
+        False,
+        "Kimi k1.5: empty the optimizer state (Adam's moments and step) at each new "
+        "rollout batch, the start of a mirror-descent iteration; with "
+        "--updates-per-rollout 1 every step is then Adam's first (≈ lr·sign(g)).",
+    )
+    rollout_token_budget: int = option(
+        0,
+        "Kimi partial rollouts: at most T new tokens per trajectory per iteration; "
+        "an unfinished one waits in a replay buffer (saved with checkpoints) and "
+        "continues next iteration (0 = off).",
+    )
+    rollout_max_age: int = option(
+        0,
+        "Partial rollouts: continue a trajectory in at most A later iterations, then end "
+        "it as truncated (0 = only --max-completion-length ends it).",
+    )
+    partial_loss: str = option(
+        "segment",
+        "Partial rollouts' loss: segment (each trajectory's newest segment, "
+        "generated by the current policy; earlier segments are context) or trajectory (every "
+        "token, earlier segments trained as if on-policy).",
+        choices=("segment", "trajectory"),
+    )
+    repeat_stop: int = option(
+        0,
+        "Kimi repeat detection: stop a rollout once its last N tokens repeat a pattern of at "
+        "most N/2 tokens (0 = off).",
+    )
+    repeat_penalty: float = option(
+        1.0, "Reward −P (the 'repeat_stop' reward) for a rollout --repeat-stop ended (0 = stop only)."
+    )
 
     def __post_init__(self) -> None:
         if self.epsilon_high is None:  # trl's rule: no clip-higher unless asked for
@@ -216,8 +298,15 @@ class Config(TrainingOptions, RewardOptions, DecodingOptions, PromptOptions, Mod
         beta = given.get("beta", preset.get("beta", cls.beta))
         if (beta == 0 or given.get("lora")) and "ref_reset_steps" not in given:
             preset.pop("ref_reset_steps", None)
-        if given.get("dynamic_sampling") == "refill" or given.get("vllm_server") or given.get("use_vllm") == "on":
-            for key in ("rollout_token_budget", "repeat_stop"):  # partial rollouts need r1kit's fixed-shape rollouts
+        if (
+            given.get("dynamic_sampling") == "refill"
+            or given.get("vllm_server")
+            or given.get("use_vllm") == "on"
+        ):
+            for key in (
+                "rollout_token_budget",
+                "repeat_stop",
+            ):  # partial rollouts need r1kit's fixed-shape rollouts
                 if key not in given:
                     preset.pop(key, None)
         return preset
@@ -225,7 +314,10 @@ class Config(TrainingOptions, RewardOptions, DecodingOptions, PromptOptions, Mod
     @property
     def completions_per_rollout(self) -> int:
         """One rollout batch (trl's generation_batch_size): N optimizer steps' completions."""
-        return self.generation_batch_size or self.prompts_per_step * self.num_generations * self.updates_per_rollout
+        return (
+            self.generation_batch_size
+            or self.prompts_per_step * self.num_generations * self.updates_per_rollout
+        )
 
     @property
     def completions_per_step(self) -> int:
@@ -243,9 +335,15 @@ class Config(TrainingOptions, RewardOptions, DecodingOptions, PromptOptions, Mod
     def reward_params(self, prefill: str = "") -> dict:
         """Parameters for the registry's factory rewards (each takes the keys it knows)."""
         cache = self.overlong_cache or max(1, self.max_completion_length // 5)
-        return {"prefill": prefill or None, "lang": self.lang or None, "max_len": self.max_completion_length,
-                "cache_len": min(cache, self.max_completion_length), "warmup_steps": self.length_warmup_steps,
-                "group_size": self.num_generations, "checkpoint": self.reward_model or None}
+        return {
+            "prefill": prefill or None,
+            "lang": self.lang or None,
+            "max_len": self.max_completion_length,
+            "cache_len": min(cache, self.max_completion_length),
+            "warmup_steps": self.length_warmup_steps,
+            "group_size": self.num_generations,
+            "checkpoint": self.reward_model or None,
+        }
 
     def reward_specs(self, prefill: str = "") -> list:
         """The --reward list resolved to RewardSpecs and checked against the run (done once, in
@@ -266,23 +364,33 @@ def _check_batch(cfg: Config) -> None:
     (trl: generation_batch_size divisible by per_device_train_batch_size × num_processes)."""
     G, world = cfg.num_generations, _world()
     if G < 2:
-        raise R1kitError(f"--num-generations (G={G}) must be >= 2: GRPO's advantage compares the G completions of a prompt")
+        raise R1kitError(
+            f"--num-generations (G={G}) must be >= 2: GRPO's advantage compares the G completions of a prompt"
+        )
     if cfg.generation_batch_size and cfg.generation_batch_size % G:
-        raise R1kitError(f"--generation-batch-size ({cfg.generation_batch_size}) must be divisible by "
-                         f"--num-generations ({G}) so that every prompt's group is complete")
+        raise R1kitError(
+            f"--generation-batch-size ({cfg.generation_batch_size}) must be divisible by "
+            f"--num-generations ({G}) so that every prompt's group is complete"
+        )
     if cfg.generation_batch_size % cfg.updates_per_rollout:
-        raise R1kitError(f"--generation-batch-size ({cfg.generation_batch_size}) must be divisible by "
-                         f"--updates-per-rollout ({cfg.updates_per_rollout}): the rollout batch splits into that many steps")
+        raise R1kitError(
+            f"--generation-batch-size ({cfg.generation_batch_size}) must be divisible by "
+            f"--updates-per-rollout ({cfg.updates_per_rollout}): the rollout batch splits into that many steps"
+        )
     per_step = cfg.completions_per_step
     micro = cfg.batch_size or per_step // world
     if micro < 1 or per_step % (micro * world):
-        given = (f"--batch-size ({micro})" if cfg.batch_size
-                 else f"the per-device batch ({per_step} // {world} processes = {micro}, from --batch-size 0)")
+        given = (
+            f"--batch-size ({micro})"
+            if cfg.batch_size
+            else f"the per-device batch ({per_step} // {world} processes = {micro}, from --batch-size 0)"
+        )
         raise R1kitError(
             f"a step's batch of {per_step} completions ({per_step // G} prompts × G={G}) must be divisible by "
             f"{given} × {world} processes (WORLD_SIZE) = {micro * world} "
             f"(trl: generation_batch_size ({per_step}) must be divisible by per_device_train_batch_size × num_processes); "
-            f"change --prompts-per-step or --batch-size")
+            f"change --prompts-per-step or --batch-size"
+        )
 
 
 def _check_optimiser(cfg: Config) -> None:
@@ -296,49 +404,70 @@ def _check_reference(cfg: Config) -> None:
     if cfg.loss == "kimi" and cfg.beta != 0:
         raise R1kitError(f"--loss kimi carries its own KL term (--tau); set --beta 0 (got {cfg.beta})")
     if cfg.ref_reset_steps and cfg.beta == 0:
-        raise R1kitError(f"--ref-reset-steps {cfg.ref_reset_steps} needs --beta > 0 (with β = 0 there is no reference model)")
+        raise R1kitError(
+            f"--ref-reset-steps {cfg.ref_reset_steps} needs --beta > 0 (with β = 0 there is no reference model)"
+        )
     if cfg.ref_reset_steps and cfg.lora:
-        raise R1kitError("--ref-reset-steps needs full fine-tuning: with --lora the reference is the base model "
-                         "(adapters off); set --ref-reset-steps 0")
+        raise R1kitError(
+            "--ref-reset-steps needs full fine-tuning: with --lora the reference is the base model "
+            "(adapters off); set --ref-reset-steps 0"
+        )
 
 
 def _check_sampling(cfg: Config) -> None:
     """DAPO dynamic sampling, the Kimi prompt samplers, the vLLM server client and rollout stop strings."""
     if cfg.vllm_server and importlib.util.find_spec("vllm") is None:  # trl's client needs vllm too
-        raise R1kitError(f"--vllm-server {cfg.vllm_server} needs the vllm package here too (pip install 'r1kit[vllm]')")
+        raise R1kitError(
+            f"--vllm-server {cfg.vllm_server} needs the vllm package here too (pip install 'r1kit[vllm]')"
+        )
     if cfg.dynamic_sampling == "refill" and _world() > 1:
-        raise R1kitError(f"--dynamic-sampling refill runs on one process (found {_world()}); use --dynamic-sampling mask")
+        raise R1kitError(
+            f"--dynamic-sampling refill runs on one process (found {_world()}); use --dynamic-sampling mask"
+        )
     if cfg.dynamic_sampling == "refill" and cfg.refill_tries < 1:
         raise R1kitError(f"--refill-tries ({cfg.refill_tries}) must be >= 1")
     if any(not s for s in cfg.stop):
         raise R1kitError("--stop needs a non-empty string")
     if cfg.stop and cfg.mask_truncated:
         # trl counts a completion without a final EOS as truncated, and one ended by a stop string has none
-        raise R1kitError("--mask-truncated would leave every completion ended by a --stop string out of the loss "
-                         "(trl sees no EOS at its end); drop one of them")
+        raise R1kitError(
+            "--mask-truncated would leave every completion ended by a --stop string out of the loss "
+            "(trl sees no EOS at its end); drop one of them"
+        )
 
 
 def _check_iterations(cfg: Config) -> None:
     """Minibatch updates, the optimizer reset, partial rollouts and repeat detection."""
     if cfg.repeat_stop == 1:
-        raise R1kitError("--repeat-stop 1 cannot see a repeat: give a window of N >= 2 tokens (e.g. 64) or 0 (off)")
+        raise R1kitError(
+            "--repeat-stop 1 cannot see a repeat: give a window of N >= 2 tokens (e.g. 64) or 0 (off)"
+        )
     if cfg.rollout_max_age and not cfg.rollout_token_budget:
-        raise R1kitError(f"--rollout-max-age {cfg.rollout_max_age} limits partial rollouts: "
-                         "set --rollout-token-budget too")
+        raise R1kitError(
+            f"--rollout-max-age {cfg.rollout_max_age} limits partial rollouts: set --rollout-token-budget too"
+        )
     if (cfg.rollout_token_budget or cfg.repeat_stop) and cfg.dynamic_sampling == "refill":
-        raise R1kitError("partial rollouts and --repeat-stop keep the rollout batch's shape: "
-                         "use --dynamic-sampling mask with them, not refill")
+        raise R1kitError(
+            "partial rollouts and --repeat-stop keep the rollout batch's shape: "
+            "use --dynamic-sampling mask with them, not refill"
+        )
     if (cfg.rollout_token_budget or cfg.repeat_stop) and (cfg.vllm_server or cfg.use_vllm == "on"):
-        raise R1kitError("partial rollouts and --repeat-stop run on r1kit's decode loop or transformers' generate, "
-                         "not on vLLM: set --use-vllm off")
+        raise R1kitError(
+            "partial rollouts and --repeat-stop run on r1kit's decode loop or transformers' generate, "
+            "not on vLLM: set --use-vllm off"
+        )
     if (cfg.rollout_token_budget or cfg.repeat_stop) and cfg.stop:
-        raise R1kitError("--stop strings and partial rollouts / --repeat-stop do not combine yet (a trajectory "
-                         "ended by a stop string would be continued): drop --stop or the partial-rollout options")
+        raise R1kitError(
+            "--stop strings and partial rollouts / --repeat-stop do not combine yet (a trajectory "
+            "ended by a stop string would be continued): drop --stop or the partial-rollout options"
+        )
     world, G = _world(), cfg.num_generations
     if (cfg.rollout_token_budget or cfg.repeat_stop) and (cfg.completions_per_rollout // world) % G:
-        raise R1kitError(f"partial rollouts need whole groups on each process: {cfg.completions_per_rollout} "
-                         f"completions / {world} processes is not a multiple of G={G}; "
-                         f"make --prompts-per-step a multiple of {world}")
+        raise R1kitError(
+            f"partial rollouts need whole groups on each process: {cfg.completions_per_rollout} "
+            f"completions / {world} processes is not a multiple of G={G}; "
+            f"make --prompts-per-step a multiple of {world}"
+        )
 
 
 def _check_rewards(cfg: Config, names: list[str]) -> None:
@@ -350,10 +479,13 @@ def _check_rewards(cfg: Config, names: list[str]) -> None:
         # trl scores each process's slice of the rollout batch; the length reward needs whole groups there
         raise R1kitError(
             f"--reward length needs each process to hold whole groups: {per_step} completions / {world} processes "
-            f"= {per_step // world} per process is not a multiple of G={G}; make --prompts-per-step a multiple of {world}")
+            f"= {per_step // world} per process is not a multiple of G={G}; make --prompts-per-step a multiple of {world}"
+        )
     if cfg.sampler == "prioritized" and cfg.success_reward not in names:
-        raise R1kitError(f"--sampler prioritized reads success from --success-reward {cfg.success_reward!r}, "
-                         f"which is not among the rewards ({', '.join(names)})")
+        raise R1kitError(
+            f"--sampler prioritized reads success from --success-reward {cfg.success_reward!r}, "
+            f"which is not among the rewards ({', '.join(names)})"
+        )
 
 
 def _named(fn, name: str):
@@ -387,15 +519,26 @@ def run(cfg: Config):
 
     rewards = [_named(s.fn, s.name) for s in specs]
     options = R1Options(
-        loss=cfg.loss, tau=cfg.tau, dynamic_sampling=cfg.dynamic_sampling, refill_tries=cfg.refill_tries,
-        sampler=cfg.sampler, curriculum_schedule=cfg.curriculum_schedule,
+        loss=cfg.loss,
+        tau=cfg.tau,
+        dynamic_sampling=cfg.dynamic_sampling,
+        refill_tries=cfg.refill_tries,
+        sampler=cfg.sampler,
+        curriculum_schedule=cfg.curriculum_schedule,
         difficulties=ds["r1kit_difficulty"] if cfg.sampler == "curriculum" else None,
-        priority_floor=cfg.priority_floor, success_reward=cfg.success_reward,
-        initial_success=ds["pass_rate"] if cfg.sampler == "prioritized" and "pass_rate" in ds.column_names else None,
+        priority_floor=cfg.priority_floor,
+        success_reward=cfg.success_reward,
+        initial_success=ds["pass_rate"]
+        if cfg.sampler == "prioritized" and "pass_rate" in ds.column_names
+        else None,
         fast_rollout={"auto": "auto", "fast": "on", "hf": "off"}[cfg.rollout],
-        fast_rollout_keep_cache=cfg.rollout_cache == "keep", stop=tuple(cfg.stop),
-        reset_optimizer=cfg.reset_optimizer, rollout_token_budget=cfg.rollout_token_budget,
-        rollout_max_age=cfg.rollout_max_age, repeat_stop=cfg.repeat_stop, partial_loss=cfg.partial_loss,
+        fast_rollout_keep_cache=cfg.rollout_cache == "keep",
+        stop=tuple(cfg.stop),
+        reset_optimizer=cfg.reset_optimizer,
+        rollout_token_budget=cfg.rollout_token_budget,
+        rollout_max_age=cfg.rollout_max_age,
+        repeat_stop=cfg.repeat_stop,
+        partial_loss=cfg.partial_loss,
     )
     weights = [spec.weight for spec in specs]
     if cfg.repeat_stop and cfg.repeat_penalty:
@@ -405,36 +548,60 @@ def run(cfg: Config):
         weights.append(cfg.repeat_penalty)
     torch.manual_seed(cfg.seed)
     inputs = {"model": cfg.model, "data": cfg.data, "preset": cfg.preset or None, "template": template}
-    with stage_output(cfg, "grpo", inputs, keep_checkpoints=cfg.keep_checkpoints, resume=bool(cfg.resume)) as out:
+    with stage_output(
+        cfg, "grpo", inputs, keep_checkpoints=cfg.keep_checkpoints, resume=bool(cfg.resume)
+    ) as out:
         from r1kit.judge import exclusion_summary
 
         excluded = exclusion_summary(sorted(getattr(cfg, "_unscorable", {})))
         out.extra.update(excluded)
         if excluded["unscorable_gold"]:
-            out.log({"event": "unscorable_gold", "count": excluded["unscorable_gold"],
-                     "ids": excluded["unscorable_gold_ids"], "reasons": {str(i): why for i, why in
-                                                                       list(cfg._unscorable.items())[:20]}})
+            out.log(
+                {
+                    "event": "unscorable_gold",
+                    "count": excluded["unscorable_gold"],
+                    "ids": excluded["unscorable_gold_ids"],
+                    "reasons": {str(i): why for i, why in list(cfg._unscorable.items())[:20]},
+                }
+            )
             if is_main_process():
-                print(f"{excluded['unscorable_gold']} prompt(s) left out: the judge cannot score their gold answer "
-                      f"(rows {', '.join(map(str, excluded['unscorable_gold_ids'][:20]))}; see metrics.jsonl)")
+                print(
+                    f"{excluded['unscorable_gold']} prompt(s) left out: the judge cannot score their gold answer "
+                    f"(rows {', '.join(map(str, excluded['unscorable_gold_ids'][:20]))}; see metrics.jsonl)"
+                )
         model = load_model(cfg.model, dtype=cfg.dtype, seed=cfg.seed)
         # before GRPOConfig starts the process group: once it is up, save_pretrained writes on
         # rank 0 only and the other ranks would find an empty reference folder
         ref_snapshot = reference_snapshot(cfg, model, tokenizer)
         args = grpo_args(cfg, str(out.checkpoints_dir), vllm, weights)
-        callback = GRPOMetricsCallback(out, kl_threshold=cfg.kl_warn, window=cfg.hacking_window,
-                                       live=cfg.live and is_main_process(), max_minutes=cfg.max_minutes)
+        callback = GRPOMetricsCallback(
+            out,
+            kl_threshold=cfg.kl_warn,
+            window=cfg.hacking_window,
+            live=cfg.live and is_main_process(),
+            max_minutes=cfg.max_minutes,
+        )
         try:
             trainer = R1GRPOTrainer(
-                model=model, reward_funcs=rewards, args=args, train_dataset=ds, processing_class=tokenizer,
-                peft_config=cfg.lora_config(model), r1=options,
+                model=model,
+                reward_funcs=rewards,
+                args=args,
+                train_dataset=ds,
+                processing_class=tokenizer,
+                peft_config=cfg.lora_config(model),
+                r1=options,
                 callbacks=[callback, *([TimeLimit(cfg.max_minutes)] if cfg.max_minutes else [])],
             )
         finally:
             if ref_snapshot:
                 shutil.rmtree(ref_snapshot, ignore_errors=True)
-        train_and_save(trainer, cfg, out, tokenizer,
-                       summary=lambda: {"prompts": len(ds), "warnings": list(callback.warned.values())})
+        train_and_save(
+            trainer,
+            cfg,
+            out,
+            tokenizer,
+            summary=lambda: {"prompts": len(ds), "warnings": list(callback.warned.values())},
+        )
         out.extra.update(prompts=len(ds), warnings=list(callback.warned))
     if is_main_process():
         print(f"wrote {out.final}")

@@ -129,12 +129,21 @@ def run(cfg: Config) -> Path:
                 stats = merge_checkpoints(
                     ckpts, weights, names, out.model_dir, parse_size(cfg.max_shard_size)
                 )
-            copied = copy_side_files(ckpts[0].folder, out.model_dir, untie_head=untie, tokenizer_src=tokenizer.folder)
+            copied = copy_side_files(
+                ckpts[0].folder, out.model_dir, untie_head=untie, tokenizer_src=tokenizer.folder
+            )
             out.log({"event": "merged", **stats})
-            out.extra["merge"] = {**stats, "copied_files": copied, "tokenizer_from": tokenizer.spec, "untied_head": untie}
+            out.extra["merge"] = {
+                **stats,
+                "copied_files": copied,
+                "tokenizer_from": tokenizer.spec,
+                "untied_head": untie,
+            }
             if tokenizer is not ckpts[0]:
-                print(f"tokenizer files copied from {tokenizer.spec}: the first model {ckpts[0].spec} has none "
-                      "(the inputs share one vocabulary)")
+                print(
+                    f"tokenizer files copied from {tokenizer.spec}: the first model {ckpts[0].spec} has none "
+                    "(the inputs share one vocabulary)"
+                )
     finally:
         for d in scratch_dir:
             d.cleanup()

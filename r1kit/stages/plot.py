@@ -29,7 +29,9 @@ from r1kit.errors import R1kitError
 @dataclass
 class Config(StageConfig):
     INPUTS = ("run",)  # checked against --output (r1kit.outputs)
-    run: list[str] = option([], "A training stage output (sft, grpo, dpo-shorten, distill) to plot; repeat for several.")
+    run: list[str] = option(
+        [], "A training stage output (sft, grpo, dpo-shorten, distill) to plot; repeat for several."
+    )
     smooth: int = option(1, "Moving average over N logged steps (1 = the raw values).")
 
     def validate(self) -> None:
@@ -48,7 +50,9 @@ def run(cfg: Config):
     from r1kit.outputs import stage_output
     from r1kit.plots import curves, plot_curves
 
-    data = {_name(r, cfg.run): curves(r) for r in cfg.run}  # unreadable runs fail here, before anything is written
+    data = {
+        _name(r, cfg.run): curves(r) for r in cfg.run
+    }  # unreadable runs fail here, before anything is written
     with stage_output(cfg, "plot", {"run": list(cfg.run)}) as out:
         plot_curves(data, out.path / "curves.png", smooth=cfg.smooth)
         (out.path / "curves.json").write_text(json.dumps(data) + "\n")

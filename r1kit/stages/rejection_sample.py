@@ -59,7 +59,9 @@ def run(cfg: Config):
 
     check_output_free(cfg.output, cfg.overwrite)
     prepared = prepare(cfg, "--model")
-    with stage_output(cfg, "rejection-sample", {"model": cfg.model, "data": cfg.data, "mix_data": cfg.mix_data}) as out:
+    with stage_output(
+        cfg, "rejection-sample", {"model": cfg.model, "data": cfg.data, "mix_data": cfg.mix_data}
+    ) as out:
         summary = write_rejection_sample(cfg, out, prepared)
     print_report(summary)
     print(f"wrote {out.final}")

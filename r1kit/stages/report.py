@@ -30,12 +30,20 @@ from r1kit.errors import R1kitError
 @dataclass
 class Config(StageConfig):
     INPUTS = ("eval",)  # checked against --output (r1kit.outputs)
-    eval: list[str] = option([], "An `r1kit evaluate` output folder; repeat for several (their columns side by side).")
-    compare: list[str] = option([], "BASE:NEW (model row names, e.g. sft:grpo): say whether NEW's pass@1 is higher "
-                                "than BASE's beyond --sigmas standard errors and whether its answers are shorter.",
-                                metavar="BASE:NEW")
-    sigmas: float = option(2.0, "--compare calls a pass@1 difference higher or lower only beyond this many standard "
-                           "errors (2 ~ 95% confidence); smaller ones are 'within noise'.")
+    eval: list[str] = option(
+        [], "An `r1kit evaluate` output folder; repeat for several (their columns side by side)."
+    )
+    compare: list[str] = option(
+        [],
+        "BASE:NEW (model row names, e.g. sft:grpo): say whether NEW's pass@1 is higher "
+        "than BASE's beyond --sigmas standard errors and whether its answers are shorter.",
+        metavar="BASE:NEW",
+    )
+    sigmas: float = option(
+        2.0,
+        "--compare calls a pass@1 difference higher or lower only beyond this many standard "
+        "errors (2 ~ 95% confidence); smaller ones are 'within noise'.",
+    )
 
     def validate(self) -> None:
         super().validate()
@@ -73,9 +81,15 @@ def run(cfg: Config):
         if verdicts:
             text += "\n## Comparisons\n\n" + "".join(f"- {describe(c)}\n" for c in verdicts)
         (out.path / "report.md").write_text(text)
-        data = {"header": table.header, "rows": table.rows,
-                "evaluations": [{"path": e.path, "label": e.label, "settings": e.settings} for e in table.evaluations],
-                "models": table.names, "comparisons": verdicts}
+        data = {
+            "header": table.header,
+            "rows": table.rows,
+            "evaluations": [
+                {"path": e.path, "label": e.label, "settings": e.settings} for e in table.evaluations
+            ],
+            "models": table.names,
+            "comparisons": verdicts,
+        }
         (out.path / "report.json").write_text(json.dumps(data, indent=2) + "\n")
         out.extra.update(evaluations=[e.label for e in table.evaluations], models=list(table.names))
     view = Table(title="r1kit report: pass@1 ± standard error over prompts, by evaluation")

@@ -38,8 +38,13 @@ def run(cfg: Config):
     check_output_free(cfg.output, cfg.overwrite)
     resolve_checkpoint_dir(cfg.model)
     ds = load_training_data(cfg)
-    with stage_output(cfg, "sft", {"model": cfg.model, "data": cfg.data}, keep_checkpoints=cfg.keep_checkpoints,
-                      resume=bool(cfg.resume)) as out:
+    with stage_output(
+        cfg,
+        "sft",
+        {"model": cfg.model, "data": cfg.data},
+        keep_checkpoints=cfg.keep_checkpoints,
+        resume=bool(cfg.resume),
+    ) as out:
         finetune(cfg, out, ds)
     if is_main_process():
         print(f"wrote {out.final}")
