@@ -289,8 +289,11 @@ def warn_lost_updates(trainer: Any, out: Any) -> None:
     or FSDP, which keep fp32 master weights, nor with LoRA, whose adapters peft keeps in fp32."""
     if getattr(trainer, "is_deepspeed_enabled", False) or getattr(trainer, "is_fsdp_enabled", False):
         return
-    lr = float(trainer.args.learning_rate)
-    fraction, dtype = lost_update_fraction(trainer.model.parameters(), lr)
+    args, model = getattr(trainer, "args", None), getattr(trainer, "model", None)
+    if args is None or model is None:  # not a transformers Trainer (tests' stand-ins)
+        return
+    lr = float(args.learning_rate)
+    fraction, dtype = lost_update_fraction(model.parameters(), lr)
     if dtype is None or fraction < 0.5:
         return
     out.log({"event": "lost_updates", "fraction": round(fraction, 4), "dtype": dtype, "learning_rate": lr})
