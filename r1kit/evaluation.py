@@ -228,20 +228,10 @@ def _default_split(source: str) -> str | None:
 def load_eval_dataset(cfg: Any, template: str):
     """The canonical evaluation dataset (prompt, answer, task, ...) for `r1kit evaluate`'s options `cfg`,
     rendered with `template` (already resolved from 'auto'); R1kitError if unusable."""
-    from r1kit.data import prepare_dataset
+    from r1kit.data.prompts import prepare_prompt_dataset
 
     split = cfg.split if cfg.split is not None else _default_split(cfg.data)
-    ds = prepare_dataset(
-        cfg.data,
-        task=cfg.task or None,
-        split=split,
-        prompt_field=cfg.prompt_field or None,
-        answer_field=cfg.answer_field or None,
-        template=template,
-        system_prompt=cfg.system_prompt or None,
-        limit=cfg.limit or None,
-        seed=cfg.seed,
-    )
+    ds = prepare_prompt_dataset(cfg, template, split=split)
     if len(ds) == 0:
         raise R1kitError(f"{cfg.data} has no rows to evaluate")
     if cfg.few_shot:

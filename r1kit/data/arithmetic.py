@@ -32,6 +32,7 @@ from __future__ import annotations
 import random
 import re
 from pathlib import Path
+from typing import Any
 
 from r1kit.errors import R1kitError
 
@@ -150,27 +151,17 @@ def make_arithmetic(
     return [make_record(a, b, op, checks.randint(0, max_checks), check_style) for a, b, op in problems]
 
 
-def write_arithmetic(
-    out_dir: str | Path,
-    n_train: int,
-    n_test: int,
-    *,
-    digits: int = 3,
-    ops: tuple[str, ...] = ("+",),
-    max_checks: int = 3,
-    check_style: str = "verify",
-    seed: int = 0,
-) -> dict[str, int]:
+def write_arithmetic(out_dir: str | Path, n_train: int, n_test: int, **problems: Any) -> dict[str, int]:
     """Save a train/test DatasetDict (save_to_disk) with disjoint questions.
 
-    Columns: question, answer, completion, difficulty, num_checks, task, prompt (= question) and
-    messages (user question + assistant trace, for SFT). Returns the split sizes.
+    `problems` are make_arithmetic's keyword options (digits, ops, max_checks, check_style, seed),
+    with its defaults. Columns: question, answer, completion, difficulty, num_checks, task,
+    prompt (= question) and messages (user question + assistant trace, for SFT). Returns the
+    split sizes.
     """
     from datasets import Dataset, DatasetDict
 
-    records = make_arithmetic(
-        n_train + n_test, digits=digits, ops=ops, max_checks=max_checks, check_style=check_style, seed=seed
-    )
+    records = make_arithmetic(n_train + n_test, **problems)
     for r in records:
         r["prompt"] = r["question"]
         r["messages"] = [

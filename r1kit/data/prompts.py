@@ -7,7 +7,8 @@ samples, evaluate) reads its prompts the same way, with the options of r1kit.opt
    else `raw`; a chat template asked of a tokenizer without one is an error here, before any model
    loads.
 2. `load_prompts`: the task adapter maps the columns, the template renders the prompt
-   (r1kit.data.tasks.prepare_dataset), and the columns the chosen rewards read are checked.
+   (r1kit.data.tasks.prepare_dataset, called with the options by `prepare_prompt_dataset`), and
+   the columns the chosen rewards read are checked.
 3. `reply_prefill`: what generation writes at the start of every reply (`--prefill`, else the
    template's, e.g. chat-think's "<think>\\n").
 
@@ -51,26 +52,38 @@ def check_chat_prompts(tokenizer: Any, dataset: Any, model: str, flag: str) -> N
         )
 
 
-def load_prompts(cfg: Any, template: str, *, limit: int | None = None) -> Any:
-    """The prepared prompt dataset (prompt, question, answer, task, ...) for options `cfg`
-    (r1kit.options.PromptOptions, and RewardOptions when it has them), with the columns every
-    --reward reads checked: R1kitError before any model loads."""
-    from r1kit.data import prepare_dataset, require_columns
-    from r1kit.rewards import required_columns
-    from r1kit.sampling import reward_params
+def prepare_prompt_dataset(
+    cfg: Any, template: str, *, split: str | None = None, limit: int | None = None
+) -> Any:
+    """r1kit.data.prepare_dataset called with the options `cfg` (r1kit.options.PromptOptions):
+    the one place that maps --data, --task, --split, --prompt-field, --answer-field,
+    --system-prompt, --limit and --seed to its arguments, for every stage that reads prompts.
+    `template` is already resolved (`resolve_template`); `split` and `limit` replace cfg's where
+    given (evaluate's default split, a caller's own limit); None = cfg's."""
+    from r1kit.data import prepare_dataset
 
-    limit = cfg.limit if limit is None else limit
-    ds = prepare_dataset(
+    return prepare_dataset(
         cfg.data,
         task=cfg.task or None,
-        split=cfg.split,
+        split=cfg.split if split is None else split,
         prompt_field=cfg.prompt_field or None,
         answer_field=cfg.answer_field or None,
         template=template,
         system_prompt=cfg.system_prompt or None,
-        limit=limit or None,
+        limit=(cfg.limit if limit is None else limit) or None,
         seed=cfg.seed,
     )
+
+
+def load_prompts(cfg: Any, template: str, *, limit: int | None = None) -> Any:
+    """The prepared prompt dataset (prompt, question, answer, task, ...) for options `cfg`
+    (r1kit.options.PromptOptions, and RewardOptions when it has them), with the columns every
+    --reward reads checked: R1kitError before any model loads."""
+    from r1kit.data import require_columns
+    from r1kit.rewards import required_columns
+    from r1kit.sampling import reward_params
+
+    ds = prepare_prompt_dataset(cfg, template, limit=limit)
     for spec in getattr(cfg, "reward", ()):
         needed = sorted(required_columns(spec, reward_params(cfg)))
         hint = f"--reward {spec} reads them" + (

@@ -40,6 +40,9 @@ from r1kit.generation.base import (
     generation_ids,
 )
 
+# SamplingParams fields that FastGenerator.generate takes under the same name and meaning
+DECODING = ("max_new_tokens", "temperature", "top_p", "top_k", "greedy", "min_new_tokens")
+
 
 class FastBackend(GenerationBackend):
     """`model`: a loaded causal LM of a supported architecture (r1kit.generation.fast.unsupported_reason).
@@ -111,18 +114,14 @@ class FastBackend(GenerationBackend):
         rows = min(params.batch_size, len(units))
         gen = self._fast_generator(rows, max(map(len, prompt_ids)) + params.max_new_tokens)
         stop = self._stop_check(params.stop) if params.stop else None
+        decoding = {name: getattr(params, name) for name in DECODING}
         results: list[list[Completion | None]] = [[None] * n_gen for _ in prompts]
         with self._progress(len(units)) as advance:
             for start in range(0, len(units), params.batch_size):
                 chunk = units[start : start + params.batch_size]
                 outs = gen.generate(
                     [prompt_ids[i] for i, _ in chunk],
-                    max_new_tokens=params.max_new_tokens,
-                    temperature=params.temperature,
-                    top_p=params.top_p,
-                    top_k=params.top_k,
-                    greedy=params.greedy,
-                    min_new_tokens=params.min_new_tokens,
+                    **decoding,
                     seed=params.seed if start == 0 else None,
                     stop=stop,
                 )

@@ -24,8 +24,8 @@ def prepare_inputs(cfg):
     Rows whose gold the judge cannot score are left out (`_screen_golds`). `cfg` is
     r1kit.stages.grpo.Config.
     """
-    from r1kit.data import is_chat_template, prepare_dataset, template_prefill
-    from r1kit.data.prompts import resolve_template
+    from r1kit.data import is_chat_template, template_prefill
+    from r1kit.data.prompts import prepare_prompt_dataset, resolve_template
     from r1kit.models import load_tokenizer, resolve_checkpoint_dir
     from r1kit.outputs import check_output_free
     from r1kit.rewards import required_columns
@@ -45,17 +45,7 @@ def prepare_inputs(cfg):
         for text, spec in zip(cfg.reward, specs)
     }
     try:
-        ds = prepare_dataset(
-            cfg.data,
-            task=cfg.task or None,
-            split=cfg.split,
-            prompt_field=cfg.prompt_field or None,
-            answer_field=cfg.answer_field or None,
-            template=template,
-            system_prompt=cfg.system_prompt or None,
-            limit=cfg.limit or None,
-            seed=cfg.seed,
-        )
+        ds = prepare_prompt_dataset(cfg, template)
     except R1kitError as err:
         wanting = [name for name, cols in needs.items() if "answer" in cols]
         if "gold answer" in str(err) and wanting:

@@ -20,39 +20,37 @@ from __future__ import annotations
 
 from typing import Any
 
+# DeepSeek-R1's RL settings, the same for R1-Zero and R1: β 0.001, G 16, temperature 1.0, lr 3e-6,
+# reference model reset every 400 steps; GRPO loss with per-sequence mean (DeepSeekMath eq. 3).
+# Each rollout batch is split into 16 minibatches, one optimizer step each (R1: 8192 outputs per
+# rollout, 16 minibatches). Not copied: 32 prompts/step (512 samples) and 32768-token rollouts;
+# the clip ε reported as 10 is unverified, so ε stays at 0.2.
+R1_RL_SETTINGS: dict[str, Any] = {
+    "loss": "grpo",
+    "scale_rewards": "group",
+    "beta": 0.001,
+    "ref_reset_steps": 400,
+    "num_generations": 16,
+    "temperature": 1.0,
+    "learning_rate": 3e-6,
+    "updates_per_rollout": 16,
+}
+
 PRESETS: dict[str, dict[str, Any]] = {
     # DeepSeek-R1-Zero: pure RL from the base model with the R1-Zero template and two rule
-    # rewards of equal weight. R1: β 0.001, G 16, temperature 1.0, lr 3e-6, reference model
-    # reset every 400 steps; GRPO loss with per-sequence mean (DeepSeekMath eq. 3).
-    # Each rollout batch is split into 16 minibatches, one optimizer step each (R1: 8192 outputs
-    # per rollout, 16 minibatches). Not copied: 32 prompts/step (512 samples) and 32768-token
-    # rollouts; the clip ε reported as 10 is unverified, so ε stays at 0.2.
+    # rewards of equal weight, R1's settings.
     "r1-zero": {
         "template": "r1-zero",
         "reward": ["accuracy=1", "format=1"],
-        "loss": "grpo",
-        "scale_rewards": "group",
-        "beta": 0.001,
-        "ref_reset_steps": 400,
-        "num_generations": 16,
-        "temperature": 1.0,
-        "learning_rate": 3e-6,
-        "updates_per_rollout": 16,
+        **R1_RL_SETTINGS,
     },
     # DeepSeek-R1 reasoning RL: chat template with the reply forced to open with "<think>\n",
     # accuracy + format (think tags) + language consistency (R1: share of target-language
-    # words in the CoT, summed into the reward). Same optimiser settings as R1-Zero.
+    # words in the CoT, summed into the reward). Same settings as R1-Zero.
     "r1": {
         "template": "chat-think",
         "reward": ["accuracy=1", "think_format=1", "language=1"],
-        "loss": "grpo",
-        "scale_rewards": "group",
-        "beta": 0.001,
-        "ref_reset_steps": 400,
-        "num_generations": 16,
-        "temperature": 1.0,
-        "learning_rate": 3e-6,
-        "updates_per_rollout": 16,
+        **R1_RL_SETTINGS,
     },
     # DAPO: token-level loss, clip-higher ε_low 0.2 / ε_high 0.28, no KL, dynamic sampling
     # (drop all-correct / all-wrong groups and refill), soft overlong punishment, truncated

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 from torch.utils.data import Sampler
@@ -27,7 +28,12 @@ CURRICULUM_SCHEDULES = ("sorted", "window")
 
 
 class _ChunkSampler(Sampler):
-    """Shared RepeatSampler contract; subclasses choose the distinct indices of each chunk."""
+    """Shared RepeatSampler contract; subclasses choose the distinct indices of each chunk.
+
+    The layout arguments after the first (mini_repeat_count, batch_size, repeat_count, seed) are
+    declared here only: the subclasses pass them through (`*layout`, `**layout_kw`) and take
+    their own options by keyword.
+    """
 
     def __init__(
         self,
@@ -94,14 +100,12 @@ class CurriculumSampler(_ChunkSampler):
     def __init__(
         self,
         difficulties: Sequence[float],
-        mini_repeat_count: int,
-        batch_size: int = 1,
-        repeat_count: int = 1,
-        seed: int | None = 0,
+        *layout: Any,
         schedule: str = "sorted",
         start: float = 0.25,
+        **layout_kw: Any,
     ):
-        super().__init__(len(difficulties), mini_repeat_count, batch_size, repeat_count, seed)
+        super().__init__(len(difficulties), *layout, **layout_kw)
         if schedule not in CURRICULUM_SCHEDULES:
             raise ValueError(f"schedule must be one of {CURRICULUM_SCHEDULES}, got {schedule!r}")
         if not 0.0 < start <= 1.0:
@@ -151,14 +155,12 @@ class PrioritizedSampler(_ChunkSampler):
     def __init__(
         self,
         num_samples: int,
-        mini_repeat_count: int,
-        batch_size: int = 1,
-        repeat_count: int = 1,
-        seed: int | None = 0,
+        *layout: Any,
         floor: float = 0.05,
         initial: Sequence[float] | None = None,
+        **layout_kw: Any,
     ):
-        super().__init__(num_samples, mini_repeat_count, batch_size, repeat_count, seed)
+        super().__init__(num_samples, *layout, **layout_kw)
         if not 0.0 < floor <= 1.0:
             raise ValueError(f"floor must be in (0, 1], got {floor}")
         self.floor = floor

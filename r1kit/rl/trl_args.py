@@ -11,6 +11,20 @@ import os
 
 from r1kit.errors import R1kitError
 
+# r1kit's options that are GRPOConfig settings of the same name and meaning: passed as they are
+TRL_NAMED = (
+    "num_generations",
+    "max_completion_length",
+    "temperature",
+    "top_p",
+    "top_k",
+    "num_iterations",
+    "beta",
+    "epsilon",
+    "epsilon_high",
+    "scale_rewards",
+)
+
 
 def use_vllm(cfg) -> bool:
     """Colocated vLLM rollouts: --use-vllm on, or auto with vllm installed and a GPU present."""
@@ -60,20 +74,11 @@ def grpo_args(cfg, output_dir: str, use_vllm: bool, reward_weights: list[float])
         per_device_train_batch_size=micro,
         gradient_accumulation_steps=accum,
         steps_per_generation=accum * cfg.updates_per_rollout,
-        num_generations=cfg.num_generations,
-        max_completion_length=cfg.max_completion_length,
-        temperature=cfg.temperature,
-        top_p=cfg.top_p,
-        top_k=cfg.top_k,
-        num_iterations=cfg.num_iterations,
-        beta=cfg.beta,
+        **{name: getattr(cfg, name) for name in TRL_NAMED},
         # DeepSeekMath eq. 3-4: β·KL_k3 is added to the loss as is. trl 1.16 defaults to weighting it by
         # the importance ratio (DeepSeek-V3.2's unbiased KL), which changes its gradient even on-policy.
         use_bias_correction_kl=False,
-        epsilon=cfg.epsilon,
-        epsilon_high=cfg.epsilon_high,
         loss_type=cfg.loss if cfg.loss != "kimi" else "grpo",  # kimi: R1GRPOTrainer computes the loss
-        scale_rewards=cfg.scale_rewards,
         # the papers' choices, spelled out so that a changed trl default cannot move the maths:
         # per-token ratios (DeepSeekMath eq. 3), advantages of the weighted reward sum, every token
         importance_sampling_level="token",

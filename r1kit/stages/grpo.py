@@ -80,7 +80,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import ClassVar
 
 from r1kit.config import StageConfig, option
@@ -518,28 +518,18 @@ def run(cfg: Config):
     from r1kit.training import train_and_save
 
     rewards = [_named(s.fn, s.name) for s in specs]
-    options = R1Options(
-        loss=cfg.loss,
-        tau=cfg.tau,
-        dynamic_sampling=cfg.dynamic_sampling,
-        refill_tries=cfg.refill_tries,
-        sampler=cfg.sampler,
-        curriculum_schedule=cfg.curriculum_schedule,
-        difficulties=ds["r1kit_difficulty"] if cfg.sampler == "curriculum" else None,
-        priority_floor=cfg.priority_floor,
-        success_reward=cfg.success_reward,
-        initial_success=ds["pass_rate"]
+    derived = {
+        "difficulties": ds["r1kit_difficulty"] if cfg.sampler == "curriculum" else None,
+        "initial_success": ds["pass_rate"]
         if cfg.sampler == "prioritized" and "pass_rate" in ds.column_names
         else None,
-        fast_rollout={"auto": "auto", "fast": "on", "hf": "off"}[cfg.rollout],
-        fast_rollout_keep_cache=cfg.rollout_cache == "keep",
-        stop=tuple(cfg.stop),
-        reset_optimizer=cfg.reset_optimizer,
-        rollout_token_budget=cfg.rollout_token_budget,
-        rollout_max_age=cfg.rollout_max_age,
-        repeat_stop=cfg.repeat_stop,
-        partial_loss=cfg.partial_loss,
-    )
+        "fast_rollout": {"auto": "auto", "fast": "on", "hf": "off"}[cfg.rollout],
+        "fast_rollout_keep_cache": cfg.rollout_cache == "keep",
+        "stop": tuple(cfg.stop),
+    }
+    # every other field of R1Options is the grpo option of the same name, passed as it is
+    same = {f.name: getattr(cfg, f.name) for f in fields(R1Options) if f.name not in derived}
+    options = R1Options(**same, **derived)
     weights = [spec.weight for spec in specs]
     if cfg.repeat_stop and cfg.repeat_penalty:
         from r1kit.rl.partial import repeat_stop_reward
