@@ -497,12 +497,9 @@ def stage_output(
     if out.path.exists() and has_trainer_checkpoint(out.path) and _resumes_partial(cfg):
         out._set_aside_metrics()
     elif out.path.exists():
-        kept = trainer_checkpoints(out.path)
-        if kept:
-            print(
-                f"r1kit: --overwrite: discarding {len(kept)} trainer checkpoint(s) of an interrupted run in "
-                f"{out.path}",
-                file=sys.stderr,
+        if kept := trainer_checkpoints(out.path):
+            _tell(
+                f"--overwrite: discarding {len(kept)} trainer checkpoint(s) of an interrupted run in {out.path}"
             )
         shutil.rmtree(out.path)
     _OPEN.append(stage)
@@ -513,12 +510,10 @@ def stage_output(
         barrier()  # the other ranks may still write into the partial directory until they get here
         out._commit(keep_checkpoints)
     except BaseException as exc:
-        kept = trainer_checkpoints(out.path)
-        if kept:
-            print(
-                f"r1kit: {stage} {_stopped(exc)}; {len(kept)} trainer checkpoint(s) kept in {out.path} "
-                f"(latest {kept[-1].name}); to continue: {resume_command()}",
-                file=sys.stderr,
+        if kept := trainer_checkpoints(out.path):
+            _tell(
+                f"{stage} {_stopped(exc)}; {len(kept)} trainer checkpoint(s) kept in {out.path} "
+                f"(latest {kept[-1].name}); to continue: {resume_command()}"
             )
             try:
                 exc.r1kit_reported = True  # type: ignore[attr-defined]  # the CLI adds no second line
@@ -555,6 +550,11 @@ def _push(out: StageOutput, repo: str) -> None:
         raise R1kitError(f"--push-to-hub: {out.final} holds no model folder to upload")
     url = push_model(model, repo, out.stage, out.final)
     print(f"pushed {model} to {repo} ({url})")
+
+
+def _tell(message: str) -> None:
+    """One line for the user on stderr, prefixed like the CLI's errors."""
+    print(f"r1kit: {message}", file=sys.stderr, flush=True)
 
 
 def _stopped(exc: BaseException) -> str:

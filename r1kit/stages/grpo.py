@@ -95,10 +95,27 @@ from r1kit.options import (
 )
 from r1kit.rl.presets import PRESETS
 
-LOSSES = ("grpo", "dapo", "dr_grpo", "kimi")
-SCALES = ("group", "batch", "none")
-DYNAMIC = ("off", "mask", "refill")
-SAMPLERS = ("random", "curriculum", "prioritized")
+# the choices of four options, each with what it does: one source for `choices` and the help text
+LOSSES = {
+    "grpo": "per-sequence mean, the paper",
+    "dapo": "token-level",
+    "dr_grpo": "Σ/(B×max length)",
+    "kimi": "Kimi k1.5 mirror descent",
+}
+SCALES = {"group": "GRPO std", "batch": "batch std", "none": "Dr. GRPO"}
+DYNAMIC = {"off": "train on every group", "mask": "drop and report", "refill": "generate replacements"}
+SAMPLERS = {
+    "random": "shuffled, trl's sampler",
+    "curriculum": "easy first",
+    "prioritized": "∝ 1 − success rate; Kimi k1.5",
+}
+
+
+def _described(choices: dict[str, str]) -> str:
+    """'a (what a does), b (what b does)' for an option's help, from the dict of its choices."""
+    return ", ".join(f"{name} ({what})" for name, what in choices.items())
+
+
 VLLM = ("auto", "on", "off")
 
 
@@ -139,12 +156,7 @@ class Config(TrainingOptions, RewardOptions, DecodingOptions, PromptOptions, Mod
         "Logged as completions/stopped_ratio (trl's clipped_ratio counts them too: no EOS).",
         metavar="TEXT",
     )
-    loss: str = option(
-        "grpo",
-        "Loss: grpo (per-sequence mean, the paper), dapo (token-level), dr_grpo "
-        "(Σ/(B×max length)), kimi (Kimi k1.5 mirror descent).",
-        choices=LOSSES,
-    )
+    loss: str = option("grpo", f"Loss: {_described(LOSSES)}.", choices=tuple(LOSSES))
     tau: float = option(0.1, "Kimi τ: weight of the KL to the previous policy in --loss kimi.")
     beta: float = option(
         0.0,
@@ -158,24 +170,17 @@ class Config(TrainingOptions, RewardOptions, DecodingOptions, PromptOptions, Mod
     epsilon_high: float | None = option(
         None, "Upper clip ε (DAPO clip-higher 0.28); unset: the same as --epsilon."
     )
-    scale_rewards: str = option(
-        "group", "Advantage scaling: group (GRPO std), batch (batch std), none (Dr. GRPO).", choices=SCALES
-    )
+    scale_rewards: str = option("group", f"Advantage scaling: {_described(SCALES)}.", choices=tuple(SCALES))
     mask_truncated: bool = option(
         False, "Leave completions cut at the max length out of the loss (DAPO overlong filtering)."
     )
     dynamic_sampling: str = option(
         "off",
-        "DAPO dynamic sampling for groups with equal rewards: off, mask (drop and "
-        "report), refill (generate replacements).",
-        choices=DYNAMIC,
+        f"DAPO dynamic sampling for groups with equal rewards: {_described(DYNAMIC)}.",
+        choices=tuple(DYNAMIC),
     )
     refill_tries: int = option(4, "Most extra generation rounds per step for --dynamic-sampling refill.")
-    sampler: str = option(
-        "random",
-        "Prompt order: random, curriculum (easy first), prioritized (∝ 1 − success rate; Kimi k1.5).",
-        choices=SAMPLERS,
-    )
+    sampler: str = option("random", f"Prompt order: {_described(SAMPLERS)}.", choices=tuple(SAMPLERS))
     curriculum_column: str = option(
         "",
         "Curriculum difficulty: a difficulty column, or pass_rate (easy = high pass "
