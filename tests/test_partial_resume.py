@@ -9,8 +9,9 @@ import json
 import shutil
 
 import pytest
+import test_partial_rollouts as runs
 from conftest import run_cli
-from test_partial_rollouts import EOS, Script, rows, step
+from test_partial_rollouts import BASE, EOS, Script, rows, step
 
 from r1kit.rl.partial import Group, PartialRollouts, Trajectory, check_row, merge_states
 
@@ -132,44 +133,11 @@ def test_buffers_of_another_process_count_are_dealt_out_oldest_first():
 # ---------------------------------------------------------------------------------------------
 # real runs
 
-PROBLEMS = [(12, 7), (33, 41), (5, 5), (60, 19), (71, 8), (24, 24), (9, 90), (48, 13)]
-REWARDS = (
-    "def len_reward(prompts=None, completions=(), completion_ids=None, **kw):\n"
-    "    return [len(ids) / 24 + (ids[0] % 3 if ids else 0) for ids in completion_ids]\n"
-)
+# the prompts, reward module and flags of test_partial_rollouts.py's real runs (its `work` fixture)
+work = runs.work
 # budget 8 of 24 tokens: most trajectories need 2-3 iterations; a checkpoint after every step
-RUN = [
-    "--model",
-    "tiny",
-    "--num-generations",
-    "4",
-    "--prompts-per-step",
-    "2",
-    "--max-completion-length",
-    "24",
-    "--reward",
-    "part_rewards:len_reward",
-    "--learning-rate",
-    "1e-3",
-    "--seed",
-    "0",
-    "--no-live",
-    "--rollout-token-budget",
-    "8",
-    "--save-steps",
-    "1",
-    "--keep-checkpoints",
-]
+RUN = [*BASE, "--rollout-token-budget", "8", "--save-steps", "1", "--keep-checkpoints"]
 TIMING = {"time", "step_time", "tokens_per_s", "rollout/tokens_per_s"}
-
-
-@pytest.fixture(scope="module")
-def work(tmp_path_factory):
-    root = tmp_path_factory.mktemp("partial_resume")
-    rows_ = [{"question": f"What is {a}+{b}?", "answer": str(a + b)} for a, b in PROBLEMS]
-    (root / "arith.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows_))
-    (root / "part_rewards.py").write_text(REWARDS)
-    return root
 
 
 def grpo(work, *args):
