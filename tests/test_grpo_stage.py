@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 
 import pytest
 from conftest import run_cli
@@ -392,7 +393,8 @@ def test_help_shows_the_true_defaults():
         ("--dynamic-sampling", "off"),
         ("--template", "auto"),
     ):
-        after = text.split(flag + " ", 1)[1]
+        # the option's own entry ("--flag TYPE help"), not a mention of it in another option's help
+        after = re.split(re.escape(flag) + r" (?=INT|FLOAT|TEXT|PATH)", text, maxsplit=1)[1]
         assert after.split("[default: ", 1)[1].startswith(default + "]"), (flag, after[:300])
     assert "r1-zero, r1, dapo, dr-grpo, kimi-long2short" in text
     # every field's declared default is the value a run without flags gets (no second source)

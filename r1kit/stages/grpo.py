@@ -78,13 +78,10 @@ Example:
 
 from __future__ import annotations
 
-import importlib.util
-import os
 from dataclasses import dataclass, fields
 from typing import ClassVar
 
 from r1kit.config import StageConfig, option
-from r1kit.errors import R1kitError
 from r1kit.options import (
     DecodingOptions,
     ModelOptions,
@@ -93,34 +90,30 @@ from r1kit.options import (
     TrainingOptions,
     restate,
 )
+from r1kit.rl.config_checks import check_config, check_rewards
+from r1kit.rl.options import (
+    DYNAMIC,
+    LOSSES,
+    SAMPLERS,
+    SCALES,
+    PolicyIterationOptions,
+    RolloutOptions,
+    described,
+)
 from r1kit.rl.presets import PRESETS
-
-# the choices of four options, each with what it does: one source for `choices` and the help text
-LOSSES = {
-    "grpo": "per-sequence mean, the paper",
-    "dapo": "token-level",
-    "dr_grpo": "Σ/(B×max length)",
-    "kimi": "Kimi k1.5 mirror descent",
-}
-SCALES = {"group": "GRPO std", "batch": "batch std", "none": "Dr. GRPO"}
-DYNAMIC = {"off": "train on every group", "mask": "drop and report", "refill": "generate replacements"}
-SAMPLERS = {
-    "random": "shuffled, trl's sampler",
-    "curriculum": "easy first",
-    "prioritized": "∝ 1 − success rate; Kimi k1.5",
-}
-
-
-def _described(choices: dict[str, str]) -> str:
-    """'a (what a does), b (what b does)' for an option's help, from the dict of its choices."""
-    return ", ".join(f"{name} ({what})" for name, what in choices.items())
-
-
-VLLM = ("auto", "on", "off")
 
 
 @dataclass
-class Config(TrainingOptions, RewardOptions, DecodingOptions, PromptOptions, ModelOptions, StageConfig):
+class Config(
+    PolicyIterationOptions,
+    RolloutOptions,
+    TrainingOptions,
+    RewardOptions,
+    DecodingOptions,
+    PromptOptions,
+    ModelOptions,
+    StageConfig,
+):
     """`r1kit grpo`'s options. `--preset` fills what YAML and flags leave unset (`build_config`)."""
 
     PRESETS: ClassVar = PRESETS
@@ -156,7 +149,7 @@ class Config(TrainingOptions, RewardOptions, DecodingOptions, PromptOptions, Mod
         "Logged as completions/stopped_ratio (trl's clipped_ratio counts them too: no EOS).",
         metavar="TEXT",
     )
-    loss: str = option("grpo", f"Loss: {_described(LOSSES)}.", choices=tuple(LOSSES))
+    loss: str = option("grpo", f"Loss: {described(LOSSES)}.", choices=tuple(LOSSES))
     tau: float = option(0.1, "Kimi τ: weight of the KL to the previous policy in --loss kimi.")
     beta: float = option(
         0.0,
@@ -170,17 +163,17 @@ class Config(TrainingOptions, RewardOptions, DecodingOptions, PromptOptions, Mod
     epsilon_high: float | None = option(
         None, "Upper clip ε (DAPO clip-higher 0.28); unset: the same as --epsilon."
     )
-    scale_rewards: str = option("group", f"Advantage scaling: {_described(SCALES)}.", choices=tuple(SCALES))
+    scale_rewards: str = option("group", f"Advantage scaling: {described(SCALES)}.", choices=tuple(SCALES))
     mask_truncated: bool = option(
         False, "Leave completions cut at the max length out of the loss (DAPO overlong filtering)."
     )
     dynamic_sampling: str = option(
         "off",
-        f"DAPO dynamic sampling for groups with equal rewards: {_described(DYNAMIC)}.",
+        f"DAPO dynamic sampling for groups with equal rewards: {described(DYNAMIC)}.",
         choices=tuple(DYNAMIC),
     )
     refill_tries: int = option(4, "Most extra generation rounds per step for --dynamic-sampling refill.")
-    sampler: str = option("random", f"Prompt order: {_described(SAMPLERS)}.", choices=tuple(SAMPLERS))
+    sampler: str = option("random", f"Prompt order: {described(SAMPLERS)}.", choices=tuple(SAMPLERS))
     curriculum_column: str = option(
         "",
         "Curriculum difficulty: a difficulty column, or pass_rate (easy = high pass "
@@ -215,76 +208,11 @@ class Config(TrainingOptions, RewardOptions, DecodingOptions, PromptOptions, Mod
     max_minutes: float = option(
         0.0, "Stop after this many minutes of training (checked after each step; 0 = no limit)."
     )
-    rollout: str = option(
-        "auto",
-        "Rollouts without vLLM: auto (r1kit's CUDA-graph decode loop on a GPU, "
-        "transformers generate on a CPU), fast (r1kit's loop everywhere), hf (transformers "
-        "generate, static cache on a GPU).",
-        choices=("auto", "fast", "hf"),
-    )
-    rollout_cache: str = option(
-        "release",
-        "GPU rollouts with r1kit's loop: release (free the KV cache and CUDA "
-        "graphs after each generation: training keeps the memory trl's own path gives it) "
-        "or keep (hold them through training: ~5% faster steps, more memory).",
-        choices=("release", "keep"),
-    )
-    vllm_server: str = option(
-        "",
-        "Base URL of a running `trl vllm-serve` (server mode, e.g. http://host:8000); "
-        "rollouts go there instead of colocated vLLM.",
-    )
-    use_vllm: str = option(
-        "auto",
-        "Rollouts with vLLM (colocate): auto = when vllm is installed and a GPU is present.",
-        choices=VLLM,
-    )
-    vllm_gpu_memory: float = option(0.3, "Share of GPU memory vLLM may take in colocate mode.")
     kl_warn: float = option(1.0, "Warn once when the logged KL to the reference exceeds this.")
     hacking_window: int = option(
         10, "Logs over which 'format reward up, accuracy down' raises a reward-hacking warning."
     )
     live: bool = option(True, "Show the rich live metrics view.")
-    # Policy iterations as the papers run them (R1 / DeepSeekMath minibatches; Kimi k1.5 §2.6.2:
-    # optimizer reset, partial rollouts, repeat detection): r1kit/rl/trainer.py, r1kit/rl/partial.py
-    updates_per_rollout: int = option(
-        1,
-        "N optimizer steps per rollout batch (R1: 16 minibatches): prompts-per-step "
-        "× G × N completions are sampled once by π_old and split into N minibatches, "
-        "one step each; the ratio π/π_old and the clip act from the second.",
-    )
-    reset_optimizer: bool = option(
-        False,
-        "Kimi k1.5: empty the optimizer state (Adam's moments and step) at each new "
-        "rollout batch, the start of a mirror-descent iteration; with "
-        "--updates-per-rollout 1 every step is then Adam's first (≈ lr·sign(g)).",
-    )
-    rollout_token_budget: int = option(
-        0,
-        "Kimi partial rollouts: at most T new tokens per trajectory per iteration; "
-        "an unfinished one waits in a replay buffer (saved with checkpoints) and "
-        "continues next iteration (0 = off).",
-    )
-    rollout_max_age: int = option(
-        0,
-        "Partial rollouts: continue a trajectory in at most A later iterations, then end "
-        "it as truncated (0 = only --max-completion-length ends it).",
-    )
-    partial_loss: str = option(
-        "segment",
-        "Partial rollouts' loss: segment (each trajectory's newest segment, "
-        "generated by the current policy; earlier segments are context) or trajectory (every "
-        "token, earlier segments trained as if on-policy).",
-        choices=("segment", "trajectory"),
-    )
-    repeat_stop: int = option(
-        0,
-        "Kimi repeat detection: stop a rollout once its last N tokens repeat a pattern of at "
-        "most N/2 tokens (0 = off).",
-    )
-    repeat_penalty: float = option(
-        1.0, "Reward −P (the 'repeat_stop' reward) for a rollout --repeat-stop ended (0 = stop only)."
-    )
 
     def __post_init__(self) -> None:
         if self.epsilon_high is None:  # trl's rule: no clip-higher unless asked for
@@ -330,8 +258,7 @@ class Config(TrainingOptions, RewardOptions, DecodingOptions, PromptOptions, Mod
 
     def validate(self) -> None:
         super().validate()
-        for check in (_check_batch, _check_optimiser, _check_reference, _check_sampling, _check_iterations):
-            check(self)
+        check_config(self)
         if self.use_vllm == "on":
             from r1kit.training import require_extras
 
@@ -356,141 +283,8 @@ class Config(TrainingOptions, RewardOptions, DecodingOptions, PromptOptions, Mod
         from r1kit.rewards import resolve_reward
 
         specs = [resolve_reward(spec, self.reward_params(prefill)) for spec in self.reward]
-        _check_rewards(self, [spec.name for spec in specs])
+        check_rewards(self, [spec.name for spec in specs])
         return specs
-
-
-def _world() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def _check_batch(cfg: Config) -> None:
-    """Groups of G completions, and a step's batch that splits into micro-batches on every process
-    (trl: generation_batch_size divisible by per_device_train_batch_size × num_processes)."""
-    G, world = cfg.num_generations, _world()
-    if G < 2:
-        raise R1kitError(
-            f"--num-generations (G={G}) must be >= 2: GRPO's advantage compares the G completions of a prompt"
-        )
-    if cfg.generation_batch_size and cfg.generation_batch_size % G:
-        raise R1kitError(
-            f"--generation-batch-size ({cfg.generation_batch_size}) must be divisible by "
-            f"--num-generations ({G}) so that every prompt's group is complete"
-        )
-    if cfg.generation_batch_size % cfg.updates_per_rollout:
-        raise R1kitError(
-            f"--generation-batch-size ({cfg.generation_batch_size}) must be divisible by "
-            f"--updates-per-rollout ({cfg.updates_per_rollout}): the rollout batch splits into that many steps"
-        )
-    per_step = cfg.completions_per_step
-    micro = cfg.batch_size or per_step // world
-    if micro < 1 or per_step % (micro * world):
-        given = (
-            f"--batch-size ({micro})"
-            if cfg.batch_size
-            else f"the per-device batch ({per_step} // {world} processes = {micro}, from --batch-size 0)"
-        )
-        raise R1kitError(
-            f"a step's batch of {per_step} completions ({per_step // G} prompts × G={G}) must be divisible by "
-            f"{given} × {world} processes (WORLD_SIZE) = {micro * world} "
-            f"(trl: generation_batch_size ({per_step}) must be divisible by per_device_train_batch_size × num_processes); "
-            f"change --prompts-per-step or --batch-size"
-        )
-
-
-def _check_optimiser(cfg: Config) -> None:
-    """Step count (ranges.py checks the rates and coefficients: --learning-rate, --epsilon, --tau, ...)."""
-    if cfg.max_steps == 0 or (cfg.max_steps < 0 and cfg.epochs <= 0):
-        raise R1kitError(f"set --max-steps > 0 (got {cfg.max_steps}) or --epochs > 0 (got {cfg.epochs})")
-
-
-def _check_reference(cfg: Config) -> None:
-    """The KL term needs a reference model, and R1's reference reset needs one it can overwrite."""
-    if cfg.loss == "kimi" and cfg.beta != 0:
-        raise R1kitError(f"--loss kimi carries its own KL term (--tau); set --beta 0 (got {cfg.beta})")
-    if cfg.ref_reset_steps and cfg.beta == 0:
-        raise R1kitError(
-            f"--ref-reset-steps {cfg.ref_reset_steps} needs --beta > 0 (with β = 0 there is no reference model)"
-        )
-    if cfg.ref_reset_steps and cfg.lora:
-        raise R1kitError(
-            "--ref-reset-steps needs full fine-tuning: with --lora the reference is the base model "
-            "(adapters off); set --ref-reset-steps 0"
-        )
-
-
-def _check_sampling(cfg: Config) -> None:
-    """DAPO dynamic sampling, the Kimi prompt samplers, the vLLM server client and rollout stop strings."""
-    if cfg.vllm_server and importlib.util.find_spec("vllm") is None:  # trl's client needs vllm too
-        raise R1kitError(
-            f"--vllm-server {cfg.vllm_server} needs the vllm package here too (pip install 'r1kit[vllm]')"
-        )
-    if cfg.dynamic_sampling == "refill" and _world() > 1:
-        raise R1kitError(
-            f"--dynamic-sampling refill runs on one process (found {_world()}); use --dynamic-sampling mask"
-        )
-    if cfg.dynamic_sampling == "refill" and cfg.refill_tries < 1:
-        raise R1kitError(f"--refill-tries ({cfg.refill_tries}) must be >= 1")
-    if any(not s for s in cfg.stop):
-        raise R1kitError("--stop needs a non-empty string")
-    if cfg.stop and cfg.mask_truncated:
-        # trl counts a completion without a final EOS as truncated, and one ended by a stop string has none
-        raise R1kitError(
-            "--mask-truncated would leave every completion ended by a --stop string out of the loss "
-            "(trl sees no EOS at its end); drop one of them"
-        )
-
-
-def _check_iterations(cfg: Config) -> None:
-    """Minibatch updates, the optimizer reset, partial rollouts and repeat detection."""
-    if cfg.repeat_stop == 1:
-        raise R1kitError(
-            "--repeat-stop 1 cannot see a repeat: give a window of N >= 2 tokens (e.g. 64) or 0 (off)"
-        )
-    if cfg.rollout_max_age and not cfg.rollout_token_budget:
-        raise R1kitError(
-            f"--rollout-max-age {cfg.rollout_max_age} limits partial rollouts: set --rollout-token-budget too"
-        )
-    if (cfg.rollout_token_budget or cfg.repeat_stop) and cfg.dynamic_sampling == "refill":
-        raise R1kitError(
-            "partial rollouts and --repeat-stop keep the rollout batch's shape: "
-            "use --dynamic-sampling mask with them, not refill"
-        )
-    if (cfg.rollout_token_budget or cfg.repeat_stop) and (cfg.vllm_server or cfg.use_vllm == "on"):
-        raise R1kitError(
-            "partial rollouts and --repeat-stop run on r1kit's decode loop or transformers' generate, "
-            "not on vLLM: set --use-vllm off"
-        )
-    if (cfg.rollout_token_budget or cfg.repeat_stop) and cfg.stop:
-        raise R1kitError(
-            "--stop strings and partial rollouts / --repeat-stop do not combine yet (a trajectory "
-            "ended by a stop string would be continued): drop --stop or the partial-rollout options"
-        )
-    world, G = _world(), cfg.num_generations
-    if (cfg.rollout_token_budget or cfg.repeat_stop) and (cfg.completions_per_rollout // world) % G:
-        raise R1kitError(
-            f"partial rollouts need whole groups on each process: {cfg.completions_per_rollout} "
-            f"completions / {world} processes is not a multiple of G={G}; "
-            f"make --prompts-per-step a multiple of {world}"
-        )
-
-
-def _check_rewards(cfg: Config, names: list[str]) -> None:
-    """What the resolved rewards ask of the run."""
-    if len(set(names)) != len(names):
-        raise R1kitError(f"a reward is given twice in --reward {' '.join(cfg.reward)}")
-    per_step, world, G = cfg.completions_per_rollout, _world(), cfg.num_generations
-    if "length" in names and world > 1 and (per_step // world) % G:
-        # trl scores each process's slice of the rollout batch; the length reward needs whole groups there
-        raise R1kitError(
-            f"--reward length needs each process to hold whole groups: {per_step} completions / {world} processes "
-            f"= {per_step // world} per process is not a multiple of G={G}; make --prompts-per-step a multiple of {world}"
-        )
-    if cfg.sampler == "prioritized" and cfg.success_reward not in names:
-        raise R1kitError(
-            f"--sampler prioritized reads success from --success-reward {cfg.success_reward!r}, "
-            f"which is not among the rewards ({', '.join(names)})"
-        )
 
 
 def _named(fn, name: str):
