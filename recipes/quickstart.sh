@@ -9,12 +9,12 @@
 # tokens; `r1kit report`), a PNG of the training curves (`r1kit plot`), and at the end whether GRPO
 # beat SFT and whether long2short shortened the answers, read from that table.
 #
-# Hardware: 2 CPU cores; measured 535-660 s over six runs (bench/RESULTS.md has the table).
+# Hardware: 2 CPU cores; measured 535-660 s over seven runs (bench/RESULTS.md has the table).
 # Command:  make quickstart        (or: OUT=runs/qs bash recipes/quickstart.sh once r1kit is installed)
 # Rerunning reuses finished stages (a stage folder with manifest.json is skipped).
 #
-# What it shows (six runs; GRPO's 2.5 minutes gave 85-116 steps): RL learns from a verifier's 0/1
-# signal (greedy 11.0% after SFT -> 55.0-77.0% after GRPO); DPO-shorten cuts sampled length by 26-35%
+# What it shows (seven runs; GRPO's 2.5 minutes gave 85-116 steps): RL learns from a verifier's 0/1
+# signal (greedy 11.0% after SFT -> 55.0-77.0% after GRPO); DPO-shorten cuts sampled length by 25-35%
 # and the merge by 16-21%, at pass@1 within noise of GRPO's or above it. Not shown: that RL beats more
 # SFT (on this task more SFT learns faster).
 set -euo pipefail
