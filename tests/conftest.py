@@ -1,5 +1,6 @@
 """Shared test set-up: offline hub, the shared benchmark data, GPU skipping."""
 
+import json
 import os
 import subprocess
 import sys
@@ -12,6 +13,27 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+
+# the smallest `r1kit grpo` run the tests make: tiny model, 2 prompts x G 2 per step, 8-token completions
+TINY_GRPO = (
+    "--model",
+    "tiny",
+    "--num-generations",
+    "2",
+    "--prompts-per-step",
+    "2",
+    "--max-completion-length",
+    "8",
+    "--no-live",
+)
+
+
+def arith_jsonl(path: Path, pairs=((1, 2), (3, 4), (5, 1), (2, 2))) -> Path:
+    """One "What is a+b?" prompt per pair, its sum as the answer: the data of the tests' grpo runs."""
+    path.write_text(
+        "".join(json.dumps({"question": f"What is {a}+{b}?", "answer": str(a + b)}) + "\n" for a, b in pairs)
+    )
+    return path
 
 
 def pytest_collection_modifyitems(config, items):

@@ -11,7 +11,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from conftest import run_cli
+from conftest import TINY_GRPO, run_cli
 
 from r1kit.rewards import resolve_reward
 
@@ -244,17 +244,9 @@ def test_grpo_cli_reports_unscorable_golds(tmp_path):
         "grpo",
         "--data",
         data,
-        "--model",
-        "tiny",
-        "--num-generations",
-        "2",
-        "--prompts-per-step",
-        "2",
-        "--max-completion-length",
-        "8",
+        *TINY_GRPO,
         "--max-steps",
         "1",
-        "--no-live",
         "--output",
         out,
     )

@@ -11,6 +11,7 @@ from typing import ClassVar
 
 import pytest
 import torch
+from conftest import arith_jsonl
 
 from r1kit.rl import trainer as trainer_module
 from r1kit.rl.partial import PartialRollouts, first_repeat_end, repeat_stop_reward, repeats_at_end
@@ -194,8 +195,7 @@ BASE = [
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
     root = tmp_path_factory.mktemp("partial")
-    rows_ = [{"question": f"What is {a}+{b}?", "answer": str(a + b)} for a, b in PROBLEMS]
-    (root / "arith.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows_))
+    arith_jsonl(root / "arith.jsonl", PROBLEMS)
     (root / "part_rewards.py").write_text(REWARDS)
     return root
 

@@ -12,6 +12,7 @@ from typing import ClassVar
 
 import pytest
 import torch
+from conftest import arith_jsonl
 
 from r1kit.config import build_config
 from r1kit.errors import R1kitError
@@ -45,8 +46,7 @@ BASE = [
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
     root = tmp_path_factory.mktemp("iterations")
-    rows = [{"question": f"What is {a}+{b}?", "answer": str(a + b)} for a, b in PROBLEMS]
-    (root / "arith.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    arith_jsonl(root / "arith.jsonl", PROBLEMS)
     (root / "pol_rewards.py").write_text(REWARDS)
     return root
 

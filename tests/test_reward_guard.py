@@ -10,7 +10,7 @@ import threading
 import time
 
 import pytest
-from conftest import run_cli
+from conftest import arith_jsonl, run_cli
 
 from r1kit.errors import R1kitError
 from r1kit.rewards import guard, resolve_reward
@@ -187,10 +187,7 @@ GRPO_SMALL = [
 
 
 def test_grpo_run_survives_a_crashing_and_a_hanging_user_reward(tmp_path):
-    rows = [
-        {"question": f"What is {a}+{b}?", "answer": str(a + b)} for a, b in [(1, 2), (3, 4), (5, 6), (7, 8)]
-    ]
-    (tmp_path / "arith.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    arith_jsonl(tmp_path / "arith.jsonl", [(1, 2), (3, 4), (5, 6), (7, 8)])
     (tmp_path / "my_rewards.py").write_text(USER_REWARDS)
     import os
 

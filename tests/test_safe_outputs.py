@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import TINY_GRPO, arith_jsonl, run_cli
 from typer.testing import CliRunner
 
 from r1kit.cli import app
@@ -382,26 +382,14 @@ def interrupted_then_resumed(args: list, out: Path, max_steps: int) -> tuple[lis
 
 
 def test_grpo_resume_logs_each_step_once(tmp_path, one_thread):
-    rows = [
-        {"question": f"What is {a}+{b}?", "answer": str(a + b)} for a, b in [(1, 2), (3, 4), (5, 1), (2, 2)]
-    ]
-    data = tmp_path / "arith.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = arith_jsonl(tmp_path / "arith.jsonl")
     args = [
         "grpo",
         "--data",
         data,
-        "--model",
-        "tiny",
-        "--num-generations",
-        "2",
-        "--prompts-per-step",
-        "2",
-        "--max-completion-length",
-        "8",
+        *TINY_GRPO,
         "--learning-rate",
         "1e-3",
-        "--no-live",
         "--save-steps",
         "2",
     ]
