@@ -122,20 +122,25 @@ def test_missing_package_is_one_line_naming_the_extra_before_the_model(
     check_one_line(res.exit_code, res.stderr, tmp_path, flag, extra)
 
 
+def wandb_sft(tmp_path):
+    """An sft command asking for wandb, whose model is missing: the next error once the extra is there."""
+    return [
+        "sft",
+        "--data",
+        "d.jsonl",
+        "--report-to",
+        "wandb",
+        "--model",
+        str(tmp_path / "no-such-model"),
+        "--output",
+        "out",
+    ]
+
+
 def test_missing_package_through_the_command_line(tmp_path):
     """The same in a real `r1kit` process, the packages refused by a sitecustomize import finder."""
     res = r1kit(
-        [
-            "sft",
-            "--data",
-            "d.jsonl",
-            "--report-to",
-            "wandb",
-            "--model",
-            str(tmp_path / "no-such-model"),
-            "--output",
-            "out",
-        ],
+        wandb_sft(tmp_path),
         tmp_path,
         MISSING,
     )
@@ -149,17 +154,7 @@ def test_an_installed_package_passes_the_check(tmp_path):
     (tmp_path / "site" / "wandb").mkdir()
     (tmp_path / "site" / "wandb" / "__init__.py").write_text("")
     res = r1kit(
-        [
-            "sft",
-            "--data",
-            "d.jsonl",
-            "--report-to",
-            "wandb",
-            "--model",
-            str(tmp_path / "no-such-model"),
-            "--output",
-            "out",
-        ],
+        wandb_sft(tmp_path),
         tmp_path,
         "",
     )

@@ -37,6 +37,23 @@ LINE = re.compile(
 )
 
 
+# grpo on the module's SFT checkpoint and data (run from their folder), small enough for the fast tier
+GRPO_ON_SFT = [
+    "--model",
+    "sft",
+    "--data",
+    "data",
+    "--num-generations",
+    2,
+    "--prompts-per-step",
+    2,
+    "--max-completion-length",
+    12,
+    "--learning-rate",
+    1e-4,
+]
+
+
 def r1kit_to_log(root: Path, log: str, *args) -> str:
     """`r1kit ARGS > log 2>&1` in root; the log's text (the run must succeed)."""
     with open(root / log, "w") as fh:
@@ -119,20 +136,9 @@ def runs(tmp_path_factory):
             root,
             "grpo.log",
             "grpo",
-            "--model",
-            "sft",
-            "--data",
-            "data",
+            *GRPO_ON_SFT,
             "--max-steps",
             3,
-            "--num-generations",
-            2,
-            "--prompts-per-step",
-            2,
-            "--max-completion-length",
-            12,
-            "--learning-rate",
-            1e-4,
             "--output",
             "grpo",
         ),
@@ -288,20 +294,9 @@ def test_grpo_live_view_on_a_terminal_never_cuts_a_number(tmp_path, runs):
     env = {**ENV, "TERM": "xterm-256color", "COLUMNS": "60"}
     args = [
         "grpo",
-        "--model",
-        "sft",
-        "--data",
-        "data",
+        *GRPO_ON_SFT,
         "--max-steps",
         2,
-        "--num-generations",
-        2,
-        "--prompts-per-step",
-        2,
-        "--max-completion-length",
-        12,
-        "--learning-rate",
-        1e-4,
         "--output",
         tmp_path / "live",
     ]
