@@ -17,6 +17,17 @@ from r1kit.config import StageConfig
 from r1kit.options import HubOptions
 
 
+def sft_to_hub(tmp_path, out, repo, *extra):
+    """One step of `r1kit sft` on tmp_path/chats.jsonl, pushed to `repo`, in this process (so that the
+    `online` fixture's stand-in hub is the one it talks to)."""
+    from typer.testing import CliRunner
+
+    from r1kit.cli import app
+
+    args = ["sft", "--data", str(tmp_path / "chats.jsonl"), "--output", str(out), "--max-steps", "1"]
+    return CliRunner().invoke(app, [*args, "--push-to-hub", repo, *extra])
+
+
 def test_offline_push_is_refused_in_one_line_before_training(tmp_path):
     chats(tmp_path / "chats.jsonl")
     res = run_cli(
@@ -159,25 +170,7 @@ def test_sft_and_merge_push_their_model_folder_with_its_card_at_the_end(tmp_path
         return create(*args, **kwargs)
 
     monkeypatch.setattr(online, "create_repo", create_and_look)
-    from typer.testing import CliRunner
-
-    from r1kit.cli import app
-
-    res = CliRunner().invoke(
-        app,
-        [
-            "sft",
-            "--data",
-            str(tmp_path / "chats.jsonl"),
-            "--output",
-            str(out),
-            "--max-steps",
-            "1",
-            "--push-to-hub",
-            "tiny-sft",
-            "--hub-private",
-        ],
-    )
+    res = sft_to_hub(tmp_path, out, "tiny-sft", "--hub-private")
     assert res.exit_code == 0, res.stderr
     assert created_before_training == [True]
     (create_call, upload) = online.calls
@@ -193,6 +186,10 @@ def test_sft_and_merge_push_their_model_folder_with_its_card_at_the_end(tmp_path
 
     online.calls.clear()
     merged = tmp_path / "merged"
+    from typer.testing import CliRunner
+
+    from r1kit.cli import app
+
     res = CliRunner().invoke(
         app,
         [
@@ -219,24 +216,7 @@ def test_a_failed_upload_keeps_the_complete_output_and_says_how_to_finish(tmp_pa
     online.fail_upload = True
     chats(tmp_path / "chats.jsonl")
     out = tmp_path / "sft"
-    from typer.testing import CliRunner
-
-    from r1kit.cli import app
-
-    res = CliRunner().invoke(
-        app,
-        [
-            "sft",
-            "--data",
-            str(tmp_path / "chats.jsonl"),
-            "--output",
-            str(out),
-            "--max-steps",
-            "1",
-            "--push-to-hub",
-            "me/tiny-sft",
-        ],
-    )
+    res = sft_to_hub(tmp_path, out, "me/tiny-sft")
     assert res.exit_code == 2
     assert res.stderr.strip().splitlines()[-1] == (
         f"r1kit: error: the output is complete in {out}, but uploading it to me/tiny-sft failed (ConnectionError: "
@@ -248,24 +228,7 @@ def test_a_failed_upload_keeps_the_complete_output_and_says_how_to_finish(tmp_pa
 def test_an_unreachable_hub_stops_the_run_before_anything_is_written(tmp_path, online):
     online.fail_create = True
     chats(tmp_path / "chats.jsonl")
-    from typer.testing import CliRunner
-
-    from r1kit.cli import app
-
-    res = CliRunner().invoke(
-        app,
-        [
-            "sft",
-            "--data",
-            str(tmp_path / "chats.jsonl"),
-            "--output",
-            str(tmp_path / "sft"),
-            "--max-steps",
-            "1",
-            "--push-to-hub",
-            "me/tiny-sft",
-        ],
-    )
+    res = sft_to_hub(tmp_path, tmp_path / "sft", "me/tiny-sft")
     assert res.exit_code == 2
     assert res.stderr.strip().splitlines()[-1] == (
         "r1kit: error: --push-to-hub me/tiny-sft: cannot create or reach the repo before training (ConnectionError: "
