@@ -185,38 +185,22 @@ def styles() -> list[tuple[str, bool, object, object]]:
 
     every = lambda r: True
     think = "<think>\n{reason}\n</think>\n\n"
+
+    def after_think(answer):  # the closed reasoning block, then what answer(row) writes
+        return lambda r: (think.format(**r) + answer(r), False)
+
     out = [
-        (
-            "boxed",
-            True,
-            every,
-            lambda r: (think.format(**r) + f"The answer is $\\boxed{{{r['gold']}}}$.", False),
-        ),
+        ("boxed", True, every, after_think(lambda r: f"The answer is $\\boxed{{{r['gold']}}}$.")),
         (
             "r1zero_tag",
             True,
             every,
             lambda r: (f"<think>{r['reason']}</think> <answer>{r['gold']}</answer>", False),
         ),
-        (
-            "answer_is",
-            True,
-            every,
-            lambda r: (think.format(**r) + f"The answer is {math(r['gold'])}.", False),
-        ),
-        (
-            "answer_is_no_period",
-            True,
-            every,
-            lambda r: (think.format(**r) + f"The answer is {math(r['gold'])}", False),
-        ),
-        (
-            "final_answer_colon",
-            True,
-            every,
-            lambda r: (think.format(**r) + f"Final Answer: {math(r['gold'])}", False),
-        ),
-        ("bold", True, every, lambda r: (think.format(**r) + f"**Answer:** **{math(r['gold'])}**", False)),
+        ("answer_is", True, every, after_think(lambda r: f"The answer is {math(r['gold'])}.")),
+        ("answer_is_no_period", True, every, after_think(lambda r: f"The answer is {math(r['gold'])}")),
+        ("final_answer_colon", True, every, after_think(lambda r: f"Final Answer: {math(r['gold'])}")),
+        ("bold", True, every, after_think(lambda r: f"**Answer:** **{math(r['gold'])}**")),
         ("hash_line", True, every, lambda r: (f"{r['reason']}\n#### {r['gold']}", False)),
         (
             "boxed_in_statement",
@@ -247,12 +231,7 @@ def styles() -> list[tuple[str, bool, object, object]]:
             every,
             lambda r: (f"{r['reason']}\n\nTherefore, the answer is {math(r['gold'])}.", False),
         ),
-        (
-            "rewritten_latex",
-            True,
-            every,
-            lambda r: (think.format(**r) + f"\\boxed{{{rewritten(r['gold'])}}}", False),
-        ),
+        ("rewritten_latex", True, every, after_think(lambda r: f"\\boxed{{{rewritten(r['gold'])}}}")),
         (
             "llama_final",
             True,
@@ -267,14 +246,9 @@ def styles() -> list[tuple[str, bool, object, object]]:
             "display_box",
             True,
             every,
-            lambda r: (think.format(**r) + f"**Final Answer**\n\\[\n\\boxed{{{r['gold']}}}\n\\]", False),
+            after_think(lambda r: f"**Final Answer**\n\\[\n\\boxed{{{r['gold']}}}\n\\]"),
         ),
-        (
-            "raw_latex_statement",
-            True,
-            every,
-            lambda r: (think.format(**r) + f"The answer is {r['gold']}.", False),
-        ),
+        ("raw_latex_statement", True, every, after_think(lambda r: f"The answer is {r['gold']}.")),
         ("answer_colon_line", True, every, lambda r: (f"{r['reason']}\n\nAnswer: {r['gold']}", False)),
         (
             "final_then_verify",
@@ -293,67 +267,27 @@ def styles() -> list[tuple[str, bool, object, object]]:
             every,
             lambda r: (f"<think>{r['reason']}</think>\n<answer>\n{math(r['gold'])}\n</answer>", False),
         ),
-        (
-            "dollar_box",
-            True,
-            _num,
-            lambda r: (think.format(**r) + f"\\boxed{{\\${fmt_number(r['value'])}}}", False),
-        ),
-        (
-            "text_box",
-            True,
-            _num,
-            lambda r: (think.format(**r) + f"\\boxed{{\\text{{{fmt_number(r['value'])}}}}}", False),
-        ),
-        (
-            "unit_words",
-            True,
-            _num,
-            lambda r: (think.format(**r) + f"{fmt_number(r['value'])} minutes", False),
-        ),
+        ("dollar_box", True, _num, after_think(lambda r: f"\\boxed{{\\${fmt_number(r['value'])}}}")),
+        ("text_box", True, _num, after_think(lambda r: f"\\boxed{{\\text{{{fmt_number(r['value'])}}}}}")),
+        ("unit_words", True, _num, after_think(lambda r: f"{fmt_number(r['value'])} minutes")),
         (
             "dollar_period",
             True,
             _num,
             lambda r: (f"{r['reason']}\nShe pays ${fmt_number(r['value'])}.", False),
         ),
-        (
-            "decimal_or_fraction",
-            True,
-            _num,
-            lambda r: (think.format(**r) + f"\\boxed{{{other_form(r['value'])}}}", False),
-        ),
-        (
-            "thousands",
-            True,
-            _num,
-            lambda r: (think.format(**r) + f"The answer is {thousands(r['value'])}.", False),
-        ),
-        (
-            "x_equals",
-            True,
-            _num,
-            lambda r: (think.format(**r) + f"\\boxed{{x = {fmt_number(r['value'])}}}", False),
-        ),
+        ("decimal_or_fraction", True, _num, after_think(lambda r: f"\\boxed{{{other_form(r['value'])}}}")),
+        ("thousands", True, _num, after_think(lambda r: f"The answer is {thousands(r['value'])}.")),
+        ("x_equals", True, _num, after_think(lambda r: f"\\boxed{{x = {fmt_number(r['value'])}}}")),
         # wrong, by construction
-        (
-            "boxed_wrong",
-            False,
-            every,
-            lambda r: (think.format(**r) + f"The answer is $\\boxed{{{r['wrong']}}}$.", False),
-        ),
+        ("boxed_wrong", False, every, after_think(lambda r: f"The answer is $\\boxed{{{r['wrong']}}}$.")),
         (
             "tag_wrong",
             False,
             every,
             lambda r: (f"<think>{r['reason']}</think> <answer>{r['wrong']}</answer>", False),
         ),
-        (
-            "statement_wrong",
-            False,
-            every,
-            lambda r: (think.format(**r) + f"The answer is {math(r['wrong'])}.", False),
-        ),
+        ("statement_wrong", False, every, after_think(lambda r: f"The answer is {math(r['wrong'])}.")),
         (
             "two_boxes_last_wrong",
             False,
@@ -379,7 +313,7 @@ def styles() -> list[tuple[str, bool, object, object]]:
             "hedge",
             False,
             every,
-            lambda r: (think.format(**r) + f"The answer is {math(r['gold'])} or {math(r['wrong'])}.", False),
+            after_think(lambda r: f"The answer is {math(r['gold'])} or {math(r['wrong'])}."),
         ),
         (
             "right_only_in_reasoning",
@@ -406,12 +340,7 @@ def styles() -> list[tuple[str, bool, object, object]]:
             every,
             lambda r: (f"{r['reason']}\nSo far: $\\boxed{{{r['gold']}}}$, now let me double-check", True),
         ),
-        (
-            "cut_off_box",
-            False,
-            every,
-            lambda r: (think.format(**r) + f"The answer is $\\boxed{{{r['gold']}", False),
-        ),
+        ("cut_off_box", False, every, after_think(lambda r: f"The answer is $\\boxed{{{r['gold']}")),
         (
             "not_x_but_y",
             False,
