@@ -33,6 +33,7 @@ from typing import Any, ClassVar
 
 from r1kit.errors import R1kitError
 from r1kit.lookup import did_you_mean, lookup
+from r1kit.progress import notice
 
 
 def option(
@@ -138,16 +139,12 @@ def canonical_name(cls: type, key: str, config_file: str | None = None) -> str:
     if key in getattr(cls, "DEPRECATED", {}) and key not in aliases(
         {f.name for f in dataclasses.fields(cls)}
     ):
-        import sys
-
         old, new = (
             (f"key {key!r} in {config_file}", repr(target))
             if config_file
             else (f"--{flag_name(key)}", f"--{flag_name(target)}")
         )
-        print(
-            f"r1kit: {old} is deprecated; use {new} (the old name goes in the next release)", file=sys.stderr
-        )
+        notice(f"{old} is deprecated; use {new} (the old name goes in the next release)")
     return target
 
 
@@ -295,7 +292,7 @@ def _layer(
         values[_once(seen, target, key)] = value
     if ignored:
         where = f"in {config_file}" if config_file else "among the flags"
-        trl_names.notice(
+        notice(
             f"ignoring trl/open-r1 keys {where} that change nothing r1kit computes (r1kit/trl_names.py "
             f"says why): {', '.join(ignored)}"
         )

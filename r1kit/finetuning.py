@@ -8,13 +8,13 @@ rank 0, the summary) is r1kit.training.train_and_save, shared with grpo and dpo-
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from typing import Any
 
 from r1kit.config import StageConfig, option
 from r1kit.errors import R1kitError
 from r1kit.options import DataOptions, ModelOptions, OfflineTrainingOptions, TrainingOptions, restate
+from r1kit.progress import notice
 
 
 @dataclass
@@ -117,10 +117,8 @@ def finetune(cfg: FinetuneConfig, out: Any, ds: Any) -> Any:
                 f"({cfg.max_length} tokens), leaving no completion to train on; raise --max-length"
             )
         out.log({"event": "dropped_overlong", "rows": len(ds) - kept, "kept": kept})
-        print(
-            f"r1kit: {len(ds) - kept} of {len(ds)} rows dropped: their prompt fills --max-length "
-            f"({cfg.max_length} tokens)",
-            file=sys.stderr,
+        notice(
+            f"{len(ds) - kept} of {len(ds)} rows dropped: their prompt fills --max-length ({cfg.max_length} tokens)"
         )
     result = train_and_save(trainer, cfg, out, tokenizer, summary={"train_rows": len(ds)})
     out.extra["train_rows"] = len(ds)

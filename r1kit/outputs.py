@@ -41,6 +41,7 @@ from typing import Any
 from r1kit import __version__
 from r1kit.config import StageConfig, write_yaml
 from r1kit.errors import R1kitError
+from r1kit.progress import notice
 
 MANIFEST = "manifest.json"
 METRICS = "metrics.jsonl"
@@ -498,7 +499,7 @@ def stage_output(
         out._set_aside_metrics()
     elif out.path.exists():
         if kept := trainer_checkpoints(out.path):
-            _tell(
+            notice(
                 f"--overwrite: discarding {len(kept)} trainer checkpoint(s) of an interrupted run in {out.path}"
             )
         shutil.rmtree(out.path)
@@ -511,7 +512,7 @@ def stage_output(
         out._commit(keep_checkpoints)
     except BaseException as exc:
         if kept := trainer_checkpoints(out.path):
-            _tell(
+            notice(
                 f"{stage} {_stopped(exc)}; {len(kept)} trainer checkpoint(s) kept in {out.path} "
                 f"(latest {kept[-1].name}); to continue: {resume_command()}"
             )
@@ -550,11 +551,6 @@ def _push(out: StageOutput, repo: str) -> None:
         raise R1kitError(f"--push-to-hub: {out.final} holds no model folder to upload")
     url = push_model(model, repo, out.stage, out.final)
     print(f"pushed {model} to {repo} ({url})")
-
-
-def _tell(message: str) -> None:
-    """One line for the user on stderr, prefixed like the CLI's errors."""
-    print(f"r1kit: {message}", file=sys.stderr, flush=True)
 
 
 def _stopped(exc: BaseException) -> str:

@@ -20,6 +20,7 @@ limit (`grpo --max-minutes`) it is never later than the limit.
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from collections.abc import Iterable
@@ -87,6 +88,13 @@ def step_line(
     text = f"{title} step {step}/{total or '?'} | {clock.head(step)}"
     shown = metrics_text(pairs)
     return f"{text} | {shown}" if shown else text
+
+
+def notice(text: str) -> None:
+    """One line for the user on stderr, "r1kit: " first, from rank 0 only (every process of a launch
+    would say the same)."""
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"r1kit: {text}", file=sys.stderr, flush=True)
 
 
 def emit(line: str) -> None:

@@ -14,13 +14,12 @@ from __future__ import annotations
 import json
 import math
 import re
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from r1kit.errors import R1kitError
-from r1kit.progress import fmt_duration
+from r1kit.progress import fmt_duration, notice
 
 
 def hardware_args() -> dict[str, Any]:
@@ -289,23 +288,17 @@ def warn_lost_updates(trainer: Any, out: Any) -> None:
     or FSDP, which keep fp32 master weights, nor with LoRA, whose adapters peft keeps in fp32."""
     if getattr(trainer, "is_deepspeed_enabled", False) or getattr(trainer, "is_fsdp_enabled", False):
         return
-    args, model = getattr(trainer, "args", None), getattr(trainer, "model", None)
-    if args is None or model is None:  # not a transformers Trainer (tests' stand-ins)
-        return
-    lr = float(args.learning_rate)
-    fraction, dtype = lost_update_fraction(model.parameters(), lr)
+    lr = float(trainer.args.learning_rate)
+    fraction, dtype = lost_update_fraction(trainer.model.parameters(), lr)
     if dtype is None or fraction < 0.5:
         return
     out.log({"event": "lost_updates", "fraction": round(fraction, 4), "dtype": dtype, "learning_rate": lr})
-    if trainer.is_world_process_zero():
-        print(
-            f"r1kit: warning: {fraction:.0%} of the trainable weights are {dtype} values that a step of "
-            f"--learning-rate {lr:g} cannot change (less than half of their {dtype} spacing); train them in "
-            "float32 with --dtype float32 (mixed precision stays on), or use --lora, FSDP or DeepSpeed "
-            "(fp32 master weights)",
-            file=sys.stderr,
-            flush=True,
-        )
+    notice(
+        f"warning: {fraction:.0%} of the trainable weights are {dtype} values that a step of "
+        f"--learning-rate {lr:g} cannot change (less than half of their {dtype} spacing); train them in "
+        "float32 with --dtype float32 (mixed precision stays on), or use --lora, FSDP or DeepSpeed "
+        "(fp32 master weights)"
+    )
 
 
 def make_metrics_callback(out, *, total_steps: int | None = None, title: str = "training"):

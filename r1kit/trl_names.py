@@ -36,11 +36,11 @@ torch: the CLI reads it to build `--help`.
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
 from r1kit.errors import R1kitError
+from r1kit.progress import notice
 
 # r1kit option -> its trl / open-r1 names (for the stages that have the option).
 ALIASES: dict[str, tuple[str, ...]] = {
@@ -511,9 +511,3 @@ def _dataset_config(values: dict[str, Any], extras: dict[str, Any]) -> None:
         f"dataset_config {config!r}: r1kit reads a hub dataset's default configuration; save this one "
         f"(datasets.load_dataset({data or 'NAME'!r}, {config!r}).save_to_disk(DIR)) and pass --data DIR"
     )
-
-
-def notice(text: str) -> None:
-    """One line on stderr (rank 0 only: every process of a launch reads the same config)."""
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(f"r1kit: {text}", file=sys.stderr)

@@ -17,6 +17,7 @@ class FakeTrainer:
 
     def __init__(self, model, lora=False, sharded=False):
         self.model = model
+        self.args = SimpleNamespace(learning_rate=1e-4)
         self.is_deepspeed_enabled = sharded
         self.is_fsdp_enabled = False
         self.accelerator = SimpleNamespace(unwrap_model=lambda m: m)
