@@ -115,8 +115,9 @@ def check_iterations(cfg: Any) -> None:
         )
     if (cfg.rollout_token_budget or cfg.repeat_stop) and cfg.stop:
         raise R1kitError(
-            "--stop strings and partial rollouts / --repeat-stop do not combine yet (a trajectory "
-            "ended by a stop string would be continued): drop --stop or the partial-rollout options"
+            "--stop strings and partial rollouts / --repeat-stop do not combine yet (stop strings are "
+            "looked for in each new segment, so one split across two segments would go unseen and its "
+            "trajectory continue): drop --stop or the partial-rollout options"
         )
     world, G = _world(), cfg.num_generations
     if (cfg.rollout_token_budget or cfg.repeat_stop) and (cfg.completions_per_rollout // world) % G:
